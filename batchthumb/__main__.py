@@ -1,0 +1,5 @@
+"""``python -m batchthumb``."""
+
+from batchthumb.cli import main
+
+raise SystemExit(main())
