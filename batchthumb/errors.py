@@ -2,13 +2,13 @@
 
 A failed item is data (an outcome in the report); these are for what stops a command::
 
-    BatchthumbError                 root; ``exit_code`` says how the CLI ends
-    ├── UsageError                  bad flags or arguments (exit 2)
-    ├── JobFileError                a job file failed validation; holds every problem (exit 2)
-    ├── CredentialsError            credentials missing or unusable before anything is sent (exit 2)
-    ├── ReportError                 the report cannot be read or written (exit 2)
-    ├── LockHeldError               another run holds the report's lock (exit 75)
-    └── RunAborted                  the run stopped early: credentials rejected, circuit open (exit 3)
+    BatchthumbError       root; ``exit_code`` says how the CLI ends
+    ├── UsageError        bad flags or arguments (exit 2)
+    ├── JobFileError      a job file failed validation; holds every problem (exit 2)
+    ├── CredentialsError  credentials missing or unusable, found before sending (exit 2)
+    ├── ReportError       the report cannot be read or written (exit 2)
+    ├── LockHeldError     another run holds the report's lock (exit 75)
+    └── RunAborted        the run gave up early: credentials rejected (exit 3)
 """
 
 from __future__ import annotations

@@ -1,0 +1,118 @@
+"""Running a job: deciding what is left to do, then wiring journal, API and runner together."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from batchthumb.auth import Credentials, Redactor, StaticToken
+from batchthumb.client import open_api
+from batchthumb.model import Item, Job, Settings
+from batchthumb.progress import choose_progress
+from batchthumb.ratelimit import RateGovernor, ThrottlePolicy
+from batchthumb.report import Journal, JournalState, compact, drop_torn_tail, read_journal
+from batchthumb.runner import Events, RetryPolicy, RunSummary, Stop, run_batch
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """How to run a job, beyond its settings: report handling, progress, policies."""
+
+    report: Path
+    resume: bool = False
+    retry_failed: bool = False
+    progress: bool = True
+    backoff: float = 1.0
+    throttle: ThrottlePolicy = field(default_factory=ThrottlePolicy)
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """What a run is about to do, known before the first request."""
+
+    pending: tuple[Item, ...]
+    skipped: int  # already done according to the report
+    journal: JournalState
+
+    def estimate(self, settings: Settings) -> float | None:
+        """Seconds the run should take at the configured rate, if it has one."""
+        if settings.rate <= 0:
+            return None
+        return max(0, len(self.pending) - settings.burst) / settings.rate
+
+
+def plan_run(job: Job, options: RunOptions) -> RunPlan:
+    """Read the report (when resuming) and pick the items still to send."""
+    if not (options.resume or options.retry_failed):
+        return RunPlan(job.items, 0, JournalState())
+    journal = read_journal(options.report)
+    if options.retry_failed:
+        failed = journal.failed
+        pending = tuple(item for item in job.items if item.key in failed)
+    else:
+        done = journal.succeeded
+        pending = tuple(item for item in job.items if item.key not in done)
+    return RunPlan(pending, len(job.items) - len(pending), journal)
+
+
+async def execute(
+    plan: RunPlan,
+    *,
+    settings: Settings,
+    endpoint: str,
+    credentials: Credentials,
+    options: RunOptions,
+    stop: Stop,
+    stderr: TextIO,
+    events: Events | None = None,
+) -> RunSummary:
+    """Send the plan's items and journal every outcome; compact the journal after a resume."""
+    appending = options.resume or options.retry_failed
+    if appending and options.report.exists():
+        drop_torn_tail(options.report, plan.journal)
+    elif options.report.exists():
+        options.report.write_bytes(b"")  # a fresh run starts a fresh report
+    redact = Redactor(credentials.secrets)
+    governor = RateGovernor(rate=settings.rate, burst=settings.burst, policy=options.throttle)
+    progress = choose_progress(
+        stderr, enabled=options.progress, total=len(plan.pending), skipped=plan.skipped
+    )
+    async with open_api(
+        endpoint, credentials, concurrency=settings.concurrency, timeout=settings.timeout
+    ) as api:
+        with Journal(options.report, redact=redact) as journal:
+            summary = await run_batch(
+                plan.pending,
+                api=api,
+                governor=governor,
+                journal=journal,
+                concurrency=settings.concurrency,
+                retry=RetryPolicy(retries=settings.retries, backoff=options.backoff),
+                progress=progress,
+                stop=stop,
+                events=events,
+            )
+    if appending and plan.journal.lines:
+        compact(options.report)
+    return summary
+
+
+@asynccontextmanager
+async def embedded_sandbox(job: Job) -> AsyncIterator[tuple[str, Credentials]]:
+    """A sandbox on a free loopback port that knows every plan the job names."""
+    import secrets
+
+    from batchthumb.sandbox import Sandbox, SandboxConfig
+
+    token = secrets.token_urlsafe(32)
+    sandbox = Sandbox(SandboxConfig(tokens=frozenset({token}), autocreate=False))
+    for number, item in enumerate(job.items, 1):
+        if sandbox.plan(item.project_id, item.plan_id) is None:
+            sandbox.add_plan(
+                item.project_id, name=f"Plan {number}", type="gantt", plan_id=item.plan_id
+            )
+    async with sandbox.serve(host="127.0.0.1", port=0) as url:
+        yield url, StaticToken(token)

@@ -1,0 +1,161 @@
+"""The rate governor: one token bucket shared by every worker, slowed down by throttling.
+
+Starts are paced with GCRA (a token bucket kept as one "theoretical arrival time"), so with
+``burst=1`` there is never an initial flood, and in any one-second window at most
+``rate + burst`` requests start. When the server throttles, the governor pauses every worker,
+lowers the rate multiplicatively (to just under what the server was actually accepting) and
+then raises it again additively while requests succeed.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import anyio
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottlePolicy:
+    """How hard the governor brakes on throttling and how fast it recovers."""
+
+    decrease: float = 0.9  # the new rate, as a share of what the server was accepting
+    recovery: float = 0.02  # rate regained per second, as a share of the rate at the last cut
+    min_rate: float = 0.2  # requests per second; never slower than this
+    pause: float = 0.5  # first pause without Retry-After; doubles while throttling goes on
+    max_pause: float = 60.0
+    max_retry_after: float = 300.0  # a server asking for more is capped, not obeyed blindly
+    window: float = 10.0  # seconds over which throttling counts as "frequent"
+    frequent: float = 0.1  # share of answers throttled in the window that means "too fast"
+
+
+@dataclass(frozen=True, slots=True)
+class GovernorStats:
+    """What the summary says about throttling."""
+
+    throttled: int
+    rate_cuts: int
+    rate: float | None  # the rate the run settled at; None = never limited
+
+
+class RateGovernor:
+    """Paces request starts for all workers of a run."""
+
+    def __init__(
+        self,
+        *,
+        rate: float = 0.0,
+        burst: int = 1,
+        policy: ThrottlePolicy | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = anyio.sleep,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self._ceiling = rate if rate > 0 else math.inf
+        self._rate = self._ceiling
+        self._burst = burst
+        self._policy = policy or ThrottlePolicy()
+        self._clock = clock
+        self._sleep = sleep
+        self._jitter = jitter
+        self._tat = -math.inf  # when the bucket is next empty (GCRA)
+        self._paused_until = -math.inf
+        self._last_cut = -math.inf
+        self._streak = 0  # throttles since the last success
+        self._step = 0.0  # additive increase, requests per second per second
+        self._successes: deque[float] = deque()  # times of successes in the last second
+        self._answers: deque[tuple[float, bool]] = deque()  # (time, throttled) in the window
+        self._window_throttles = 0
+        self._throttled = 0
+        self._cuts = 0
+
+    @property
+    def rate(self) -> float | None:
+        """The current rate cap, or None while nothing limits it."""
+        return None if math.isinf(self._rate) else self._rate
+
+    @property
+    def stats(self) -> GovernorStats:
+        """Throttling counts and the settled rate, for the summary."""
+        return GovernorStats(self._throttled, self._cuts, self.rate)
+
+    async def acquire(self) -> float:
+        """Wait until one more request may start; return its start time."""
+        while True:
+            now = self._clock()
+            if now < self._paused_until:
+                await self._sleep(self._paused_until - now)
+                continue
+            if math.isinf(self._rate):
+                return now
+            slot = self._reserve(now)
+            if slot <= now:
+                return now
+            await self._sleep(slot - now)
+            if self._clock() >= self._paused_until:
+                return slot
+            # Throttled while we waited: our slot is void, queue again behind the pause.
+
+    def _reserve(self, now: float) -> float:
+        interval = 1.0 / self._rate
+        tat = max(self._tat, now)
+        self._tat = tat + interval
+        return max(now, tat - (self._burst - 1) * interval)
+
+    def on_success(self) -> None:
+        """Note a request the server accepted; creep back towards the configured rate."""
+        now = self._clock()
+        self._streak = 0
+        self._note_answer(now, throttled=False)
+        self._successes.append(now)
+        while self._successes[0] < now - 1.0:
+            self._successes.popleft()
+        if self._rate < self._ceiling:
+            self._rate = min(self._ceiling, self._rate + self._step / self._rate)
+
+    def on_throttle(self, *, started_at: float, retry_after: float | None) -> None:
+        """Slow the whole run down: the server throttled a request started at ``started_at``."""
+        now = self._clock()
+        policy = self._policy
+        self._throttled += 1
+        self._streak += 1
+        share = self._note_answer(now, throttled=True)
+        if retry_after is not None:
+            pause = min(max(retry_after, 0.0), policy.max_retry_after)
+        else:
+            full = min(policy.max_pause, policy.pause * 2.0 ** (self._streak - 1))
+            pause = full / 2 + self._jitter() * full / 2
+        self._paused_until = max(self._paused_until, now + pause)
+        self._tat = max(self._tat, self._paused_until)
+        # A server that says when to come back, rarely, is not asking us to slow down.
+        too_fast = retry_after is None or share >= policy.frequent
+        # Answers to requests sent before the last cut say nothing about the new rate.
+        if too_fast and started_at > self._last_cut:
+            self._cut(now)
+
+    def _note_answer(self, now: float, *, throttled: bool) -> float:
+        answers = self._answers
+        answers.append((now, throttled))
+        self._window_throttles += throttled
+        while answers[0][0] < now - self._policy.window:
+            self._window_throttles -= answers.popleft()[1]
+        return self._window_throttles / len(answers)
+
+    def _cut(self, now: float) -> None:
+        while self._successes and self._successes[0] < now - 1.0:
+            self._successes.popleft()
+        accepted = float(len(self._successes))  # what the server took in the last second
+        current = min(self._rate, accepted) if accepted else self._rate
+        if math.isinf(current):
+            current = self._policy.min_rate * 10
+        self._rate = max(self._policy.min_rate, current * self._policy.decrease)
+        self._step = max(self._policy.recovery * self._rate, self._policy.min_rate / 10)
+        self._last_cut = now
+        self._cuts += 1

@@ -1,0 +1,173 @@
+"""The report: a JSON-lines journal of item outcomes, and what it says when read back.
+
+Each finished item is one line, written whole and flushed before the next item counts, so a
+crash loses nothing already done. The last line may be torn by a hard kill; reading tolerates
+that, and a resumed run compacts the journal so each item appears once, with its last outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from batchthumb.errors import ReportError
+from batchthumb.model import ItemResult, Outcome
+
+Key = tuple[str, str]
+FIELDS = (
+    "project_id",
+    "plan_id",
+    "img_url",
+    "outcome",
+    "http_status",
+    "error_code",
+    "error",
+    "attempts",
+    "elapsed_ms",
+    "finished_at",
+    "request_id",
+)
+
+
+@dataclass(slots=True)
+class JournalState:
+    """The last outcome of every item a report records."""
+
+    outcomes: dict[Key, Outcome] = field(default_factory=dict)
+    lines: int = 0
+    torn_line: int | None = None  # a last line cut short by a crash, ignored
+
+    @property
+    def succeeded(self) -> frozenset[Key]:
+        """Items that need no more work."""
+        return frozenset(k for k, o in self.outcomes.items() if o is not Outcome.FAILED)
+
+    @property
+    def failed(self) -> frozenset[Key]:
+        """Items whose last attempt failed."""
+        return frozenset(k for k, o in self.outcomes.items() if o is Outcome.FAILED)
+
+
+def _records(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
+    """(line number, record or None if unparseable, raw line) for every line of a report."""
+    try:
+        with path.open("r", encoding="utf-8", newline="\n") as f:
+            for number, raw in enumerate(f, 1):
+                try:
+                    record = json.loads(raw) if raw.endswith("\n") else None
+                except ValueError:
+                    record = None
+                yield number, record if isinstance(record, dict) else None, raw
+    except UnicodeDecodeError:
+        raise ReportError(f"{path}: not a batchthumb report (not UTF-8 text)") from None
+    except OSError as exc:
+        raise ReportError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def read_journal(path: Path) -> JournalState:
+    """Read a report back for ``--resume``; a missing report means nothing was done yet."""
+    state = JournalState()
+    if not path.exists():
+        return state
+    bad: tuple[int, str] | None = None
+    for number, record, raw in _records(path):
+        if bad is not None:
+            # Only the very last line can be torn by a crash; damage before it is not ours.
+            raise ReportError(
+                f"{path}:{bad[0]}: not a report line ({bad[1][:60]!r}); fix or remove it"
+            )
+        state.lines = number
+        key = _key(record)
+        if record is None or key is None:
+            bad = (number, raw)
+            continue
+        try:
+            state.outcomes[key] = Outcome(record["outcome"])
+        except (KeyError, ValueError):
+            bad = (number, raw)
+    if bad is not None:
+        state.torn_line = bad[0]
+    return state
+
+
+def _key(record: dict[str, Any] | None) -> Key | None:
+    if record is None:
+        return None
+    project, plan = record.get("project_id"), record.get("plan_id")
+    if isinstance(project, str) and isinstance(plan, str):
+        return (project, plan)
+    return None
+
+
+class Journal:
+    """Appends item results to the report, one flushed line each."""
+
+    def __init__(self, path: Path, *, redact: Callable[[str], str] = str) -> None:
+        self.path = path
+        self._redact = redact
+        self._file: IO[str] | None = None
+
+    def __enter__(self) -> Journal:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("a", encoding="utf-8", newline="\n")
+        except OSError as exc:
+            raise ReportError(f"{self.path}: cannot write the report: {exc.strerror}") from None
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+
+    def record(self, result: ItemResult) -> None:
+        """Append one result; it is on disk (as far as a crash of this process goes) on return."""
+        assert self._file is not None, "use Journal as a context manager"
+        line = json.dumps(_as_record(result), ensure_ascii=False)
+        try:
+            # One write per line: a kill mid-run tears at most the line being written.
+            self._file.write(self._redact(line) + "\n")
+            self._file.flush()
+        except OSError as exc:
+            raise ReportError(f"{self.path}: cannot write the report: {exc.strerror}") from None
+
+
+def _as_record(result: ItemResult) -> dict[str, Any]:
+    record = asdict(result)
+    record["outcome"] = result.outcome.value
+    if record["request_id"] is None:
+        del record["request_id"]
+    return record
+
+
+def drop_torn_tail(path: Path, state: JournalState) -> None:
+    """Cut a torn last line off, so that appended lines start on a line of their own."""
+    if state.torn_line is None:
+        return
+    with path.open("rb+") as f:
+        keep = sum(len(line) for _, line in zip(range(state.torn_line - 1), f, strict=False))
+        f.truncate(keep)
+
+
+def compact(path: Path) -> None:
+    """Rewrite the report so each item appears once, with its last outcome, in first-seen order.
+
+    Written to a temporary file and renamed over the report, so a crash here loses nothing.
+    """
+    last: dict[Key, str] = {}
+    for _, record, raw in _records(path):
+        key = _key(record)
+        if key is not None:
+            last[key] = raw
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8", newline="\n") as f:
+        f.writelines(last.values())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

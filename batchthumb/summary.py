@@ -1,0 +1,34 @@
+"""The human summary printed at the end of a run."""
+
+from __future__ import annotations
+
+from batchthumb.progress import format_duration
+from batchthumb.runner import RunSummary
+
+
+def format_summary(summary: RunSummary, *, configured_rate: float, skipped: int = 0) -> str:
+    """Counts by outcome, top error codes, time taken, and the rate achieved against the cap."""
+    tally = summary.tally
+    done = tally.succeeded + tally.failed
+    lines = [
+        f"{tally.succeeded} succeeded, {tally.failed} failed, "
+        f"{skipped + tally.skipped} skipped, in {format_duration(summary.elapsed)}"
+    ]
+    if tally.error_codes:
+        top = sorted(tally.error_codes.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+        lines.append("top errors: " + ", ".join(f"{code} x{count}" for code, count in top))
+    achieved = summary.requests / summary.elapsed if summary.elapsed > 0 else 0.0
+    cap = f"{configured_rate:g}/s" if configured_rate > 0 else "no cap"
+    lines.append(
+        f"{summary.requests} requests for {done} items, {achieved:.1f}/s (configured: {cap})"
+    )
+    gov = summary.governor
+    if gov.throttled:
+        settled = f"{gov.rate:.1f}/s" if gov.rate is not None else "no cap"
+        lines.append(
+            f"throttled {gov.throttled} times, rate lowered {gov.rate_cuts} times, "
+            f"settled at {settled}"
+        )
+    if summary.stopped:
+        lines.append(f"stopped early ({summary.stopped}); run again with --resume to finish")
+    return "\n".join(lines)

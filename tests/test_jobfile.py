@@ -1,0 +1,241 @@
+"""Job file validation: every problem named with file, line and key; nothing half-loaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from batchthumb.errors import JobFileError
+from batchthumb.jobfile import load_job
+
+P1 = "919bb351ef424e2daaf3dd80c179fae9"
+P2 = "0792b7d26cb74bd799cbae80063dc74a"
+PLAN = "bf56512ab4e544c29d03d068711ca56a"
+PLAN2 = "cf56512ab4e544c29d03d068711ca56b"
+URL1 = f"/v1/upload/{P1}/202506/1749730526922581391.png"
+
+
+def write(tmp_path: Path, text: str, name: str = "job.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problems(path: Path) -> list[str]:
+    with pytest.raises(JobFileError) as info:
+        load_job(path)
+    return [str(p) for p in info.value.problems]
+
+
+def test_a_full_job_loads_with_defaults_merged_and_lines_kept(tmp_path: Path) -> None:
+    """Settings are read, defaults fill each item, and each item remembers its line."""
+    path = write(
+        tmp_path,
+        f"""\
+endpoint: https://projectman-ext.cn-north-4.myhuaweicloud.com
+concurrency: 4
+rate: 2.5
+burst: 2
+retries: 3
+timeout: 10
+report: out/results.jsonl
+defaults:
+  project_id: {P1}
+items:
+  - plan_id: {PLAN}
+    img_url: {URL1}
+  - {{plan_id: {PLAN2}, img_url: {URL1}}}
+""",
+    )
+    job = load_job(path)
+    s = job.settings
+    assert (s.endpoint, s.concurrency, s.rate, s.burst, s.retries, s.timeout) == (
+        "https://projectman-ext.cn-north-4.myhuaweicloud.com",
+        4,
+        2.5,
+        2,
+        3,
+        10.0,
+    )
+    assert job.report_path == tmp_path / "out/results.jsonl"
+    assert [(i.project_id, i.plan_id, i.line) for i in job.items] == [
+        (P1, PLAN, 11),
+        (P1, PLAN2, 13),
+    ]
+    assert job.warnings == ()
+
+
+def test_only_items_is_required_and_the_rest_has_defaults(tmp_path: Path) -> None:
+    """A job with just items runs with documented defaults and a report beside the job."""
+    path = write(tmp_path, f"items:\n  - {{project_id: {P1}, plan_id: {PLAN}, img_url: {URL1}}}\n")
+    job = load_job(path)
+    assert (job.settings.concurrency, job.settings.rate, job.settings.burst) == (8, 0.0, 1)
+    assert job.report_path == tmp_path / "job.results.jsonl"
+
+
+def test_region_gives_the_documented_endpoint(tmp_path: Path) -> None:
+    """`region: cn-north-4` means the projectman-ext endpoint of that region."""
+    path = write(
+        tmp_path,
+        f"region: cn-north-4\nitems:\n  - {{project_id: {P1}, plan_id: {PLAN}, img_url: {URL1}}}\n",
+    )
+    assert load_job(path).settings.endpoint == "https://projectman-ext.cn-north-4.myhuaweicloud.com"
+
+
+def test_all_problems_are_reported_at_once_with_file_line_and_key(tmp_path: Path) -> None:
+    """Unknown keys, wrong types, bad ids, bad URLs and missing fields each get their own line."""
+    path = write(
+        tmp_path,
+        f"""\
+concurrency: 0
+rate: fast
+colour: blue
+items:
+  - project_id: short
+    plan_id: {PLAN}
+    img_url: {URL1}
+  - project_id: {P1}
+    plan_id: {PLAN2}
+    img_url: /v2/elsewhere.png
+  - project_id: {P1}
+    img_url: {URL1}
+  - project_id: {P1}
+    plan_id: [1, 2]
+    img_url: {URL1}
+    extra: 1
+""",
+    )
+    p = str(path)
+    assert problems(path) == [
+        f"{p}:1: concurrency: must be at least 1, not 0",
+        f"{p}:2: rate: must be a number, not the text 'fast'",
+        f"{p}:3: colour: unknown key (known: burst, concurrency, defaults, endpoint, items, rate, region, report, retries, timeout)",
+        f"{p}:5: items[0].project_id: must be 32 letters or digits (the CodeArts Req project id)",
+        f"{p}:10: items[1].img_url: must look like /v1/upload/<32 letters or digits>/<yyyymm>/<name>.<ext>",
+        f"{p}:11: items[2].plan_id: missing",
+        f"{p}:14: items[3].plan_id: must be a text value, not a list",
+        f"{p}:16: items[3].extra: unknown key (known: project_id, plan_id, img_url)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("items: []\n", "1: items: is empty; list at least one plan"),
+        ("items: plan\n", "1: items: must be a list of plans, not the text 'plan'"),
+        ("rate: 1\n", "1: items: missing; list the plans whose thumbnails to set"),
+        ("- 1\n- 2\n", "1: must be a mapping, not a list"),
+        ("items: [1]\n", "1: items[0]: must be a mapping, not 1"),
+        ("retries: -1\nitems: [1]\n", "1: retries: must be at least 0, not -1"),
+        ("timeout: 0\nitems: [1]\n", "1: timeout: must be greater than 0, not 0"),
+        ("concurrency: true\nitems: [1]\n", "1: concurrency: must be a whole number, not true"),
+        ("rate: 1\nrate: 2\nitems: [1]\n", "2: rate: appears twice"),
+        ("region: mars\nitems: [1]\n", "1: region: 'mars' is not a region name like cn-north-4"),
+        (
+            "endpoint: ftp://x\nitems: [1]\n",
+            "1: endpoint: 'ftp://x' is not a base URL like https://host[:port]",
+        ),
+        (
+            "defaults: {plan_id: x}\nitems: [1]\n",
+            "1: defaults.plan_id: unknown key (known: img_url, project_id)",
+        ),
+    ],
+)
+def test_each_bad_shape_has_a_clear_message(tmp_path: Path, text: str, expected: str) -> None:
+    """Each structural mistake produces one precise message."""
+    path = write(tmp_path, text)
+    assert f"{path}:{expected}" in problems(path)
+
+
+def test_the_same_plan_twice_names_the_first_line(tmp_path: Path) -> None:
+    """A duplicated (project_id, plan_id) is refused, pointing at where it first appears."""
+    line = f"  - {{project_id: {P1}, plan_id: {PLAN}, img_url: {URL1}}}\n"
+    path = write(tmp_path, "items:\n" + line + line)
+    assert problems(path) == [f"{path}:3: items[1]: plan {PLAN} is already listed at line 2"]
+
+
+def test_the_same_plan_id_in_two_projects_is_fine(tmp_path: Path) -> None:
+    """Identity is (project_id, plan_id), not plan_id alone."""
+    url2 = f"/v1/upload/{P2}/202506/1.png"
+    path = write(
+        tmp_path,
+        f"items:\n  - {{project_id: {P1}, plan_id: {PLAN}, img_url: {URL1}}}\n"
+        f"  - {{project_id: {P2}, plan_id: {PLAN}, img_url: {url2}}}\n",
+    )
+    assert len(load_job(path).items) == 2
+
+
+def test_digit_only_ids_are_kept_as_written(tmp_path: Path) -> None:
+    """An id made only of digits (YAML would read an int) keeps its leading zeros."""
+    digits = "0" + "1" * 31
+    path = write(
+        tmp_path, f"items:\n  - {{project_id: {P1}, plan_id: {digits}, img_url: {URL1}}}\n"
+    )
+    assert load_job(path).items[0].plan_id == digits
+
+
+def test_not_yaml_is_reported_with_its_line(tmp_path: Path) -> None:
+    """A YAML syntax error names the line where the parser gave up."""
+    path = write(tmp_path, "items:\n  - plan_id: [unclosed\n  - x: y\n")
+    [message] = problems(path)
+    assert message.startswith(f"{path}:3: not valid YAML")
+
+
+def test_not_utf8_is_reported_with_its_line(tmp_path: Path) -> None:
+    """Bytes that are not UTF-8 are named by line, not a UnicodeDecodeError traceback."""
+    path = tmp_path / "job.yaml"
+    path.write_bytes(b"items:\n  - plan_id: caf\xe9\n")
+    assert problems(path) == [f"{path}:2: not UTF-8 text (byte 23)"]
+
+
+def test_an_empty_file_says_what_a_job_needs(tmp_path: Path) -> None:
+    """An empty job file is a problem, not a crash."""
+    path = write(tmp_path, "")
+    assert problems(path) == [f"{path}: the file is empty; a job needs at least `items:`"]
+
+
+def test_a_missing_file_is_a_problem_not_a_traceback(tmp_path: Path) -> None:
+    """A job path that does not exist is reported like any other job problem."""
+    path = tmp_path / "nope.yaml"
+    assert problems(path) == [f"{path}: cannot read: No such file or directory"]
+
+
+def test_alias_bombs_are_refused_without_expanding(tmp_path: Path) -> None:
+    """A billion-laughs document is refused at once; aliases are not allowed at all."""
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for n in range(1, 9):
+        prev = chr(ord("a") + n - 1)
+        name = chr(ord("a") + n)
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    lines.append("items: [*i, *i]")
+    path = write(tmp_path, "\n".join(lines) + "\n")
+    found = problems(path)
+    assert f"{path}:1: a: unknown key" in found[0]
+    assert any("YAML anchors and aliases are not allowed" in p for p in found)
+
+
+def test_an_aliased_item_is_refused(tmp_path: Path) -> None:
+    """Reusing an item through an anchor is refused rather than silently duplicated."""
+    path = write(
+        tmp_path,
+        f"items:\n  - &x {{project_id: {P1}, plan_id: {PLAN}, img_url: {URL1}}}\n  - *x\n",
+    )
+    assert any("anchors and aliases are not allowed" in p for p in problems(path))
+
+
+def test_merge_keys_are_refused(tmp_path: Path) -> None:
+    """YAML merge keys (`<<`) are refused: they are aliases in disguise."""
+    path = write(
+        tmp_path, f"base: &b {{project_id: {P1}}}\nitems:\n  - <<: *b\n    plan_id: {PLAN}\n"
+    )
+    assert any("merge keys are not allowed" in p for p in problems(path))
+
+
+def test_img_url_from_another_project_is_a_warning(tmp_path: Path) -> None:
+    """The API may refuse a URL uploaded to another project (inferred), so warn but allow it."""
+    path = write(tmp_path, f"items:\n  - {{project_id: {P2}, plan_id: {PLAN}, img_url: {URL1}}}\n")
+    job = load_job(path)
+    assert [str(w) for w in job.warnings] == [
+        f"{path}:2: items[0]: img_url was uploaded to another project; the API may refuse it there"
+    ]

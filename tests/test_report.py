@@ -1,0 +1,136 @@
+"""The report as a journal: flushed lines, torn tails, compaction, redaction."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from batchthumb.auth import Redactor
+from batchthumb.errors import ReportError
+from batchthumb.model import ItemResult, Outcome
+from batchthumb.report import Journal, compact, drop_torn_tail, read_journal
+
+P = "919bb351ef424e2daaf3dd80c179fae9"
+
+
+def result(plan: str, outcome: Outcome = Outcome.SUCCEEDED, error: str | None = None) -> ItemResult:
+    return ItemResult(
+        project_id=P,
+        plan_id=plan,
+        img_url=f"/v1/upload/{P}/202506/1.png",
+        outcome=outcome,
+        http_status=200 if outcome is Outcome.SUCCEEDED else 400,
+        error_code=None if outcome is Outcome.SUCCEEDED else "PM.02175006",
+        error=error,
+        attempts=1,
+        elapsed_ms=5,
+        finished_at="2026-11-30T00:00:00.000+00:00",
+        request_id="abc",
+    )
+
+
+def test_each_record_is_on_disk_before_the_next(tmp_path: Path) -> None:
+    """A recorded line can be read back by another reader before the journal is closed."""
+    path = tmp_path / "r.jsonl"
+    with Journal(path) as journal:
+        journal.record(result("a" * 32))
+        assert json.loads(path.read_text())["plan_id"] == "a" * 32
+        journal.record(result("b" * 32, Outcome.FAILED, "bad"))
+        assert len(path.read_text().splitlines()) == 2
+
+
+def test_report_lines_carry_every_documented_field(tmp_path: Path) -> None:
+    """Each line holds the ids, url, outcome, status, error, attempts, timing and request id."""
+    path = tmp_path / "r.jsonl"
+    with Journal(path) as journal:
+        journal.record(result("a" * 32, Outcome.FAILED, "nope"))
+    record = json.loads(path.read_text())
+    assert set(record) == {
+        "project_id", "plan_id", "img_url", "outcome", "http_status", "error_code",
+        "error", "attempts", "elapsed_ms", "finished_at", "request_id",
+    }  # fmt: skip
+    assert record["outcome"] == "failed"
+    assert record["error_code"] == "PM.02175006"
+
+
+def test_reading_back_keeps_the_last_outcome_per_item(tmp_path: Path) -> None:
+    """A failed item that later succeeded counts as succeeded."""
+    path = tmp_path / "r.jsonl"
+    with Journal(path) as journal:
+        journal.record(result("a" * 32, Outcome.FAILED))
+        journal.record(result("b" * 32, Outcome.FAILED))
+        journal.record(result("a" * 32))
+    state = read_journal(path)
+    assert state.succeeded == {(P, "a" * 32)}
+    assert state.failed == {(P, "b" * 32)}
+
+
+def test_a_torn_last_line_is_ignored_and_cut_off(tmp_path: Path) -> None:
+    """A line cut short by a kill is ignored when reading and removed before appending."""
+    path = tmp_path / "r.jsonl"
+    with Journal(path) as journal:
+        journal.record(result("a" * 32))
+    with path.open("a") as f:
+        f.write('{"project_id": "919bb351ef424e2daaf3dd80c179fae9", "plan_id": "bbb')
+    state = read_journal(path)
+    assert state.torn_line == 2
+    assert state.succeeded == {(P, "a" * 32)}
+    drop_torn_tail(path, state)
+    with Journal(path) as journal:
+        journal.record(result("c" * 32))
+    assert [json.loads(line)["plan_id"][0] for line in path.read_text().splitlines()] == ["a", "c"]
+
+
+def test_damage_before_the_last_line_is_an_error_naming_the_line(tmp_path: Path) -> None:
+    """Only the last line can be torn by a crash; garbage in the middle stops the resume."""
+    path = tmp_path / "r.jsonl"
+    with Journal(path) as journal:
+        journal.record(result("a" * 32))
+    with path.open("a") as f:
+        f.write("garbage\n")
+    with Journal(path) as journal:
+        journal.record(result("c" * 32))
+    with pytest.raises(ReportError, match=r"r\.jsonl:2: not a report line"):
+        read_journal(path)
+
+
+def test_a_missing_report_means_nothing_done(tmp_path: Path) -> None:
+    """Resuming with no report yet starts from scratch."""
+    state = read_journal(tmp_path / "none.jsonl")
+    assert state.outcomes == {}
+    assert state.lines == 0
+
+
+def test_compact_keeps_one_line_per_item_with_its_last_outcome(tmp_path: Path) -> None:
+    """After compaction each item appears once, with its newest record, in first-seen order."""
+    path = tmp_path / "r.jsonl"
+    with Journal(path) as journal:
+        journal.record(result("a" * 32, Outcome.FAILED))
+        journal.record(result("b" * 32))
+        journal.record(result("a" * 32))
+    compact(path)
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(r["plan_id"][0], r["outcome"]) for r in records] == [
+        ("a", "succeeded"),
+        ("b", "succeeded"),
+    ]
+
+
+def test_secrets_are_masked_in_every_line(tmp_path: Path) -> None:
+    """A secret echoed in an error message never reaches the report."""
+    path = tmp_path / "r.jsonl"
+    with Journal(path, redact=Redactor(["s3cr3t-token-value"])) as journal:
+        journal.record(result("a" * 32, Outcome.FAILED, "token s3cr3t-token-value is invalid"))
+    text = path.read_text()
+    assert "s3cr3t" not in text
+    assert "token *** is invalid" in text
+
+
+def test_an_unwritable_report_is_a_clear_error(tmp_path: Path) -> None:
+    """A report in a directory that cannot be created is a ReportError, not an OSError."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ReportError, match="cannot write the report"), Journal(blocker / "r.jsonl"):
+        pass
