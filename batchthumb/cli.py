@@ -8,18 +8,20 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 import anyio
 
 from batchthumb import __version__
 from batchthumb.errors import (
     EXIT_ABORTED,
+    EXIT_INCOMPLETE,
     EXIT_INTERRUPTED,
+    EXIT_LOCKED,
     EXIT_OK,
     EXIT_SOME_FAILED,
     EXIT_USAGE,
@@ -34,13 +36,16 @@ if TYPE_CHECKING:
     from batchthumb.model import Job, Settings
     from batchthumb.runner import Stop
 
+TIME_LIMIT = "time limit reached"
 EXIT_CODES = f"""\
 exit codes:
   {EXIT_OK}    every item succeeded (or was already done)
   {EXIT_SOME_FAILED}    some items failed; the report says which and why
-  {EXIT_USAGE}    invalid usage, job file or credentials; nothing was sent
-  {EXIT_ABORTED}    the run was aborted (credentials rejected, or the same failure again and again)
-  {EXIT_INTERRUPTED}  interrupted (Ctrl-C or SIGTERM); run again with --resume
+  {EXIT_USAGE}    invalid usage, job file, report or credentials; nothing was sent
+  {EXIT_ABORTED}    aborted: credentials rejected, or items kept failing the same way
+  {EXIT_INCOMPLETE}    --max-duration reached; run again with --resume to finish
+  {EXIT_LOCKED}   another run holds the report's lock
+  {EXIT_INTERRUPTED}  interrupted (SIGINT or SIGTERM); run again with --resume to finish
 """
 
 
@@ -67,6 +72,20 @@ def _non_negative(text: str) -> float:
 
 def _positive(text: str) -> float:
     value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
+    return value
+
+
+def _duration(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    try:
+        value = float(number) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration like 90s, 30m or 2h"
+        ) from None
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
     return value
@@ -168,10 +187,9 @@ def _print_warnings(warnings: Sequence[object]) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from batchthumb.auth import token_from_env
     from batchthumb.execute import RunOptions, plan_run
     from batchthumb.jobfile import load_job
-    from batchthumb.progress import format_duration
+    from batchthumb.report import report_lock
 
     if args.resume and args.retry_failed:
         raise UsageError("--resume and --retry-failed do not go together; pick one")
@@ -189,40 +207,88 @@ def _cmd_run(args: argparse.Namespace) -> int:
         retry_failed=args.retry_failed,
         progress=not args.no_progress,
     )
-    plan = plan_run(job, options)
-    if plan.journal.torn_line:
+    if args.dry_run:
+        _print_dry_run(job, plan_run(job, options), settings, options)
+        return EXIT_OK
+    endpoint, credentials = _connection(args, settings)
+    with report_lock(options.report, wait=args.lock_wait):
+        plan = plan_run(job, options)
+        if plan.journal.torn_line:
+            print(
+                f"warning: {options.report}:{plan.journal.torn_line}: ignoring a torn last line "
+                "(the previous run was killed while writing it)",
+                file=sys.stderr,
+            )
         print(
-            f"warning: {options.report}:{plan.journal.torn_line}: ignoring a torn last line "
-            "(the previous run was killed while writing it)",
+            f"batchthumb: {_headline(job, plan, settings)}; report: {options.report}",
             file=sys.stderr,
         )
+        if not plan.pending:
+            return EXIT_OK
+        with _log_stream(args) as log:
+            return anyio.run(
+                _run_async,
+                job,
+                plan,
+                settings,
+                options,
+                endpoint,
+                credentials,
+                args.max_duration,
+                log,
+            )
+
+
+def _connection(
+    args: argparse.Namespace, settings: Settings
+) -> tuple[str | None, Credentials | None]:
+    """The endpoint and credentials of a real run; (None, None) for the embedded sandbox."""
+    from batchthumb.auth import token_from_env
+
+    if args.sandbox:
+        return None, None
+    if settings.endpoint is None:
+        raise UsageError(
+            "no endpoint: set `endpoint:` or `region:` in the job, pass --endpoint, "
+            "or rehearse with --sandbox"
+        )
+    return settings.endpoint, token_from_env()
+
+
+def _headline(job: Job, plan: RunPlan, settings: Settings) -> str:
+    from batchthumb.progress import format_duration
+
     estimate = plan.estimate(settings)
     took = f", about {format_duration(estimate)} at {settings.rate:g}/s" if estimate else ""
-    headline = (
+    return (
         f"{len(plan.pending)} of {len(job.items)} plans to set, {plan.skipped} already done{took}"
     )
-    if args.dry_run:
-        print(f"dry run: {headline}")
-        print(f"report: {options.report}")
-        for item in plan.pending[:20]:
-            print(f"  PUT /v3/plan/{item.project_id}/management/{item.plan_id}/img  {item.img_url}")
-        if len(plan.pending) > 20:
-            print(f"  ... and {len(plan.pending) - 20} more")
-        return EXIT_OK
-    credentials: Credentials | None = None
-    endpoint: str | None = None
-    if not args.sandbox:
-        endpoint = settings.endpoint
-        if endpoint is None:
-            raise UsageError(
-                "no endpoint: set `endpoint:` or `region:` in the job, pass --endpoint, "
-                "or rehearse with --sandbox"
-            )
-        credentials = token_from_env()
-    print(f"batchthumb: {headline}; report: {options.report}", file=sys.stderr)
-    if not plan.pending:
-        return EXIT_OK
-    return anyio.run(_run_async, job, plan, settings, options, endpoint, credentials)
+
+
+def _print_dry_run(job: Job, plan: RunPlan, settings: Settings, options: RunOptions) -> None:
+    print(f"dry run: {_headline(job, plan, settings)}")
+    print(f"report: {options.report}")
+    for item in plan.pending[:20]:
+        print(f"  PUT /v3/plan/{item.project_id}/management/{item.plan_id}/img  {item.img_url}")
+    if len(plan.pending) > 20:
+        print(f"  ... and {len(plan.pending) - 20} more")
+    print("nothing was sent")
+
+
+@contextmanager
+def _log_stream(args: argparse.Namespace) -> Iterator[TextIO | None]:
+    """Where --log-json events go: --log-file, else stderr; None without --log-json."""
+    if not args.log_json:
+        yield None
+    elif args.log_file is None:
+        yield sys.stderr
+    else:
+        try:
+            stream = args.log_file.open("a", encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"{args.log_file}: cannot write the log: {exc.strerror}") from None
+        with stream:
+            yield stream
 
 
 @asynccontextmanager
@@ -247,6 +313,8 @@ async def _run_async(
     options: RunOptions,
     endpoint: str | None,
     credentials: Credentials | None,
+    max_duration: float | None,
+    log: TextIO | None,
 ) -> int:
     from batchthumb.execute import execute
     from batchthumb.runner import Stop
@@ -255,6 +323,8 @@ async def _run_async(
     stop = Stop()
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(_watch_signals, stop)
+        if max_duration is not None:
+            tasks.start_soon(_stop_at_deadline, stop, max_duration)
         async with _target(job, endpoint, credentials) as (url, creds):
             summary = await execute(
                 plan,
@@ -264,6 +334,7 @@ async def _run_async(
                 options=options,
                 stop=stop,
                 stderr=sys.stderr,
+                log=log,
             )
         tasks.cancel_scope.cancel()
     summary_text = format_summary(summary, configured_rate=settings.rate, skipped=plan.skipped)
@@ -271,9 +342,17 @@ async def _run_async(
     if summary.aborted:
         print(f"batchthumb: aborted: {summary.aborted}", file=sys.stderr)
         return EXIT_ABORTED
+    if summary.stopped == TIME_LIMIT:
+        return EXIT_INCOMPLETE
     if summary.stopped:
         return EXIT_INTERRUPTED
     return EXIT_SOME_FAILED if summary.tally.failed else EXIT_OK
+
+
+async def _stop_at_deadline(stop: Stop, seconds: float) -> None:
+    await anyio.sleep(seconds)
+    print("batchthumb: --max-duration reached: finishing requests in flight", file=sys.stderr)
+    stop.request(TIME_LIMIT)
 
 
 async def _watch_signals(stop: Stop) -> None:

@@ -10,11 +10,12 @@ from typing import TextIO
 
 from batchthumb.auth import Credentials, Redactor, StaticToken
 from batchthumb.client import open_api
+from batchthumb.logs import JsonEvents
 from batchthumb.model import Item, Job, Settings
 from batchthumb.progress import choose_progress
 from batchthumb.ratelimit import RateGovernor, ThrottlePolicy
 from batchthumb.report import Journal, JournalState, compact, drop_torn_tail, read_journal
-from batchthumb.runner import Events, RetryPolicy, RunSummary, Stop, run_batch
+from batchthumb.runner import Events, NoEvents, RetryPolicy, RunSummary, Stop, run_batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +68,7 @@ async def execute(
     options: RunOptions,
     stop: Stop,
     stderr: TextIO,
-    events: Events | None = None,
+    log: TextIO | None = None,
 ) -> RunSummary:
     """Send the plan's items and journal every outcome; compact the journal after a resume."""
     appending = options.resume or options.retry_failed
@@ -76,6 +77,16 @@ async def execute(
     elif options.report.exists():
         options.report.write_bytes(b"")  # a fresh run starts a fresh report
     redact = Redactor(credentials.secrets)
+    events: Events = NoEvents() if log is None else JsonEvents(log, redact=redact)
+    events.emit(
+        "start",
+        items=len(plan.pending),
+        skipped=plan.skipped,
+        endpoint=endpoint,
+        concurrency=settings.concurrency,
+        rate=settings.rate,
+        report=str(options.report),
+    )
     governor = RateGovernor(rate=settings.rate, burst=settings.burst, policy=options.throttle)
     progress = choose_progress(
         stderr, enabled=options.progress, total=len(plan.pending), skipped=plan.skipped
@@ -97,6 +108,18 @@ async def execute(
             )
     if appending and plan.journal.lines:
         compact(options.report)
+    events.emit(
+        "summary",
+        succeeded=summary.tally.succeeded,
+        failed=summary.tally.failed,
+        skipped=plan.skipped,
+        requests=summary.requests,
+        elapsed_s=round(summary.elapsed, 3),
+        throttled=summary.governor.throttled,
+        settled_rate=summary.governor.rate,
+        stopped=summary.stopped,
+        aborted=summary.aborted,
+    )
     return summary
 
 

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol, TextIO
+from typing import Protocol, TextIO
 
 import anyio
 
 from batchthumb.model import Tally
-
-if TYPE_CHECKING:
-    from tqdm import tqdm
 
 STATUS_INTERVAL = 10.0
 
@@ -55,7 +52,7 @@ class Bar:
     def __init__(self, stream: TextIO, *, total: int, skipped: int) -> None:
         from tqdm import tqdm  # imported here: `batchthumb --help` should not pay for it
 
-        self._bar: tqdm[object] = tqdm(
+        self._bar = tqdm(
             total=total + skipped,
             initial=skipped,
             file=stream,

@@ -7,14 +7,17 @@ that, and a resumed run compacts the journal so each item appears once, with its
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from batchthumb.errors import ReportError
+from batchthumb.errors import LockHeldError, ReportError
 from batchthumb.model import ItemResult, Outcome
 
 Key = tuple[str, str]
@@ -171,3 +174,37 @@ def compact(path: Path) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+@contextmanager
+def report_lock(report: Path, *, wait: float = 0.0) -> Iterator[Path]:
+    """Hold an exclusive lock beside the report for as long as a run uses it.
+
+    flock locks die with the process, so a run killed with -9 never leaves a stale lock behind.
+    With ``wait`` > 0, poll for up to that many seconds before giving up.
+    """
+    path = report.with_name(report.name + ".lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise ReportError(f"{path}: cannot create the lock file: {exc.strerror}") from None
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another run"
+                    raise LockHeldError(
+                        f"{report} is in use by {holder}; wait for it to finish, or pass "
+                        "--lock-wait SECONDS to wait for it"
+                    ) from None
+                time.sleep(min(0.2, max(deadline - time.monotonic(), 0.0)))
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
+        yield path
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from batchthumb.auth import Redactor
-from batchthumb.errors import ReportError
+from batchthumb.errors import LockHeldError, ReportError
 from batchthumb.model import ItemResult, Outcome
-from batchthumb.report import Journal, compact, drop_torn_tail, read_journal
+from batchthumb.report import Journal, compact, drop_torn_tail, read_journal, report_lock
 
 P = "919bb351ef424e2daaf3dd80c179fae9"
 
@@ -134,3 +134,21 @@ def test_an_unwritable_report_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(ReportError, match="cannot write the report"), Journal(blocker / "r.jsonl"):
         pass
+
+
+def test_a_second_holder_of_the_report_lock_is_refused(tmp_path: Path) -> None:
+    """While one run holds the report's lock, another gets LockHeldError (exit 75)."""
+    report = tmp_path / "r.jsonl"
+    with report_lock(report):
+        with pytest.raises(LockHeldError, match="in use by pid") as info, report_lock(report):
+            pass
+        assert info.value.exit_code == 75
+
+
+def test_the_lock_is_free_again_once_released(tmp_path: Path) -> None:
+    """A finished run leaves no lock behind (the lock file may stay; it is not the lock)."""
+    report = tmp_path / "r.jsonl"
+    with report_lock(report):
+        pass
+    with report_lock(report) as path:
+        assert path == tmp_path / "r.jsonl.lock"
