@@ -142,6 +142,34 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run against a local sandbox of the API (no account needed)",
     )
+    run.add_argument(
+        "--backoff",
+        type=_non_negative,
+        default=1.0,
+        metavar="SECONDS",
+        help="base delay before a retry, doubled each time (default 1; 0 = retry at once)",
+    )
+    run.add_argument(
+        "--lock-wait",
+        type=_non_negative,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another run on the same report (default: exit 75 at once)",
+    )
+    run.add_argument(
+        "--max-duration",
+        type=_duration,
+        metavar="TIME",
+        help="stop starting items after this long (e.g. 90s, 30m, 2h), then exit 4",
+    )
+    run.add_argument(
+        "--log-json",
+        action="store_true",
+        help="one JSON object per event (start, retry, throttled, item_failed, summary)",
+    )
+    run.add_argument(
+        "--log-file", type=Path, metavar="PATH", help="where --log-json goes (default: stderr)"
+    )
     run.set_defaults(handler=_cmd_run)
 
     validate = commands.add_parser("validate", help="check a job file; send nothing")
@@ -189,6 +217,7 @@ def _print_warnings(warnings: Sequence[object]) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from batchthumb.execute import RunOptions, plan_run
     from batchthumb.jobfile import load_job
+    from batchthumb.ratelimit import ThrottlePolicy
     from batchthumb.report import report_lock
 
     if args.resume and args.retry_failed:
@@ -206,6 +235,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         resume=args.resume,
         retry_failed=args.retry_failed,
         progress=not args.no_progress,
+        backoff=args.backoff,
+        throttle=ThrottlePolicy(pause=args.backoff / 2),
     )
     if args.dry_run:
         _print_dry_run(job, plan_run(job, options), settings, options)

@@ -187,4 +187,8 @@ async def open_api(
         headers={"User-Agent": USER_AGENT},
         trust_env=False,
     ) as session:
+        # aiohttp silently resends an idempotent request once when the connection drops
+        # (aio-libs/aiohttp#10790: no public switch). That resend would bypass the rate
+        # governor and hide the drop from the report, so retries stay ours alone.
+        session._retry_connection = False
         yield PlanApi(session, endpoint, credentials, timeout=timeout)

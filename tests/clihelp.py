@@ -1,0 +1,87 @@
+"""Running the real CLI in a subprocess, and writing job files for it."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from tests.conftest import P1, TOKEN, img_url, plan_id
+
+SECRETS = (TOKEN,)
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a CLI run printed and how it exited."""
+
+    code: int
+    out: str
+    err: str
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "batchthumb", *args]
+
+
+def environment(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHTHUMB_")}
+    env["BATCHTHUMB_TOKEN"] = TOKEN
+    env.update(extra)
+    return env
+
+
+def check_no_leak(*texts: str) -> None:
+    """No secret used by the tests appears in any output."""
+    for text in texts:
+        for secret in SECRETS:
+            assert secret not in text, "a secret leaked into the output"
+
+
+async def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Result:
+    """Run ``batchthumb ARGS`` to completion; check that no secret leaked."""
+    done = await anyio.run_process(command(*args), env=env or environment(), cwd=cwd, check=False)
+    result = Result(done.returncode, done.stdout.decode(), done.stderr.decode())
+    check_no_leak(result.out, result.err)
+    assert "Traceback" not in result.err
+    return result
+
+
+def write_job(
+    path: Path,
+    *,
+    endpoint: str | None,
+    plans: Iterable[int],
+    project: str = P1,
+    settings: str = "",
+    report: str | None = None,
+) -> Path:
+    """A job file with one item per plan number, all in ``project``."""
+    lines = []
+    if endpoint is not None:
+        lines.append(f"endpoint: {endpoint}")
+    if report is not None:
+        lines.append(f"report: {report}")
+    lines.append(settings)
+    lines.append(f"defaults:\n  project_id: {project}\nitems:")
+    lines.extend(f"  - {{plan_id: {plan_id(n)}, img_url: {img_url(n, project)}}}" for n in plans)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def read_report(path: Path) -> list[dict[str, Any]]:
+    """Every line of a report, parsed; checks no secret leaked into it."""
+    text = path.read_text(encoding="utf-8")
+    check_no_leak(text)
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def by_plan(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Report records keyed by plan id (the last one wins)."""
+    return {r["plan_id"]: r for r in records}
