@@ -161,13 +161,15 @@ class Sandbox:
             max_line_size=MAX_HEADER_FIELD,
         )
         await runner.setup()
+        site = web.TCPSite(runner, host, port)
         try:
-            site = web.TCPSite(runner, host, port)
             await site.start()
             bound_port = runner.addresses[0][1]
             shown = f"[{host}]" if ":" in host else host
             yield f"http://{shown}:{bound_port}"
         finally:
+            # Stop listening first, so nothing new arrives while held PUTs are released.
+            await site.stop()
             was_open = self.gate.is_open
             self.gate.abort()
             await runner.cleanup()
