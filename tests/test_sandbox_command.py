@@ -6,6 +6,7 @@ import argparse
 import os
 import re
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -117,3 +118,15 @@ async def test_subprocess_serves_until_sigint(tmp_path: Path) -> None:
     assert second_body["result"]["img_url"] == IMG
     assert returncode == 0
     assert rest == b""
+
+
+def test_port_in_use_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    """A port that is already taken ends the command with status 2 and says why."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["--port", str(port)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"cannot listen on 127.0.0.1:{port}" in captured.err
