@@ -283,8 +283,8 @@ class Routes:
                 await gate.wait()
             finally:
                 stats.waiting_at_gate -= 1
-            if gate.aborted:
-                _drop(request)
+        if gate.aborted:  # the server is stopping
+            _drop(request)
         faults = sandbox.faults
         if faults.latency > 0:
             await asyncio.sleep(faults.latency)

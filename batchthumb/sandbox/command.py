@@ -189,12 +189,21 @@ async def serve_until_stopped(sandbox: Sandbox, host: str, port: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the ``sandbox`` subcommand; returns the exit status (0 after SIGINT/SIGTERM)."""
+    """Run the ``sandbox`` subcommand; returns the exit status (0 after SIGINT/SIGTERM).
+
+    Raises ``SeedError`` for a bad seed file and ``UsageError`` when it cannot listen
+    (both ``BatchthumbError``, exit status 2), before anything is printed to stdout.
+    """
     import asyncio
 
+    from batchthumb.errors import UsageError
+
     sandbox = build_sandbox(args)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve_until_stopped(sandbox, args.host, args.port))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve_until_stopped(sandbox, args.host, args.port))
+    except OSError as exc:  # the port is taken, the address is not local
+        raise UsageError(f"sandbox: cannot listen on {args.host}:{args.port}: {exc}") from exc
     return 0
 
 
@@ -212,8 +221,3 @@ def main(argv: list[str] | None = None) -> int:
     except BatchthumbError as exc:
         print(f"batchthumb sandbox: {exc}", file=sys.stderr)
         return exc.exit_code
-    except OSError as exc:  # the port is taken, the address is wrong
-        print(
-            f"batchthumb sandbox: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr
-        )
-        return 2

@@ -25,6 +25,8 @@ from batchthumb.sandbox.state import (
 
 # In-flight handlers get this long to finish when the server stops; then they are cancelled.
 SHUTDOWN_TIMEOUT = 2.0
+# aiohttp's default 8190-byte header cap would refuse valid X-Auth-Tokens (up to 32768).
+MAX_HEADER_FIELD = 40 * 1024
 
 Predicate = Callable[[Stats], bool]
 
@@ -155,15 +157,19 @@ class Sandbox:
             handle_signals=False,
             access_log=None,
             shutdown_timeout=SHUTDOWN_TIMEOUT,
+            max_field_size=MAX_HEADER_FIELD,
+            max_line_size=MAX_HEADER_FIELD,
         )
         await runner.setup()
+        site = web.TCPSite(runner, host, port)
         try:
-            site = web.TCPSite(runner, host, port)
             await site.start()
             bound_port = runner.addresses[0][1]
             shown = f"[{host}]" if ":" in host else host
             yield f"http://{shown}:{bound_port}"
         finally:
+            # Stop listening first, so nothing new arrives while held PUTs are released.
+            await site.stop()
             was_open = self.gate.is_open
             self.gate.abort()
             await runner.cleanup()
