@@ -1,20 +1,105 @@
 """Credentials: what authenticates a request, and which values must never be shown.
 
 Every way of authenticating is a :class:`Credentials`; the API layer asks it to sign each
-attempt (so a retry is re-signed) and to renew once when the server says it is stale.
+attempt (so a retry is re-signed) and to renew once when the server says it is stale. Three
+ways exist (facts §4): a token obtained elsewhere (:class:`StaticToken`), an IAM password that
+batchthumb trades for tokens itself (:class:`IamPassword`), and AK/SK signing (:class:`AkSk`).
+
+The ``auth:`` section of a job holds only *references* to secrets (environment variable names,
+file paths); :func:`load_credentials` follows them. This module does no HTTP: the IAM call is
+injected as a :class:`TokenIssuer` (client.py provides it).
 """
 
 from __future__ import annotations
 
+import configparser
 import os
-from collections.abc import Iterable, Mapping
+import re
+import stat
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Protocol
 
+import anyio
+
+from batchthumb import signing
 from batchthumb.errors import CredentialsError
 
 TOKEN_ENV = "BATCHTHUMB_TOKEN"
 # update-thumbnail.md: X-Auth-Token is 10 to 32,768 characters.
 TOKEN_LENGTH = range(10, 32768 + 1)
+# The official SDK's names (facts §4.3), so existing set-ups work unchanged.
+AK_ENV = "HUAWEICLOUD_SDK_AK"
+SK_ENV = "HUAWEICLOUD_SDK_SK"
+PROJECT_ID_ENV = "HUAWEICLOUD_SDK_PROJECT_ID"
+SECURITY_TOKEN_ENV = "HUAWEICLOUD_SDK_SECURITY_TOKEN"
+CREDENTIALS_FILE_ENV = "HUAWEICLOUD_SDK_CREDENTIALS_FILE"
+DEFAULT_CREDENTIALS_FILE = Path("~/.huaweicloud/credentials")
+# The SDK's default IAM endpoint; the token API also answers on the regional ones (facts §3).
+GLOBAL_IAM_ENDPOINT = "https://iam.myhuaweicloud.com"
+# Renew this long before a token expires, at most; short-lived tokens get a tenth of their life.
+RENEW_MARGIN = 3600.0
+ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
+
+
+def iam_endpoint_for_region(region: str) -> str:
+    """The regional IAM endpoint (facts §3)."""
+    return f"https://iam.{region}.myhuaweicloud.com"
+
+
+# -- what the auth: section says (references to secrets, never secrets) ----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TokenAuth:
+    """A token in an environment variable or a file (``auth: {token_env|token_file: ...}``)."""
+
+    env: str | None = None
+    file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IamAuth:
+    """An IAM user whose password is in ``password_env`` (``auth: {iam: {...}}``)."""
+
+    domain: str
+    user: str
+    password_env: str
+    endpoint: str | None = None  # default: the region's, else the global one
+    project: str | None = None  # the IAM project (region) name; default: the job's region
+
+
+@dataclass(frozen=True, slots=True)
+class AkSkAuth:
+    """An access key pair from the SDK's environment variables or profile file."""
+
+    ak_env: str = AK_ENV
+    sk_env: str = SK_ENV
+    credentials_file: Path | None = None  # default: $HUAWEICLOUD_SDK_CREDENTIALS_FILE or ~/...
+
+
+AuthConfig = TokenAuth | IamAuth | AkSkAuth
+
+
+def describe_auth(config: AuthConfig | None) -> str:
+    """How a run will authenticate, in words, naming where secrets come from (never them)."""
+    if config is None:
+        return f"token from ${TOKEN_ENV}"
+    if isinstance(config, TokenAuth):
+        return f"token from {config.file}" if config.file else f"token from ${config.env}"
+    if isinstance(config, IamAuth):
+        return (
+            f"IAM user {config.user} of account {config.domain}, password from "
+            f"${config.password_env}"
+        )
+    file = config.credentials_file or f"${CREDENTIALS_FILE_ENV} or {DEFAULT_CREDENTIALS_FILE}"
+    return f"AK/SK from ${config.ak_env} and ${config.sk_env}, else {file}"
+
+
+# -- credentials ----------------------------------------------------------------------------
 
 
 class Credentials(Protocol):
@@ -22,7 +107,11 @@ class Credentials(Protocol):
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """Every secret value this holds, for redaction."""
+        """Every secret value this holds now, for redaction (grows as tokens are issued)."""
+        ...
+
+    async def prepare(self) -> None:
+        """Get ready before the first request (fetch a token); raise RunAborted if refused."""
         ...
 
     async def authorize(
@@ -31,8 +120,9 @@ class Credentials(Protocol):
         """Add the authentication headers to a request that is about to be sent."""
         ...
 
-    async def renew(self) -> bool:
-        """Replace credentials the server called stale; False when there is nothing to renew."""
+    async def renew(self, rejected: Mapping[str, str]) -> bool:
+        """Replace credentials the server called stale in the request sent with ``rejected``
+        headers; False when there is nothing to renew."""
         ...
 
 
@@ -54,15 +144,190 @@ class StaticToken:
         """The token itself."""
         return (self._token,)
 
+    async def prepare(self) -> None:
+        """Nothing to fetch."""
+
     async def authorize(
         self, method: str, url: str, headers: dict[str, str], body: bytes | None
     ) -> None:
         """Send the token as ``X-Auth-Token``."""
         headers["X-Auth-Token"] = self._token
 
-    async def renew(self) -> bool:
+    async def renew(self, rejected: Mapping[str, str]) -> bool:
         """A pasted token cannot be renewed."""
         return False
+
+
+@dataclass(frozen=True, slots=True)
+class IamIdentity:
+    """Who asks IAM for a token: the password travels separately, never in a repr."""
+
+    endpoint: str
+    domain: str
+    user: str
+    project: str
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    """A token IAM issued and how many seconds it is valid from when it was received."""
+
+    value: str = field(repr=False)
+    lifetime: float
+
+
+class TokenIssuer(Protocol):
+    """Trades an IAM password for a token (``POST /v3/auth/tokens``)."""
+
+    async def __call__(self, identity: IamIdentity, password: str) -> IssuedToken:
+        """Issue a token; raise RunAborted with a message (never the password) if refused."""
+        ...
+
+
+class IamPassword:
+    """Tokens from IAM for a user and password, fetched once and renewed before they expire.
+
+    Renewal is single-flight: however many workers find the token stale at once, one lock
+    and a generation counter make exactly one of them ask IAM.
+    """
+
+    def __init__(
+        self,
+        identity: IamIdentity,
+        password: str,
+        *,
+        issue: TokenIssuer,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.identity = identity
+        self._password = password
+        self._issue = issue
+        self._clock = clock
+        self._lock = anyio.Lock()
+        self._token: str | None = None
+        self._renew_at = 0.0
+        self._issued: list[str] = []  # old tokens too: they may still echo in a late answer
+        self.generation = 0  # how many tokens were fetched
+
+    def __repr__(self) -> str:
+        return f"IamPassword({self.identity!r}, <redacted>)"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The password and every token fetched so far."""
+        return (self._password, *self._issued)
+
+    async def prepare(self) -> None:
+        """Fetch the run's first token, so a wrong password stops the run before it starts."""
+        await self._refresh(self.generation)
+
+    async def authorize(
+        self, method: str, url: str, headers: dict[str, str], body: bytes | None
+    ) -> None:
+        """Send the current token, renewing it first when it is about to expire."""
+        if self._token is None or self._clock() >= self._renew_at:
+            await self._refresh(self.generation)
+        assert self._token is not None  # _refresh either sets it or raises
+        headers["X-Auth-Token"] = self._token
+
+    async def renew(self, rejected: Mapping[str, str]) -> bool:
+        """Fetch a new token unless another worker already replaced the rejected one."""
+        if rejected.get("X-Auth-Token") == self._token:
+            await self._refresh(self.generation)
+        return True
+
+    async def _refresh(self, seen: int) -> None:
+        async with self._lock:
+            if self.generation != seen:
+                return  # someone renewed while this worker waited for the lock
+            issued = await self._issue(self.identity, self._password)
+            self._issued.append(issued.value)
+            self._token = issued.value
+            margin = min(RENEW_MARGIN, issued.lifetime / 10)
+            self._renew_at = self._clock() + issued.lifetime - margin
+            self.generation += 1
+
+
+class AkSk:
+    """An access key pair: every request is signed with SDK-HMAC-SHA256 (facts §4.2).
+
+    ``X-Project-Id`` and ``X-Security-Token`` are added before signing, as the SDK does.
+    """
+
+    def __init__(
+        self,
+        ak: str,
+        sk: str,
+        *,
+        project_id: str | None = None,
+        security_token: str | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.ak = ak
+        self._sk = sk
+        self.project_id = project_id
+        self._security_token = security_token
+        self._now = now
+
+    def __repr__(self) -> str:
+        return f"AkSk(ak={self.ak!r}, <redacted>)"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The secret key and the security token, if any (the AK identifies; it is no secret)."""
+        return (self._sk, self._security_token) if self._security_token else (self._sk,)
+
+    async def prepare(self) -> None:
+        """Nothing to fetch."""
+
+    async def authorize(
+        self, method: str, url: str, headers: dict[str, str], body: bytes | None
+    ) -> None:
+        """Sign the request as it will be sent, with a fresh ``X-Sdk-Date``."""
+        if self.project_id:
+            headers["X-Project-Id"] = self.project_id
+        if self._security_token:
+            headers["X-Security-Token"] = self._security_token
+        headers.update(
+            signing.sign_request(
+                method=method,
+                url=url,
+                headers=headers,
+                body=body,
+                ak=self.ak,
+                sk=self._sk,
+                now=self._now(),
+            )
+        )
+
+    async def renew(self, rejected: Mapping[str, str]) -> bool:
+        """A key pair is not renewed; a rejected signature is final."""
+        return False
+
+
+# -- following the references -----------------------------------------------------------------
+
+
+def load_credentials(
+    config: AuthConfig | None,
+    *,
+    issue: TokenIssuer,
+    region: str | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> Credentials:
+    """The credentials ``config`` points at; ``None`` means ``$BATCHTHUMB_TOKEN``.
+
+    Raises :class:`CredentialsError` naming the variable or file that is missing or unsafe.
+    """
+    if config is None:
+        return token_from_env(environ)
+    if isinstance(config, TokenAuth):
+        if config.file is not None:
+            return StaticToken(read_secret_file(config.file).strip())
+        return token_from_env(environ, config.env or TOKEN_ENV)
+    if isinstance(config, IamAuth):
+        return _iam_password(config, issue=issue, region=region, environ=environ)
+    return _aksk(config, environ)
 
 
 def token_from_env(environ: Mapping[str, str] = os.environ, name: str = TOKEN_ENV) -> StaticToken:
@@ -71,21 +336,125 @@ def token_from_env(environ: Mapping[str, str] = os.environ, name: str = TOKEN_EN
     if not token:
         raise CredentialsError(
             f"no credentials: set {name} to an IAM token (the X-Subject-Token of "
-            "POST /v3/auth/tokens), or rehearse with --sandbox"
+            "POST /v3/auth/tokens), use an `auth:` section, or rehearse with --sandbox"
         )
     return StaticToken(token)
 
 
+def _iam_password(
+    config: IamAuth, *, issue: TokenIssuer, region: str | None, environ: Mapping[str, str]
+) -> IamPassword:
+    password = environ.get(config.password_env, "")
+    if not password:
+        raise CredentialsError(
+            f"auth.iam: environment variable {config.password_env} (password_env) is not set; "
+            f"put the IAM password of {config.user} there"
+        )
+    project = config.project or region
+    if project is None:
+        raise CredentialsError(
+            "auth.iam.project: missing; name the IAM project (the region, e.g. cn-north-4), "
+            "or set `region:` in the job"
+        )
+    if config.endpoint is not None:
+        endpoint = config.endpoint
+    elif region is not None:
+        endpoint = iam_endpoint_for_region(region)
+    else:
+        endpoint = GLOBAL_IAM_ENDPOINT
+    identity = IamIdentity(endpoint.rstrip("/"), config.domain, config.user, project)
+    return IamPassword(identity, password, issue=issue)
+
+
+def _aksk(config: AkSkAuth, environ: Mapping[str, str]) -> AkSk:
+    ak, sk = environ.get(config.ak_env, "").strip(), environ.get(config.sk_env, "").strip()
+    if ak and sk:
+        return AkSk(
+            ak,
+            sk,
+            project_id=environ.get(PROJECT_ID_ENV, "").strip() or None,
+            security_token=environ.get(SECURITY_TOKEN_ENV, "").strip() or None,
+        )
+    if ak or sk:
+        missing = config.sk_env if ak else config.ak_env
+        raise CredentialsError(f"auth.aksk: {missing} is not set (the other key of the pair is)")
+    path = config.credentials_file or Path(
+        environ.get(CREDENTIALS_FILE_ENV) or DEFAULT_CREDENTIALS_FILE
+    )
+    path = path.expanduser()
+    if not path.exists():
+        raise CredentialsError(
+            f"auth.aksk: no access key: set {config.ak_env} and {config.sk_env}, "
+            f"or write them to {path} ([basic] ak = ..., sk = ...)"
+        )
+    return profile_credentials(path)
+
+
+def profile_credentials(path: Path) -> AkSk:
+    """The ``[basic]`` key pair of an SDK profile file (INI, facts §4.3)."""
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(read_secret_file(path), source=str(path))
+    except configparser.Error as exc:
+        # configparser quotes the offending line, which may hold a key: say only where.
+        line = getattr(exc, "lineno", None)
+        where = f"{path}:{line}" if line else str(path)
+        raise CredentialsError(f"{where}: not a valid credentials file (INI)") from None
+    if not parser.has_section("basic"):
+        raise CredentialsError(f"{path}: no [basic] section with ak and sk")
+    basic = parser["basic"]
+    ak, sk = basic.get("ak", "").strip(), basic.get("sk", "").strip()
+    if not (ak and sk):
+        raise CredentialsError(f"{path}: [basic] needs both ak and sk")
+    return AkSk(
+        ak,
+        sk,
+        project_id=basic.get("project_id", "").strip() or None,
+        security_token=basic.get("security_token", "").strip() or None,
+    )
+
+
+def read_secret_file(path: Path) -> str:
+    """The text of a file holding secrets, refused if other users may read it."""
+    try:
+        with path.open(encoding="utf-8") as file:
+            mode = stat.S_IMODE(os.fstat(file.fileno()).st_mode)
+            if os.name == "posix" and mode & 0o077:
+                raise CredentialsError(
+                    f"{path}: other users can read this file (mode {mode:04o}); "
+                    f"secrets must be private: run chmod 600 {path}"
+                )
+            return file.read()
+    except OSError as exc:
+        raise CredentialsError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise CredentialsError(f"{path}: not UTF-8 text") from None
+
+
 class Redactor:
-    """Replaces secret values in text, wherever they appear (not only in known headers)."""
+    """Replaces secret values in text, wherever they appear (not only in known headers).
+
+    Give it a callable to read the secrets at each use, so tokens fetched during the run
+    (renewed IAM tokens) are masked too.
+    """
 
     MASK = "***"
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        # Longest first, so a secret containing another is masked whole.
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+    def __init__(self, secrets: Iterable[str] | Callable[[], Iterable[str]] = ()) -> None:
+        if callable(secrets):
+            self._source: Callable[[], Iterable[str]] = secrets
+        else:
+            fixed = tuple(secrets)
+            self._source = lambda: fixed
+        self._seen: tuple[str, ...] = ()
+        self._secrets: list[str] = []
 
     def __call__(self, text: str) -> str:
+        current = tuple(self._source())
+        if current != self._seen:
+            # Longest first, so a secret containing another is masked whole.
+            self._secrets = sorted({s for s in current if s}, key=len, reverse=True)
+            self._seen = current
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, self.MASK)

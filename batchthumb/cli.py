@@ -10,7 +10,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -31,7 +31,8 @@ from batchthumb.errors import (
 )
 
 if TYPE_CHECKING:
-    from batchthumb.auth import Credentials
+    from batchthumb.auth import AuthConfig, Credentials
+    from batchthumb.client import Transport
     from batchthumb.execute import RunOptions, RunPlan
     from batchthumb.model import Job, Settings
     from batchthumb.runner import Stop
@@ -110,9 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("job", type=Path, metavar="JOB.yaml")
-    run.add_argument(
-        "--endpoint", help="API base URL, e.g. https://projectman-ext.cn-north-4.myhuaweicloud.com"
-    )
+    _add_connection_arguments(run)
     run.add_argument(
         "--report", type=Path, help="results report (JSON lines); default from the job"
     )
@@ -186,6 +185,74 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where requests go and how they authenticate: shared by every command that connects."""
+    group = parser.add_argument_group("connection")
+    group.add_argument(
+        "--endpoint", help="API base URL, e.g. https://projectman-ext.cn-north-4.myhuaweicloud.com"
+    )
+    group.add_argument(
+        "--region", help="region such as cn-north-4: sets the API endpoint and IAM's, unless given"
+    )
+    group.add_argument(
+        "--auth",
+        type=Path,
+        metavar="FILE",
+        help="YAML file with an `auth:` section (references to secrets); wins over the job's",
+    )
+    group.add_argument(
+        "--ca-bundle",
+        type=Path,
+        metavar="PATH",
+        help="trust these CA certificates (PEM), e.g. a corporate proxy's; verification stays on",
+    )
+    group.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow plain http:// to hosts other than loopback (credentials unencrypted!)",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """A resolved target: endpoint, credentials (not yet prepared) and transport."""
+
+    endpoint: str
+    credentials: Credentials
+    transport: Transport
+
+
+def _connect(args: argparse.Namespace, settings: Settings, auth: AuthConfig | None) -> Connection:
+    """Resolve the connection flags against the job's settings; nothing is sent yet."""
+    from batchthumb.auth import IamPassword, load_credentials
+    from batchthumb.client import IamTokens, check_url, make_transport
+    from batchthumb.jobfile import load_auth
+    from batchthumb.model import endpoint_for_region
+
+    region = args.region or settings.region
+    endpoint = args.endpoint or (endpoint_for_region(args.region) if args.region else None)
+    endpoint = endpoint or settings.endpoint
+    if endpoint is None:
+        raise UsageError(
+            "no endpoint: set `endpoint:` or `region:` in the job, pass --endpoint or --region, "
+            "or rehearse with --sandbox"
+        )
+    _warn(check_url(endpoint, insecure=args.insecure))
+    transport = make_transport(ca_bundle=args.ca_bundle)
+    if args.auth is not None:
+        auth = load_auth(args.auth)
+    credentials = load_credentials(auth, issue=IamTokens(transport), region=region)
+    if isinstance(credentials, IamPassword):
+        iam = credentials.identity.endpoint
+        _warn(check_url(iam, insecure=args.insecure, what="IAM endpoint"))
+    return Connection(endpoint.rstrip("/"), credentials, transport)
+
+
+def _warn(warning: str | None) -> None:
+    if warning:
+        print(warning, file=sys.stderr)
+
+
 def _add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
     from batchthumb.sandbox.command import add_arguments
 
@@ -226,7 +293,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _print_warnings(job.warnings)
     overrides = {
         name: getattr(args, name)
-        for name in ("endpoint", "concurrency", "rate", "burst", "retries", "timeout")
+        for name in ("concurrency", "rate", "burst", "retries", "timeout")
         if getattr(args, name) is not None
     }
     settings = replace(job.settings, **overrides)
@@ -239,9 +306,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         throttle=ThrottlePolicy(pause=args.backoff / 2),
     )
     if args.dry_run:
-        _print_dry_run(job, plan_run(job, options), settings, options)
+        _print_dry_run(job, plan_run(job, options), settings, options, args)
         return EXIT_OK
-    endpoint, credentials = _connection(args, settings)
+    connection = None if args.sandbox else _connect(args, settings, job.auth)
     with report_lock(options.report, wait=args.lock_wait):
         plan = plan_run(job, options)
         if plan.journal.torn_line:
@@ -263,27 +330,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 plan,
                 settings,
                 options,
-                endpoint,
-                credentials,
+                connection,
                 args.max_duration,
                 log,
             )
-
-
-def _connection(
-    args: argparse.Namespace, settings: Settings
-) -> tuple[str | None, Credentials | None]:
-    """The endpoint and credentials of a real run; (None, None) for the embedded sandbox."""
-    from batchthumb.auth import token_from_env
-
-    if args.sandbox:
-        return None, None
-    if settings.endpoint is None:
-        raise UsageError(
-            "no endpoint: set `endpoint:` or `region:` in the job, pass --endpoint, "
-            "or rehearse with --sandbox"
-        )
-    return settings.endpoint, token_from_env()
 
 
 def _headline(job: Job, plan: RunPlan, settings: Settings) -> str:
@@ -296,9 +346,16 @@ def _headline(job: Job, plan: RunPlan, settings: Settings) -> str:
     )
 
 
-def _print_dry_run(job: Job, plan: RunPlan, settings: Settings, options: RunOptions) -> None:
+def _print_dry_run(
+    job: Job, plan: RunPlan, settings: Settings, options: RunOptions, args: argparse.Namespace
+) -> None:
+    from batchthumb.auth import describe_auth
+    from batchthumb.jobfile import load_auth
+
+    auth = load_auth(args.auth) if args.auth is not None else job.auth
     print(f"dry run: {_headline(job, plan, settings)}")
     print(f"report: {options.report}")
+    print("credentials: " + ("the sandbox's own token" if args.sandbox else describe_auth(auth)))
     for item in plan.pending[:20]:
         print(f"  PUT /v3/plan/{item.project_id}/management/{item.plan_id}/img  {item.img_url}")
     if len(plan.pending) > 20:
@@ -323,18 +380,17 @@ def _log_stream(args: argparse.Namespace) -> Iterator[TextIO | None]:
 
 
 @asynccontextmanager
-async def _target(
-    job: Job, endpoint: str | None, credentials: Credentials | None
-) -> AsyncIterator[tuple[str, Credentials]]:
-    """Where requests go: the given endpoint, or an embedded sandbox when neither is given."""
-    if endpoint is not None and credentials is not None:
-        yield endpoint, credentials
+async def _target(job: Job, connection: Connection | None) -> AsyncIterator[Connection]:
+    """Where requests go: the given connection, or an embedded sandbox when there is none."""
+    if connection is not None:
+        yield connection
         return
+    from batchthumb.client import make_transport
     from batchthumb.execute import embedded_sandbox
 
     async with embedded_sandbox(job) as (url, token):
         print(f"batchthumb: sandbox at {url}", file=sys.stderr)
-        yield url, token
+        yield Connection(url, token, make_transport())
 
 
 async def _run_async(
@@ -342,8 +398,7 @@ async def _run_async(
     plan: RunPlan,
     settings: Settings,
     options: RunOptions,
-    endpoint: str | None,
-    credentials: Credentials | None,
+    connection: Connection | None,
     max_duration: float | None,
     log: TextIO | None,
 ) -> int:
@@ -352,22 +407,26 @@ async def _run_async(
     from batchthumb.summary import format_summary
 
     stop = Stop()
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(_watch_signals, stop)
-        if max_duration is not None:
-            tasks.start_soon(_stop_at_deadline, stop, max_duration)
-        async with _target(job, endpoint, credentials) as (url, creds):
+    async with _target(job, connection) as target:
+        # Fetch the first IAM token here, outside any task group, so a wrong password is one
+        # clear message (exit 3) rather than an exception group.
+        await target.credentials.prepare()
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(_watch_signals, stop)
+            if max_duration is not None:
+                tasks.start_soon(_stop_at_deadline, stop, max_duration)
             summary = await execute(
                 plan,
                 settings=settings,
-                endpoint=url,
-                credentials=creds,
+                endpoint=target.endpoint,
+                credentials=target.credentials,
                 options=options,
                 stop=stop,
                 stderr=sys.stderr,
                 log=log,
+                transport=target.transport,
             )
-        tasks.cancel_scope.cancel()
+            tasks.cancel_scope.cancel()
     summary_text = format_summary(summary, configured_rate=settings.rate, skipped=plan.skipped)
     print(summary_text, file=sys.stderr)
     if summary.aborted:

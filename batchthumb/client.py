@@ -7,18 +7,25 @@ so the runner only ever sees verdicts: ok, retry, throttled, permanent, rejected
 from __future__ import annotations
 
 import email.utils
+import ipaddress
 import json
+import ssl
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import anyio
 
 from batchthumb import __version__
-from batchthumb.auth import Credentials
+from batchthumb.auth import Credentials, IamIdentity, IssuedToken
+from batchthumb.errors import RunAborted, UsageError
 from batchthumb.model import Attempt, Verdict
 
 USER_AGENT = f"batchthumb/{__version__}"
@@ -39,6 +46,60 @@ class Reply:
     body: Any = None
 
 
+@dataclass(frozen=True, slots=True)
+class Transport:
+    """How connections are made: TLS verification and proxies, settled once per run.
+
+    Proxies are read from the environment once (``HTTPS_PROXY``, ``NO_PROXY``...) and passed to
+    each request explicitly: aiohttp's ``trust_env`` looks them up again for every request, in
+    a thread, which made a busy client several times slower.
+    """
+
+    ssl_context: ssl.SSLContext
+    proxies: tuple[tuple[str, str], ...] = ()
+
+    def proxy_for(self, url: str) -> str | None:
+        """The proxy for ``url``, honouring ``NO_PROXY``; loopback never goes through one."""
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if is_loopback(host) or urllib.request.proxy_bypass(host):
+            return None
+        return dict(self.proxies).get(parts.scheme)
+
+
+def make_transport(*, ca_bundle: Path | None = None) -> Transport:
+    """Verified TLS (with ``ca_bundle`` as the trusted roots, if given) and the proxy settings."""
+    try:
+        context = ssl.create_default_context(cafile=None if ca_bundle is None else str(ca_bundle))
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
+        raise UsageError(f"--ca-bundle {ca_bundle}: cannot load it: {reason}") from None
+    return Transport(context, tuple(sorted(urllib.request.getproxies().items())))
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (where the sandbox listens)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(url: str, *, insecure: bool, what: str = "endpoint") -> str | None:
+    """Refuse plain ``http://`` to anything but loopback unless ``insecure``; then warn."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or is_loopback(parts.hostname or ""):
+        return None
+    if not insecure:
+        raise UsageError(
+            f"the {what} {url} is plain http: credentials would cross the network unencrypted; "
+            "use https, or pass --insecure if you really mean it"
+        )
+    return f"warning: --insecure: the {what} {url} is plain http; credentials are sent unencrypted"
+
+
 class PlanApi:
     """The plan endpoints of one CodeArts Req endpoint, through one shared session."""
 
@@ -49,12 +110,14 @@ class PlanApi:
         credentials: Credentials,
         *,
         timeout: float,
+        proxy: str | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._session = session
         self._endpoint = endpoint.rstrip("/")
         self._credentials = credentials
         self._timeout = timeout
+        self._proxy = proxy
         self._wall_clock = wall_clock
 
     async def set_thumbnail(self, project_id: str, plan_id: str, img_url: str) -> Attempt:
@@ -63,34 +126,60 @@ class PlanApi:
         reply = await self.request("PUT", path, json_body={"img_url": img_url})
         return reply.attempt
 
-    async def request(self, method: str, path: str, *, json_body: object = None) -> Reply:
-        """Send one request, renewing stale credentials once; never raises for HTTP trouble."""
-        body = None if json_body is None else json.dumps(json_body).encode()
-        reply = await self._send(method, path, body)
-        attempt = reply.attempt
-        stale = attempt.http_status == 401 and attempt.error_code in STALE_TOKEN_CODES
-        if stale and await self._credentials.renew():
-            reply = await self._send(method, path, body)
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: object = None,
+        body: bytes | None = None,
+        content_type: str | None = None,
+    ) -> Reply:
+        """Send one request, renewing stale credentials once; never raises for HTTP trouble.
+
+        Give ``json_body``, or raw ``body`` bytes with their ``content_type`` (a multipart
+        upload); either way the exact bytes sent are what gets signed.
+        """
+        if json_body is not None:
+            body, content_type = json.dumps(json_body).encode(), JSON
+        reply, sent = await self._send(method, path, body, content_type)
+        if not _stale_token(reply.attempt):
+            return reply
+        try:
+            renewed = await self._credentials.renew(sent)
+        except RunAborted as exc:
+            error = f"{reply.attempt.error}; renewing the token failed: {exc}"
+            return Reply(replace(reply.attempt, error=error))
+        if renewed:
+            reply, _ = await self._send(method, path, body, content_type)
         return reply
 
-    async def _send(self, method: str, path: str, body: bytes | None) -> Reply:
+    async def _send(
+        self, method: str, path: str, body: bytes | None, content_type: str | None
+    ) -> tuple[Reply, dict[str, str]]:
         url = self._endpoint + path
-        headers = {"Content-Type": JSON} if body is not None else {}
-        await self._credentials.authorize(method, url, headers, body)
+        headers = {"Content-Type": content_type} if content_type is not None else {}
+        try:
+            await self._credentials.authorize(method, url, headers, body)
+        except RunAborted as exc:  # a token due for renewal could not be renewed
+            return Reply(_rejected(str(exc))), headers
         try:
             # Workers never outnumber pooled connections, so this clock starts once the
             # request holds a connection, not while it queues for one.
             with anyio.fail_after(self._timeout):
-                async with self._session.request(method, url, data=body, headers=headers) as resp:
+                async with self._session.request(
+                    method, url, data=body, headers=headers, proxy=self._proxy
+                ) as resp:
                     raw = await resp.read()
-                    return self._classify(resp, raw)
+                    return self._classify(resp, raw), headers
         except TimeoutError:
-            return Reply(_no_answer(f"no answer within {self._timeout:g} s"))
+            return Reply(_no_answer(f"no answer within {self._timeout:g} s")), headers
         except aiohttp.ClientConnectorError as exc:
             # Never connected, so never sent: a clean, retryable failure.
-            return Reply(Attempt(Verdict.RETRY, error=f"cannot connect: {exc.os_error}"))
+            reply = Reply(Attempt(Verdict.RETRY, error=f"cannot connect: {exc.os_error}"))
+            return reply, headers
         except aiohttp.ClientError as exc:
-            return Reply(_no_answer(f"connection lost: {type(exc).__name__}"))
+            return Reply(_no_answer(f"connection lost: {type(exc).__name__}")), headers
 
     def _classify(self, resp: aiohttp.ClientResponse, raw: bytes) -> Reply:
         status = resp.status
@@ -119,6 +208,18 @@ class PlanApi:
         if status >= 500 or status == 408:
             return Reply(attempt(Verdict.RETRY))
         return Reply(attempt(Verdict.PERMANENT, message or resp.reason or f"HTTP {status}"))
+
+
+def _stale_token(attempt: Attempt) -> bool:
+    """A 401 saying the token is invalid or expired (facts §4.1): worth one renewal."""
+    if attempt.http_status != 401:
+        return False
+    message = (attempt.error or "").lower()
+    return attempt.error_code in STALE_TOKEN_CODES or "token must be updated" in message
+
+
+def _rejected(reason: str) -> Attempt:
+    return Attempt(Verdict.REJECTED, error=reason)
 
 
 def _no_answer(reason: str) -> Attempt:
@@ -177,9 +278,13 @@ async def open_api(
     *,
     concurrency: int,
     timeout: float,  # noqa: ASYNC109 - per attempt, enforced inside PlanApi
+    transport: Transport | None = None,
 ) -> AsyncIterator[PlanApi]:
     """A :class:`PlanApi` on a session whose pool has a connection for every worker."""
-    connector = aiohttp.TCPConnector(limit=concurrency + 2, limit_per_host=0, ttl_dns_cache=300)
+    transport = transport or make_transport()
+    connector = aiohttp.TCPConnector(
+        limit=concurrency + 2, limit_per_host=0, ttl_dns_cache=300, ssl=transport.ssl_context
+    )
     session_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout)
     async with aiohttp.ClientSession(
         connector=connector,
@@ -191,4 +296,96 @@ async def open_api(
         # (aio-libs/aiohttp#10790: no public switch). That resend would bypass the rate
         # governor and hide the drop from the report, so retries stay ours alone.
         session._retry_connection = False
-        yield PlanApi(session, endpoint, credentials, timeout=timeout)
+        yield PlanApi(
+            session,
+            endpoint,
+            credentials,
+            timeout=timeout,
+            proxy=transport.proxy_for(endpoint),
+        )
+
+
+class IamTokens:
+    """Issues IAM tokens, ``POST {endpoint}/v3/auth/tokens`` with a password (facts §4.1).
+
+    Each fetch opens its own short session: it happens once a day or so, and keeps the
+    request pool, sized for the workers, out of it.
+    """
+
+    def __init__(self, transport: Transport, *, timeout: float = 30.0) -> None:
+        self._transport = transport
+        self._timeout = timeout
+
+    async def __call__(self, identity: IamIdentity, password: str) -> IssuedToken:
+        """Issue a token; raise :class:`RunAborted` saying why not (never with the password)."""
+        url = f"{identity.endpoint}/v3/auth/tokens?nocatalog=true"
+        user = {"name": identity.user, "password": password, "domain": {"name": identity.domain}}
+        payload = {
+            "auth": {
+                "identity": {"methods": ["password"], "password": {"user": user}},
+                "scope": {"project": {"name": identity.project}},
+            }
+        }
+        who = f"IAM user {identity.user} of account {identity.domain}"
+        connector = aiohttp.TCPConnector(ssl=self._transport.ssl_context)
+        try:
+            with anyio.fail_after(self._timeout):
+                async with (
+                    aiohttp.ClientSession(
+                        connector=connector, headers={"User-Agent": USER_AGENT}, trust_env=False
+                    ) as session,
+                    session.post(
+                        url,
+                        data=json.dumps(payload).encode(),
+                        headers={"Content-Type": "application/json;charset=utf8"},
+                        proxy=self._transport.proxy_for(url),
+                    ) as resp,
+                ):
+                    raw = await resp.read()
+                    status, token = resp.status, resp.headers.get("X-Subject-Token")
+        except TimeoutError:
+            raise RunAborted(
+                f"no token for {who}: IAM at {identity.endpoint} did not answer "
+                f"within {self._timeout:g} s"
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise RunAborted(
+                f"no token for {who}: cannot reach IAM at {identity.endpoint} "
+                f"({type(exc).__name__})"
+            ) from None
+        body = _decode(raw)
+        if status != 201 or not token:
+            code, message = _error_fields(body)
+            said = " ".join(str(part) for part in (code, message) if part)
+            said = said.replace(password, "***") if password else said
+            raise RunAborted(
+                f"IAM at {identity.endpoint} refused a token for {who}, project "
+                f"{identity.project} (HTTP {status}{': ' + said if said else ''}); check the "
+                "account, user name, project and the password in its environment variable"
+            )
+        return IssuedToken(token, _token_lifetime(body, identity.endpoint))
+
+
+def _token_lifetime(body: Any, endpoint: str) -> float:
+    """Seconds the token is valid, from IAM's own ``issued_at`` and ``expires_at``.
+
+    Measured between two server times, so a skewed local clock does not matter.
+    """
+    token = body.get("token") if isinstance(body, dict) else None
+    fields = token if isinstance(token, dict) else {}
+    expires, issued = _iso_time(fields.get("expires_at")), _iso_time(fields.get("issued_at"))
+    if expires is None:
+        raise RunAborted(f"IAM at {endpoint} answered without token.expires_at")
+    lifetime = expires - (issued if issued is not None else time.time())
+    if lifetime <= 0:
+        raise RunAborted(f"IAM at {endpoint} issued a token that has already expired")
+    return lifetime
+
+
+def _iso_time(value: object) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TextIO
 
 from batchthumb.auth import Credentials, Redactor, StaticToken
-from batchthumb.client import open_api
+from batchthumb.client import Transport, open_api
 from batchthumb.logs import JsonEvents
 from batchthumb.model import Item, Job, Settings
 from batchthumb.progress import choose_progress
@@ -69,14 +69,20 @@ async def execute(
     stop: Stop,
     stderr: TextIO,
     log: TextIO | None = None,
+    transport: Transport | None = None,
 ) -> RunSummary:
-    """Send the plan's items and journal every outcome; compact the journal after a resume."""
+    """Send the plan's items and journal every outcome; compact the journal after a resume.
+
+    ``credentials`` must be prepared (:meth:`~batchthumb.auth.Credentials.prepare`) already:
+    a refused password is the caller's to report, outside any task group.
+    """
     appending = options.resume or options.retry_failed
     if appending and options.report.exists():
         drop_torn_tail(options.report, plan.journal)
     elif options.report.exists():
         options.report.write_bytes(b"")  # a fresh run starts a fresh report
-    redact = Redactor(credentials.secrets)
+    # Read at each use: tokens renewed during the run are masked too.
+    redact = Redactor(lambda: credentials.secrets)
     events: Events = NoEvents() if log is None else JsonEvents(log, redact=redact)
     events.emit(
         "start",
@@ -92,7 +98,11 @@ async def execute(
         stderr, enabled=options.progress, total=len(plan.pending), skipped=plan.skipped
     )
     async with open_api(
-        endpoint, credentials, concurrency=settings.concurrency, timeout=settings.timeout
+        endpoint,
+        credentials,
+        concurrency=settings.concurrency,
+        timeout=settings.timeout,
+        transport=transport,
     ) as api:
         with Journal(options.report, redact=redact) as journal:
             summary = await run_batch(

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 import yaml
 
+from batchthumb.auth import ENV_NAME, AkSkAuth, AuthConfig, IamAuth, TokenAuth
 from batchthumb.errors import JobFileError, Problem
 from batchthumb.model import IMG_URL, PLAN_ID, PROJECT_ID, Item, Job, Settings, endpoint_for_region
 
@@ -22,6 +23,7 @@ from batchthumb.model import IMG_URL, PLAN_ID, PROJECT_ID, Item, Job, Settings, 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
+_BASE_URL = re.compile(r"https?://[^/\s]+/?")
 _SETTING_KEYS = (
     "endpoint",
     "region",
@@ -32,7 +34,36 @@ _SETTING_KEYS = (
     "timeout",
     "report",
 )
-_TOP_KEYS = frozenset((*_SETTING_KEYS, "defaults", "items"))
+_TOP_KEYS = frozenset((*_SETTING_KEYS, "auth", "defaults", "items"))
+_AUTH_WAYS = ("token_env", "token_file", "iam", "aksk")
+_IAM_KEYS = ("endpoint", "domain", "user", "password_env", "project")
+_AKSK_KEYS = ("ak_env", "sk_env", "credentials_file")
+_ENV_ADVICE = (
+    "must be the NAME of an environment variable (capital letters, digits and _, "
+    "e.g. BATCHTHUMB_TOKEN), not a secret; the value goes in the environment"
+)
+_KEEP_OUT = "secrets never go in a job file"
+_TOKEN_ADVICE = f"{_KEEP_OUT}; use `auth: {{token_env: NAME}}` or `auth: {{token_file: PATH}}`"
+_SK_ADVICE = (
+    f"{_KEEP_OUT}; set HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK (or name other variables "
+    "with ak_env/sk_env), or use the SDK file ~/.huaweicloud/credentials (mode 0600)"
+)
+# Keys that would hold a secret: refused without ever reading their value.
+_SECRET_KEYS = {
+    "password": f"{_KEEP_OUT}; put the password in an environment variable and name it with "
+    "`auth: {iam: {password_env: NAME}}`",
+    "passwd": f"{_KEEP_OUT}; name an environment variable with `password_env:` instead",
+    "token": _TOKEN_ADVICE,
+    "auth_token": _TOKEN_ADVICE,
+    "x_auth_token": _TOKEN_ADVICE,
+    "sk": _SK_ADVICE,
+    "ak": _SK_ADVICE,
+    "secret": _SK_ADVICE,
+    "secret_key": _SK_ADVICE,
+    "access_key": _SK_ADVICE,
+    "security_token": f"{_KEEP_OUT}; set HUAWEICLOUD_SDK_SECURITY_TOKEN, or put "
+    "security_token in ~/.huaweicloud/credentials (mode 0600)",
+}
 _ITEM_KEYS = ("project_id", "plan_id", "img_url")
 _DEFAULT_KEYS = frozenset(("project_id", "img_url"))
 _INT = "tag:yaml.org,2002:int"
@@ -143,13 +174,18 @@ def load_job(path: Path) -> Job:
     defaults: dict[str, tuple[str, yaml.Node]] = {}
     items_node: yaml.Node | None = None
     values: dict[str, object] = {}
+    auth: AuthConfig | None = None
     for name, node in checker.mapping(root, ""):
-        if name not in _TOP_KEYS:
+        if name in _SECRET_KEYS:
+            checker.problem(node, name, _SECRET_KEYS[name])
+        elif name not in _TOP_KEYS:
             checker.problem(node, name, f"unknown key (known: {', '.join(sorted(_TOP_KEYS))})")
         elif name == "items":
             items_node = node
         elif name == "defaults":
             defaults = _read_defaults(checker, node)
+        elif name == "auth":
+            auth = _read_auth(checker, node, path.parent)
         else:
             values[name] = _read_setting(checker, name, node)
     if not isinstance(root, yaml.MappingNode):
@@ -162,7 +198,137 @@ def load_job(path: Path) -> Job:
         items = _read_items(checker, items_node, defaults)
     if checker.problems:
         raise JobFileError(checker.problems)
-    return Job(path=path, settings=settings, items=items, warnings=tuple(checker.warnings))
+    return Job(
+        path=path, settings=settings, items=items, warnings=tuple(checker.warnings), auth=auth
+    )
+
+
+def load_auth(path: Path) -> AuthConfig:
+    """Read a YAML file holding just an ``auth:`` section (``run --auth FILE``)."""
+    checker = _Checker(path)
+    root = _compose(path)
+    auth: AuthConfig | None = None
+    found = False
+    for name, node in checker.mapping(root, "") if root is not None else ():
+        if name == "auth":
+            found = True
+            auth = _read_auth(checker, node, path.parent)
+        elif name in _SECRET_KEYS:
+            checker.problem(node, name, _SECRET_KEYS[name])
+        else:
+            checker.problem(node, name, "unknown key; this file holds only an `auth:` section")
+    if not found and not checker.problems:
+        checker.problem(root, "auth", "missing; this file must hold an `auth:` section")
+    if checker.problems or auth is None:
+        raise JobFileError(checker.problems)
+    return auth
+
+
+def _read_auth(checker: _Checker, node: yaml.Node, base: Path) -> AuthConfig | None:
+    """The one way of authenticating an ``auth:`` mapping names."""
+    ways: list[AuthConfig | None] = []
+    before = len(checker.problems)
+    for name, value_node in checker.mapping(node, "auth"):
+        key = f"auth.{name}"
+        if name in _SECRET_KEYS:
+            checker.problem(value_node, key, _SECRET_KEYS[name])
+        elif name == "token_env":
+            env = _env_name(checker, value_node, key)
+            ways.append(TokenAuth(env=env) if env else None)
+        elif name == "token_file":
+            file = _path(checker, value_node, key, base)
+            ways.append(TokenAuth(file=file) if file else None)
+        elif name == "iam":
+            ways.append(_read_iam(checker, value_node))
+        elif name == "aksk":
+            ways.append(_read_aksk(checker, value_node, base))
+        else:
+            checker.problem(value_node, key, f"unknown key (known: {', '.join(_AUTH_WAYS)})")
+    if len(ways) > 1:
+        checker.problem(node, "auth", f"give one of {', '.join(_AUTH_WAYS)}, not several")
+    elif not ways and len(checker.problems) == before:
+        checker.problem(node, "auth", f"empty; give one of {', '.join(_AUTH_WAYS)}")
+    return ways[0] if len(ways) == 1 else None
+
+
+def _read_iam(checker: _Checker, node: yaml.Node) -> IamAuth | None:
+    values: dict[str, str] = {}
+    before = len(checker.problems)
+    for name, value_node in checker.mapping(node, "auth.iam"):
+        key = f"auth.iam.{name}"
+        if name in _SECRET_KEYS:
+            checker.problem(value_node, key, _SECRET_KEYS[name])
+        elif name not in _IAM_KEYS:
+            checker.problem(value_node, key, f"unknown key (known: {', '.join(_IAM_KEYS)})")
+        elif name == "password_env":
+            env = _env_name(checker, value_node, key)
+            if env:
+                values[name] = env
+        else:
+            text = checker.text(value_node, key)
+            if text and name == "endpoint" and not _BASE_URL.fullmatch(text):
+                checker.problem(value_node, key, f"{text!r} is not a base URL like https://host")
+            elif text:
+                values[name] = text.rstrip("/") if name == "endpoint" else text
+    if len(checker.problems) != before:
+        return None
+    missing = [name for name in ("domain", "user", "password_env") if name not in values]
+    for name in missing:
+        checker.problem(node, f"auth.iam.{name}", "missing")
+    if missing:
+        return None
+    return IamAuth(
+        domain=values["domain"],
+        user=values["user"],
+        password_env=values["password_env"],
+        endpoint=values.get("endpoint"),
+        project=values.get("project"),
+    )
+
+
+def _read_aksk(checker: _Checker, node: yaml.Node, base: Path) -> AkSkAuth | None:
+    if isinstance(node, yaml.ScalarNode) and node.tag == _NULL:
+        return AkSkAuth()  # `aksk:` alone: the SDK's variables or profile file
+    values: dict[str, object] = {}
+    before = len(checker.problems)
+    for name, value_node in checker.mapping(node, "auth.aksk"):
+        key = f"auth.aksk.{name}"
+        if name in _SECRET_KEYS:
+            checker.problem(value_node, key, _SECRET_KEYS[name])
+        elif name not in _AKSK_KEYS:
+            checker.problem(value_node, key, f"unknown key (known: {', '.join(_AKSK_KEYS)})")
+        elif name == "credentials_file":
+            values[name] = _path(checker, value_node, key, base)
+        else:
+            values[name] = _env_name(checker, value_node, key)
+    if len(checker.problems) != before:
+        return None
+    defaults = AkSkAuth()
+    file = values.get("credentials_file")
+    return AkSkAuth(
+        ak_env=str(values.get("ak_env") or defaults.ak_env),
+        sk_env=str(values.get("sk_env") or defaults.sk_env),
+        credentials_file=file if isinstance(file, Path) else None,
+    )
+
+
+def _env_name(checker: _Checker, node: yaml.Node, key: str) -> str | None:
+    if not isinstance(node, yaml.ScalarNode) or node.tag == _NULL:
+        checker.problem(node, key, _ENV_ADVICE)
+        return None
+    # Never echo the value: a user who pasted the secret itself here must not see it printed.
+    if not ENV_NAME.fullmatch(node.value):
+        checker.problem(node, key, _ENV_ADVICE)
+        return None
+    return str(node.value)
+
+
+def _path(checker: _Checker, node: yaml.Node, key: str, base: Path) -> Path | None:
+    text = checker.text(node, key)
+    if not text:
+        return None
+    # Relative to the job file, like every path in it; ~ is the running user's home.
+    return base / Path(text).expanduser()
 
 
 def _compose(path: Path) -> yaml.Node | None:
@@ -201,7 +367,7 @@ def _read_setting(checker: _Checker, name: str, node: yaml.Node) -> object:
     if name == "region" and not _REGION.fullmatch(value):
         checker.problem(node, name, f"{value!r} is not a region name like cn-north-4")
         return None
-    if name == "endpoint" and not re.fullmatch(r"https?://[^/\s]+/?", value):
+    if name == "endpoint" and not _BASE_URL.fullmatch(value):
         checker.problem(node, name, f"{value!r} is not a base URL like https://host[:port]")
         return None
     return value
@@ -220,6 +386,7 @@ def _settings(
     defaults = Settings()
     return Settings(
         endpoint=str(endpoint).rstrip("/") if isinstance(endpoint, str) else None,
+        region=region if isinstance(region, str) else None,
         concurrency=_or(values.get("concurrency"), defaults.concurrency),
         rate=_or(values.get("rate"), defaults.rate),
         burst=_or(values.get("burst"), defaults.burst),

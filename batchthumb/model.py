@@ -7,8 +7,12 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from batchthumb.errors import Problem
+
+if TYPE_CHECKING:
+    from batchthumb.auth import AuthConfig
 
 # Documented constraint (update-thumbnail.md): project_id is [A-Za-z0-9]{32}.
 PROJECT_ID = re.compile(r"[A-Za-z0-9]{32}")
@@ -55,6 +59,7 @@ class Settings:
     """How a job runs: where to, how fast, how patiently, and where the report goes."""
 
     endpoint: str | None = None
+    region: str | None = None  # also picks the IAM endpoint and project for `auth: iam`
     concurrency: int = DEFAULT_CONCURRENCY
     rate: float = 0.0  # requests started per second; 0 = no cap, slowed only by throttling
     burst: int = 1
@@ -71,6 +76,7 @@ class Job:
     settings: Settings
     items: tuple[Item, ...]
     warnings: tuple[Problem, ...] = ()
+    auth: AuthConfig | None = None  # None: $BATCHTHUMB_TOKEN
 
     @property
     def report_path(self) -> Path:

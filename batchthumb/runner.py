@@ -216,11 +216,15 @@ class _Run:
 
     def abort(self, attempt: Attempt) -> None:
         if self.aborted is None:
-            code = f" {attempt.error_code}" if attempt.error_code else ""
-            detail = f": {attempt.error}" if attempt.error else ""
-            self.aborted = (
-                f"the server rejected the credentials (HTTP {attempt.http_status}{code}{detail})"
-            )
+            if attempt.http_status is None:  # refused before sending: renewal failed
+                self.aborted = f"the credentials could not be renewed: {attempt.error}"
+            else:
+                code = f" {attempt.error_code}" if attempt.error_code else ""
+                detail = f": {attempt.error}" if attempt.error else ""
+                self.aborted = (
+                    f"the server rejected the credentials (HTTP {attempt.http_status}{code}"
+                    f"{detail})"
+                )
         self.stop.request("aborted")
 
     def trip_breaker(self, result: ItemResult) -> None:

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from batchthumb.auth import AkSkAuth, IamAuth, TokenAuth
 from batchthumb.errors import JobFileError
-from batchthumb.jobfile import load_job
+from batchthumb.jobfile import load_auth, load_job
 
 P1 = "919bb351ef424e2daaf3dd80c179fae9"
 P2 = "0792b7d26cb74bd799cbae80063dc74a"
@@ -110,7 +111,7 @@ items:
     assert problems(path) == [
         f"{p}:1: concurrency: must be at least 1, not 0",
         f"{p}:2: rate: must be a number, not the text 'fast'",
-        f"{p}:3: colour: unknown key (known: burst, concurrency, defaults, endpoint, items, rate, region, report, retries, timeout)",
+        f"{p}:3: colour: unknown key (known: auth, burst, concurrency, defaults, endpoint, items, rate, region, report, retries, timeout)",
         f"{p}:5: items[0].project_id: must be 32 letters or digits (the CodeArts Req project id)",
         f"{p}:10: items[1].img_url: must look like /v1/upload/<32 letters or digits>/<yyyymm>/<name>.<ext>",
         f"{p}:11: items[2].plan_id: missing",
@@ -239,3 +240,87 @@ def test_img_url_from_another_project_is_a_warning(tmp_path: Path) -> None:
     assert [str(w) for w in job.warnings] == [
         f"{path}:2: items[0]: img_url was uploaded to another project; the API may refuse it there"
     ]
+
+
+ITEMS = f"""\
+items:
+  - project_id: {P1}
+    plan_id: {PLAN}
+    img_url: {URL1}
+"""
+
+
+@pytest.mark.parametrize(
+    ("auth", "expected"),
+    [
+        ("auth: {token_env: MY_TOKEN}\n", TokenAuth(env="MY_TOKEN")),
+        (
+            "auth:\n  iam: {domain: acme, user: bot, password_env: PW, project: cn-north-4}\n",
+            IamAuth(domain="acme", user="bot", password_env="PW", project="cn-north-4"),
+        ),
+        ("auth:\n  aksk:\n", AkSkAuth()),
+        ("auth: {aksk: {ak_env: MY_AK, sk_env: MY_SK}}\n", AkSkAuth("MY_AK", "MY_SK")),
+    ],
+)
+def test_auth_section_is_read(tmp_path: Path, auth: str, expected: object) -> None:
+    """Each way of authenticating is read into its config value."""
+    assert load_job(write(tmp_path, auth + ITEMS)).auth == expected
+
+
+def test_token_file_is_relative_to_the_job_file(tmp_path: Path) -> None:
+    """token_file, like every path in a job, is taken relative to the job file."""
+    job = load_job(write(tmp_path, "auth: {token_file: secrets/token}\n" + ITEMS))
+    assert job.auth == TokenAuth(file=tmp_path / "secrets/token")
+
+
+def test_literal_secrets_are_refused_saying_where_they_belong(tmp_path: Path) -> None:
+    """A password, sk or token written into the job is refused; the value is never echoed."""
+    path = write(
+        tmp_path,
+        """\
+token: tok-SENTINEL-1
+auth:
+  iam:
+    domain: acme
+    user: bot
+    password: pw-SENTINEL-2
+  aksk: {sk: sk-SENTINEL-3}
+"""
+        + ITEMS,
+    )
+    found = problems(path)
+    assert found == [
+        f"{path}:1: token: secrets never go in a job file; use `auth: {{token_env: NAME}}` or `auth: {{token_file: PATH}}`",
+        f"{path}:6: auth.iam.password: secrets never go in a job file; put the password in an environment variable and name it with `auth: {{iam: {{password_env: NAME}}}}`",
+        f"{path}:7: auth.aksk.sk: secrets never go in a job file; set HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK (or name other variables with ak_env/sk_env), or use the SDK file ~/.huaweicloud/credentials (mode 0600)",
+        f"{path}:3: auth: give one of token_env, token_file, iam, aksk, not several",
+    ]
+    assert "SENTINEL" not in "\n".join(found)
+
+
+def test_a_secret_pasted_as_a_variable_name_is_refused_without_echoing_it(
+    tmp_path: Path,
+) -> None:
+    """token_env holding what looks like a token (not a variable name) is refused, unprinted."""
+    path = write(tmp_path, "auth: {token_env: MIIsecret-SENTINEL+/=}\n" + ITEMS)
+    [found] = problems(path)
+    assert found.startswith(f"{path}:1: auth.token_env: must be the NAME of an environment")
+    assert "SENTINEL" not in found
+
+
+def test_iam_without_required_keys_names_them(tmp_path: Path) -> None:
+    """An iam section missing user and password_env says so, key by key."""
+    path = write(tmp_path, "auth:\n  iam: {domain: acme}\n" + ITEMS)
+    assert problems(path) == [
+        f"{path}:2: auth.iam.user: missing",
+        f"{path}:2: auth.iam.password_env: missing",
+    ]
+
+
+def test_auth_file_holds_only_an_auth_section(tmp_path: Path) -> None:
+    """--auth FILE reads the auth: section and refuses anything else in it."""
+    good = write(tmp_path, "auth: {aksk: {}}\n", "auth.yaml")
+    assert load_auth(good) == AkSkAuth()
+    bad = write(tmp_path, "auth: {aksk: {}}\nitems: []\n", "bad.yaml")
+    with pytest.raises(JobFileError, match="only an `auth:` section"):
+        load_auth(bad)

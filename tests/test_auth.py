@@ -1,0 +1,439 @@
+"""Credentials: IAM tokens and AK/SK signing, in units and over loopback against the sandbox."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+import pytest
+
+from batchthumb import signing
+from batchthumb.auth import (
+    AkSk,
+    AkSkAuth,
+    IamAuth,
+    IamIdentity,
+    IamPassword,
+    Redactor,
+    StaticToken,
+    TokenAuth,
+    load_credentials,
+)
+from batchthumb.client import IamTokens, PlanApi, check_url, is_loopback, make_transport, open_api
+from batchthumb.errors import CredentialsError, RunAborted, UsageError
+from batchthumb.execute import RunOptions, execute, plan_run
+from batchthumb.model import Item, Job, Settings, Verdict
+from batchthumb.runner import Stop
+from batchthumb.sandbox import Fault, IamUser, Sandbox, SandboxConfig
+
+if TYPE_CHECKING:
+    from conftest import SecretGuard
+
+pytestmark = pytest.mark.anyio
+
+P = "919bb351ef424e2daaf3dd80c179fae9"
+URL = f"/v1/upload/{P}/202506/1749730526922581391.png"
+PASSWORD = "pw-SENTINEL-7f3a91c2e4"
+AK = "AKSENTINEL0000000001"
+SK = "sk-SENTINEL-b8d2e6f04a1c93e7d5"
+SECURITY_TOKEN = "st-SENTINEL-4c1e9a7b"
+T0 = 1_800_000_000.0
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 32
+
+
+def plan_id(n: int) -> str:
+    return f"{n:032x}"
+
+
+class FakeClock:
+    """A clock tests move by hand; ``wall`` is the same instant as epoch seconds."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def wall(self) -> float:
+        return T0 + self.t
+
+
+def never_called() -> IamTokens:
+    return IamTokens(make_transport())
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def sandbox(clock: FakeClock) -> Sandbox:
+    config = SandboxConfig(
+        iam_users=(IamUser("acme", "bot", PASSWORD, "cn-north-4", token_ttl=3600.0),),
+        aksk={AK: SK},
+    )
+    box = Sandbox(config, wall_clock=clock.wall)
+    for n in range(12):
+        box.add_plan(P, name=f"Plan {n}", plan_id=plan_id(n))
+    return box
+
+
+@pytest.fixture
+async def base_url(sandbox: Sandbox) -> AsyncIterator[str]:
+    async with sandbox.serve() as url:
+        yield url
+
+
+def iam(base_url: str, clock: FakeClock, password: str = PASSWORD) -> IamPassword:
+    identity = IamIdentity(base_url, "acme", "bot", "cn-north-4")
+    return IamPassword(identity, password, issue=IamTokens(make_transport()), clock=clock)
+
+
+def watch_issued(guard: SecretGuard, sandbox: Sandbox) -> None:
+    guard.watch(*sandbox.store.tokens)
+
+
+async def put(api: PlanApi, n: int) -> Verdict:
+    return (await api.set_thumbnail(P, plan_id(n), URL)).verdict
+
+
+# -- units ---------------------------------------------------------------------------------
+
+
+async def test_redactor_masks_secrets_added_after_it_was_made() -> None:
+    """A redactor reading a live source masks a token issued after it was created."""
+    secrets = ["first-secret"]
+    redact = Redactor(lambda: secrets)
+    assert redact("a first-secret b") == "a *** b"
+    secrets.append("renewed-token")
+    assert redact("x renewed-token first-secret") == "x *** ***"
+
+
+async def test_aksk_signs_each_attempt_with_a_fresh_date(guard: SecretGuard) -> None:
+    """Each authorize call signs with the current X-Sdk-Date, verifiable with the SK."""
+    guard.watch(SK, SECURITY_TOKEN)
+    moments = iter([datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC), datetime(2026, 1, 1, 12, 0, 9)])
+    creds = AkSk(AK, SK, project_id="p1", security_token=SECURITY_TOKEN, now=lambda: next(moments))
+    url = f"https://example.com/v3/plan/{P}/management/{plan_id(1)}/img"
+    signed = []
+    for _ in range(2):
+        headers = {"Content-Type": "application/json"}
+        await creds.authorize("PUT", url, headers, b"{}")
+        signed.append(headers)
+        assert headers["X-Project-Id"] == "p1"
+        assert "x-security-token" in headers["Authorization"]
+        result = signing.verify_request(
+            method="PUT",
+            path=url.removeprefix("https://example.com"),
+            query="",
+            headers=headers,
+            body=b"{}",
+            secret_for={AK: SK},
+            now=datetime(2026, 1, 1, 12, 0, 5, tzinfo=UTC),
+        )
+        assert result.ok, result.detail
+    assert signed[0]["X-Sdk-Date"] == "20260101T120000Z"
+    assert signed[1]["X-Sdk-Date"] == "20260101T120009Z"
+    guard.output("repr", repr(creds))
+
+
+def test_missing_env_var_is_named(guard: SecretGuard) -> None:
+    """A missing password variable is a CredentialsError naming it; nothing is sent."""
+    guard.watch(PASSWORD)
+    config = IamAuth(domain="acme", user="bot", password_env="BT_TEST_PASSWORD")
+    with pytest.raises(CredentialsError, match="BT_TEST_PASSWORD") as info:
+        load_credentials(config, issue=never_called(), region="cn-north-4", environ={})
+    guard.output("error", str(info.value))
+
+
+def test_iam_endpoint_and_project_default_to_the_region() -> None:
+    """Without endpoint and project, IAM is the region's and so is the project."""
+    config = IamAuth(domain="acme", user="bot", password_env="PW")
+    creds = load_credentials(
+        config, issue=never_called(), region="cn-east-3", environ={"PW": PASSWORD}
+    )
+    assert isinstance(creds, IamPassword)
+    assert creds.identity == IamIdentity(
+        "https://iam.cn-east-3.myhuaweicloud.com", "acme", "bot", "cn-east-3"
+    )
+    assert PASSWORD not in repr(creds)
+
+
+def test_aksk_comes_from_the_sdk_environment_variables() -> None:
+    """aksk: {} reads the SDK's variables, project id and security token included."""
+    environ = {
+        "HUAWEICLOUD_SDK_AK": AK,
+        "HUAWEICLOUD_SDK_SK": SK,
+        "HUAWEICLOUD_SDK_PROJECT_ID": "proj",
+        "HUAWEICLOUD_SDK_SECURITY_TOKEN": SECURITY_TOKEN,
+    }
+    creds = load_credentials(AkSkAuth(), issue=never_called(), environ=environ)
+    assert isinstance(creds, AkSk)
+    assert (creds.ak, creds.project_id, set(creds.secrets)) == (AK, "proj", {SK, SECURITY_TOKEN})
+
+
+def write_profile(path: Path, mode: int) -> Path:
+    path.write_text(f"[basic]\nak = {AK}\nsk = {SK}\nproject_id = proj\n")
+    path.chmod(mode)
+    return path
+
+
+def test_credentials_file_is_read_when_the_variables_are_absent(
+    tmp_path: Path, guard: SecretGuard
+) -> None:
+    """The SDK profile file named by HUAWEICLOUD_SDK_CREDENTIALS_FILE supplies the key pair."""
+    guard.watch(SK)
+    path = guard.holds_secrets(write_profile(tmp_path / "credentials", 0o600))
+    environ = {"HUAWEICLOUD_SDK_CREDENTIALS_FILE": str(path)}
+    creds = load_credentials(AkSkAuth(), issue=never_called(), environ=environ)
+    assert isinstance(creds, AkSk)
+    assert (creds.ak, creds.project_id, creds.secrets) == (AK, "proj", (SK,))
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
+@pytest.mark.parametrize("kind", ["credentials", "token"])
+def test_a_secret_file_others_can_read_is_refused(
+    tmp_path: Path, guard: SecretGuard, kind: str
+) -> None:
+    """A credentials or token file with mode 0644 is refused, saying how to fix it."""
+    guard.watch(SK)
+    path = guard.holds_secrets(write_profile(tmp_path / kind, 0o644))
+    config = AkSkAuth(credentials_file=path) if kind == "credentials" else TokenAuth(file=path)
+    with pytest.raises(CredentialsError) as info:
+        load_credentials(config, issue=never_called(), environ={})
+    assert str(info.value) == (
+        f"{path}: other users can read this file (mode 0644); "
+        f"secrets must be private: run chmod 600 {path}"
+    )
+    guard.output("error", str(info.value))
+
+
+def test_plain_http_is_refused_except_to_loopback() -> None:
+    """http:// to a remote host needs --insecure (then warns); loopback is always fine."""
+    assert check_url("http://127.0.0.1:8080", insecure=False) is None
+    assert check_url("http://[::1]:8080", insecure=False) is None
+    assert check_url("https://iam.cn-north-4.myhuaweicloud.com", insecure=False) is None
+    with pytest.raises(UsageError, match="plain http"):
+        check_url("http://10.0.0.5:8080", insecure=False)
+    warning = check_url("http://10.0.0.5:8080", insecure=True)
+    assert warning is not None and warning.startswith("warning: --insecure")
+
+
+def test_proxy_is_resolved_from_the_environment_honouring_no_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """HTTPS_PROXY applies, except to NO_PROXY hosts and loopback."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp:3128")
+    monkeypatch.setenv("NO_PROXY", "internal.corp")
+    transport = make_transport()
+    assert transport.proxy_for("https://projectman-ext.cn-north-4.myhuaweicloud.com") == (
+        "http://proxy.corp:3128"
+    )
+    assert transport.proxy_for("https://api.internal.corp/x") is None
+    assert transport.proxy_for("http://127.0.0.1:8080") is None
+    assert is_loopback("localhost")
+
+
+def test_an_unreadable_ca_bundle_is_a_usage_error(tmp_path: Path) -> None:
+    """--ca-bundle naming a missing file fails before anything is sent."""
+    with pytest.raises(UsageError, match="cannot load it"):
+        make_transport(ca_bundle=tmp_path / "missing.pem")
+
+
+async def test_static_token_cannot_be_renewed() -> None:
+    """A pasted token has nothing to renew with."""
+    assert await StaticToken("t" * 20).renew({"X-Auth-Token": "t" * 20}) is False
+
+
+# -- IAM over loopback ---------------------------------------------------------------------
+
+
+async def test_iam_token_is_fetched_once_for_a_whole_run(
+    sandbox: Sandbox, base_url: str, clock: FakeClock, tmp_path: Path, guard: SecretGuard
+) -> None:
+    """A 12-item run with 4 workers asks IAM for one token, and logs and report hide it."""
+    guard.watch(PASSWORD)
+    creds = iam(base_url, clock)
+    await creds.prepare()
+    items = tuple(Item(P, plan_id(n), URL) for n in range(12))
+    job = Job(path=tmp_path / "job.yaml", settings=Settings(concurrency=4), items=items)
+    options = RunOptions(report=tmp_path / "report.jsonl", progress=False, backoff=0.0)
+    log, stderr = io.StringIO(), io.StringIO()
+    summary = await execute(
+        plan_run(job, options),
+        settings=job.settings,
+        endpoint=base_url,
+        credentials=creds,
+        options=options,
+        stop=Stop(),
+        stderr=stderr,
+        log=log,
+    )
+    watch_issued(guard, sandbox)
+    guard.output("log", log.getvalue())
+    guard.output("stderr", stderr.getvalue())
+    assert summary.tally.succeeded == 12
+    assert sandbox.stats.tokens_issued == 1
+
+
+async def test_token_is_renewed_before_it_expires(
+    sandbox: Sandbox, base_url: str, clock: FakeClock, guard: SecretGuard
+) -> None:
+    """Within the renewal margin (a tenth of a 1 h token), the next request gets a new token."""
+    guard.watch(PASSWORD)
+    creds = iam(base_url, clock)
+    await creds.prepare()
+    async with open_api(base_url, creds, concurrency=1, timeout=10) as api:
+        assert await put(api, 1) is Verdict.OK
+        clock.t = 3600 - 360 - 1  # just outside the margin: the same token
+        assert await put(api, 2) is Verdict.OK
+        assert sandbox.stats.tokens_issued == 1
+        clock.t = 3600 - 360  # inside it: renewed before sending
+        assert await put(api, 3) is Verdict.OK
+    watch_issued(guard, sandbox)
+    assert sandbox.stats.tokens_issued == 2
+    assert sandbox.stats.status_counts[401] == 0
+
+
+async def test_many_workers_hitting_a_stale_token_cause_one_renewal(
+    sandbox: Sandbox, base_url: str, clock: FakeClock, guard: SecretGuard
+) -> None:
+    """Four requests rejected at once as 'token must be updated' share one renewal, then pass."""
+    guard.watch(PASSWORD)
+    creds = iam(base_url, clock)
+    await creds.prepare()
+    sandbox.faults.script(Fault.expire_token(), times=4)
+    results: list[Verdict] = []
+    async with open_api(base_url, creds, concurrency=4, timeout=10) as api:
+        sandbox.gate.close()
+
+        async def send(n: int) -> None:
+            results.append(await put(api, n))
+
+        async with anyio.create_task_group() as tasks:
+            for n in range(4):
+                tasks.start_soon(send, n)
+            with anyio.fail_after(10):
+                await sandbox.wait_until(lambda stats: stats.waiting_at_gate == 4)
+            sandbox.gate.open()
+    watch_issued(guard, sandbox)
+    assert results == [Verdict.OK] * 4
+    assert sandbox.stats.status_counts[401] == 4
+    assert sandbox.stats.tokens_issued == 2
+    assert creds.generation == 2
+
+
+async def test_a_wrong_password_aborts_before_the_run_without_showing_it(
+    sandbox: Sandbox, base_url: str, clock: FakeClock, guard: SecretGuard
+) -> None:
+    """prepare() raises RunAborted (exit 3) naming the user; the password is not in it."""
+    wrong = "wrong-SENTINEL-0d9c"
+    guard.watch(wrong, PASSWORD)
+    with pytest.raises(RunAborted) as info:
+        await iam(base_url, clock, wrong).prepare()
+    guard.output("error", str(info.value))
+    assert "refused a token for IAM user bot of account acme" in str(info.value)
+    assert "IAM.0004" in str(info.value)
+    assert info.value.exit_code == 3
+    assert sandbox.stats.puts == 0
+
+
+async def test_a_failed_renewal_rejects_the_request(
+    sandbox: Sandbox, base_url: str, clock: FakeClock, guard: SecretGuard
+) -> None:
+    """When the token goes stale and IAM then refuses, the 401 stands, saying why."""
+    guard.watch(PASSWORD)
+    creds = iam(base_url, clock)
+    await creds.prepare()
+    # The password changed since the run began: IAM now refuses it.
+    sandbox.config = dataclasses.replace(sandbox.config, iam_users=())
+    sandbox.faults.script(Fault.expire_token())
+    async with open_api(base_url, creds, concurrency=1, timeout=10) as api:
+        attempt = await api.set_thumbnail(P, plan_id(1), URL)
+    watch_issued(guard, sandbox)
+    guard.output("attempt", repr(attempt))
+    assert attempt.verdict is Verdict.REJECTED
+    assert attempt.error is not None and "renewing the token failed" in attempt.error
+
+
+# -- AK/SK over loopback --------------------------------------------------------------------
+
+
+def aksk(clock: FakeClock, skew: float = 0.0) -> AkSk:
+    return AkSk(AK, SK, now=lambda: datetime.fromtimestamp(clock.wall() + skew, UTC))
+
+
+async def test_aksk_signed_put_is_accepted_and_retries_are_re_signed(
+    sandbox: Sandbox, base_url: str, clock: FakeClock, guard: SecretGuard
+) -> None:
+    """A signed PUT passes the sandbox's verification, also when retried 14 minutes later."""
+    guard.watch(SK)
+    async with open_api(base_url, aksk(clock), concurrency=1, timeout=10) as api:
+        assert await put(api, 1) is Verdict.OK
+        clock.t += 14 * 60  # a stale X-Sdk-Date from the first attempt would now be refused
+        assert await put(api, 1) is Verdict.OK
+    assert sandbox.stats.applied[(P, plan_id(1))] == 2
+    assert sandbox.stats.status_counts[401] == 0
+
+
+async def test_aksk_signed_multipart_upload_is_accepted(
+    sandbox: Sandbox, base_url: str, clock: FakeClock, guard: SecretGuard
+) -> None:
+    """A multipart upload is signed with UNSIGNED-PAYLOAD and stored by the sandbox."""
+    guard.watch(SK)
+    boundary = "batchthumb-test-boundary"
+    body = (
+        (
+            f"--{boundary}\r\n"
+            'Content-Disposition: form-data; name="file"; filename="a.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + PNG
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    async with open_api(base_url, aksk(clock), concurrency=1, timeout=10) as api:
+        reply = await api.request(
+            "POST",
+            f"/v2/{P}/img",
+            body=body,
+            content_type=f"multipart/form-data; boundary={boundary}",
+        )
+    assert reply.attempt.verdict is Verdict.OK
+    assert sandbox.image_bytes(reply.body["img_url"]) == PNG
+
+
+async def test_a_skewed_clock_is_rejected_not_renewed(
+    sandbox: Sandbox, base_url: str, clock: FakeClock, guard: SecretGuard
+) -> None:
+    """A signature dated 20 minutes off is refused (401 APIGW.0303) and not retried."""
+    guard.watch(SK)
+    skewed = aksk(clock, skew=-timedelta(minutes=20).total_seconds())
+    async with open_api(base_url, skewed, concurrency=1, timeout=10) as api:
+        attempt = await api.set_thumbnail(P, plan_id(1), URL)
+    guard.output("attempt", repr(attempt))
+    assert (attempt.verdict, attempt.http_status, attempt.error_code) == (
+        Verdict.REJECTED,
+        401,
+        "APIGW.0303",
+    )
+    assert sandbox.stats.requests == 1
+
+
+async def test_a_bad_secret_key_is_rejected(
+    sandbox: Sandbox, base_url: str, clock: FakeClock, guard: SecretGuard
+) -> None:
+    """A request signed with the wrong SK fails the sandbox's signature check."""
+    wrong = "wrong-sk-SENTINEL-51e0"
+    guard.watch(wrong, SK)
+    creds = AkSk(AK, wrong, now=lambda: datetime.fromtimestamp(clock.wall(), UTC))
+    async with open_api(base_url, creds, concurrency=1, timeout=10) as api:
+        attempt = await api.set_thumbnail(P, plan_id(1), URL)
+    guard.output("attempt", repr(attempt))
+    assert (attempt.http_status, attempt.error_code) == (401, "APIGW.0303")

@@ -1,0 +1,229 @@
+"""`batchthumb run` end to end with each way of authenticating, against a loopback sandbox."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+import pytest
+
+from batchthumb.sandbox import IamUser, Sandbox, SandboxConfig
+
+if TYPE_CHECKING:
+    from conftest import SecretGuard
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parent.parent
+P = "919bb351ef424e2daaf3dd80c179fae9"
+URL = f"/v1/upload/{P}/202506/1749730526922581391.png"
+PASSWORD = "pw-SENTINEL-cli-93b1"
+AK = "AKSENTINELCLI0000001"
+SK = "sk-SENTINEL-cli-e07d4c"
+PLANS = [f"{n:032x}" for n in range(6)]
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[tuple[Sandbox, str]]:
+    config = SandboxConfig(
+        iam_users=(IamUser("acme", "bot", PASSWORD, "cn-north-4"),), aksk={AK: SK}
+    )
+    box = Sandbox(config)
+    async with box.serve() as url:
+        yield box, url
+
+
+def write_job(tmp_path: Path, endpoint: str, auth: str) -> Path:
+    items = "".join(f"  - plan_id: {plan}\n" for plan in PLANS)
+    text = (
+        f"endpoint: {endpoint}\nconcurrency: 3\n{auth}"
+        f"defaults:\n  project_id: {P}\n  img_url: {URL}\nitems:\n{items}"
+    )
+    path = tmp_path / "job.yaml"
+    path.write_text(text)
+    return path
+
+
+async def run_cli(
+    guard: SecretGuard, tmp_path: Path, args: Sequence[str], env: dict[str, str] | None = None
+) -> Result:
+    """Run the CLI in a clean environment (no inherited credentials, HOME in tmp_path)."""
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("HUAWEICLOUD_", "BATCHTHUMB_")) and "proxy" not in k.lower()
+    }
+    clean.update(PYTHONPATH=str(ROOT), HOME=str(tmp_path / "home"), **(env or {}))
+    with anyio.fail_after(60):
+        done = await anyio.run_process(
+            [sys.executable, "-m", "batchthumb", *args],
+            env=clean,
+            cwd=tmp_path,
+            check=False,
+        )
+    result = Result(done.returncode, done.stdout.decode(), done.stderr.decode())
+    guard.output("stdout", result.stdout)
+    guard.output("stderr", result.stderr)
+    return result
+
+
+def run_args(job: Path, *extra: str) -> list[str]:
+    return ["run", str(job), "--no-progress", "--log-json", "--log-file", "run.log", *extra]
+
+
+IAM = "auth:\n  iam: {{endpoint: {url}, domain: acme, user: bot, password_env: BT_PW, project: cn-north-4}}\n"
+
+
+async def test_iam_password_run_fetches_one_token_and_never_shows_secrets(
+    sandbox: tuple[Sandbox, str], tmp_path: Path, guard: SecretGuard
+) -> None:
+    """A 6-plan IAM run exits 0 with one token; password and token appear in no output."""
+    box, url = sandbox
+    job = write_job(tmp_path, url, IAM.format(url=url))
+    result = await run_cli(guard, tmp_path, run_args(job), {"BT_PW": PASSWORD})
+    guard.watch(PASSWORD, *box.store.tokens)
+    assert result.code == 0, result.stderr
+    assert box.stats.tokens_issued == 1
+    assert sum(box.stats.applied.values()) == len(PLANS)
+
+
+async def test_wrong_password_exits_3_with_a_clear_message(
+    sandbox: tuple[Sandbox, str], tmp_path: Path, guard: SecretGuard
+) -> None:
+    """A refused password ends the run before any PUT: exit 3, one line, no password."""
+    box, url = sandbox
+    wrong = "wrong-SENTINEL-cli-2a"
+    guard.watch(wrong, PASSWORD)
+    job = write_job(tmp_path, url, IAM.format(url=url))
+    result = await run_cli(guard, tmp_path, run_args(job), {"BT_PW": wrong})
+    assert result.code == 3
+    assert result.stderr.splitlines()[-1].startswith(
+        f"batchthumb: IAM at {url} refused a token for IAM user bot of account acme"
+    )
+    assert "Traceback" not in result.stderr
+    assert box.stats.puts == 0
+
+
+async def test_aksk_run_from_the_sdk_variables_is_verified_by_the_sandbox(
+    sandbox: tuple[Sandbox, str], tmp_path: Path, guard: SecretGuard
+) -> None:
+    """auth: {aksk: {}} signs every PUT with HUAWEICLOUD_SDK_AK/SK; the SK is never shown."""
+    box, url = sandbox
+    guard.watch(SK)
+    job = write_job(tmp_path, url, "auth: {aksk: {}}\n")
+    env = {"HUAWEICLOUD_SDK_AK": AK, "HUAWEICLOUD_SDK_SK": SK}
+    result = await run_cli(guard, tmp_path, run_args(job), env)
+    assert result.code == 0, result.stderr
+    assert sum(box.stats.applied.values()) == len(PLANS)
+    assert box.stats.status_counts[401] == 0
+
+
+def write_profile(tmp_path: Path, mode: int) -> Path:
+    path = tmp_path / "home" / ".huaweicloud" / "credentials"
+    path.parent.mkdir(parents=True)
+    path.write_text(f"[basic]\nak = {AK}\nsk = {SK}\n")
+    path.chmod(mode)
+    return path
+
+
+async def test_sdk_credentials_file_in_home_is_used(
+    sandbox: tuple[Sandbox, str], tmp_path: Path, guard: SecretGuard
+) -> None:
+    """Without the variables, ~/.huaweicloud/credentials (mode 0600) supplies the key pair."""
+    box, url = sandbox
+    guard.watch(SK)
+    guard.holds_secrets(write_profile(tmp_path, 0o600))
+    job = write_job(tmp_path, url, "auth: {aksk: {}}\n")
+    result = await run_cli(guard, tmp_path, run_args(job))
+    assert result.code == 0, result.stderr
+    assert sum(box.stats.applied.values()) == len(PLANS)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
+async def test_credentials_file_readable_by_others_is_refused(
+    sandbox: tuple[Sandbox, str], tmp_path: Path, guard: SecretGuard
+) -> None:
+    """A 0644 credentials file stops the run with exit 2 and the chmod to fix it."""
+    box, url = sandbox
+    guard.watch(SK)
+    profile = guard.holds_secrets(write_profile(tmp_path, 0o644))
+    job = write_job(tmp_path, url, "auth: {aksk: {}}\n")
+    result = await run_cli(guard, tmp_path, run_args(job))
+    assert result.code == 2
+    assert f"run chmod 600 {profile}" in result.stderr
+    assert box.stats.requests == 0
+
+
+async def test_auth_file_flag_wins_over_the_job(
+    sandbox: tuple[Sandbox, str], tmp_path: Path, guard: SecretGuard
+) -> None:
+    """--auth FILE replaces the job's auth: section (here a token variable that is unset)."""
+    box, url = sandbox
+    guard.watch(PASSWORD)
+    job = write_job(tmp_path, url, "auth: {token_env: UNSET_TOKEN}\n")
+    auth = tmp_path / "auth.yaml"
+    auth.write_text(IAM.format(url=url))
+    result = await run_cli(
+        guard, tmp_path, [*run_args(job), "--auth", str(auth)], {"BT_PW": PASSWORD}
+    )
+    guard.watch(*box.store.tokens)
+    assert result.code == 0, result.stderr
+    assert box.stats.tokens_issued == 1
+
+
+async def test_literal_password_in_the_job_is_refused(tmp_path: Path, guard: SecretGuard) -> None:
+    """A job with a literal password exits 2, says where it belongs, and never prints it."""
+    guard.watch(PASSWORD)
+    auth = f"auth:\n  iam: {{domain: acme, user: bot, password: {PASSWORD}}}\n"
+    job = guard.holds_secrets(write_job(tmp_path, "https://example.com", auth))
+    result = await run_cli(guard, tmp_path, run_args(job))
+    assert result.code == 2
+    assert "auth.iam.password: secrets never go in a job file" in result.stderr
+
+
+async def test_missing_password_variable_is_named(tmp_path: Path, guard: SecretGuard) -> None:
+    """An unset password_env variable exits 2 naming it; nothing is sent."""
+    guard.watch(PASSWORD)
+    job = write_job(tmp_path, "https://example.com", IAM.format(url="https://iam.example.com"))
+    result = await run_cli(guard, tmp_path, run_args(job))
+    assert result.code == 2
+    assert "environment variable BT_PW (password_env) is not set" in result.stderr
+
+
+async def test_plain_http_to_a_remote_host_needs_insecure(
+    tmp_path: Path, guard: SecretGuard
+) -> None:
+    """http:// to a non-loopback host is refused; --insecure lets it through with a warning."""
+    guard.watch(PASSWORD)
+    job = write_job(tmp_path, "http://192.0.2.10:8080", "")
+    refused = await run_cli(guard, tmp_path, run_args(job))
+    assert refused.code == 2
+    assert "is plain http" in refused.stderr
+    # With --insecure it gets past the check and stops at the missing token: nothing is sent.
+    allowed = await run_cli(guard, tmp_path, [*run_args(job), "--insecure"])
+    assert allowed.code == 2
+    assert allowed.stderr.startswith("warning: --insecure: the endpoint http://192.0.2.10:8080")
+    assert "no credentials: set BATCHTHUMB_TOKEN" in allowed.stderr
+
+
+async def test_dry_run_says_where_secrets_come_from_without_reading_them(
+    tmp_path: Path, guard: SecretGuard
+) -> None:
+    """--dry-run names the auth way and its variable, and shows no secret."""
+    guard.watch(PASSWORD)
+    job = write_job(tmp_path, "https://example.com", IAM.format(url="https://iam.example.com"))
+    result = await run_cli(guard, tmp_path, [*run_args(job), "--dry-run"], {"BT_PW": PASSWORD})
+    assert result.code == 0
+    assert "credentials: IAM user bot of account acme, password from $BT_PW" in result.stdout
