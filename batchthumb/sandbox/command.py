@@ -1,0 +1,219 @@
+"""The ``batchthumb sandbox`` subcommand: serve a local CodeArts Req stand-in until stopped.
+
+Cheap to import (argparse only); the server loads when the command runs. On start it prints
+exactly one line, ``batchthumb sandbox listening on http://HOST:PORT``, for scripts to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from batchthumb.sandbox.server import Sandbox
+
+READY_LINE = "batchthumb sandbox listening on {url}"
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"a probability is between 0 and 1, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    return value
+
+
+def _pair(separator: str, what: str) -> Callable[[str], tuple[str, str]]:
+    def parse(text: str) -> tuple[str, str]:
+        left, sep, right = text.partition(separator)
+        if not sep or not left or not right:
+            raise argparse.ArgumentTypeError(f"expected {what}")
+        return left, right
+
+    return parse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``sandbox`` options to ``parser``."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument(
+        "--port", type=int, default=8080, help="port to listen on; 0 picks a free one"
+    )
+    parser.add_argument("--seed", metavar="FILE", help="YAML file of projects, plans and images")
+    parser.add_argument(
+        "--token",
+        action="append",
+        default=[],
+        metavar="TOKEN",
+        help="accept this X-Auth-Token (repeatable); without any, every token of 10 to 32768 "
+        "characters is accepted",
+    )
+    parser.add_argument(
+        "--aksk",
+        action="append",
+        default=[],
+        metavar="AK:SK",
+        type=_pair(":", "AK:SK"),
+        help="accept SDK-HMAC-SHA256 requests signed with this key pair (repeatable)",
+    )
+    parser.add_argument(
+        "--iam-user",
+        action="append",
+        default=[],
+        metavar="DOMAIN/NAME:PASSWORD",
+        type=_pair(":", "DOMAIN/NAME:PASSWORD"),
+        help="let POST /v3/auth/tokens issue tokens to this user, scoped to cn-north-4",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="unknown projects and plans are errors, and a PUT only takes URLs uploaded to "
+        "the same project",
+    )
+    parser.add_argument(
+        "--list-wrapped",
+        action="store_true",
+        help='list elements as {"result": plan, "status": "success"}',
+    )
+    faults = parser.add_argument_group("faults")
+    faults.add_argument("--latency", type=_non_negative, default=0.0, help="seconds per PUT")
+    faults.add_argument("--p500", type=_probability, default=0.0, help="share of PUTs with 500")
+    faults.add_argument("--p503", type=_probability, default=0.0, help="share of PUTs with 503")
+    faults.add_argument("--p429", type=_probability, default=0.0, help="share of PUTs with 429")
+    faults.add_argument(
+        "--retry-after", help="Retry-After value sent with 429s (random and rate limit)"
+    )
+    faults.add_argument(
+        "--p-pm-throttle",
+        type=_probability,
+        default=0.0,
+        help="share of PUTs with 400 PM.02153001",
+    )
+    faults.add_argument(
+        "--p-drop", type=_probability, default=0.0, help="share of PUTs dropped unanswered"
+    )
+    faults.add_argument(
+        "--p-drop-after-apply",
+        type=_probability,
+        default=0.0,
+        help="share of PUTs applied and then dropped unanswered",
+    )
+    faults.add_argument(
+        "--rate-limit", type=_positive, help="PUTs and uploads per second before 429 APIGW.0308"
+    )
+    faults.add_argument(
+        "--fail-first", type=_count, default=0, metavar="N", help="answer the first N PUTs 503"
+    )
+    faults.add_argument(
+        "--seed-random", type=int, metavar="N", help="seed the random faults, for repeatable runs"
+    )
+
+
+def build_sandbox(args: argparse.Namespace) -> Sandbox:
+    """Build the sandbox the parsed options describe (seed file included)."""
+    from batchthumb.sandbox.config import IamUser, SandboxConfig
+    from batchthumb.sandbox.faults import Fault, Faults
+    from batchthumb.sandbox.seed import load_seed
+    from batchthumb.sandbox.server import Sandbox
+
+    users = []
+    for who, password in args.iam_user:
+        domain, _, name = who.partition("/")
+        users.append(IamUser(domain=domain, name=name or domain, password=password))
+    config = SandboxConfig(
+        tokens=frozenset(args.token),
+        iam_users=tuple(users),
+        aksk=dict(args.aksk),
+        autocreate=not args.strict,
+        strict_urls=args.strict,
+        list_wrapped=args.list_wrapped,
+    )
+    faults = Faults(
+        latency=args.latency,
+        p500=args.p500,
+        p503=args.p503,
+        p429=args.p429,
+        retry_after=args.retry_after,
+        p_pm_throttle=args.p_pm_throttle,
+        p_drop=args.p_drop,
+        p_drop_after_apply=args.p_drop_after_apply,
+        rate_limit=args.rate_limit,
+        rate_limit_retry_after=args.retry_after,
+        seed=args.seed_random,
+    )
+    if args.fail_first:
+        faults.script(Fault.status(503), times=args.fail_first)
+    sandbox = Sandbox(config, faults=faults)
+    if args.seed:
+        load_seed(args.seed, sandbox)
+    return sandbox
+
+
+async def serve_until_stopped(sandbox: Sandbox, host: str, port: int) -> None:
+    """Serve ``sandbox``, print the ready line, and return on SIGINT or SIGTERM."""
+    import asyncio
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        # Windows has no add_signal_handler: Ctrl-C arrives as KeyboardInterrupt instead.
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signum, stop.set)
+    async with sandbox.serve(host, port) as url:
+        print(READY_LINE.format(url=url), flush=True)
+        await stop.wait()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the ``sandbox`` subcommand; returns the exit status (0 after SIGINT/SIGTERM)."""
+    import asyncio
+
+    sandbox = build_sandbox(args)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_until_stopped(sandbox, args.host, args.port))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry point (``python -m batchthumb.sandbox``); errors end with status 2."""
+    from batchthumb.errors import BatchthumbError
+
+    parser = argparse.ArgumentParser(
+        prog="batchthumb sandbox", description="Serve a local CodeArts Req API stand-in."
+    )
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except BatchthumbError as exc:
+        print(f"batchthumb sandbox: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except OSError as exc:  # the port is taken, the address is wrong
+        print(
+            f"batchthumb sandbox: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr
+        )
+        return 2
