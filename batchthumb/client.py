@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import email.utils
 import json
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import anyio
 
 from batchthumb import __version__
 from batchthumb.auth import Credentials
-from batchthumb.model import Attempt, Verdict
+from batchthumb.images import CONTENT_TYPES, image_type
+from batchthumb.model import Attempt, PlanPage, PlanSummary, Verdict
 
 USER_AGENT = f"batchthumb/{__version__}"
 JSON = "application/json;charset=UTF-8"
@@ -63,27 +66,101 @@ class PlanApi:
         reply = await self.request("PUT", path, json_body={"img_url": img_url})
         return reply.attempt
 
-    async def request(self, method: str, path: str, *, json_body: object = None) -> Reply:
-        """Send one request, renewing stale credentials once; never raises for HTTP trouble."""
-        body = None if json_body is None else json.dumps(json_body).encode()
-        reply = await self._send(method, path, body)
+    async def list_plans(
+        self,
+        project_id: str,
+        *,
+        page_no: int,
+        page_size: int,
+        plan_type: str | None = None,
+        search: str | None = None,
+    ) -> tuple[Attempt, PlanPage | None]:
+        """``POST /v3/plan/{project_id}/managements``: one page of a project's plans."""
+        query: dict[str, object] = {"page_no": page_no, "page_size": page_size}
+        if plan_type is not None:
+            query["type"] = plan_type
+        if search is not None:
+            query["search"] = search
+        reply = await self.request("POST", f"/v3/plan/{project_id}/managements", json_body=query)
+        if reply.attempt.verdict is not Verdict.OK:
+            return reply.attempt, None
+        page = _plan_page(project_id, reply.body)
+        if page is None:
+            return _unexpected(reply.attempt, "the plan list has no `plans` array"), None
+        return reply.attempt, page
+
+    async def upload_image(
+        self, project_id: str, data: bytes, filename: str
+    ) -> tuple[Attempt, str | None]:
+        """``POST /v2/{project_id}/img``: upload an image (multipart field ``file``)."""
+        boundary = secrets.token_hex(16)
+        content_type = CONTENT_TYPES.get(image_type(data) or "", "application/octet-stream")
+        head = (
+            f"--{boundary}\r\n"
+            f'Content-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+            f"Content-Type: {content_type}\r\n\r\n"
+        )
+        body = head.encode() + data + f"\r\n--{boundary}--\r\n".encode()
+        reply = await self.request(
+            "POST",
+            f"/v2/{project_id}/img",
+            body=body,
+            content_type=f"multipart/form-data; boundary={boundary}",
+        )
+        if reply.attempt.verdict is not Verdict.OK:
+            return reply.attempt, None
+        img_url = reply.body.get("img_url") if isinstance(reply.body, dict) else None
+        if not isinstance(img_url, str):
+            return _unexpected(reply.attempt, "the upload answer has no img_url"), None
+        return reply.attempt, img_url
+
+    async def download_image(self, project_id: str, img_url: str) -> tuple[Attempt, bytes | None]:
+        """``GET /v4/projects/{project_id}/image-file?image_uri=...``: an image's bytes."""
+        path = f"/v4/projects/{project_id}/image-file?image_uri={quote(img_url, safe='/')}"
+        reply = await self.request("GET", path, raw=True)
+        if reply.attempt.verdict is not Verdict.OK:
+            return reply.attempt, None
+        return reply.attempt, bytes(reply.body)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: object = None,
+        body: bytes | None = None,
+        content_type: str | None = None,
+        raw: bool = False,
+    ) -> Reply:
+        """Send one request, renewing stale credentials once; never raises for HTTP trouble.
+
+        The body is ``json_body`` encoded, or ``body`` sent as ``content_type``. With ``raw``,
+        a 200 answer is kept as bytes instead of being read as JSON.
+        """
+        if json_body is not None:
+            body, content_type = json.dumps(json_body).encode(), JSON
+        reply = await self._send(method, path, body, content_type, raw)
         attempt = reply.attempt
         stale = attempt.http_status == 401 and attempt.error_code in STALE_TOKEN_CODES
         if stale and await self._credentials.renew():
-            reply = await self._send(method, path, body)
+            reply = await self._send(method, path, body, content_type, raw)
         return reply
 
-    async def _send(self, method: str, path: str, body: bytes | None) -> Reply:
+    async def _send(
+        self, method: str, path: str, body: bytes | None, content_type: str | None, raw: bool
+    ) -> Reply:
         url = self._endpoint + path
-        headers = {"Content-Type": JSON} if body is not None else {}
+        headers = {"Content-Type": content_type or JSON} if body is not None else {}
         await self._credentials.authorize(method, url, headers, body)
         try:
             # Workers never outnumber pooled connections, so this clock starts once the
             # request holds a connection, not while it queues for one.
             with anyio.fail_after(self._timeout):
                 async with self._session.request(method, url, data=body, headers=headers) as resp:
-                    raw = await resp.read()
-                    return self._classify(resp, raw)
+                    data = await resp.read()
+                    if raw and resp.status == 200:
+                        return Reply(Attempt(Verdict.OK, 200), data)
+                    return self._classify(resp, data)
         except TimeoutError:
             return Reply(_no_answer(f"no answer within {self._timeout:g} s"))
         except aiohttp.ClientConnectorError as exc:
@@ -119,6 +196,40 @@ class PlanApi:
         if status >= 500 or status == 408:
             return Reply(attempt(Verdict.RETRY))
         return Reply(attempt(Verdict.PERMANENT, message or resp.reason or f"HTTP {status}"))
+
+
+def _unexpected(attempt: Attempt, why: str) -> Attempt:
+    return Attempt(
+        Verdict.PERMANENT,
+        attempt.http_status,
+        None,
+        f"unexpected answer: {why}",
+        attempt.request_id,
+    )
+
+
+def _plan_page(project_id: str, body: Any) -> PlanPage | None:
+    """A list answer's plans, bare or wrapped as ``{result, status}`` (facts §1.1: unknown)."""
+    if not isinstance(body, dict) or not isinstance(body.get("plans"), list):
+        return None
+    plans: list[PlanSummary] = []
+    for element in body["plans"]:
+        plan = element.get("result", element) if isinstance(element, dict) else None
+        if not isinstance(plan, dict) or not isinstance(plan.get("id"), str):
+            continue
+        img_url = plan.get("img_url")
+        plans.append(
+            PlanSummary(
+                project_id=project_id,
+                plan_id=plan["id"],
+                name=str(plan.get("name", "")),
+                type=str(plan.get("type", "")),
+                img_url=img_url if isinstance(img_url, str) and img_url else None,
+                img_known="img_url" in plan,
+            )
+        )
+    total = body.get("total")
+    return PlanPage(tuple(plans), total if isinstance(total, int) else len(plans))
 
 
 def _no_answer(reason: str) -> Attempt:

@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 from batchthumb.auth import Credentials, Redactor, StaticToken
-from batchthumb.client import open_api
+from batchthumb.client import PlanApi, open_api
+from batchthumb.errors import RunAborted
+from batchthumb.jobwriter import Entry, render_job, write_text
 from batchthumb.logs import JsonEvents
-from batchthumb.model import Item, Job, Settings
+from batchthumb.model import Item, Job, Settings, Tally
+from batchthumb.plans import list_project, thumbnails
 from batchthumb.progress import choose_progress
 from batchthumb.ratelimit import RateGovernor, ThrottlePolicy
 from batchthumb.report import Journal, JournalState, compact, drop_torn_tail, read_journal
-from batchthumb.runner import Events, NoEvents, RetryPolicy, RunSummary, Stop, run_batch
+from batchthumb.runner import (
+    Events,
+    Key,
+    NoEvents,
+    RetryPolicy,
+    RunSummary,
+    Sender,
+    Stop,
+    Uploads,
+    run_batch,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +41,8 @@ class RunOptions:
     progress: bool = True
     backoff: float = 1.0
     throttle: ThrottlePolicy = field(default_factory=ThrottlePolicy)
+    snapshot: bool = True  # list each project first, for previous_img_url and "already set"
+    backup: Path | None = None  # write the previous state as a job file before any change
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +84,14 @@ async def execute(
     stop: Stop,
     stderr: TextIO,
     log: TextIO | None = None,
+    warn: Callable[[str], None] = lambda message: None,
 ) -> RunSummary:
-    """Send the plan's items and journal every outcome; compact the journal after a resume."""
+    """Send the plan's items and journal every outcome; compact the journal after a resume.
+
+    First, unless ``options.snapshot`` is off, one paginated list call per project records
+    each plan's current thumbnail (``previous_img_url``) and, with ``options.backup``, writes
+    it as a job file; a project that cannot be listed aborts the run before any change.
+    """
     appending = options.resume or options.retry_failed
     if appending and options.report.exists():
         drop_torn_tail(options.report, plan.journal)
@@ -91,9 +112,24 @@ async def execute(
     progress = choose_progress(
         stderr, enabled=options.progress, total=len(plan.pending), skipped=plan.skipped
     )
+    sender = Sender(
+        governor=governor,
+        retry=RetryPolicy(retries=settings.retries, backoff=options.backoff),
+        stop=stop,
+        events=events,
+    )
     async with open_api(
         endpoint, credentials, concurrency=settings.concurrency, timeout=settings.timeout
     ) as api:
+        previous: dict[Key, str | None] = {}
+        if options.snapshot:
+            try:
+                previous = await snapshot(api, sender, plan.pending, warn=warn)
+            except RunAborted as exc:
+                progress.close()
+                return RunSummary(Tally(), 0.0, sender.requests, governor.stats, aborted=str(exc))
+            if options.backup is not None:
+                write_backup(options.backup, plan.pending, previous, endpoint=endpoint)
         with Journal(options.report, redact=redact) as journal:
             summary = await run_batch(
                 plan.pending,
@@ -101,10 +137,10 @@ async def execute(
                 governor=governor,
                 journal=journal,
                 concurrency=settings.concurrency,
-                retry=RetryPolicy(retries=settings.retries, backoff=options.backoff),
                 progress=progress,
-                stop=stop,
-                events=events,
+                sender=sender,
+                uploads=Uploads(done=dict(plan.journal.uploads)),
+                previous=previous,
             )
     if appending and plan.journal.lines:
         compact(options.report)
@@ -121,6 +157,39 @@ async def execute(
         aborted=summary.aborted,
     )
     return summary
+
+
+async def snapshot(
+    api: PlanApi, sender: Sender, items: Sequence[Item], *, warn: Callable[[str], None]
+) -> dict[Key, str | None]:
+    """The current thumbnail of every plan the items name: one paginated list per project."""
+    previous: dict[Key, str | None] = {}
+    for project_id in dict.fromkeys(item.project_id for item in items):
+        plans = await list_project(api, sender, project_id)
+        previous.update(thumbnails(plans))
+        if any(not p.img_known for p in plans):
+            warn(
+                f"the plan list of project {project_id} does not show img_url; previous "
+                "thumbnails are unknown there, so undo cannot restore them"
+            )
+    return previous
+
+
+def write_backup(
+    path: Path, items: Sequence[Item], previous: dict[Key, str | None], *, endpoint: str
+) -> None:
+    """Write the thumbnails the items are about to replace as a job that restores them."""
+    entries: list[Entry] = []
+    comments: list[str] = []
+    for item in items:
+        if item.key not in previous:
+            comments.append(f"plan {item.plan_id}: previous thumbnail unknown")
+        elif previous[item.key] is None:
+            comments.append(f"plan {item.plan_id}: had no thumbnail")
+        else:
+            entries.append(Entry(item.project_id, item.plan_id, img_url=previous[item.key]))
+    header = ["The thumbnails before the run; `batchthumb run` this file to restore them."]
+    write_text(path, render_job(entries, header=header, comments=comments, endpoint=endpoint))
 
 
 @asynccontextmanager
