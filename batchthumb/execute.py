@@ -208,3 +208,23 @@ async def embedded_sandbox(job: Job) -> AsyncIterator[tuple[str, Credentials]]:
             )
     async with sandbox.serve(host="127.0.0.1", port=0) as url:
         yield url, StaticToken(token)
+
+
+@asynccontextmanager
+async def open_session(
+    endpoint: str,
+    credentials: Credentials,
+    settings: Settings,
+    *,
+    backoff: float = 1.0,
+    throttle: ThrottlePolicy | None = None,
+) -> AsyncIterator[tuple[PlanApi, Sender]]:
+    """An API and a sender paced like a run, for the commands that list before they act."""
+    governor = RateGovernor(
+        rate=settings.rate, burst=settings.burst, policy=throttle or ThrottlePolicy()
+    )
+    sender = Sender(governor=governor, retry=RetryPolicy(retries=settings.retries, backoff=backoff))
+    async with open_api(
+        endpoint, credentials, concurrency=settings.concurrency, timeout=settings.timeout
+    ) as api:
+        yield api, sender

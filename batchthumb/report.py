@@ -106,6 +106,18 @@ def read_journal(path: Path) -> JournalState:
     return state
 
 
+def last_records(path: Path) -> dict[Key, dict[str, Any]]:
+    """The last line of every item a report records, in first-seen order (uploads left out)."""
+    if not path.exists():
+        raise ReportError(f"{path}: no such report")
+    last: dict[Key, dict[str, Any]] = {}
+    for _, record, _raw in _records(path):
+        key = _key(record)
+        if key is not None and record is not None:
+            last[key] = record
+    return last
+
+
 def _upload(record: dict[str, Any] | None) -> tuple[Key, str] | None:
     """((project_id, cache key), img_url) of an upload line; None for any other line."""
     if record is None or record.get("kind") != UPLOAD:
