@@ -10,7 +10,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -31,10 +31,10 @@ from batchthumb.errors import (
 )
 
 if TYPE_CHECKING:
-    from batchthumb.auth import AuthConfig, Credentials
-    from batchthumb.client import Transport
-    from batchthumb.execute import RunOptions, RunPlan
-    from batchthumb.model import Job, Settings
+    from batchthumb.auth import AuthConfig
+    from batchthumb.execute import Connection, RunOptions, RunPlan
+    from batchthumb.jobwriter import Entry
+    from batchthumb.model import Job, PlanSummary, Settings
     from batchthumb.runner import Stop
 
 TIME_LIMIT = "time limit reached"
@@ -112,64 +112,70 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("job", type=Path, metavar="JOB.yaml")
     _add_connection_arguments(run)
-    run.add_argument(
-        "--report", type=Path, help="results report (JSON lines); default from the job"
-    )
-    run.add_argument("--concurrency", type=_positive_int, help="requests in flight at most")
-    run.add_argument(
-        "--rate", type=_non_negative, help="requests started per second at most; 0 = no cap"
-    )
-    run.add_argument(
-        "--burst", type=_positive_int, help="requests that may start at once (token bucket size)"
-    )
-    run.add_argument(
-        "--retries", type=_non_negative_int, help="extra attempts for retryable failures"
-    )
-    run.add_argument("--timeout", type=_positive, help="seconds per attempt, once connected")
-    run.add_argument("--resume", action="store_true", help="skip items the report records as done")
-    run.add_argument(
-        "--retry-failed",
-        action="store_true",
-        help="send only the items the report records as failed",
-    )
+    _add_run_arguments(run)
     run.add_argument(
         "--dry-run", action="store_true", help="validate and show what would be sent; send nothing"
     )
-    run.add_argument("--no-progress", action="store_true", help="no progress bar or status lines")
     run.add_argument(
         "--sandbox",
         action="store_true",
         help="run against a local sandbox of the API (no account needed)",
     )
-    run.add_argument(
-        "--backoff",
-        type=_non_negative,
-        default=1.0,
-        metavar="SECONDS",
-        help="base delay before a retry, doubled each time (default 1; 0 = retry at once)",
-    )
-    run.add_argument(
-        "--lock-wait",
-        type=_non_negative,
-        default=0.0,
-        metavar="SECONDS",
-        help="wait this long for another run on the same report (default: exit 75 at once)",
-    )
-    run.add_argument(
-        "--max-duration",
-        type=_duration,
-        metavar="TIME",
-        help="stop starting items after this long (e.g. 90s, 30m, 2h), then exit 4",
-    )
-    run.add_argument(
-        "--log-json",
-        action="store_true",
-        help="one JSON object per event (start, retry, throttled, item_failed, summary)",
-    )
-    run.add_argument(
-        "--log-file", type=Path, metavar="PATH", help="where --log-json goes (default: stderr)"
-    )
     run.set_defaults(handler=_cmd_run)
+
+    export = commands.add_parser(
+        "export",
+        help="write a job file that sets every plan's current thumbnail (a backup)",
+        description="List every plan of a project and write a job that sets each current "
+        "thumbnail; plans without one are listed as comments.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    export.add_argument("--project", required=True, metavar="ID", help="the project to export")
+    export.add_argument("--type", choices=("gantt", "mind"), help="only plans of this type")
+    export.add_argument("--search", metavar="TEXT", help="only plans whose name contains TEXT")
+    export.add_argument("-o", "--output", type=Path, required=True, metavar="FILE")
+    _add_connection_arguments(export)
+    export.set_defaults(handler=_cmd_export)
+
+    migrate = commands.add_parser(
+        "migrate",
+        help="copy thumbnails from one project's plans to another's",
+        description="Pair the plans of two projects (by name and type, or a CSV mapping), "
+        "then copy each paired source plan's thumbnail: download, upload to the target "
+        "project, set. With -o, write a job for review instead.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    migrate.add_argument("--from", dest="source", required=True, metavar="SRC")
+    migrate.add_argument("--to", dest="target", required=True, metavar="DST")
+    migrate.add_argument(
+        "--match",
+        default="name",
+        metavar="name|MAPPING.csv",
+        help="pair by name and type (default), or by a CSV of source_plan_id,target_plan_id",
+    )
+    migrate.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="JOB.yaml",
+        help="write a job (images downloaded next to it) instead of running",
+    )
+    _add_connection_arguments(migrate)
+    _add_run_arguments(migrate)
+    migrate.set_defaults(handler=_cmd_migrate)
+
+    undo = commands.add_parser(
+        "undo",
+        help="write the job that restores what a run changed",
+        description="Write a job restoring previous_img_url for every plan a report records "
+        "as changed. Plans that had no thumbnail cannot be cleared through the API; they are "
+        "listed as comments.",
+    )
+    undo.add_argument("report", type=Path, metavar="REPORT")
+    undo.add_argument("-o", "--output", type=Path, required=True, metavar="JOB.yaml")
+    undo.set_defaults(handler=_cmd_undo)
 
     validate = commands.add_parser("validate", help="check a job file; send nothing")
     validate.add_argument("job", type=Path, metavar="JOB.yaml")
@@ -186,52 +192,105 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
-    """Where requests go and how they authenticate: shared by every command that connects."""
-    group = parser.add_argument_group("connection")
-    group.add_argument(
+    """Where to connect, how to authenticate, how fast: shared by every command that connects."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
         "--endpoint", help="API base URL, e.g. https://projectman-ext.cn-north-4.myhuaweicloud.com"
     )
-    group.add_argument(
+    where.add_argument(
         "--region", help="region such as cn-north-4: sets the API endpoint and IAM's, unless given"
     )
-    group.add_argument(
+    parser.add_argument(
         "--auth",
         type=Path,
         metavar="FILE",
         help="YAML file with an `auth:` section (references to secrets); wins over the job's",
     )
-    group.add_argument(
+    parser.add_argument(
         "--ca-bundle",
         type=Path,
         metavar="PATH",
         help="trust these CA certificates (PEM), e.g. a corporate proxy's; verification stays on",
     )
-    group.add_argument(
+    parser.add_argument(
         "--insecure",
         action="store_true",
         help="allow plain http:// to hosts other than loopback (credentials unencrypted!)",
     )
+    parser.add_argument(
+        "--report", type=Path, help="results report (JSON lines); default from the job"
+    )
+    parser.add_argument("--concurrency", type=_positive_int, help="requests in flight at most")
+    parser.add_argument(
+        "--rate", type=_non_negative, help="requests started per second at most; 0 = no cap"
+    )
+    parser.add_argument(
+        "--burst", type=_positive_int, help="requests that may start at once (token bucket size)"
+    )
+    parser.add_argument(
+        "--retries", type=_non_negative_int, help="extra attempts for retryable failures"
+    )
+    parser.add_argument("--timeout", type=_positive, help="seconds per attempt, once connected")
+    parser.add_argument(
+        "--backoff",
+        type=_non_negative,
+        default=1.0,
+        metavar="SECONDS",
+        help="base delay before a retry, doubled each time (default 1; 0 = retry at once)",
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bar or status lines"
+    )
 
 
-@dataclass(frozen=True, slots=True)
-class Connection:
-    """A resolved target: endpoint, credentials (not yet prepared) and transport."""
-
-    endpoint: str
-    credentials: Credentials
-    transport: Transport
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """How a run that changes plans is journaled, resumed, bounded and logged."""
+    parser.add_argument(
+        "--resume", action="store_true", help="skip items the report records as done"
+    )
+    parser.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="send only the items the report records as failed",
+    )
+    parser.add_argument(
+        "--lock-wait",
+        type=_non_negative,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another run using the same report",
+    )
+    parser.add_argument(
+        "--max-duration",
+        type=_duration,
+        metavar="DURATION",
+        help="start nothing new after this long (90s, 30m, 2h); exit 4",
+    )
+    parser.add_argument("--log-json", action="store_true", help="log events as JSON lines")
+    parser.add_argument(
+        "--log-file", type=Path, metavar="FILE", help="where --log-json goes (default stderr)"
+    )
+    parser.add_argument(
+        "--backup",
+        type=Path,
+        metavar="FILE",
+        help="write the plans' current thumbnails as a job file before the first change",
+    )
+    parser.add_argument(
+        "--no-snapshot",
+        action="store_true",
+        help="skip listing each project first (no previous_img_url, no undo, no --backup)",
+    )
 
 
 def _connect(args: argparse.Namespace, settings: Settings, auth: AuthConfig | None) -> Connection:
     """Resolve the connection flags against the job's settings; nothing is sent yet."""
     from batchthumb.auth import IamPassword, load_credentials
     from batchthumb.client import IamTokens, check_url, make_transport
+    from batchthumb.execute import Connection
     from batchthumb.jobfile import load_auth
-    from batchthumb.model import endpoint_for_region
 
-    region = args.region or settings.region
-    endpoint = args.endpoint or (endpoint_for_region(args.region) if args.region else None)
-    endpoint = endpoint or settings.endpoint
+    endpoint = settings.endpoint
     if endpoint is None:
         raise UsageError(
             "no endpoint: set `endpoint:` or `region:` in the job, pass --endpoint or --region, "
@@ -241,16 +300,16 @@ def _connect(args: argparse.Namespace, settings: Settings, auth: AuthConfig | No
     transport = make_transport(ca_bundle=args.ca_bundle)
     if args.auth is not None:
         auth = load_auth(args.auth)
-    credentials = load_credentials(auth, issue=IamTokens(transport), region=region)
+    credentials = load_credentials(auth, issue=IamTokens(transport), region=settings.region)
     if isinstance(credentials, IamPassword):
         iam = credentials.identity.endpoint
         _warn(check_url(iam, insecure=args.insecure, what="IAM endpoint"))
     return Connection(endpoint.rstrip("/"), credentials, transport)
 
 
-def _warn(warning: str | None) -> None:
-    if warning:
-        print(warning, file=sys.stderr)
+def _warn(message: str | None) -> None:
+    if message:
+        print(f"warning: {message}", file=sys.stderr)
 
 
 def _add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
@@ -281,34 +340,176 @@ def _print_warnings(warnings: Sequence[object]) -> None:
         print(f"warning: {warning}", file=sys.stderr)
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from batchthumb.execute import RunOptions, plan_run
-    from batchthumb.jobfile import load_job
-    from batchthumb.ratelimit import ThrottlePolicy
-    from batchthumb.report import report_lock
+def _check_project(value: str, flag: str) -> str:
+    from batchthumb.model import PROJECT_ID
 
-    if args.resume and args.retry_failed:
-        raise UsageError("--resume and --retry-failed do not go together; pick one")
+    if not PROJECT_ID.fullmatch(value):
+        raise UsageError(f"{flag} {value!r}: a project id is 32 letters or digits")
+    return value
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from batchthumb.execute import open_session
+    from batchthumb.export import export_job
+    from batchthumb.jobwriter import write_text
+    from batchthumb.model import Settings
+    from batchthumb.plans import list_project
+
+    project = _check_project(args.project, "--project")
+    settings = _settings(args, Settings())
+    connection = _connect(args, settings, None)
+
+    async def listing() -> tuple[PlanSummary, ...]:
+        async with open_session(connection, settings) as (api, sender):
+            return await list_project(api, sender, project, plan_type=args.type, search=args.search)
+
+    plans = anyio.run(listing)
+    text, count = export_job(plans, project_id=project, endpoint=connection.endpoint)
+    write_text(args.output, text)
+    print(
+        f"{args.output}: {count} of {len(plans)} plans with a thumbnail "
+        f"({len(plans) - count} listed as comments)"
+    )
+    return EXIT_OK
+
+
+def _cmd_undo(args: argparse.Namespace) -> int:
+    from batchthumb.export import undo_job
+    from batchthumb.jobwriter import write_text
+
+    text, restored, cannot = undo_job(args.report)
+    write_text(args.output, text)
+    extra = f"; {cannot} cannot be restored (see the comments)" if cannot else ""
+    print(f"{args.output}: restores {restored} plans{extra}")
+    return EXIT_OK
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from batchthumb.execute import open_session
+    from batchthumb.jobwriter import render_job, write_text
+    from batchthumb.migrate import fetch_images, plan_migration, summary_lines, write_unpaired
+    from batchthumb.model import Job, Settings
+    from batchthumb.plans import list_project, pair_by_mapping, pair_by_name
+
+    source = _check_project(args.source, "--from")
+    target = _check_project(args.target, "--to")
+    if source == target:
+        raise UsageError("--from and --to name the same project")
+    settings = _settings(args, Settings())
+    connection = _connect(args, settings, None)
+    if args.output is None:
+        options = _run_options(
+            args, args.report or Path(f"migrate-{source[:8]}-{target[:8]}.results.jsonl")
+        )
+
+    async def listing() -> tuple[tuple[PlanSummary, ...], tuple[PlanSummary, ...]]:
+        async with open_session(connection, settings) as (api, sender):
+            return (
+                await list_project(api, sender, source),
+                await list_project(api, sender, target),
+            )
+
+    source_plans, target_plans = anyio.run(listing)
+    for project, plans in ((source, source_plans), (target, target_plans)):
+        if not plans:
+            raise UsageError(f"project {project} has no plans; nothing to migrate")
+    if args.match == "name":
+        pairing = pair_by_name(source_plans, target_plans)
+    else:
+        pairing = pair_by_mapping(Path(args.match), source_plans, target_plans)
+    migration = plan_migration(pairing)
+    beside = args.output if args.output is not None else options.report
+    unpaired_path = beside.with_name(f"{beside.stem}.unpaired.csv")
+    write_unpaired(unpaired_path, pairing)
+    for line in summary_lines(pairing, migration):
+        print(f"batchthumb: {line}", file=sys.stderr)
+    print(f"batchthumb: unpaired plans: {unpaired_path}", file=sys.stderr)
+    if not migration.items:
+        raise UsageError("no paired source plan has a thumbnail; nothing to migrate")
+    if args.output is not None:
+        folder = args.output.with_name(f"{args.output.stem}.images")
+
+        async def fetching() -> list[Entry]:
+            async with open_session(connection, settings) as (api, sender):
+                return await fetch_images(api, sender, migration, folder, base=args.output.parent)
+
+        entries = anyio.run(fetching)
+        header = [f"Copies thumbnails from project {source} to project {target}."]
+        write_text(
+            args.output,
+            render_job(
+                entries, header=header, comments=migration.nothing, endpoint=connection.endpoint
+            ),
+        )
+        print(f"{args.output}: {len(entries)} plans; images in {folder}")
+        return EXIT_OK
+    job = Job(path=options.report, settings=settings, items=migration.items)
+    return _run_job(job, settings, options, connection, args)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from batchthumb.execute import plan_run
+    from batchthumb.jobfile import load_job
+
     job = load_job(args.job)
     _print_warnings(job.warnings)
+    settings = _settings(args, job.settings)
+    options = _run_options(args, args.report or job.report_path)
+    if args.dry_run:
+        _print_dry_run(job, plan_run(job, options), settings, options, args)
+        return EXIT_OK
+    connection = None if args.sandbox else _connect(args, settings, job.auth)
+    return _run_job(job, settings, options, connection, args)
+
+
+def _settings(args: argparse.Namespace, base: Settings) -> Settings:
+    """The job's settings with the command line's connection and pacing flags on top."""
+    from batchthumb.model import endpoint_for_region
+
     overrides = {
         name: getattr(args, name)
         for name in ("concurrency", "rate", "burst", "retries", "timeout")
         if getattr(args, name) is not None
     }
-    settings = replace(job.settings, **overrides)
-    options = RunOptions(
-        report=args.report or job.report_path,
+    if args.endpoint is not None:
+        overrides["endpoint"] = args.endpoint.rstrip("/")
+    if args.region is not None:
+        overrides["region"] = args.region
+        overrides["endpoint"] = endpoint_for_region(args.region)
+    return replace(base, **overrides)
+
+
+def _run_options(args: argparse.Namespace, report: Path) -> RunOptions:
+    from batchthumb.execute import RunOptions
+    from batchthumb.ratelimit import ThrottlePolicy
+
+    if args.resume and args.retry_failed:
+        raise UsageError("--resume and --retry-failed do not go together; pick one")
+    if args.backup is not None and args.no_snapshot:
+        raise UsageError("--backup needs the snapshot; drop --no-snapshot")
+    return RunOptions(
+        report=report,
         resume=args.resume,
         retry_failed=args.retry_failed,
         progress=not args.no_progress,
         backoff=args.backoff,
         throttle=ThrottlePolicy(pause=args.backoff / 2),
+        snapshot=not args.no_snapshot,
+        backup=args.backup,
     )
-    if args.dry_run:
-        _print_dry_run(job, plan_run(job, options), settings, options, args)
-        return EXIT_OK
-    connection = None if args.sandbox else _connect(args, settings, job.auth)
+
+
+def _run_job(
+    job: Job,
+    settings: Settings,
+    options: RunOptions,
+    connection: Connection | None,
+    args: argparse.Namespace,
+) -> int:
+    """Run a job under the report's lock: the shared tail of ``run`` and ``migrate``."""
+    from batchthumb.execute import plan_run
+    from batchthumb.report import report_lock
+
     with report_lock(options.report, wait=args.lock_wait):
         plan = plan_run(job, options)
         if plan.journal.torn_line:
@@ -357,7 +558,7 @@ def _print_dry_run(
     print(f"report: {options.report}")
     print("credentials: " + ("the sandbox's own token" if args.sandbox else describe_auth(auth)))
     for item in plan.pending[:20]:
-        print(f"  PUT /v3/plan/{item.project_id}/management/{item.plan_id}/img  {item.img_url}")
+        print(f"  PUT /v3/plan/{item.project_id}/management/{item.plan_id}/img  {item.source}")
     if len(plan.pending) > 20:
         print(f"  ... and {len(plan.pending) - 20} more")
     print("nothing was sent")
@@ -386,7 +587,7 @@ async def _target(job: Job, connection: Connection | None) -> AsyncIterator[Conn
         yield connection
         return
     from batchthumb.client import make_transport
-    from batchthumb.execute import embedded_sandbox
+    from batchthumb.execute import Connection, embedded_sandbox
 
     async with embedded_sandbox(job) as (url, token):
         print(f"batchthumb: sandbox at {url}", file=sys.stderr)
@@ -425,6 +626,7 @@ async def _run_async(
                 stderr=sys.stderr,
                 log=log,
                 transport=target.transport,
+                warn=_warn,
             )
             tasks.cancel_scope.cancel()
     summary_text = format_summary(summary, configured_rate=settings.rate, skipped=plan.skipped)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import email.utils
 import ipaddress
 import json
+import secrets
 import ssl
 import time
 import urllib.request
@@ -18,7 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import anyio
@@ -26,7 +27,8 @@ import anyio
 from batchthumb import __version__
 from batchthumb.auth import Credentials, IamIdentity, IssuedToken
 from batchthumb.errors import RunAborted, UsageError
-from batchthumb.model import Attempt, Verdict
+from batchthumb.images import CONTENT_TYPES, image_type
+from batchthumb.model import Attempt, PlanPage, PlanSummary, Verdict
 
 USER_AGENT = f"batchthumb/{__version__}"
 JSON = "application/json;charset=UTF-8"
@@ -97,7 +99,7 @@ def check_url(url: str, *, insecure: bool, what: str = "endpoint") -> str | None
             f"the {what} {url} is plain http: credentials would cross the network unencrypted; "
             "use https, or pass --insecure if you really mean it"
         )
-    return f"warning: --insecure: the {what} {url} is plain http; credentials are sent unencrypted"
+    return f"--insecure: the {what} {url} is plain http; credentials are sent unencrypted"
 
 
 class PlanApi:
@@ -126,6 +128,62 @@ class PlanApi:
         reply = await self.request("PUT", path, json_body={"img_url": img_url})
         return reply.attempt
 
+    async def list_plans(
+        self,
+        project_id: str,
+        *,
+        page_no: int,
+        page_size: int,
+        plan_type: str | None = None,
+        search: str | None = None,
+    ) -> tuple[Attempt, PlanPage | None]:
+        """``POST /v3/plan/{project_id}/managements``: one page of a project's plans."""
+        query: dict[str, object] = {"page_no": page_no, "page_size": page_size}
+        if plan_type is not None:
+            query["type"] = plan_type
+        if search is not None:
+            query["search"] = search
+        reply = await self.request("POST", f"/v3/plan/{project_id}/managements", json_body=query)
+        if reply.attempt.verdict is not Verdict.OK:
+            return reply.attempt, None
+        page = _plan_page(project_id, reply.body)
+        if page is None:
+            return _unexpected(reply.attempt, "the plan list has no `plans` array"), None
+        return reply.attempt, page
+
+    async def upload_image(
+        self, project_id: str, data: bytes, filename: str
+    ) -> tuple[Attempt, str | None]:
+        """``POST /v2/{project_id}/img``: upload an image (multipart field ``file``)."""
+        boundary = secrets.token_hex(16)
+        content_type = CONTENT_TYPES.get(image_type(data) or "", "application/octet-stream")
+        head = (
+            f"--{boundary}\r\n"
+            f'Content-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+            f"Content-Type: {content_type}\r\n\r\n"
+        )
+        body = head.encode() + data + f"\r\n--{boundary}--\r\n".encode()
+        reply = await self.request(
+            "POST",
+            f"/v2/{project_id}/img",
+            body=body,
+            content_type=f"multipart/form-data; boundary={boundary}",
+        )
+        if reply.attempt.verdict is not Verdict.OK:
+            return reply.attempt, None
+        img_url = reply.body.get("img_url") if isinstance(reply.body, dict) else None
+        if not isinstance(img_url, str):
+            return _unexpected(reply.attempt, "the upload answer has no img_url"), None
+        return reply.attempt, img_url
+
+    async def download_image(self, project_id: str, img_url: str) -> tuple[Attempt, bytes | None]:
+        """``GET /v4/projects/{project_id}/image-file?image_uri=...``: an image's bytes."""
+        path = f"/v4/projects/{project_id}/image-file?image_uri={quote(img_url, safe='/')}"
+        reply = await self.request("GET", path, raw=True)
+        if reply.attempt.verdict is not Verdict.OK:
+            return reply.attempt, None
+        return reply.attempt, bytes(reply.body)
+
     async def request(
         self,
         method: str,
@@ -134,15 +192,17 @@ class PlanApi:
         json_body: object = None,
         body: bytes | None = None,
         content_type: str | None = None,
+        raw: bool = False,
     ) -> Reply:
         """Send one request, renewing stale credentials once; never raises for HTTP trouble.
 
         Give ``json_body``, or raw ``body`` bytes with their ``content_type`` (a multipart
-        upload); either way the exact bytes sent are what gets signed.
+        upload); either way the exact bytes sent are what gets signed. With ``raw``, a 200
+        answer is kept as bytes instead of being read as JSON.
         """
         if json_body is not None:
             body, content_type = json.dumps(json_body).encode(), JSON
-        reply, sent = await self._send(method, path, body, content_type)
+        reply, sent = await self._send(method, path, body, content_type, raw)
         if not _stale_token(reply.attempt):
             return reply
         try:
@@ -151,11 +211,11 @@ class PlanApi:
             error = f"{reply.attempt.error}; renewing the token failed: {exc}"
             return Reply(replace(reply.attempt, error=error))
         if renewed:
-            reply, _ = await self._send(method, path, body, content_type)
+            reply, _ = await self._send(method, path, body, content_type, raw)
         return reply
 
     async def _send(
-        self, method: str, path: str, body: bytes | None, content_type: str | None
+        self, method: str, path: str, body: bytes | None, content_type: str | None, raw: bool
     ) -> tuple[Reply, dict[str, str]]:
         url = self._endpoint + path
         headers = {"Content-Type": content_type} if content_type is not None else {}
@@ -170,8 +230,10 @@ class PlanApi:
                 async with self._session.request(
                     method, url, data=body, headers=headers, proxy=self._proxy
                 ) as resp:
-                    raw = await resp.read()
-                    return self._classify(resp, raw), headers
+                    data = await resp.read()
+                    if raw and resp.status == 200:
+                        return Reply(Attempt(Verdict.OK, 200), data), headers
+                    return self._classify(resp, data), headers
         except TimeoutError:
             return Reply(_no_answer(f"no answer within {self._timeout:g} s")), headers
         except aiohttp.ClientConnectorError as exc:
@@ -220,6 +282,40 @@ def _stale_token(attempt: Attempt) -> bool:
 
 def _rejected(reason: str) -> Attempt:
     return Attempt(Verdict.REJECTED, error=reason)
+
+
+def _unexpected(attempt: Attempt, why: str) -> Attempt:
+    return Attempt(
+        Verdict.PERMANENT,
+        attempt.http_status,
+        None,
+        f"unexpected answer: {why}",
+        attempt.request_id,
+    )
+
+
+def _plan_page(project_id: str, body: Any) -> PlanPage | None:
+    """A list answer's plans, bare or wrapped as ``{result, status}`` (facts §1.1: unknown)."""
+    if not isinstance(body, dict) or not isinstance(body.get("plans"), list):
+        return None
+    plans: list[PlanSummary] = []
+    for element in body["plans"]:
+        plan = element.get("result", element) if isinstance(element, dict) else None
+        if not isinstance(plan, dict) or not isinstance(plan.get("id"), str):
+            continue
+        img_url = plan.get("img_url")
+        plans.append(
+            PlanSummary(
+                project_id=project_id,
+                plan_id=plan["id"],
+                name=str(plan.get("name", "")),
+                type=str(plan.get("type", "")),
+                img_url=img_url if isinstance(img_url, str) and img_url else None,
+                img_known="img_url" in plan,
+            )
+        )
+    total = body.get("total")
+    return PlanPage(tuple(plans), total if isinstance(total, int) else len(plans))
 
 
 def _no_answer(reason: str) -> Attempt:

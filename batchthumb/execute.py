@@ -2,20 +2,42 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 from batchthumb.auth import Credentials, Redactor, StaticToken
-from batchthumb.client import Transport, open_api
+from batchthumb.client import PlanApi, Transport, open_api
+from batchthumb.errors import RunAborted
+from batchthumb.jobwriter import Entry, render_job, write_text
 from batchthumb.logs import JsonEvents
-from batchthumb.model import Item, Job, Settings
+from batchthumb.model import Item, Job, Settings, Tally
+from batchthumb.plans import list_project, thumbnails
 from batchthumb.progress import choose_progress
 from batchthumb.ratelimit import RateGovernor, ThrottlePolicy
 from batchthumb.report import Journal, JournalState, compact, drop_torn_tail, read_journal
-from batchthumb.runner import Events, NoEvents, RetryPolicy, RunSummary, Stop, run_batch
+from batchthumb.runner import (
+    Events,
+    Key,
+    NoEvents,
+    RetryPolicy,
+    RunSummary,
+    Sender,
+    Stop,
+    Uploads,
+    run_batch,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """A resolved target: endpoint, credentials (not yet prepared) and transport."""
+
+    endpoint: str
+    credentials: Credentials
+    transport: Transport
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +50,8 @@ class RunOptions:
     progress: bool = True
     backoff: float = 1.0
     throttle: ThrottlePolicy = field(default_factory=ThrottlePolicy)
+    snapshot: bool = True  # list each project first, for previous_img_url and "already set"
+    backup: Path | None = None  # write the previous state as a job file before any change
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,11 +94,16 @@ async def execute(
     stderr: TextIO,
     log: TextIO | None = None,
     transport: Transport | None = None,
+    warn: Callable[[str], None] = lambda message: None,
 ) -> RunSummary:
     """Send the plan's items and journal every outcome; compact the journal after a resume.
 
     ``credentials`` must be prepared (:meth:`~batchthumb.auth.Credentials.prepare`) already:
     a refused password is the caller's to report, outside any task group.
+
+    First, unless ``options.snapshot`` is off, one paginated list call per project records
+    each plan's current thumbnail (``previous_img_url``) and, with ``options.backup``, writes
+    it as a job file; a project that cannot be listed aborts the run before any change.
     """
     appending = options.resume or options.retry_failed
     if appending and options.report.exists():
@@ -97,6 +126,12 @@ async def execute(
     progress = choose_progress(
         stderr, enabled=options.progress, total=len(plan.pending), skipped=plan.skipped
     )
+    sender = Sender(
+        governor=governor,
+        retry=RetryPolicy(retries=settings.retries, backoff=options.backoff),
+        stop=stop,
+        events=events,
+    )
     async with open_api(
         endpoint,
         credentials,
@@ -104,6 +139,15 @@ async def execute(
         timeout=settings.timeout,
         transport=transport,
     ) as api:
+        previous: dict[Key, str | None] = {}
+        if options.snapshot:
+            try:
+                previous = await snapshot(api, sender, plan.pending, warn=warn)
+            except RunAborted as exc:
+                progress.close()
+                return RunSummary(Tally(), 0.0, sender.requests, governor.stats, aborted=str(exc))
+            if options.backup is not None:
+                write_backup(options.backup, plan.pending, previous, endpoint=endpoint)
         with Journal(options.report, redact=redact) as journal:
             summary = await run_batch(
                 plan.pending,
@@ -111,10 +155,10 @@ async def execute(
                 governor=governor,
                 journal=journal,
                 concurrency=settings.concurrency,
-                retry=RetryPolicy(retries=settings.retries, backoff=options.backoff),
                 progress=progress,
-                stop=stop,
-                events=events,
+                sender=sender,
+                uploads=Uploads(done=dict(plan.journal.uploads)),
+                previous=previous,
             )
     if appending and plan.journal.lines:
         compact(options.report)
@@ -133,6 +177,39 @@ async def execute(
     return summary
 
 
+async def snapshot(
+    api: PlanApi, sender: Sender, items: Sequence[Item], *, warn: Callable[[str], None]
+) -> dict[Key, str | None]:
+    """The current thumbnail of every plan the items name: one paginated list per project."""
+    previous: dict[Key, str | None] = {}
+    for project_id in dict.fromkeys(item.project_id for item in items):
+        plans = await list_project(api, sender, project_id)
+        previous.update(thumbnails(plans))
+        if any(not p.img_known for p in plans):
+            warn(
+                f"the plan list of project {project_id} does not show img_url; previous "
+                "thumbnails are unknown there, so undo cannot restore them"
+            )
+    return previous
+
+
+def write_backup(
+    path: Path, items: Sequence[Item], previous: dict[Key, str | None], *, endpoint: str
+) -> None:
+    """Write the thumbnails the items are about to replace as a job that restores them."""
+    entries: list[Entry] = []
+    comments: list[str] = []
+    for item in items:
+        if item.key not in previous:
+            comments.append(f"plan {item.plan_id}: previous thumbnail unknown")
+        elif previous[item.key] is None:
+            comments.append(f"plan {item.plan_id}: had no thumbnail")
+        else:
+            entries.append(Entry(item.project_id, item.plan_id, img_url=previous[item.key]))
+    header = ["The thumbnails before the run; `batchthumb run` this file to restore them."]
+    write_text(path, render_job(entries, header=header, comments=comments, endpoint=endpoint))
+
+
 @asynccontextmanager
 async def embedded_sandbox(job: Job) -> AsyncIterator[tuple[str, Credentials]]:
     """A sandbox on a free loopback port that knows every plan the job names."""
@@ -149,3 +226,31 @@ async def embedded_sandbox(job: Job) -> AsyncIterator[tuple[str, Credentials]]:
             )
     async with sandbox.serve(host="127.0.0.1", port=0) as url:
         yield url, StaticToken(token)
+
+
+@asynccontextmanager
+async def open_session(
+    connection: Connection,
+    settings: Settings,
+    *,
+    backoff: float = 1.0,
+    throttle: ThrottlePolicy | None = None,
+) -> AsyncIterator[tuple[PlanApi, Sender]]:
+    """An API and a sender paced like a run, for the commands that list before they act.
+
+    The credentials are prepared first (an IAM token fetched), outside any task group, so a
+    refused password is one clear error.
+    """
+    await connection.credentials.prepare()
+    governor = RateGovernor(
+        rate=settings.rate, burst=settings.burst, policy=throttle or ThrottlePolicy()
+    )
+    sender = Sender(governor=governor, retry=RetryPolicy(retries=settings.retries, backoff=backoff))
+    async with open_api(
+        connection.endpoint,
+        connection.credentials,
+        concurrency=settings.concurrency,
+        timeout=settings.timeout,
+        transport=connection.transport,
+    ) as api:
+        yield api, sender

@@ -17,7 +17,17 @@ import yaml
 
 from batchthumb.auth import ENV_NAME, AkSkAuth, AuthConfig, IamAuth, TokenAuth
 from batchthumb.errors import JobFileError, Problem
-from batchthumb.model import IMG_URL, PLAN_ID, PROJECT_ID, Item, Job, Settings, endpoint_for_region
+from batchthumb.images import ImageProblem, inspect_image
+from batchthumb.model import (
+    IMG_URL,
+    PLAN_ID,
+    PROJECT_ID,
+    Item,
+    Job,
+    LocalImage,
+    Settings,
+    endpoint_for_region,
+)
 
 # libyaml's parser is several times faster on large jobs; fall back to the pure one.
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -64,8 +74,9 @@ _SECRET_KEYS = {
     "security_token": f"{_KEEP_OUT}; set HUAWEICLOUD_SDK_SECURITY_TOKEN, or put "
     "security_token in ~/.huaweicloud/credentials (mode 0600)",
 }
-_ITEM_KEYS = ("project_id", "plan_id", "img_url")
-_DEFAULT_KEYS = frozenset(("project_id", "img_url"))
+_ITEM_KEYS = ("project_id", "plan_id", "img_url", "image")
+_SOURCE_KEYS = ("img_url", "image")  # where the thumbnail comes from: exactly one
+_DEFAULT_KEYS = frozenset(("project_id", "img_url", "image"))
 _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
 _NULL = "tag:yaml.org,2002:null"
@@ -81,6 +92,25 @@ class _Checker:
     problems: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
     seen: set[int] = field(default_factory=set)
+    images: dict[Path, LocalImage | str] = field(default_factory=dict)  # checked once per path
+    reported: set[int] = field(default_factory=set)
+
+    def image(self, node: yaml.Node, key: str, value: str) -> LocalImage | None:
+        """The image file ``value`` names (relative to the job file), checked once per path."""
+        path = self.path.parent / value
+        found = self.images.get(path)
+        if found is None:
+            try:
+                found = inspect_image(path)
+            except ImageProblem as exc:
+                found = str(exc)
+            self.images[path] = found
+        if isinstance(found, str):
+            if id(node) not in self.reported:  # a bad `defaults.image` is reported once
+                self.reported.add(id(node))
+                self.problem(node, key, found)
+            return None
+        return found
 
     def problem(self, node: yaml.Node | None, key: str, message: str) -> None:
         line = node.start_mark.line + 1 if node is not None else 0
@@ -413,6 +443,8 @@ def _read_defaults(checker: _Checker, node: yaml.Node) -> dict[str, tuple[str, y
         value = checker.text(value_node, key)
         if value is not None and _check_field(checker, value_node, key, name, value):
             defaults[name] = (value, value_node)
+    if all(name in defaults for name in _SOURCE_KEYS):
+        checker.problem(node, "defaults", "give either `img_url` or `image`, not both")
     return defaults
 
 
@@ -463,8 +495,7 @@ def _read_items(
 def _read_item(
     checker: _Checker, node: yaml.Node, where: str, defaults: dict[str, tuple[str, yaml.Node]]
 ) -> Item | None:
-    fields = {name: value for name, (value, _) in defaults.items()}
-    ok = True
+    own: dict[str, tuple[str, yaml.Node]] = {}
     before = len(checker.problems)
     for name, value_node in checker.mapping(node, where):
         key = f"{where}.{name}"
@@ -473,19 +504,35 @@ def _read_item(
             continue
         value = checker.text(value_node, key)
         if value is not None and _check_field(checker, value_node, key, name, value):
-            fields[name] = value
+            own[name] = (value, value_node)
     if len(checker.problems) != before:
         return None
-    for name in _ITEM_KEYS:
-        if name not in fields:
+    sources = [name for name in _SOURCE_KEYS if name in own]
+    if len(sources) > 1:
+        checker.problem(node, where, "give either `img_url` or `image`, not both")
+        return None
+    # The item's own source replaces the default's, whichever kind that is.
+    merged = {n: v for n, v in defaults.items() if not (sources and n in _SOURCE_KEYS)}
+    merged.update(own)
+    ok = True
+    for name in ("project_id", "plan_id"):
+        if name not in merged:
             checker.problem(node, f"{where}.{name}", "missing")
             ok = False
+    if not any(name in merged for name in _SOURCE_KEYS):
+        checker.problem(node, f"{where}.img_url", "missing (or give `image:` a local file)")
+        ok = False
     if not ok:
         return None
-    item = Item(
-        fields["project_id"], fields["plan_id"], fields["img_url"], node.start_mark.line + 1
-    )
-    match = IMG_URL.fullmatch(item.img_url)
+    line = node.start_mark.line + 1
+    project_id, plan_id = merged["project_id"][0], merged["plan_id"][0]
+    if "image" in merged:
+        value, value_node = merged["image"]
+        key = f"{where}.image" if "image" in own else "defaults.image"
+        image = checker.image(value_node, key, value)
+        return None if image is None else Item(project_id, plan_id, None, line, image=image)
+    item = Item(project_id, plan_id, merged["img_url"][0], line)
+    match = IMG_URL.fullmatch(merged["img_url"][0])
     if match and match["project"] != item.project_id:
         # Inferred (facts §1.6): the URL path seems to embed the project it was uploaded to.
         checker.warn(

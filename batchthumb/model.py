@@ -40,13 +40,63 @@ class Outcome(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class LocalImage:
+    """An image file on disk, checked when the job was read: type, size and content hash."""
+
+    path: Path
+    sha256: str
+    size: int
+    ext: str  # the type its magic bytes say: png, jpg, gif, bmp or webp
+
+    @property
+    def cache_key(self) -> str:
+        """What identifies its upload in a project: the content, not the name."""
+        return f"sha256:{self.sha256}"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceImage:
+    """An image already uploaded to another project, to be copied (downloaded, uploaded)."""
+
+    project_id: str
+    img_url: str
+
+    @property
+    def cache_key(self) -> str:
+        """What identifies its copy in a target project: the source URL."""
+        return f"source:{self.img_url}"
+
+
+ImageSource = LocalImage | SourceImage
+
+
+@dataclass(frozen=True, slots=True)
 class Item:
-    """One plan whose thumbnail a job sets; ``line`` is where the job file names it."""
+    """One plan whose thumbnail a job sets; ``line`` is where the job file names it.
+
+    The thumbnail is ``img_url`` when it is already uploaded, else ``image``, which the run
+    uploads to the item's project first.
+    """
 
     project_id: str
     plan_id: str
-    img_url: str
+    img_url: str | None
     line: int = 0
+    image: ImageSource | None = None
+
+    def __post_init__(self) -> None:
+        if (self.img_url is None) == (self.image is None):
+            raise ValueError("an item has either img_url or image, not both or neither")
+
+    @property
+    def source(self) -> str:
+        """The thumbnail as a user would name it: the URL, the file, or the source URL."""
+        if self.img_url is not None:
+            return self.img_url
+        if isinstance(self.image, LocalImage):
+            return str(self.image.path)
+        assert self.image is not None
+        return f"copy of {self.image.img_url}"
 
     @property
     def key(self) -> tuple[str, str]:
@@ -111,11 +161,15 @@ class Attempt:
 
 @dataclass(frozen=True, slots=True)
 class ItemResult:
-    """One line of the report: the final outcome of an item in this run."""
+    """One line of the report: the final outcome of an item in this run.
+
+    ``previous_img_url`` is the plan's thumbnail before the run, when known
+    (``previous_known``); None then means it had none.
+    """
 
     project_id: str
     plan_id: str
-    img_url: str
+    img_url: str | None
     outcome: Outcome
     http_status: int | None
     error_code: str | None
@@ -124,6 +178,8 @@ class ItemResult:
     elapsed_ms: int
     finished_at: str
     request_id: str | None = None
+    previous_img_url: str | None = None
+    previous_known: bool = False
 
     @property
     def key(self) -> tuple[str, str]:
@@ -158,6 +214,26 @@ class Tally:
                 f"HTTP {result.http_status}" if result.http_status else "no answer"
             )
             self.error_codes[code] = self.error_codes.get(code, 0) + 1
+
+
+@dataclass(frozen=True, slots=True)
+class PlanSummary:
+    """One plan as the list call returns it; ``img_known`` is False when it omits img_url."""
+
+    project_id: str
+    plan_id: str
+    name: str
+    type: str
+    img_url: str | None
+    img_known: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class PlanPage:
+    """One page of a project's plan list, and how many plans match in all."""
+
+    plans: tuple[PlanSummary, ...]
+    total: int
 
 
 def pending(items: Iterable[Item], finished: frozenset[tuple[str, str]]) -> Iterable[Item]:

@@ -1,8 +1,10 @@
 """The report: a JSON-lines journal of item outcomes, and what it says when read back.
 
 Each finished item is one line, written whole and flushed before the next item counts, so a
-crash loses nothing already done. The last line may be torn by a hard kill; reading tolerates
-that, and a resumed run compacts the journal so each item appears once, with its last outcome.
+crash loses nothing already done. Each image upload is a line too (``"kind": "upload"``),
+written as soon as the upload succeeds, so a resumed run never uploads the same image twice.
+The last line may be torn by a hard kill; reading tolerates that, and a resumed run compacts
+the journal so each item appears once, with its last outcome.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ FIELDS = (
     "elapsed_ms",
     "finished_at",
     "request_id",
+    "previous_img_url",
 )
+UPLOAD = "upload"
 
 
 @dataclass(slots=True)
@@ -41,6 +45,7 @@ class JournalState:
     """The last outcome of every item a report records."""
 
     outcomes: dict[Key, Outcome] = field(default_factory=dict)
+    uploads: dict[Key, str] = field(default_factory=dict)  # (project_id, cache key) -> img_url
     lines: int = 0
     torn_line: int | None = None  # a last line cut short by a crash, ignored
 
@@ -84,6 +89,10 @@ def read_journal(path: Path) -> JournalState:
                 f"{path}:{bad[0]}: not a report line ({bad[1][:60]!r}); fix or remove it"
             )
         state.lines = number
+        upload = _upload(record)
+        if upload is not None:
+            state.uploads[upload[0]] = upload[1]
+            continue
         key = _key(record)
         if record is None or key is None:
             bad = (number, raw)
@@ -97,8 +106,33 @@ def read_journal(path: Path) -> JournalState:
     return state
 
 
+def last_records(path: Path) -> dict[Key, dict[str, Any]]:
+    """The last line of every item a report records, in first-seen order (uploads left out)."""
+    if not path.exists():
+        raise ReportError(f"{path}: no such report")
+    last: dict[Key, dict[str, Any]] = {}
+    for _, record, _raw in _records(path):
+        key = _key(record)
+        if key is not None and record is not None:
+            last[key] = record
+    return last
+
+
+def _upload(record: dict[str, Any] | None) -> tuple[Key, str] | None:
+    """((project_id, cache key), img_url) of an upload line; None for any other line."""
+    if record is None or record.get("kind") != UPLOAD:
+        return None
+    project, img_url = record.get("project_id"), record.get("img_url")
+    cache_key = (
+        f"sha256:{record['sha256']}" if "sha256" in record else f"source:{record.get('source')}"
+    )
+    if isinstance(project, str) and isinstance(img_url, str):
+        return (project, cache_key), img_url
+    return None
+
+
 def _key(record: dict[str, Any] | None) -> Key | None:
-    if record is None:
+    if record is None or "kind" in record:
         return None
     project, plan = record.get("project_id"), record.get("plan_id")
     if isinstance(project, str) and isinstance(plan, str):
@@ -131,8 +165,11 @@ class Journal:
 
     def record(self, result: ItemResult) -> None:
         """Append one result; it is on disk (as far as a crash of this process goes) on return."""
+        self._write(_as_record(result))
+
+    def _write(self, record: dict[str, Any]) -> None:
         assert self._file is not None, "use Journal as a context manager"
-        line = json.dumps(_as_record(result), ensure_ascii=False)
+        line = json.dumps(record, ensure_ascii=False)
         try:
             # One write per line: a kill mid-run tears at most the line being written.
             self._file.write(self._redact(line) + "\n")
@@ -140,12 +177,20 @@ class Journal:
         except OSError as exc:
             raise ReportError(f"{self.path}: cannot write the report: {exc.strerror}") from None
 
+    def record_upload(self, project_id: str, cache_key: str, img_url: str) -> None:
+        """Append one upload: ``cache_key`` is ``sha256:HEX`` or ``source:IMG_URL``."""
+        kind, _, value = cache_key.partition(":")
+        self._write({"kind": UPLOAD, "project_id": project_id, kind: value, "img_url": img_url})
+
 
 def _as_record(result: ItemResult) -> dict[str, Any]:
     record = asdict(result)
     record["outcome"] = result.outcome.value
     if record["request_id"] is None:
         del record["request_id"]
+    # Absent: the previous thumbnail is unknown; null: the plan had none.
+    if not record.pop("previous_known"):
+        del record["previous_img_url"]
     return record
 
 
@@ -159,13 +204,14 @@ def drop_torn_tail(path: Path, state: JournalState) -> None:
 
 
 def compact(path: Path) -> None:
-    """Rewrite the report so each item appears once, with its last outcome, in first-seen order.
+    """Rewrite the report so each item (and upload) appears once, the last, in first-seen order.
 
     Written to a temporary file and renamed over the report, so a crash here loses nothing.
     """
-    last: dict[Key, str] = {}
+    last: dict[object, str] = {}
     for _, record, raw in _records(path):
-        key = _key(record)
+        upload = _upload(record)
+        key = ("upload", upload[0]) if upload is not None else _key(record)
         if key is not None:
             last[key] = raw
     tmp = path.with_name(path.name + ".tmp")

@@ -9,19 +9,30 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
 import anyio
 
-from batchthumb.model import Attempt, Item, ItemResult, Outcome, Tally, Verdict
+from batchthumb.images import ImageProblem, read_image, upload_name
+from batchthumb.model import (
+    Attempt,
+    Item,
+    ItemResult,
+    LocalImage,
+    Outcome,
+    PlanPage,
+    Tally,
+    Verdict,
+)
 from batchthumb.progress import Progress, Silent
 from batchthumb.ratelimit import GovernorStats, RateGovernor
 
 _T = TypeVar("_T")
+Key = tuple[str, str]
 
 
 class ThumbnailApi(Protocol):
@@ -31,12 +42,38 @@ class ThumbnailApi(Protocol):
         """Set one plan's thumbnail; classify the answer."""
         ...
 
+    async def upload_image(
+        self, project_id: str, data: bytes, filename: str
+    ) -> tuple[Attempt, str | None]:
+        """Upload image bytes to a project; the answer and, on success, the new img_url."""
+        ...
+
+    async def download_image(self, project_id: str, img_url: str) -> tuple[Attempt, bytes | None]:
+        """Download an image of a project; the answer and, on success, its bytes."""
+        ...
+
+    async def list_plans(
+        self,
+        project_id: str,
+        *,
+        page_no: int,
+        page_size: int,
+        plan_type: str | None = None,
+        search: str | None = None,
+    ) -> tuple[Attempt, PlanPage | None]:
+        """One page of a project's plans."""
+        ...
+
 
 class Recorder(Protocol):
-    """Where finished items go (the journal)."""
+    """Where finished items and uploads go (the journal)."""
 
     def record(self, result: ItemResult) -> None:
         """Keep one result durably before the next item counts."""
+        ...
+
+    def record_upload(self, project_id: str, cache_key: str, img_url: str) -> None:
+        """Keep one upload durably, so that a resumed run does not upload it again."""
         ...
 
 
@@ -121,39 +158,26 @@ class RunSummary:
 
 
 @dataclass(slots=True)
-class _Run:
-    api: ThumbnailApi
+class Sender:
+    """Sends one request until it succeeds, fails for good, or the run stops.
+
+    Every request of a run goes through here, so PUTs, uploads, downloads and list calls share
+    one rate governor, one retry policy, one throttling response, and one abort rule.
+    """
+
     governor: RateGovernor
-    journal: Recorder
-    progress: Progress
-    retry: RetryPolicy
-    stop: Stop
-    events: Events
-    clock: Callable[[], float]
-    sleep: Callable[[float], Awaitable[None]]
-    jitter: Callable[[], float]
-    tally: Tally = field(default_factory=Tally)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    stop: Stop = field(default_factory=Stop)
+    events: Events = field(default_factory=NoEvents)
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+    jitter: Callable[[], float] = random.random
     requests: int = 0
     aborted: str | None = None
-    streak: tuple[object, int] = (None, 0)  # (failure signature, items in a row)
 
-    async def work(self, items: Iterator[Item]) -> None:
-        for item in items:
-            if self.stop.requested:
-                return
-            result = await self.process(item)
-            if result is None:
-                return
-            self.journal.record(result)
-            self.tally.add(result)
-            self.progress.update(self.tally)
-            if result.outcome is Outcome.FAILED:
-                self.events.emit("item_failed", **_event_fields(result))
-            self.trip_breaker(result)
-
-    async def process(self, item: Item) -> ItemResult | None:
-        """Send one item until it succeeds, fails for good, or the run stops (None)."""
-        began = self.clock()
+    async def send(
+        self, request: Callable[[], Awaitable[tuple[Attempt, _T]]], *, subject: str
+    ) -> tuple[Attempt, _T, int] | None:
+        """The final answer, its value and the attempts it took; None if the run stopped."""
         attempts = 0
         while True:
             started = await self.stop.wait(self.governor.acquire)
@@ -161,24 +185,22 @@ class _Run:
                 return None
             attempts += 1
             self.requests += 1
-            attempt = await self.api.set_thumbnail(item.project_id, item.plan_id, item.img_url)
+            attempt, value = await request()
             verdict = attempt.verdict
             if verdict is Verdict.OK:
                 self.governor.on_success()
-                return self.result(item, Outcome.SUCCEEDED, attempt, attempts, began)
+                return attempt, value, attempts
             if verdict is Verdict.REJECTED:
                 self.abort(attempt)
-                return self.result(item, Outcome.FAILED, attempt, attempts, began)
+                return attempt, value, attempts
             if verdict is Verdict.PERMANENT:
-                return self.result(item, Outcome.FAILED, attempt, attempts, began)
+                return attempt, value, attempts
             if verdict is Verdict.THROTTLED:
                 self.governor.on_throttle(started_at=started, retry_after=attempt.retry_after)
-                self.events.emit("throttled", plan_id=item.plan_id, **_attempt_fields(attempt))
+                self.events.emit("throttled", subject=subject, **_attempt_fields(attempt))
             if attempts > self.retry.retries:
-                return self.result(item, Outcome.FAILED, attempt, attempts, began)
-            self.events.emit(
-                "retry", plan_id=item.plan_id, attempt=attempts, **_attempt_fields(attempt)
-            )
+                return attempt, value, attempts
+            self.events.emit("retry", subject=subject, attempt=attempts, **_attempt_fields(attempt))
             if verdict is Verdict.RETRY:
                 delay = self.backoff(attempts, attempt.retry_after)
                 if delay > 0 and await self.stop.wait(partial(self.pause, delay)) is None:
@@ -197,24 +219,8 @@ class _Run:
             delay = max(delay, min(retry_after, policy.max_backoff))
         return delay
 
-    def result(
-        self, item: Item, outcome: Outcome, attempt: Attempt, attempts: int, began: float
-    ) -> ItemResult:
-        return ItemResult(
-            project_id=item.project_id,
-            plan_id=item.plan_id,
-            img_url=item.img_url,
-            outcome=outcome,
-            http_status=attempt.http_status,
-            error_code=attempt.error_code,
-            error=attempt.error,
-            attempts=attempts,
-            elapsed_ms=round((self.clock() - began) * 1000),
-            finished_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
-            request_id=attempt.request_id,
-        )
-
     def abort(self, attempt: Attempt) -> None:
+        """Give up the run: the server refused the credentials."""
         if self.aborted is None:
             if attempt.http_status is None:  # refused before sending: renewal failed
                 self.aborted = f"the credentials could not be renewed: {attempt.error}"
@@ -227,9 +233,167 @@ class _Run:
                 )
         self.stop.request("aborted")
 
+
+@dataclass(slots=True)
+class _Resolved:
+    """An item's thumbnail as an uploaded URL, or the answer that stopped it from being one."""
+
+    img_url: str | None
+    attempt: Attempt
+    attempts: int = 0
+
+
+@dataclass(slots=True)
+class Uploads:
+    """Single-flight uploads: each (project, image) is uploaded once, whoever needs it first.
+
+    ``done`` maps (project_id, cache key) to the uploaded img_url; a resumed run starts with
+    what the journal recorded, so it uploads nothing twice.
+    """
+
+    done: dict[Key, str] = field(default_factory=dict)
+    failed: dict[Key, Attempt] = field(default_factory=dict)
+    flying: dict[Key, anyio.Event] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Run:
+    api: ThumbnailApi
+    sender: Sender
+    journal: Recorder
+    progress: Progress
+    uploads: Uploads
+    previous: Mapping[Key, str | None]
+    clock: Callable[[], float]
+    tally: Tally = field(default_factory=Tally)
+    streak: tuple[object, int] = (None, 0)  # (failure signature, items in a row)
+
+    async def work(self, items: Iterator[Item]) -> None:
+        for item in items:
+            if self.sender.stop.requested:
+                return
+            result = await self.process(item)
+            if result is None:
+                return
+            self.journal.record(result)
+            self.tally.add(result)
+            self.progress.update(self.tally)
+            if result.outcome is Outcome.FAILED:
+                self.sender.events.emit("item_failed", **_event_fields(result))
+            self.trip_breaker(result)
+
+    async def process(self, item: Item) -> ItemResult | None:
+        """Resolve the item's image, then PUT it; None when the run stopped first."""
+        began = self.clock()
+        resolved = await self.resolve(item)
+        if resolved is None:
+            return None
+        if resolved.img_url is None:
+            return self.result(item, resolved, Outcome.FAILED, resolved.attempts, began)
+        img_url = resolved.img_url
+        if item.key in self.previous and self.previous[item.key] == img_url:
+            already = _Resolved(img_url, Attempt(Verdict.OK, error="already set"))
+            return self.result(item, already, Outcome.SKIPPED, resolved.attempts, began)
+
+        async def put() -> tuple[Attempt, None]:
+            return await self.api.set_thumbnail(item.project_id, item.plan_id, img_url), None
+
+        sent = await self.sender.send(put, subject=item.plan_id)
+        if sent is None:
+            return None
+        attempt, _, attempts = sent
+        outcome = Outcome.SUCCEEDED if attempt.verdict is Verdict.OK else Outcome.FAILED
+        done = _Resolved(img_url, attempt)
+        return self.result(item, done, outcome, resolved.attempts + attempts, began)
+
+    async def resolve(self, item: Item) -> _Resolved | None:
+        """The item's img_url, uploading its image first (once per project and image)."""
+        if item.img_url is not None:
+            return _Resolved(item.img_url, Attempt(Verdict.OK))
+        assert item.image is not None
+        key = (item.project_id, item.image.cache_key)
+        uploads = self.uploads
+        while True:
+            if key in uploads.done:
+                return _Resolved(uploads.done[key], Attempt(Verdict.OK))
+            if key in uploads.failed:
+                return _Resolved(None, uploads.failed[key])
+            flying = uploads.flying.get(key)
+            if flying is None:
+                break
+            await flying.wait()
+            if self.sender.stop.requested:
+                return None
+        uploads.flying[key] = anyio.Event()
+        try:
+            resolved = await self.upload(item)
+            if resolved is not None and resolved.img_url is not None:
+                uploads.done[key] = resolved.img_url
+                self.journal.record_upload(item.project_id, item.image.cache_key, resolved.img_url)
+            elif resolved is not None:
+                uploads.failed[key] = resolved.attempt
+            return resolved
+        finally:
+            uploads.flying.pop(key).set()
+
+    async def upload(self, item: Item) -> _Resolved | None:
+        image = item.image
+        assert image is not None
+        attempts = 0
+        if isinstance(image, LocalImage):
+            try:
+                data = read_image(image)
+            except ImageProblem as exc:
+                return _Resolved(None, Attempt(Verdict.PERMANENT, error=str(exc)))
+        else:
+            source = image
+
+            async def download() -> tuple[Attempt, bytes | None]:
+                return await self.api.download_image(source.project_id, source.img_url)
+
+            fetched = await self.sender.send(download, subject=f"download {source.img_url}")
+            if fetched is None:
+                return None
+            attempt, body, attempts = fetched
+            if body is None:
+                return _Resolved(None, _prefixed(attempt, "download"), attempts)
+            data = body
+        name = upload_name(data)
+
+        async def upload() -> tuple[Attempt, str | None]:
+            return await self.api.upload_image(item.project_id, data, name)
+
+        sent = await self.sender.send(upload, subject=f"upload {image.cache_key}")
+        if sent is None:
+            return None
+        attempt, img_url, more = sent
+        if img_url is None:
+            attempt = _prefixed(attempt, "upload")
+        return _Resolved(img_url, attempt, attempts + more)
+
+    def result(
+        self, item: Item, resolved: _Resolved, outcome: Outcome, attempts: int, began: float
+    ) -> ItemResult:
+        attempt = resolved.attempt
+        return ItemResult(
+            project_id=item.project_id,
+            plan_id=item.plan_id,
+            img_url=resolved.img_url,
+            outcome=outcome,
+            http_status=attempt.http_status,
+            error_code=attempt.error_code,
+            error=attempt.error,
+            attempts=attempts,
+            elapsed_ms=round((self.clock() - began) * 1000),
+            finished_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+            request_id=attempt.request_id,
+            previous_img_url=self.previous.get(item.key),
+            previous_known=item.key in self.previous,
+        )
+
     def trip_breaker(self, result: ItemResult) -> None:
         """Stop when items keep failing the same permanent way: the job, not the item, is wrong."""
-        if self.retry.breaker <= 0:
+        if self.sender.retry.breaker <= 0:
             return
         status = result.http_status or 0
         if result.outcome is not Outcome.FAILED or not 400 <= status < 500 or status in (408, 429):
@@ -238,13 +402,19 @@ class _Run:
         signature = (result.http_status, result.error_code)
         count = self.streak[1] + 1 if self.streak[0] == signature else 1
         self.streak = (signature, count)
-        if count >= self.retry.breaker and self.aborted is None:
+        if count >= self.sender.retry.breaker and self.sender.aborted is None:
             code = f" {result.error_code}" if result.error_code else ""
-            self.aborted = (
+            self.sender.aborted = (
                 f"{count} items in a row failed with HTTP {result.http_status}{code} "
                 f"({result.error}); check the endpoint and the job before running again"
             )
-            self.stop.request("aborted")
+            self.sender.stop.request("aborted")
+
+
+def _prefixed(attempt: Attempt, step: str) -> Attempt:
+    """Say which step of an item failed: the image's download or upload, not the PUT."""
+    error = f"{step} failed: {attempt.error}" if attempt.error else f"{step} failed"
+    return replace(attempt, error=error)
 
 
 def _attempt_fields(attempt: Attempt) -> dict[str, Any]:
@@ -278,39 +448,54 @@ async def run_batch(
     progress: Progress | None = None,
     stop: Stop | None = None,
     events: Events | None = None,
+    uploads: Uploads | None = None,
+    previous: Mapping[Key, str | None] | None = None,
+    sender: Sender | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     jitter: Callable[[], float] = random.random,
 ) -> RunSummary:
-    """Set every item's thumbnail with ``concurrency`` workers; journal each outcome."""
+    """Set every item's thumbnail with ``concurrency`` workers; journal each outcome.
+
+    Items with an ``image`` have it uploaded first, once per (project, image), through the
+    same pacing and retries; ``uploads`` starts with what earlier runs uploaded. ``previous``
+    maps the plans whose thumbnail is known to it (None: none): those are recorded as the
+    previous state, and an item already showing its img_url is skipped without a PUT.
+    """
+    if sender is None:
+        sender = Sender(
+            governor=governor,
+            retry=retry or RetryPolicy(),
+            stop=stop or Stop(),
+            events=events or NoEvents(),
+            sleep=sleep,
+            jitter=jitter,
+        )
     run = _Run(
         api=api,
-        governor=governor,
+        sender=sender,
         journal=journal,
         progress=progress or Silent(),
-        retry=retry or RetryPolicy(),
-        stop=stop or Stop(),
-        events=events or NoEvents(),
+        uploads=uploads or Uploads(),
+        previous=previous or {},
         clock=clock,
-        sleep=sleep,
-        jitter=jitter,
     )
     began = clock()
     shared = iter(items)  # one iterator for all workers: each item is taken exactly once
     async with anyio.create_task_group() as outer:
         outer.start_soon(run.progress.heartbeat, run.tally)
         async with anyio.create_task_group() as workers:
-            run.stop.bind(workers.cancel_scope)
+            sender.stop.bind(workers.cancel_scope)
             for _ in range(concurrency):
                 workers.start_soon(run.work, shared)
         outer.cancel_scope.cancel()
     run.progress.close()
-    stopped = run.stop.reason if run.stop.reason != "aborted" else None
+    reason = sender.stop.reason
     return RunSummary(
         tally=run.tally,
         elapsed=clock() - began,
-        requests=run.requests,
-        governor=governor.stats,
-        stopped=stopped,
-        aborted=run.aborted,
+        requests=sender.requests,
+        governor=sender.governor.stats,
+        stopped=reason if reason != "aborted" else None,
+        aborted=sender.aborted,
     )

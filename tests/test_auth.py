@@ -223,7 +223,7 @@ def test_plain_http_is_refused_except_to_loopback() -> None:
     with pytest.raises(UsageError, match="plain http"):
         check_url("http://10.0.0.5:8080", insecure=False)
     warning = check_url("http://10.0.0.5:8080", insecure=True)
-    assert warning is not None and warning.startswith("warning: --insecure")
+    assert warning is not None and warning.startswith("--insecure: the endpoint")
 
 
 def test_proxy_is_resolved_from_the_environment_honouring_no_proxy(

@@ -116,7 +116,7 @@ items:
         f"{p}:10: items[1].img_url: must look like /v1/upload/<32 letters or digits>/<yyyymm>/<name>.<ext>",
         f"{p}:11: items[2].plan_id: missing",
         f"{p}:14: items[3].plan_id: must be a text value, not a list",
-        f"{p}:16: items[3].extra: unknown key (known: project_id, plan_id, img_url)",
+        f"{p}:16: items[3].extra: unknown key (known: project_id, plan_id, img_url, image)",
     ]
 
 
@@ -139,7 +139,7 @@ items:
         ),
         (
             "defaults: {plan_id: x}\nitems: [1]\n",
-            "1: defaults.plan_id: unknown key (known: img_url, project_id)",
+            "1: defaults.plan_id: unknown key (known: image, img_url, project_id)",
         ),
     ],
 )

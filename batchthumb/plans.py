@@ -1,0 +1,180 @@
+"""Plans as the list call shows them: every page of a project, and pairing two projects.
+
+Listing goes through the run's :class:`~batchthumb.runner.Sender`, so list calls are paced,
+retried and throttled like every other request.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from batchthumb.errors import JobFileError, Problem, RunAborted
+from batchthumb.model import Attempt, PlanPage, PlanSummary
+from batchthumb.runner import Sender, ThumbnailApi
+
+# The documented maximum; the documented default is 1, so it is always sent (facts §1.1).
+PAGE_SIZE = 200
+
+
+async def list_project(
+    api: ThumbnailApi,
+    sender: Sender,
+    project_id: str,
+    *,
+    plan_type: str | None = None,
+    search: str | None = None,
+) -> tuple[PlanSummary, ...]:
+    """Every plan of a project, all pages; raise :class:`RunAborted` if a page cannot be had."""
+    plans: list[PlanSummary] = []
+    page_no = 1
+    while True:
+
+        async def page(number: int = page_no) -> tuple[Attempt, PlanPage | None]:
+            return await api.list_plans(
+                project_id,
+                page_no=number,
+                page_size=PAGE_SIZE,
+                plan_type=plan_type,
+                search=search,
+            )
+
+        sent = await sender.send(page, subject=f"list {project_id} page {page_no}")
+        if sent is None:
+            raise RunAborted(f"stopped while listing the plans of project {project_id}")
+        attempt, found, _ = sent
+        if found is None:
+            code = f" {attempt.error_code}" if attempt.error_code else ""
+            status = f"HTTP {attempt.http_status}" if attempt.http_status else "no answer"
+            raise RunAborted(
+                f"cannot list the plans of project {project_id}: {status}{code}: {attempt.error}"
+            )
+        plans.extend(found.plans)
+        # Stop at the total, or at an empty page should the total be off (facts §1.1).
+        if not found.plans or page_no * PAGE_SIZE >= found.total:
+            return tuple(plans)
+        page_no += 1
+
+
+def thumbnails(plans: Iterable[PlanSummary]) -> dict[tuple[str, str], str | None]:
+    """(project_id, plan_id) -> img_url (None: no thumbnail) for the plans whose is known."""
+    return {(p.project_id, p.plan_id): p.img_url for p in plans if p.img_known}
+
+
+@dataclass(frozen=True, slots=True)
+class Unpaired:
+    """A plan migrate leaves alone, and why."""
+
+    side: str  # "source" or "target"
+    plan: PlanSummary
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Pairing:
+    """Source plans paired with target plans, and every plan that could not be paired."""
+
+    pairs: tuple[tuple[PlanSummary, PlanSummary], ...]
+    unpaired: tuple[Unpaired, ...]
+
+
+def pair_by_name(source: Sequence[PlanSummary], target: Sequence[PlanSummary]) -> Pairing:
+    """Pair plans with the same name and type; a name used twice on either side is ambiguous."""
+    sources: defaultdict[tuple[str, str], list[PlanSummary]] = defaultdict(list)
+    targets: defaultdict[tuple[str, str], list[PlanSummary]] = defaultdict(list)
+    for plan in source:
+        sources[(plan.name, plan.type)].append(plan)
+    for plan in target:
+        targets[(plan.name, plan.type)].append(plan)
+    pairs: list[tuple[PlanSummary, PlanSummary]] = []
+    unpaired: list[Unpaired] = []
+    for key, plans in sources.items():
+        matches = targets.get(key, [])
+        if len(plans) == 1 and len(matches) == 1:
+            pairs.append((plans[0], matches[0]))
+            continue
+        if not matches:
+            reason = "no target plan with this name and type"
+        elif len(matches) > 1:
+            reason = f"ambiguous: {len(matches)} target plans have this name and type"
+        else:
+            reason = f"ambiguous: {len(plans)} source plans have this name and type"
+        unpaired.extend(Unpaired("source", plan, reason) for plan in plans)
+    paired_targets = {t.plan_id for _, t in pairs}
+    for key, plans in targets.items():
+        if key in sources:
+            if len(sources[key]) == 1 and len(plans) == 1:
+                continue
+            reason = "ambiguous: its name and type are not unique on both sides"
+        else:
+            reason = "no source plan with this name and type"
+        unpaired.extend(
+            Unpaired("target", plan, reason) for plan in plans if plan.plan_id not in paired_targets
+        )
+    return Pairing(tuple(pairs), tuple(unpaired))
+
+
+def pair_by_mapping(
+    path: Path, source: Sequence[PlanSummary], target: Sequence[PlanSummary]
+) -> Pairing:
+    """Pair plans as a CSV file says (``source_plan_id,target_plan_id``, header optional).
+
+    Unknown ids, a source listed twice, and two sources mapped to one target are errors, each
+    named by its line; the plans the file does not mention are reported as unpaired.
+    """
+    by_source = {p.plan_id: p for p in source}
+    by_target = {p.plan_id: p for p in target}
+    problems: list[Problem] = []
+    pairs: list[tuple[PlanSummary, PlanSummary]] = []
+    seen_source: dict[str, int] = {}
+    seen_target: dict[str, int] = {}
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise JobFileError([Problem(str(path), 0, "", f"cannot read: {exc}")]) from None
+    for number, row in enumerate(csv.reader(text.splitlines()), 1):
+        cells = [cell.strip() for cell in row]
+        if not any(cells) or cells[0].startswith("#"):
+            continue
+        if number == 1 and cells[:2] == ["source_plan_id", "target_plan_id"]:
+            continue
+
+        def problem(message: str, line: int = number) -> None:
+            problems.append(Problem(str(path), line, "", message))
+
+        if len(cells) != 2:
+            problem("expected two columns: source_plan_id,target_plan_id")
+            continue
+        source_id, target_id = cells
+        if source_id not in by_source:
+            problem(f"source plan {source_id} is not a plan of the source project")
+        if target_id not in by_target:
+            problem(f"target plan {target_id} is not a plan of the target project")
+        if source_id in seen_source:
+            problem(f"source plan {source_id} is already mapped at line {seen_source[source_id]}")
+        elif target_id in seen_target:
+            problem(
+                f"target plan {target_id} is already the target of line {seen_target[target_id]}"
+            )
+        seen_source.setdefault(source_id, number)
+        seen_target.setdefault(target_id, number)
+        if source_id in by_source and target_id in by_target and len(problems) == 0:
+            pairs.append((by_source[source_id], by_target[target_id]))
+    if problems:
+        raise JobFileError(problems)
+    if not pairs:
+        raise JobFileError([Problem(str(path), 0, "", "maps no plans")])
+    unpaired = [
+        Unpaired("source", p, "not in the mapping file")
+        for p in source
+        if p.plan_id not in seen_source
+    ]
+    unpaired += [
+        Unpaired("target", p, "not in the mapping file")
+        for p in target
+        if p.plan_id not in seen_target
+    ]
+    return Pairing(tuple(pairs), tuple(unpaired))
