@@ -156,7 +156,9 @@ class _Run:
         began = self.clock()
         attempts = 0
         while True:
-            started = await self.stop.wait(self.governor.acquire)
+            started = None if self.stop.requested else self.governor.try_acquire()
+            if started is None:
+                started = await self.stop.wait(self.governor.acquire)
             if started is None:
                 return None
             attempts += 1
