@@ -6,6 +6,7 @@ This is the only module that prints for the user and decides how the process exi
 from __future__ import annotations
 
 import argparse
+import itertools
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -254,7 +255,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             f"batchthumb: {_headline(job, plan, settings)}; report: {options.report}",
             file=sys.stderr,
         )
-        if not plan.pending:
+        if not len(plan.pending):
             return EXIT_OK
         with _log_stream(args) as log:
             return anyio.run(
@@ -299,7 +300,7 @@ def _headline(job: Job, plan: RunPlan, settings: Settings) -> str:
 def _print_dry_run(job: Job, plan: RunPlan, settings: Settings, options: RunOptions) -> None:
     print(f"dry run: {_headline(job, plan, settings)}")
     print(f"report: {options.report}")
-    for item in plan.pending[:20]:
+    for item in itertools.islice(plan.pending, 20):
         print(f"  PUT /v3/plan/{item.project_id}/management/{item.plan_id}/img  {item.img_url}")
     if len(plan.pending) > 20:
         print(f"  ... and {len(plan.pending) - 20} more")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +11,7 @@ from typing import TextIO
 from batchthumb.auth import Credentials, Redactor, StaticToken
 from batchthumb.client import open_api
 from batchthumb.logs import JsonEvents
-from batchthumb.model import Item, Job, Settings
+from batchthumb.model import Item, ItemSource, Job, Settings
 from batchthumb.progress import choose_progress
 from batchthumb.ratelimit import RateGovernor, ThrottlePolicy
 from batchthumb.report import Journal, JournalState, compact, drop_torn_tail, read_journal
@@ -31,10 +31,27 @@ class RunOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class Remaining:
+    """The items of a job still to send, filtered as they stream by and counted once."""
+
+    source: ItemSource
+    keys: frozenset[tuple[str, str]]
+    wanted: bool  # True: only the items in ``keys``; False: all but those
+    count: int
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[Item]:
+        keys, wanted = self.keys, self.wanted
+        return (item for item in self.source if (item.key in keys) is wanted)
+
+
+@dataclass(frozen=True, slots=True)
 class RunPlan:
     """What a run is about to do, known before the first request."""
 
-    pending: tuple[Item, ...]
+    pending: ItemSource
     skipped: int  # already done according to the report
     journal: JournalState
 
@@ -50,13 +67,12 @@ def plan_run(job: Job, options: RunOptions) -> RunPlan:
     if not (options.resume or options.retry_failed):
         return RunPlan(job.items, 0, JournalState())
     journal = read_journal(options.report)
-    if options.retry_failed:
-        failed = journal.failed
-        pending = tuple(item for item in job.items if item.key in failed)
-    else:
-        done = journal.succeeded
-        pending = tuple(item for item in job.items if item.key not in done)
-    return RunPlan(pending, len(job.items) - len(pending), journal)
+    keys = journal.failed if options.retry_failed else journal.succeeded
+    wanted = options.retry_failed
+    # Counted in one streaming pass: a large job is never held as a list of pending items.
+    count = sum((item.key in keys) is wanted for item in job.items)
+    pending = Remaining(job.items, keys, wanted, count)
+    return RunPlan(pending, len(job.items) - count, journal)
 
 
 async def execute(

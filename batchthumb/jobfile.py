@@ -16,7 +16,16 @@ from typing import TypeVar
 import yaml
 
 from batchthumb.errors import JobFileError, Problem
-from batchthumb.model import IMG_URL, PLAN_ID, PROJECT_ID, Item, Job, Settings, endpoint_for_region
+from batchthumb.model import (
+    IMG_URL,
+    ITEM_KEYS,
+    Item,
+    ItemSource,
+    Job,
+    Settings,
+    endpoint_for_region,
+    field_problem,
+)
 
 # libyaml's parser is several times faster on large jobs; fall back to the pure one.
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -32,8 +41,8 @@ _SETTING_KEYS = (
     "timeout",
     "report",
 )
-_TOP_KEYS = frozenset((*_SETTING_KEYS, "defaults", "items"))
-_ITEM_KEYS = ("project_id", "plan_id", "img_url")
+_TOP_KEYS = frozenset((*_SETTING_KEYS, "defaults", "items", "items_file"))
+_ITEM_KEYS = ITEM_KEYS
 _DEFAULT_KEYS = frozenset(("project_id", "img_url"))
 _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
@@ -142,12 +151,16 @@ def load_job(path: Path) -> Job:
         raise JobFileError(checker.problems)
     defaults: dict[str, tuple[str, yaml.Node]] = {}
     items_node: yaml.Node | None = None
+    items_file: tuple[str, yaml.Node] | None = None
     values: dict[str, object] = {}
     for name, node in checker.mapping(root, ""):
         if name not in _TOP_KEYS:
             checker.problem(node, name, f"unknown key (known: {', '.join(sorted(_TOP_KEYS))})")
         elif name == "items":
             items_node = node
+        elif name == "items_file":
+            text = checker.text(node, name)
+            items_file = None if text is None else (text, node)
         elif name == "defaults":
             defaults = _read_defaults(checker, node)
         else:
@@ -155,8 +168,14 @@ def load_job(path: Path) -> Job:
     if not isinstance(root, yaml.MappingNode):
         raise JobFileError(checker.problems)
     settings = _settings(checker, root, values, path.parent)
-    items: tuple[Item, ...] = ()
-    if items_node is None:
+    items: ItemSource = ()
+    if items_node is not None and items_file is not None:
+        checker.problem(
+            items_file[1], "items_file", "give either `items` or `items_file`, not both"
+        )
+    elif items_file is not None:
+        items = _read_items_file(checker, path.parent / items_file[0], defaults)
+    elif items_node is None:
         checker.problem(root, "items", "missing; list the plans whose thumbnails to set")
     else:
         items = _read_items(checker, items_node, defaults)
@@ -250,18 +269,27 @@ def _read_defaults(checker: _Checker, node: yaml.Node) -> dict[str, tuple[str, y
 
 
 def _check_field(checker: _Checker, node: yaml.Node, key: str, name: str, value: str) -> bool:
-    if name == "project_id" and not PROJECT_ID.fullmatch(value):
-        checker.problem(node, key, "must be 32 letters or digits (the CodeArts Req project id)")
-        return False
-    if name == "plan_id" and not PLAN_ID.fullmatch(value):
-        checker.problem(node, key, "must be 32 letters or digits (the plan id)")
-        return False
-    if name == "img_url" and not IMG_URL.fullmatch(value):
-        checker.problem(
-            node, key, "must look like /v1/upload/<32 letters or digits>/<yyyymm>/<name>.<ext>"
-        )
+    message = field_problem(name, value)
+    if message is not None:
+        checker.problem(node, key, message)
         return False
     return True
+
+
+def _read_items_file(
+    checker: _Checker, path: Path, defaults: dict[str, tuple[str, yaml.Node]]
+) -> ItemSource:
+    from batchthumb.itemsfile import read_items_file
+
+    if checker.problems:
+        return ()  # the job file itself is wrong: say so before reading a large file
+    values = {name: value for name, (value, _) in defaults.items()}
+    found = read_items_file(
+        path, defaults=values, problems=checker.problems, warnings=checker.warnings
+    )
+    if found is not None and not len(found):
+        checker.problems.append(Problem(str(path), 0, "", "lists no items"))
+    return () if found is None else found
 
 
 def _read_items(
