@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +13,7 @@ from batchthumb.client import PlanApi, Transport, open_api
 from batchthumb.errors import RunAborted
 from batchthumb.jobwriter import Entry, render_job, write_text
 from batchthumb.logs import JsonEvents
-from batchthumb.model import Item, Job, Settings, Tally
+from batchthumb.model import Item, ItemSource, Job, Settings, Tally
 from batchthumb.plans import list_project, thumbnails
 from batchthumb.progress import choose_progress
 from batchthumb.ratelimit import RateGovernor, ThrottlePolicy
@@ -55,10 +55,27 @@ class RunOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class Remaining:
+    """The items of a job still to send, filtered as they stream by and counted once."""
+
+    source: ItemSource
+    keys: frozenset[tuple[str, str]]
+    wanted: bool  # True: only the items in ``keys``; False: all but those
+    count: int
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[Item]:
+        keys, wanted = self.keys, self.wanted
+        return (item for item in self.source if (item.key in keys) is wanted)
+
+
+@dataclass(frozen=True, slots=True)
 class RunPlan:
     """What a run is about to do, known before the first request."""
 
-    pending: tuple[Item, ...]
+    pending: ItemSource
     skipped: int  # already done according to the report
     journal: JournalState
 
@@ -74,13 +91,12 @@ def plan_run(job: Job, options: RunOptions) -> RunPlan:
     if not (options.resume or options.retry_failed):
         return RunPlan(job.items, 0, JournalState())
     journal = read_journal(options.report)
-    if options.retry_failed:
-        failed = journal.failed
-        pending = tuple(item for item in job.items if item.key in failed)
-    else:
-        done = journal.succeeded
-        pending = tuple(item for item in job.items if item.key not in done)
-    return RunPlan(pending, len(job.items) - len(pending), journal)
+    keys = journal.failed if options.retry_failed else journal.succeeded
+    wanted = options.retry_failed
+    # Counted in one streaming pass: a large job is never held as a list of pending items.
+    count = sum((item.key in keys) is wanted for item in job.items)
+    pending = Remaining(job.items, keys, wanted, count)
+    return RunPlan(pending, len(job.items) - count, journal)
 
 
 async def execute(
@@ -178,7 +194,7 @@ async def execute(
 
 
 async def snapshot(
-    api: PlanApi, sender: Sender, items: Sequence[Item], *, warn: Callable[[str], None]
+    api: PlanApi, sender: Sender, items: Iterable[Item], *, warn: Callable[[str], None]
 ) -> dict[Key, str | None]:
     """The current thumbnail of every plan the items name: one paginated list per project."""
     previous: dict[Key, str | None] = {}
@@ -194,7 +210,7 @@ async def snapshot(
 
 
 def write_backup(
-    path: Path, items: Sequence[Item], previous: dict[Key, str | None], *, endpoint: str
+    path: Path, items: Iterable[Item], previous: dict[Key, str | None], *, endpoint: str
 ) -> None:
     """Write the thumbnails the items are about to replace as a job that restores them."""
     entries: list[Entry] = []

@@ -20,13 +20,13 @@ from batchthumb.errors import JobFileError, Problem
 from batchthumb.images import ImageProblem, inspect_image
 from batchthumb.model import (
     IMG_URL,
-    PLAN_ID,
-    PROJECT_ID,
     Item,
+    ItemSource,
     Job,
     LocalImage,
     Settings,
     endpoint_for_region,
+    field_problem,
 )
 
 # libyaml's parser is several times faster on large jobs; fall back to the pure one.
@@ -44,7 +44,7 @@ _SETTING_KEYS = (
     "timeout",
     "report",
 )
-_TOP_KEYS = frozenset((*_SETTING_KEYS, "auth", "defaults", "items"))
+_TOP_KEYS = frozenset((*_SETTING_KEYS, "auth", "defaults", "items", "items_file"))
 _AUTH_WAYS = ("token_env", "token_file", "iam", "aksk")
 _IAM_KEYS = ("endpoint", "domain", "user", "password_env", "project")
 _AKSK_KEYS = ("ak_env", "sk_env", "credentials_file")
@@ -203,6 +203,7 @@ def load_job(path: Path) -> Job:
         raise JobFileError(checker.problems)
     defaults: dict[str, tuple[str, yaml.Node]] = {}
     items_node: yaml.Node | None = None
+    items_file: tuple[str, yaml.Node] | None = None
     values: dict[str, object] = {}
     auth: AuthConfig | None = None
     for name, node in checker.mapping(root, ""):
@@ -212,6 +213,9 @@ def load_job(path: Path) -> Job:
             checker.problem(node, name, f"unknown key (known: {', '.join(sorted(_TOP_KEYS))})")
         elif name == "items":
             items_node = node
+        elif name == "items_file":
+            text = checker.text(node, name)
+            items_file = None if text is None else (text, node)
         elif name == "defaults":
             defaults = _read_defaults(checker, node)
         elif name == "auth":
@@ -221,8 +225,14 @@ def load_job(path: Path) -> Job:
     if not isinstance(root, yaml.MappingNode):
         raise JobFileError(checker.problems)
     settings = _settings(checker, root, values, path.parent)
-    items: tuple[Item, ...] = ()
-    if items_node is None:
+    items: ItemSource = ()
+    if items_node is not None and items_file is not None:
+        checker.problem(
+            items_file[1], "items_file", "give either `items` or `items_file`, not both"
+        )
+    elif items_file is not None:
+        items = _read_items_file(checker, path.parent / items_file[0], defaults)
+    elif items_node is None:
         checker.problem(root, "items", "missing; list the plans whose thumbnails to set")
     else:
         items = _read_items(checker, items_node, defaults)
@@ -449,18 +459,32 @@ def _read_defaults(checker: _Checker, node: yaml.Node) -> dict[str, tuple[str, y
 
 
 def _check_field(checker: _Checker, node: yaml.Node, key: str, name: str, value: str) -> bool:
-    if name == "project_id" and not PROJECT_ID.fullmatch(value):
-        checker.problem(node, key, "must be 32 letters or digits (the CodeArts Req project id)")
-        return False
-    if name == "plan_id" and not PLAN_ID.fullmatch(value):
-        checker.problem(node, key, "must be 32 letters or digits (the plan id)")
-        return False
-    if name == "img_url" and not IMG_URL.fullmatch(value):
-        checker.problem(
-            node, key, "must look like /v1/upload/<32 letters or digits>/<yyyymm>/<name>.<ext>"
-        )
+    message = field_problem(name, value)
+    if message is not None:
+        checker.problem(node, key, message)
         return False
     return True
+
+
+def _read_items_file(
+    checker: _Checker, path: Path, defaults: dict[str, tuple[str, yaml.Node]]
+) -> ItemSource:
+    from batchthumb.itemsfile import read_items_file
+
+    if checker.problems:
+        return ()  # the job file itself is wrong: say so before reading a large file
+    if "image" in defaults:
+        checker.problem(
+            defaults["image"][1], "defaults.image", "items_file items take img_url, not image"
+        )
+        return ()
+    values = {name: value for name, (value, _) in defaults.items()}
+    found = read_items_file(
+        path, defaults=values, problems=checker.problems, warnings=checker.warnings
+    )
+    if found is not None and not len(found):
+        checker.problems.append(Problem(str(path), 0, "", "lists no items"))
+    return () if found is None else found
 
 
 def _read_items(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from batchthumb.errors import Problem
 
@@ -21,9 +21,22 @@ PLAN_ID = re.compile(r"[A-Za-z0-9]{32}")
 # The documented pattern /v1/upload/%s/\d{6}/[a-zA-Z0-9]+.[a-zA-Z], read strictly and anchored.
 IMG_URL = re.compile(r"/v1/upload/(?P<project>[A-Za-z0-9]{32})/\d{6}/[A-Za-z0-9]+\.[A-Za-z]+")
 
+ITEM_KEYS = ("project_id", "plan_id", "img_url")
+
 DEFAULT_CONCURRENCY = 8
 DEFAULT_RETRIES = 6
 DEFAULT_TIMEOUT = 30.0
+
+
+def field_problem(name: str, value: str) -> str | None:
+    """What is wrong with one item field's value, or None if it is well-formed."""
+    if name == "project_id" and not PROJECT_ID.fullmatch(value):
+        return "must be 32 letters or digits (the CodeArts Req project id)"
+    if name == "plan_id" and not PLAN_ID.fullmatch(value):
+        return "must be 32 letters or digits (the plan id)"
+    if name == "img_url" and not IMG_URL.fullmatch(value):
+        return "must look like /v1/upload/<32 letters or digits>/<yyyymm>/<name>.<ext>"
+    return None
 
 
 def endpoint_for_region(region: str) -> str:
@@ -118,13 +131,25 @@ class Settings:
     report: Path | None = None
 
 
+class ItemSource(Protocol):
+    """Items that can be counted and iterated more than once: a tuple, or a file read lazily."""
+
+    def __len__(self) -> int:
+        """How many items there are."""
+        ...
+
+    def __iter__(self) -> Iterator[Item]:
+        """The items, in job order, from the start."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     """A validated job file."""
 
     path: Path
     settings: Settings
-    items: tuple[Item, ...]
+    items: ItemSource
     warnings: tuple[Problem, ...] = ()
     auth: AuthConfig | None = None  # None: $BATCHTHUMB_TOKEN
 

@@ -68,6 +68,7 @@ class RateGovernor:
         self._tat = -math.inf  # when the bucket is next empty (GCRA)
         self._paused_until = -math.inf
         self._last_cut = -math.inf
+        self._last_throttle = -math.inf
         self._streak = 0  # throttles since the last success
         self._step = 0.0  # additive increase, requests per second per second
         self._successes: deque[float] = deque()  # times of successes in the last second
@@ -85,6 +86,23 @@ class RateGovernor:
     def stats(self) -> GovernorStats:
         """Throttling counts and the settled rate, for the summary."""
         return GovernorStats(self._throttled, self._cuts, self.rate)
+
+    def try_acquire(self) -> float | None:
+        """Start one more request now if nothing holds it back (its start time), else None.
+
+        The runner's fast path: with no cap and no pause it spares a cancel scope per request.
+        """
+        now = self._clock()
+        if now < self._paused_until:
+            return None
+        if math.isinf(self._rate):
+            return now
+        interval = 1.0 / self._rate
+        tat = max(self._tat, now)
+        if tat - (self._burst - 1) * interval > now:
+            return None
+        self._tat = tat + interval
+        return now
 
     async def acquire(self) -> float:
         """Wait until one more request may start; return its start time."""
@@ -125,8 +143,13 @@ class RateGovernor:
         now = self._clock()
         policy = self._policy
         self._throttled += 1
-        self._streak += 1
         share = self._note_answer(now, throttled=True)
+        if started_at <= self._last_throttle:
+            # In flight when the last throttle came: the same wave, already paused for.
+            # Doubling the pause for each of them made 32 workers pause for a minute.
+            return
+        self._last_throttle = now
+        self._streak += 1
         if retry_after is not None:
             pause = min(max(retry_after, 0.0), policy.max_retry_after)
         else:

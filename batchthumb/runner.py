@@ -180,7 +180,9 @@ class Sender:
         """The final answer, its value and the attempts it took; None if the run stopped."""
         attempts = 0
         while True:
-            started = await self.stop.wait(self.governor.acquire)
+            started = None if self.stop.requested else self.governor.try_acquire()
+            if started is None:
+                started = await self.stop.wait(self.governor.acquire)
             if started is None:
                 return None
             attempts += 1

@@ -165,3 +165,14 @@ async def test_rate_never_drops_below_the_floor() -> None:
         gov.on_throttle(started_at=time.now, retry_after=None)
     assert gov.rate == pytest.approx(0.5)
     assert not math.isinf(gov.rate or math.inf)
+
+
+async def test_throttles_of_one_wave_do_not_grow_the_pause() -> None:
+    """Throttled answers to requests already in flight at the last throttle add no pause."""
+    time = FakeTime()
+    gov = governor(time, rate=0.0, policy=ThrottlePolicy(pause=0.5))
+    wave = [await gov.acquire() for _ in range(32)]
+    for started in wave:
+        gov.on_throttle(started_at=started, retry_after=None)
+    assert gov.stats.throttled == 32
+    assert await gov.acquire() <= 0.5

@@ -1,0 +1,250 @@
+"""Items kept outside the job file (``items_file: PATH``): CSV with a header, or JSON lines.
+
+Made for jobs too large to list inline. The file is read as a stream twice: once to validate
+every line (problems carry the file, line and key, like YAML items), and again, lazily, each
+time the run iterates the items. Nothing per item is kept in between except an 8-byte digest
+per item for finding duplicates, so a million items cost tens of megabytes, not gigabytes.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from batchthumb.errors import Problem
+from batchthumb.model import IMG_URL, ITEM_KEYS, Item, field_problem
+
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+# A file with a million bad lines should not print a million lines.
+MAX_PROBLEMS = 100
+
+_Row = tuple[int, str, dict[str, str] | None]  # (line, key prefix, fields or None if unusable)
+
+
+class _NotUtf8(Exception):
+    def __init__(self, line: int, offset: int) -> None:
+        self.line = line
+        self.offset = offset
+
+
+@dataclass(slots=True)
+class _Lines:
+    """The lines of a file decoded one by one, so that a bad byte names its line."""
+
+    path: Path
+    number: int = 0
+
+    def __iter__(self) -> Iterator[str]:
+        offset = 0
+        with self.path.open("rb") as f:
+            for raw in f:
+                self.number += 1
+                try:
+                    yield raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise _NotUtf8(self.number, offset + exc.start) from None
+                offset += len(raw)
+
+
+def _csv_rows(path: Path, defaults: Mapping[str, str], problems: list[Problem]) -> Iterator[_Row]:
+    lines = _Lines(path)
+    reader = csv.reader(lines, strict=True)
+    header = next(reader, None)
+    if header is None:
+        problems.append(Problem(str(path), 0, "", "is empty; it needs a header line"))
+        return
+    columns = [name.strip() for name in header]
+    unknown = [name for name in columns if name not in ITEM_KEYS]
+    missing = [name for name in ITEM_KEYS if name not in columns and name not in defaults]
+    if unknown:
+        problems.append(
+            Problem(
+                str(path), 1, "", f"unknown column {unknown[0]!r} (known: {', '.join(ITEM_KEYS)})"
+            )
+        )
+    if missing:
+        problems.append(Problem(str(path), 1, "", f"missing column {missing[0]!r}"))
+    if unknown or missing:
+        return
+    index = 0
+    for row in reader:
+        line = reader.line_num
+        if not row:
+            continue  # a blank line
+        where = f"items[{index}]"
+        index += 1
+        if len(row) != len(columns):
+            problems.append(
+                Problem(
+                    str(path),
+                    line,
+                    where,
+                    f"has {len(row)} fields; the header has {len(columns)}",
+                )
+            )
+            yield line, where, None
+            continue
+        yield line, where, {name: value for name, value in zip(columns, row, strict=True) if value}
+
+
+def _jsonl_rows(path: Path, problems: list[Problem]) -> Iterator[_Row]:
+    index = 0
+    lines = _Lines(path)
+    for text in lines:
+        if not text.strip():
+            continue
+        line = lines.number
+        where = f"items[{index}]"
+        index += 1
+        try:
+            record = json.loads(text)
+        except ValueError as exc:
+            reason = getattr(exc, "msg", "invalid JSON")
+            problems.append(Problem(str(path), line, where, f"not valid JSON: {reason}"))
+            yield line, where, None
+            continue
+        if not isinstance(record, dict):
+            problems.append(Problem(str(path), line, where, "must be a JSON object"))
+            yield line, where, None
+            continue
+        fields: dict[str, str] = {}
+        usable = True
+        for name, value in record.items():
+            if name not in ITEM_KEYS:
+                message = f"unknown key (known: {', '.join(ITEM_KEYS)})"
+                problems.append(Problem(str(path), line, f"{where}.{name}", message))
+                usable = False
+            elif not isinstance(value, str):
+                message = f"must be a text value, not {json.dumps(value)}"
+                problems.append(Problem(str(path), line, f"{where}.{name}", message))
+                usable = False
+            else:
+                fields[name] = value
+        yield line, where, fields if usable else None
+
+
+def _rows(
+    path: Path, kind: str, defaults: Mapping[str, str], problems: list[Problem]
+) -> Iterator[_Row]:
+    return _csv_rows(path, defaults, problems) if kind == "csv" else _jsonl_rows(path, problems)
+
+
+def _item(fields: Mapping[str, str], defaults: Mapping[str, str], line: int) -> Item:
+    merged = {**defaults, **fields}
+    return Item(merged["project_id"], merged["plan_id"], merged["img_url"], line)
+
+
+def _digest(item: Item) -> int:
+    key = f"{item.project_id}/{item.plan_id}".encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")
+
+
+@dataclass(frozen=True, slots=True)
+class FileItems:
+    """The validated items of an items file, read again from disk each time they are iterated."""
+
+    path: Path
+    kind: str  # "csv" or "jsonl"
+    defaults: Mapping[str, str]
+    count: int
+    projects: frozenset[str] = field(default_factory=frozenset)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[Item]:
+        ignored: list[Problem] = []  # validated already; only a file edited since can differ
+        for line, _, fields in _rows(self.path, self.kind, self.defaults, ignored):
+            if fields is not None:
+                yield _item(fields, self.defaults, line)
+
+
+def read_items_file(
+    path: Path,
+    *,
+    defaults: Mapping[str, str],
+    problems: list[Problem],
+    warnings: list[Problem],
+) -> FileItems | None:
+    """Validate an items file in one streaming pass; None (with problems added) if it is bad."""
+    kind = FORMATS.get(path.suffix.lower())
+    if kind is None:
+        known = ", ".join(FORMATS)
+        problems.append(Problem(str(path), 0, "", f"items_file must end in one of {known}"))
+        return None
+    if not path.is_file():
+        problems.append(Problem(str(path), 0, "", "items_file: no such file"))
+        return None
+    found: list[Problem] = []
+    seen: set[int] = set()
+    repeated: set[int] = set()
+    count = 0
+    projects: set[str] = set()
+    try:
+        for line, where, fields in _rows(path, kind, defaults, found):
+            if fields is None:
+                continue
+            before = len(found)
+            for name, value in fields.items():
+                message = field_problem(name, value)
+                if message is not None:
+                    found.append(Problem(str(path), line, f"{where}.{name}", message))
+            for name in ITEM_KEYS:
+                if name not in fields and name not in defaults:
+                    found.append(Problem(str(path), line, f"{where}.{name}", "missing"))
+            if len(found) != before:
+                continue
+            item = _item(fields, defaults, line)
+            digest = _digest(item)
+            if digest in seen:
+                repeated.add(digest)
+            seen.add(digest)
+            count += 1
+            projects.add(item.project_id)
+            match = IMG_URL.fullmatch(item.img_url or "")
+            if match and match["project"] != item.project_id and len(warnings) < MAX_PROBLEMS:
+                warnings.append(
+                    Problem(
+                        str(path),
+                        line,
+                        where,
+                        "img_url was uploaded to another project; the API may refuse it there",
+                    )
+                )
+    except _NotUtf8 as exc:
+        found.append(Problem(str(path), exc.line, "", f"not UTF-8 text (byte {exc.offset})"))
+    except csv.Error as exc:
+        found.append(Problem(str(path), 0, "", f"not valid CSV: {exc}"))
+    del seen
+    if repeated and not found:
+        found.extend(_duplicates(path, kind, defaults, repeated))
+    if found:
+        problems.extend(found[:MAX_PROBLEMS])
+        if len(found) > MAX_PROBLEMS:
+            more = len(found) - MAX_PROBLEMS
+            problems.append(Problem(str(path), 0, "", f"and {more} more problems"))
+        return None
+    return FileItems(path, kind, dict(defaults), count, frozenset(projects))
+
+
+def _duplicates(
+    path: Path, kind: str, defaults: Mapping[str, str], repeated: set[int]
+) -> list[Problem]:
+    """A second pass over the few items whose digests repeat: exact keys, first lines."""
+    first: dict[tuple[str, str], int] = {}
+    problems: list[Problem] = []
+    for line, where, fields in _rows(path, kind, defaults, []):
+        if fields is None:
+            continue
+        item = _item(fields, defaults, line)
+        if _digest(item) not in repeated:
+            continue
+        seen_at = first.setdefault(item.key, line)
+        if seen_at != line:
+            message = f"plan {item.plan_id} is already listed at line {seen_at}"
+            problems.append(Problem(str(path), line, where, message))
+    return problems
