@@ -34,6 +34,7 @@ class ThrottlePolicy:
     max_retry_after: float = 300.0  # a server asking for more is capped, not obeyed blindly
     window: float = 10.0  # seconds over which throttling counts as "frequent"
     frequent: float = 0.1  # share of answers throttled in the window that means "too fast"
+    min_answers: int = 20  # fewer answers than this in the window say nothing about a share
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,7 @@ class RateGovernor:
         self._successes: deque[float] = deque()  # times of successes in the last second
         self._answers: deque[tuple[float, bool]] = deque()  # (time, throttled) in the window
         self._window_throttles = 0
+        self._first_answer = math.inf
         self._throttled = 0
         self._cuts = 0
 
@@ -158,13 +160,16 @@ class RateGovernor:
         self._paused_until = max(self._paused_until, now + pause)
         self._tat = max(self._tat, self._paused_until)
         # A server that says when to come back, rarely, is not asking us to slow down.
-        too_fast = retry_after is None or share >= policy.frequent
+        frequent = share >= policy.frequent and len(self._answers) >= policy.min_answers
+        too_fast = retry_after is None or frequent
         # Answers to requests sent before the last cut say nothing about the new rate.
         if too_fast and started_at > self._last_cut:
             self._cut(now)
 
     def _note_answer(self, now: float, *, throttled: bool) -> float:
         answers = self._answers
+        if not answers and math.isinf(self._first_answer):
+            self._first_answer = now
         answers.append((now, throttled))
         self._window_throttles += throttled
         while answers[0][0] < now - self._policy.window:
@@ -175,9 +180,11 @@ class RateGovernor:
         while self._successes and self._successes[0] < now - 1.0:
             self._successes.popleft()
         accepted = float(len(self._successes))  # what the server took in the last second
-        current = min(self._rate, accepted) if accepted else self._rate
+        # A count over less than a second of answers says little unless it is large.
+        telling = accepted >= 5 or (accepted and now - self._first_answer >= 1.0)
+        current = min(self._rate, accepted) if telling else self._rate
         if math.isinf(current):
-            current = self._policy.min_rate * 10
+            return  # nothing to go by yet: the growing pause alone slows the run
         self._rate = max(self._policy.min_rate, current * self._policy.decrease)
         self._step = max(self._policy.recovery * self._rate, self._policy.min_rate / 10)
         self._last_cut = now

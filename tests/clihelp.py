@@ -15,6 +15,7 @@ import anyio
 from tests.conftest import P1, TOKEN, img_url, plan_id
 
 SECRETS = (TOKEN,)
+CLI_TIMEOUT = 90  # a backstop: a hung CLI fails its test instead of hanging the suite
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,10 @@ def check_no_leak(*texts: str) -> None:
 
 async def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Result:
     """Run ``batchthumb ARGS`` to completion; check that no secret leaked."""
-    done = await anyio.run_process(command(*args), env=env or environment(), cwd=cwd, check=False)
+    with anyio.fail_after(CLI_TIMEOUT):
+        done = await anyio.run_process(
+            command(*args), env=env or environment(), cwd=cwd, check=False
+        )
     result = Result(done.returncode, done.stdout.decode(), done.stderr.decode())
     check_no_leak(result.out, result.err)
     assert "Traceback" not in result.err

@@ -140,12 +140,26 @@ async def test_rare_throttles_with_retry_after_only_pause() -> None:
 async def test_frequent_throttles_with_retry_after_do_lower_the_rate() -> None:
     """When a large share of answers are throttled, Retry-After alone is not enough: the rate drops."""
     time = FakeTime()
-    gov = governor(time, rate=50.0, policy=ThrottlePolicy(frequent=0.1))
-    for _ in range(5):
+    gov = governor(time, rate=50.0, policy=ThrottlePolicy(frequent=0.1, min_answers=20))
+    for _ in range(18):
         await gov.acquire()
         gov.on_success()
-    gov.on_throttle(started_at=time.now, retry_after=0.0)
+    for _ in range(2):  # 2 of 20 answers throttled: 10%
+        gov.on_throttle(started_at=await gov.acquire(), retry_after=0.0)
     assert gov.rate is not None and gov.rate < 50.0
+
+
+async def test_a_few_early_throttles_are_not_yet_a_share() -> None:
+    """Two 429s with Retry-After among the first answers of a run only pause it."""
+    time = FakeTime()
+    gov = governor(time, rate=50.0, policy=ThrottlePolicy(frequent=0.1, min_answers=20))
+    for _ in range(3):
+        await gov.acquire()
+        gov.on_success()
+    for _ in range(2):
+        gov.on_throttle(started_at=await gov.acquire(), retry_after=0.0)
+    assert gov.rate == 50.0
+    assert gov.stats.rate_cuts == 0
 
 
 async def test_retry_after_is_capped() -> None:
@@ -176,3 +190,13 @@ async def test_throttles_of_one_wave_do_not_grow_the_pause() -> None:
         gov.on_throttle(started_at=started, retry_after=None)
     assert gov.stats.throttled == 32
     assert await gov.acquire() <= 0.5
+
+
+async def test_a_throttle_before_any_success_pauses_without_guessing_a_rate() -> None:
+    """With no cap and nothing accepted yet there is no rate to cut from: pause only."""
+    time = FakeTime()
+    gov = governor(time, rate=0.0, policy=ThrottlePolicy(pause=0.5))
+    started = await gov.acquire()
+    gov.on_throttle(started_at=started, retry_after=None)
+    assert gov.rate is None
+    assert await gov.acquire() == pytest.approx(0.5)

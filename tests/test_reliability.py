@@ -1,0 +1,333 @@
+"""Unattended runs: kills, signals, torn journals, throttling, locks, deadlines, the breaker.
+
+Each test runs the real CLI in a subprocess against a sandbox in the test's event loop and
+asserts on the server side that no item was applied again after it had succeeded, and that
+every item ends in the report exactly once.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import anyio
+import anyio.abc
+import pytest
+
+from batchthumb.sandbox import Fault, Faults, Sandbox, SandboxConfig
+from tests.clihelp import (
+    CLI_TIMEOUT,
+    by_plan,
+    check_no_leak,
+    cli,
+    command,
+    environment,
+    read_report,
+    write_job,
+)
+from tests.conftest import P1, TOKEN, plan_id
+
+pytestmark = pytest.mark.anyio
+
+Key = tuple[str, str]
+
+
+def journaled(report: Path) -> dict[Key, str]:
+    """Outcomes in a report that a kill may have torn: whole lines only."""
+    outcomes: dict[Key, str] = {}
+    for line in report.read_text(encoding="utf-8").splitlines(keepends=True):
+        if line.endswith("\n"):
+            record = json.loads(line)
+            outcomes[(record["project_id"], record["plan_id"])] = record["outcome"]
+    return outcomes
+
+
+def assert_each_item_once_and_succeeded(
+    report: Path, count: int, *, already_set: frozenset[Key] = frozenset()
+) -> None:
+    """Every item appears once and succeeded; those in ``already_set`` may be skipped instead."""
+    records = read_report(report)
+    keys = Counter((r["project_id"], r["plan_id"]) for r in records)
+    assert len(keys) == count
+    assert set(keys.values()) == {1}
+    for record in records:
+        key = (record["project_id"], record["plan_id"])
+        allowed = {"succeeded", "skipped"} if key in already_set else {"succeeded"}
+        assert record["outcome"] in allowed
+
+
+async def start(*args: str) -> anyio.abc.Process:
+    return await anyio.open_process(command(*args), env=environment())
+
+
+async def read_until(process: anyio.abc.Process, marker: str) -> str:
+    """Read the process's stderr until ``marker`` appears (the process says it got there)."""
+    assert process.stderr is not None
+    seen = ""
+    with anyio.fail_after(CLI_TIMEOUT):
+        while marker not in seen:
+            seen += (await process.stderr.receive()).decode()
+    return seen
+
+
+async def finish(process: anyio.abc.Process, already: str = "") -> tuple[int, str]:
+    """Wait for the process to exit; return its code and all of its stderr."""
+    assert process.stderr is not None
+    err = already
+    with anyio.fail_after(CLI_TIMEOUT):
+        async for chunk in process.stderr:
+            err += chunk.decode()
+        code = await process.wait()
+    check_no_leak(err)
+    return code, err
+
+
+async def test_kill_9_mid_run_then_resume_completes_exactly_the_rest(
+    tmp_path: Path, sandbox: tuple[Sandbox, str]
+) -> None:
+    """After SIGKILL, --resume sends only what the journal lacks; nothing succeeded is resent."""
+    box, url = sandbox
+    job = write_job(
+        tmp_path / "job.yaml", endpoint=url, plans=range(400), settings="concurrency: 4"
+    )
+    report = tmp_path / "job.results.jsonl"
+    process = await start("run", str(job), "--no-progress")
+    await box.wait_until(lambda s: s.puts >= 120)
+    process.kill()
+    await process.wait()
+    done_before = {k for k, o in journaled(report).items() if o == "succeeded"}
+    assert 0 < len(done_before) < 400
+    applied_before = Counter(box.stats.applied)
+
+    result = await cli("run", str(job), "--no-progress", "--resume")
+    assert result.code == 0, result.err
+    for key in done_before:
+        assert box.stats.applied[key] == applied_before[key] == 1
+    assert all(box.stats.applied[(P1, plan_id(n))] >= 1 for n in range(400))
+    # Applied before the kill but not journaled: the resumed run finds them already set.
+    in_flight = frozenset(applied_before) - done_before
+    assert_each_item_once_and_succeeded(report, 400, already_set=in_flight)
+
+
+async def test_a_torn_last_line_is_ignored_with_a_warning(
+    tmp_path: Path, sandbox: tuple[Sandbox, str]
+) -> None:
+    """A half-written last line (a kill mid-write) is dropped; the item is simply sent again."""
+    box, url = sandbox
+    job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(4))
+    report = tmp_path / "job.results.jsonl"
+    assert (await cli("run", str(job), "--no-progress")).code == 0
+    lines = report.read_text().splitlines(keepends=True)
+    report.write_text("".join(lines[:3]) + lines[3][:40])
+    torn = json.loads(lines[3])["plan_id"]
+    # Without the snapshot the resumed run cannot see that the plan is already set.
+    result = await cli("run", str(job), "--no-progress", "--resume", "--no-snapshot")
+    assert result.code == 0
+    assert f"{report}:4: ignoring a torn last line" in result.err
+    assert box.stats.applied[(P1, torn)] == 2
+    assert sum(box.stats.applied.values()) == 5
+    assert_each_item_once_and_succeeded(report, 4)
+
+
+async def test_resume_after_editing_the_job_goes_by_plan_not_by_line(
+    tmp_path: Path, sandbox: tuple[Sandbox, str]
+) -> None:
+    """Reordered, trimmed and extended: resume sends the unfinished and the new, nothing else."""
+    box, url = sandbox
+    for n in (2, 5):
+        box.faults.script(Fault.status(400), plan_id=plan_id(n))
+    job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(8))
+    assert (await cli("run", str(job), "--no-progress")).code == 1
+    edited = write_job(tmp_path / "job.yaml", endpoint=url, plans=[9, 5, 7, 2, 3, 8, 1])
+    result = await cli("run", str(edited), "--no-progress", "--resume")
+    assert result.code == 0
+    assert "4 of 7 plans to set, 3 already done" in result.err
+    sent_again = {key[1] for key, count in box.stats.applied.items() if count > 1}
+    assert sent_again == set()
+    assert {(P1, plan_id(n)) for n in (8, 9, 2, 5)} <= set(box.stats.applied)
+    assert box.stats.puts == 8 + 4
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+async def test_first_signal_finishes_in_flight_requests_and_exits_130(
+    tmp_path: Path, sandbox: tuple[Sandbox, str], signum: signal.Signals
+) -> None:
+    """Graceful stop: in-flight requests complete and are journaled; nothing new starts."""
+    box, url = sandbox
+    job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(50), settings="concurrency: 4")
+    report = tmp_path / "job.results.jsonl"
+    box.gate.close()
+    process = await start("run", str(job), "--no-progress")
+    await box.wait_until(lambda s: s.waiting_at_gate == 4)
+    process.send_signal(signum)
+    seen = await read_until(process, "finishing requests in flight")
+    box.gate.open()
+    code, err = await finish(process, seen)
+    assert code == 130
+    assert "run again with --resume" in err
+    assert box.stats.puts == 4
+    assert len(journaled(report)) == 4
+    result = await cli("run", str(job), "--no-progress", "--resume")
+    assert result.code == 0
+    assert set(box.stats.applied.values()) == {1}
+    assert_each_item_once_and_succeeded(report, 50)
+
+
+async def test_a_second_signal_stops_at_once_and_leaves_a_valid_report(
+    tmp_path: Path, sandbox: tuple[Sandbox, str]
+) -> None:
+    """Two SIGINTs: the run ends without waiting for the server; the report stays valid JSON lines."""
+    box, url = sandbox
+    job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(20), settings="concurrency: 3")
+    report = tmp_path / "job.results.jsonl"
+    box.gate.close()
+    try:
+        process = await start("run", str(job), "--no-progress")
+        await box.wait_until(lambda s: s.waiting_at_gate == 3)
+        process.send_signal(signal.SIGINT)
+        seen = await read_until(process, "finishing requests in flight")
+        process.send_signal(signal.SIGINT)
+        code, _ = await finish(process, seen)
+    finally:
+        box.gate.open()
+    assert code == 130
+    assert journaled(report) == {}
+    result = await cli("run", str(job), "--no-progress", "--resume")
+    assert result.code == 0
+    assert_each_item_once_and_succeeded(report, 20)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault.status(429),
+        Fault.status(429, retry_after="0"),
+        Fault.status(429, retry_after=email.utils.formatdate(time.time() - 5, usegmt=True)),
+        Fault.pm_throttle(),
+    ],
+    ids=["429", "429-retry-after-seconds", "429-retry-after-date", "PM.02153001"],
+)
+async def test_throttled_items_are_retried_and_the_summary_counts_them(
+    tmp_path: Path, sandbox: tuple[Sandbox, str], fault: Fault
+) -> None:
+    """Throttling in any documented form is retried, slows the run, and is reported."""
+    box, url = sandbox
+    box.faults.script(fault, times=3)
+    job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(10), settings="concurrency: 1")
+    result = await cli("run", str(job), "--no-progress", "--backoff", "0")
+    assert result.code == 0, result.err
+    assert "throttled 3 times" in result.err
+    assert box.stats.puts == 13
+    assert set(box.stats.applied.values()) == {1}
+    assert_each_item_once_and_succeeded(tmp_path / "job.results.jsonl", 10)
+
+
+@pytest.mark.parametrize("fault", [Fault.drop(), Fault.drop_after_apply()], ids=["before", "after"])
+async def test_dropped_connections_are_retried(
+    tmp_path: Path, sandbox: tuple[Sandbox, str], fault: Fault
+) -> None:
+    """A connection dropped before or after the server applied the PUT is retried to success."""
+    box, url = sandbox
+    box.faults.script(fault, times=2, plan_id=plan_id(1))
+    job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(3))
+    result = await cli("run", str(job), "--no-progress", "--backoff", "0")
+    assert result.code == 0
+    record = by_plan(read_report(tmp_path / "job.results.jsonl"))[plan_id(1)]
+    assert record["attempts"] == 3
+
+
+async def test_unanswered_requests_that_run_out_of_retries_say_they_may_have_applied(
+    tmp_path: Path, sandbox: tuple[Sandbox, str]
+) -> None:
+    """Ambiguous to the end: the item fails, and the error says the server may have applied it."""
+    box, url = sandbox
+    box.faults.script(Fault.drop_after_apply(), times=3, plan_id=plan_id(0))
+    job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(1))
+    result = await cli("run", str(job), "--no-progress", "--backoff", "0", "--retries", "2")
+    assert result.code == 1
+    [record] = read_report(tmp_path / "job.results.jsonl")
+    assert record["outcome"] == "failed"
+    assert "the server may have applied it" in record["error"]
+
+
+async def test_an_overlapping_run_exits_75_and_sends_nothing(
+    tmp_path: Path, sandbox: tuple[Sandbox, str]
+) -> None:
+    """A second run on the same report while the first is still going exits 75 at once."""
+    box, url = sandbox
+    job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(5), settings="concurrency: 1")
+    box.gate.close()
+    first = await start("run", str(job), "--no-progress")
+    try:
+        await box.wait_until(lambda s: s.waiting_at_gate == 1)
+        second = await cli("run", str(job), "--no-progress")
+        assert second.code == 75
+        assert "--lock-wait" in second.err
+        assert box.stats.puts == 1
+    finally:
+        box.gate.open()
+    code, _ = await finish(first)
+    assert code == 0
+
+
+async def test_max_duration_stops_starting_items_and_exits_4(
+    tmp_path: Path, sandbox: tuple[Sandbox, str]
+) -> None:
+    """At the deadline the run stops starting items, finishes in-flight ones, and exits 4."""
+    box, url = sandbox
+    job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(200), settings="rate: 20")
+    result = await cli("run", str(job), "--no-progress", "--max-duration", "1s")
+    assert result.code == 4
+    assert "--max-duration reached" in result.err
+    done = len(read_report(tmp_path / "job.results.jsonl"))
+    assert 0 < done < 200
+    assert box.stats.puts == done
+
+
+async def test_the_breaker_stops_a_run_that_fails_the_same_way_every_time(
+    tmp_path: Path,
+) -> None:
+    """Plans that do not exist answer every item alike: the run stops after 25, exit 3."""
+    box = Sandbox(SandboxConfig(tokens=frozenset({TOKEN}), autocreate=False))
+    box.add_project(P1)
+    async with box.serve() as url:
+        job = write_job(
+            tmp_path / "job.yaml", endpoint=url, plans=range(1000), settings="concurrency: 2"
+        )
+        result = await cli("run", str(job), "--no-progress")
+    assert result.code == 3
+    assert "25 items in a row failed with HTTP 400 PM.02175006" in result.err
+    assert box.stats.puts < 40
+
+
+async def test_chaos_ends_with_every_item_succeeded(tmp_path: Path) -> None:
+    """3,000 items through 10% 5xx, 5% 429 and 2% dropped connections all end succeeded."""
+    faults = Faults(p500=0.05, p503=0.05, p429=0.05, retry_after="0", p_drop=0.02, seed=7)
+    box = Sandbox(SandboxConfig(tokens=frozenset({TOKEN})), faults=faults)
+    async with box.serve() as url:
+        job = write_job(
+            tmp_path / "job.yaml", endpoint=url, plans=range(3000), settings="concurrency: 16"
+        )
+        result = await cli("run", str(job), "--no-progress", "--backoff", "0", "--retries", "12")
+    assert result.code == 0, result.err
+    assert box.stats.status_counts[429] > 0
+    assert box.stats.status_counts[500] + box.stats.status_counts[503] > 0
+    assert len(box.stats.applied) == 3000
+    assert_each_item_once_and_succeeded(tmp_path / "job.results.jsonl", 3000)
+
+
+async def test_a_rate_limited_server_slows_the_whole_run_down(tmp_path: Path) -> None:
+    """Against 50 requests/s and no --rate, few requests are wasted on 429 and the rate settles near 50."""
+    box = Sandbox(SandboxConfig(tokens=frozenset({TOKEN})), faults=Faults(rate_limit=50))
+    async with box.serve() as url:
+        job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(500))
+        result = await cli("run", str(job), "--no-progress")
+    assert result.code == 0, result.err
+    throttled = box.stats.status_counts[429]
+    assert throttled < 0.2 * box.stats.puts
+    assert "settled at" in result.err
+    assert_each_item_once_and_succeeded(tmp_path / "job.results.jsonl", 500)
