@@ -155,16 +155,20 @@ async def execute(
         timeout=settings.timeout,
         transport=transport,
     ) as api:
-        previous: dict[Key, str | None] = {}
-        if options.snapshot:
-            try:
-                previous = await snapshot(api, sender, plan.pending, warn=warn)
-            except RunAborted as exc:
-                progress.close()
-                return RunSummary(Tally(), 0.0, sender.requests, governor.stats, aborted=str(exc))
-            if options.backup is not None:
-                write_backup(options.backup, plan.pending, previous, endpoint=endpoint)
         with Journal(options.report, redact=redact) as journal:
+            previous: dict[Key, str | None] = {}
+            if options.snapshot:
+                try:
+                    previous = await snapshot(
+                        api, sender, plan.pending, journal=journal, known=plan.journal, warn=warn
+                    )
+                except RunAborted as exc:
+                    progress.close()
+                    return RunSummary(
+                        Tally(), 0.0, sender.requests, governor.stats, aborted=str(exc)
+                    )
+                if options.backup is not None:
+                    write_backup(options.backup, plan.pending, previous, endpoint=endpoint)
             summary = await run_batch(
                 plan.pending,
                 api=api,
@@ -194,18 +198,33 @@ async def execute(
 
 
 async def snapshot(
-    api: PlanApi, sender: Sender, items: Iterable[Item], *, warn: Callable[[str], None]
+    api: PlanApi,
+    sender: Sender,
+    items: Iterable[Item],
+    *,
+    journal: Journal,
+    known: JournalState,
+    warn: Callable[[str], None],
 ) -> dict[Key, str | None]:
-    """The current thumbnail of every plan the items name: one paginated list per project."""
+    """The thumbnail of every plan the items name before the run: one list per project.
+
+    Each project's list is journaled before any change, once: when a resumed run meets a
+    project the journal already has, the journaled state wins, since the listing now may
+    show changes of the run that was interrupted.
+    """
     previous: dict[Key, str | None] = {}
     for project_id in dict.fromkeys(item.project_id for item in items):
         plans = await list_project(api, sender, project_id)
-        previous.update(thumbnails(plans))
         if any(not p.img_known for p in plans):
             warn(
                 f"the plan list of project {project_id} does not show img_url; previous "
                 "thumbnails are unknown there, so undo cannot restore them"
             )
+        current = thumbnails(plans)
+        previous.update(current)
+        if project_id not in known.snapshotted and current:
+            journal.record_snapshot(project_id, {plan: url for (_, plan), url in current.items()})
+    previous.update(known.previous)
     return previous
 
 

@@ -38,6 +38,7 @@ FIELDS = (
     "previous_img_url",
 )
 UPLOAD = "upload"
+SNAPSHOT = "snapshot"
 
 
 @dataclass(slots=True)
@@ -46,6 +47,9 @@ class JournalState:
 
     outcomes: dict[Key, Outcome] = field(default_factory=dict)
     uploads: dict[Key, str] = field(default_factory=dict)  # (project_id, cache key) -> img_url
+    # Thumbnails before the first run changed anything: (project_id, plan_id) -> img_url.
+    previous: dict[Key, str | None] = field(default_factory=dict)
+    snapshotted: set[str] = field(default_factory=set)  # projects with a snapshot line
     lines: int = 0
     torn_line: int | None = None  # a last line cut short by a crash, ignored
 
@@ -93,6 +97,8 @@ def read_journal(path: Path) -> JournalState:
         if upload is not None:
             state.uploads[upload[0]] = upload[1]
             continue
+        if _snapshot(record, state):
+            continue
         key = _key(record)
         if record is None or key is None:
             bad = (number, raw)
@@ -129,6 +135,20 @@ def _upload(record: dict[str, Any] | None) -> tuple[Key, str] | None:
     if isinstance(project, str) and isinstance(img_url, str):
         return (project, cache_key), img_url
     return None
+
+
+def _snapshot(record: dict[str, Any] | None, state: JournalState) -> bool:
+    """Take a snapshot line into ``state`` (the earliest one of a project wins)."""
+    if record is None or record.get("kind") != SNAPSHOT:
+        return False
+    project, plans = record.get("project_id"), record.get("plans")
+    if not isinstance(project, str) or not isinstance(plans, dict):
+        return False
+    if project not in state.snapshotted:
+        state.snapshotted.add(project)
+        for plan_id, img_url in plans.items():
+            state.previous[(project, plan_id)] = img_url if isinstance(img_url, str) else None
+    return True
 
 
 def _key(record: dict[str, Any] | None) -> Key | None:
@@ -177,6 +197,14 @@ class Journal:
         except OSError as exc:
             raise ReportError(f"{self.path}: cannot write the report: {exc.strerror}") from None
 
+    def record_snapshot(self, project_id: str, plans: dict[str, str | None]) -> None:
+        """Append the thumbnails of a project's plans before anything is changed.
+
+        A run killed after a PUT was applied but before its line was written still knows,
+        when resumed, what that plan showed before: undo depends on it.
+        """
+        self._write({"kind": SNAPSHOT, "project_id": project_id, "plans": plans})
+
     def record_upload(self, project_id: str, cache_key: str, img_url: str) -> None:
         """Append one upload: ``cache_key`` is ``sha256:HEX`` or ``source:IMG_URL``."""
         kind, _, value = cache_key.partition(":")
@@ -208,10 +236,15 @@ def drop_torn_tail(path: Path, state: JournalState) -> None:
 def compact(path: Path) -> None:
     """Rewrite the report so each item (and upload) appears once, the last, in first-seen order.
 
+    Snapshot lines are kept as first written: they are the state before any change.
+
     Written to a temporary file and renamed over the report, so a crash here loses nothing.
     """
     last: dict[object, str] = {}
     for _, record, raw in _records(path):
+        if record is not None and record.get("kind") == SNAPSHOT:
+            last.setdefault((SNAPSHOT, record.get("project_id")), raw)  # the earliest counts
+            continue
         upload = _upload(record)
         key = ("upload", upload[0]) if upload is not None else _key(record)
         if key is not None:

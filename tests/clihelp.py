@@ -80,10 +80,11 @@ def write_job(
 
 
 def read_report(path: Path) -> list[dict[str, Any]]:
-    """Every line of a report, parsed; checks no secret leaked into it."""
+    """Every item line of a report, parsed (upload and snapshot lines left out); no leaks."""
     text = path.read_text(encoding="utf-8")
     check_no_leak(text)
-    return [json.loads(line) for line in text.splitlines()]
+    records = [json.loads(line) for line in text.splitlines()]
+    return [record for record in records if "kind" not in record]
 
 
 def by_plan(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:

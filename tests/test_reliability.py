@@ -29,7 +29,7 @@ from tests.clihelp import (
     read_report,
     write_job,
 )
-from tests.conftest import P1, TOKEN, plan_id
+from tests.conftest import P1, TOKEN, img_url, plan_id
 
 pytestmark = pytest.mark.anyio
 
@@ -42,7 +42,8 @@ def journaled(report: Path) -> dict[Key, str]:
     for line in report.read_text(encoding="utf-8").splitlines(keepends=True):
         if line.endswith("\n"):
             record = json.loads(line)
-            outcomes[(record["project_id"], record["plan_id"])] = record["outcome"]
+            if "kind" not in record:  # upload and snapshot lines are not items
+                outcomes[(record["project_id"], record["plan_id"])] = record["outcome"]
     return outcomes
 
 
@@ -111,6 +112,37 @@ async def test_kill_9_mid_run_then_resume_completes_exactly_the_rest(
     # Applied before the kill but not journaled: the resumed run finds them already set.
     in_flight = frozenset(applied_before) - done_before
     assert_each_item_once_and_succeeded(report, 400, already_set=in_flight)
+
+
+async def test_undo_after_a_kill_and_resume_restores_every_plan_exactly(
+    tmp_path: Path, sandbox: tuple[Sandbox, str]
+) -> None:
+    """Plans applied but not journaled when the run was killed still get their old thumbnail back."""
+    box, url = sandbox
+    before = {}
+    for n in range(120):
+        plan = box.add_plan(P1, name=f"Plan {n}", plan_id=plan_id(n), img_url=img_url(1000 + n))
+        before[plan.id] = plan.img_url
+    job = write_job(
+        tmp_path / "job.yaml", endpoint=url, plans=range(120), settings="concurrency: 4"
+    )
+    report = tmp_path / "job.results.jsonl"
+    process = await start("run", str(job), "--no-progress")
+    await box.wait_until(lambda s: s.puts >= 40)
+    box.gate.close()  # requests from now on are held, and applied only after the kill
+    await box.wait_until(lambda s: s.waiting_at_gate >= 1)
+    process.kill()
+    await process.wait()
+    box.gate.open()
+    await box.wait_until(lambda s: s.applied_total == s.puts)  # the held ones applied too
+    assert (await cli("run", str(job), "--no-progress", "--resume")).code == 0
+    assert all(box.plan(P1, p).img_url != url_before for p, url_before in before.items())
+
+    undo = tmp_path / "undo.yaml"
+    assert (await cli("undo", str(report), "-o", str(undo))).code == 0
+    restored = await cli("run", str(undo), "--endpoint", url, "--no-progress")
+    assert restored.code == 0, restored.err
+    assert {p: box.plan(P1, p).img_url for p in before} == before
 
 
 async def test_a_torn_last_line_is_ignored_with_a_warning(
@@ -196,9 +228,12 @@ async def test_a_second_signal_stops_at_once_and_leaves_a_valid_report(
         box.gate.open()
     assert code == 130
     assert journaled(report) == {}
+    # The three held requests reached the server: they are applied once the gate opens.
+    await box.wait_until(lambda s: s.applied_total == 3)
+    in_flight = frozenset(box.stats.applied)
     result = await cli("run", str(job), "--no-progress", "--resume")
     assert result.code == 0
-    assert_each_item_once_and_succeeded(report, 20)
+    assert_each_item_once_and_succeeded(report, 20, already_set=in_flight)
 
 
 @pytest.mark.parametrize(

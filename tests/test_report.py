@@ -152,3 +152,29 @@ def test_the_lock_is_free_again_once_released(tmp_path: Path) -> None:
         pass
     with report_lock(report) as path:
         assert path == tmp_path / "r.jsonl.lock"
+
+
+def test_the_earliest_snapshot_of_a_project_is_the_previous_state(tmp_path: Path) -> None:
+    """A resumed run's later snapshot never replaces what the plans showed before any change."""
+    path = tmp_path / "r.jsonl"
+    with Journal(path) as journal:
+        journal.record_snapshot(P, {"a" * 32: "/old.png", "b" * 32: None})
+        journal.record(result("a" * 32))
+        journal.record_snapshot(P, {"a" * 32: "/new.png", "b" * 32: None})
+    state = read_journal(path)
+    assert state.previous == {(P, "a" * 32): "/old.png", (P, "b" * 32): None}
+    assert state.snapshotted == {P}
+    assert state.succeeded == {(P, "a" * 32)}
+
+
+def test_compact_keeps_the_first_snapshot_line(tmp_path: Path) -> None:
+    """Compaction drops repeated item lines but keeps the state before the first change."""
+    path = tmp_path / "r.jsonl"
+    with Journal(path) as journal:
+        journal.record_snapshot(P, {"a" * 32: "/old.png"})
+        journal.record(result("a" * 32, Outcome.FAILED))
+        journal.record_snapshot(P, {"a" * 32: "/new.png"})
+        journal.record(result("a" * 32))
+    compact(path)
+    assert read_journal(path).previous == {(P, "a" * 32): "/old.png"}
+    assert len(path.read_text().splitlines()) == 2

@@ -275,6 +275,9 @@ class Routes:
             stats.first_put_at = now
         stats.last_put_at = now
         sandbox.notify()
+        # Read the whole request first: a request held at the gate has been sent, and is
+        # applied when the gate opens even if its client is gone by then (the ambiguous case).
+        body = await request.read()
         gate = sandbox.gate
         if not gate.is_open:
             stats.waiting_at_gate += 1
@@ -283,12 +286,12 @@ class Routes:
                 await gate.wait()
             finally:
                 stats.waiting_at_gate -= 1
+                sandbox.notify()
         if gate.aborted:  # the server is stopping
             _drop(request)
         faults = sandbox.faults
         if faults.latency > 0:
             await asyncio.sleep(faults.latency)
-        body = await request.read()
         self.authenticate(request, body)
         self.admit()
         plan_id = request.match_info["plan_id"]
@@ -332,6 +335,7 @@ class Routes:
                 raise invalid("img_url", "not an image uploaded to this project")
         plan = self.store.set_img(plan, img_url)
         stats.applied[(project_id, plan_id)] += 1
+        sandbox.notify()
         if drop_after_apply:
             _drop(request)
         return json_response({"result": plan.to_json(), "status": "success"})
