@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -128,7 +129,9 @@ class PlanApi:
     async def set_thumbnail(self, project_id: str, plan_id: str, img_url: str) -> Attempt:
         """``PUT /v3/plan/{project_id}/management/{plan_id}/img``: set one plan's thumbnail."""
         path = f"/v3/plan/{project_id}/management/{plan_id}/img"
-        reply = await self.request("PUT", path, json_body={"img_url": img_url})
+        # The bytes json.dumps({"img_url": img_url}) gives, without its generic encoder.
+        body = ('{"img_url": ' + encode_basestring_ascii(img_url) + "}").encode()
+        reply = await self.request("PUT", path, body=body, content_type=JSON)
         return reply.attempt
 
     async def list_plans(

@@ -1,17 +1,20 @@
 """Reading job files: YAML in, a validated :class:`~batchthumb.model.Job` out.
 
-Validation walks the composed YAML node tree rather than constructed Python objects, so every
-problem can name its file, line and key, and nothing the user did not write is ever expanded
-(anchors and aliases are refused outright, which also disarms alias bombs).
+Validation walks the parser's events rather than constructed Python objects, so every problem
+can name its file, line and key, and nothing the user did not write is ever expanded (anchors
+and aliases are refused outright, which also disarms alias bombs). The small sections are
+composed into nodes; ``items:``, which may list a hundred thousand plans, is validated event by
+event into compact :class:`~batchthumb.model.Item` values, never as a node tree: composing one
+costs ten times the parse and a few kilobytes per item.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import yaml
 
@@ -81,7 +84,24 @@ _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
 _NULL = "tag:yaml.org,2002:null"
 _STR = "tag:yaml.org,2002:str"
+_MAP = "tag:yaml.org,2002:map"
+_SEQ = "tag:yaml.org,2002:seq"
+_ANCHORS = "YAML anchors and aliases are not allowed in job files"
+_RESOLVER = yaml.resolver.Resolver()  # the implicit tags SafeLoader gives plain scalars
 _T = TypeVar("_T")
+_At = yaml.Node | yaml.Event  # anything with a start mark: where a problem is
+_Marks = tuple[yaml.Mark | None, yaml.Mark | None]
+
+
+def _line(at: _At | None) -> int:
+    """The 1-based line ``at`` starts on; 0 when there is no such place."""
+    mark = at.start_mark if at is not None else None
+    return mark.line + 1 if mark is not None else 0
+
+
+def _marks(start: yaml.Event, end: yaml.Event) -> _Marks:
+    # libyaml's marks are its own class, with the same fields as the ones nodes are typed with.
+    return cast("_Marks", (start.start_mark, end.end_mark))
 
 
 @dataclass(slots=True)
@@ -91,11 +111,10 @@ class _Checker:
     path: Path
     problems: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
-    seen: set[int] = field(default_factory=set)
     images: dict[Path, LocalImage | str] = field(default_factory=dict)  # checked once per path
-    reported: set[int] = field(default_factory=set)
+    reported: set[str] = field(default_factory=set)
 
-    def image(self, node: yaml.Node, key: str, value: str) -> LocalImage | None:
+    def image(self, node: _At, key: str, value: str) -> LocalImage | None:
         """The image file ``value`` names (relative to the job file), checked once per path."""
         path = self.path.parent / value
         found = self.images.get(path)
@@ -106,47 +125,43 @@ class _Checker:
                 found = str(exc)
             self.images[path] = found
         if isinstance(found, str):
-            if id(node) not in self.reported:  # a bad `defaults.image` is reported once
-                self.reported.add(id(node))
+            if key not in self.reported:  # a bad `defaults.image` is reported once
+                self.reported.add(key)
                 self.problem(node, key, found)
             return None
         return found
 
-    def problem(self, node: yaml.Node | None, key: str, message: str) -> None:
-        line = node.start_mark.line + 1 if node is not None else 0
-        self.problems.append(Problem(str(self.path), line, key, message))
+    def problem(self, node: _At | None, key: str, message: str) -> None:
+        self.problems.append(Problem(str(self.path), _line(node), key, message))
 
-    def warn(self, node: yaml.Node, key: str, message: str) -> None:
-        self.warnings.append(Problem(str(self.path), node.start_mark.line + 1, key, message))
+    def warn(self, node: _At, key: str, message: str) -> None:
+        self.warnings.append(Problem(str(self.path), _line(node), key, message))
 
-    def collection(self, node: yaml.Node, key: str) -> bool:
-        """Refuse a collection met twice: that only happens through an alias."""
-        if id(node) in self.seen:
-            self.problem(node, key, "YAML anchors and aliases are not allowed in job files")
-            return False
-        self.seen.add(id(node))
-        return True
+    def key_name(self, names: set[str], key_node: yaml.Node, key: str) -> str | None:
+        """A mapping key's name if it is a plain name not met before in ``names``."""
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _NULL:
+            self.problem(key_node, key, "keys must be plain names")
+            return None
+        name: str = key_node.value
+        where = f"{key}.{name}" if key else name
+        if name == "<<":
+            self.problem(key_node, where, "YAML merge keys are not allowed in job files")
+        elif name in names:
+            self.problem(key_node, where, "appears twice")
+        else:
+            names.add(name)
+            return name
+        return None
 
     def mapping(self, node: yaml.Node, key: str) -> Iterator[tuple[str, yaml.Node]]:
         """The (key, value node) pairs of a mapping node, refusing duplicate and odd keys."""
-        if isinstance(node, yaml.CollectionNode) and not self.collection(node, key):
-            return
         if not isinstance(node, yaml.MappingNode):
             self.problem(node, key, f"must be a mapping, not {_kind(node)}")
             return
         names: set[str] = set()
         for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _NULL:
-                self.problem(key_node, key, "keys must be plain names")
-                continue
-            name = key_node.value
-            where = f"{key}.{name}" if key else name
-            if name == "<<":
-                self.problem(key_node, where, "YAML merge keys are not allowed in job files")
-            elif name in names:
-                self.problem(key_node, where, "appears twice")
-            else:
-                names.add(name)
+            name = self.key_name(names, key_node, key)
+            if name is not None:
                 yield name, value_node
 
     def text(self, node: yaml.Node, key: str) -> str | None:
@@ -182,6 +197,121 @@ class _Checker:
         return value
 
 
+def _tag(event: yaml.ScalarEvent) -> str:
+    """The tag a scalar gets: its own, or the one SafeLoader would resolve it to."""
+    if event.tag is None or event.tag == "!":
+        tag = _RESOLVER.resolve(yaml.ScalarNode, event.value, event.implicit)  # type: ignore[no-untyped-call]
+        return str(tag)
+    return str(event.tag)
+
+
+# What SafeLoader resolves a plain scalar to null from (its null resolver; no resolver tried
+# before it for these first characters matches them); quoted scalars are never null.
+_NULLS = frozenset(("", "~", "null", "Null", "NULL"))
+
+
+def _null(event: yaml.ScalarEvent) -> bool:
+    """Whether a scalar is null, as :func:`_tag` says, without running every resolver."""
+    if event.tag is None or event.tag == "!":
+        return bool(event.implicit[0]) and event.value in _NULLS
+    return bool(event.tag == _NULL)
+
+
+class _Events:
+    """The parser's events for one document, read in order by the walk of the job file."""
+
+    __slots__ = ("checker", "events", "first")
+
+    def __init__(self, checker: _Checker, events: Iterator[yaml.Event]) -> None:
+        self.checker = checker
+        self.events = events
+        self.first: yaml.Event | None = None
+
+    def root(self) -> yaml.Event | None:
+        """The first event of the document's root node; None if the stream has no document."""
+        next(self.events)  # StreamStartEvent
+        event = next(self.events)
+        if isinstance(event, yaml.StreamEndEvent):
+            return None
+        self.first = event  # DocumentStartEvent
+        return next(self.events)
+
+    def finish(self) -> None:
+        """Read past the end of the document, refusing a second one as compose does."""
+        next(self.events)  # DocumentEndEvent
+        event = next(self.events)
+        if not isinstance(event, yaml.StreamEndEvent):
+            first, found = _marks(self.first or event, event)
+            raise yaml.composer.ComposerError(
+                "expected a single document in the stream",
+                first,
+                "but found another document",
+                found,
+            )
+
+    def skip(self, event: yaml.Event) -> None:
+        """Read past the rest of the node that ``event`` starts."""
+        depth = 1 if isinstance(event, yaml.CollectionStartEvent) else 0
+        while depth:
+            event = next(self.events)
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+
+    def node(self, event: yaml.Event, key: str) -> yaml.Node | None:
+        """Compose the node ``event`` starts, or None (and a problem) if it holds an anchor."""
+        refused: list[yaml.Event] = []
+        node = self._compose(event, refused)
+        if refused:
+            self.checker.problem(refused[0], key, _ANCHORS)
+            return None
+        return node
+
+    def _compose(self, event: yaml.Event, refused: list[yaml.Event]) -> yaml.Node:
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            refused.append(event)
+        if isinstance(event, yaml.ScalarEvent):
+            return yaml.ScalarNode(_tag(event), event.value, *_marks(event, event))
+        if isinstance(event, yaml.SequenceStartEvent):
+            values: list[yaml.Node] = []
+            while not isinstance(item := next(self.events), yaml.SequenceEndEvent):
+                values.append(self._compose(item, refused))
+            return yaml.SequenceNode(_SEQ, values, *_marks(event, item))
+        if isinstance(event, yaml.MappingStartEvent):
+            pairs: list[tuple[yaml.Node, yaml.Node]] = []
+            while not isinstance(key := next(self.events), yaml.MappingEndEvent):
+                pairs.append(
+                    (self._compose(key, refused), self._compose(next(self.events), refused))
+                )
+            return yaml.MappingNode(_MAP, pairs, *_marks(event, key))
+        # An alias: refused above, and never resolved, so nothing is ever expanded.
+        return yaml.ScalarNode(_NULL, "", *_marks(event, event))
+
+    def pairs(self, key: str) -> Iterator[tuple[str, yaml.Event]]:
+        """The (name, first value event) pairs of the mapping just started; the caller reads
+        each value before asking for the next pair. Odd and repeated keys are refused here.
+        """
+        names: set[str] = set()
+        checker = self.checker
+        for event in self.events:
+            if type(event) is yaml.MappingEndEvent:
+                return
+            node: yaml.Node | None
+            if type(event) is yaml.ScalarEvent and event.anchor is None:
+                name = event.value
+                if name != "<<" and name not in names and not _null(event):
+                    names.add(name)
+                    yield name, next(self.events)
+                    continue
+                node = yaml.ScalarNode(_tag(event), name, *_marks(event, event))
+            else:
+                node = self.node(event, key)
+            if node is not None:
+                checker.key_name(names, node, key)  # says what is wrong with it
+            self.skip(next(self.events))
+
+
 def _kind(node: yaml.Node) -> str:
     if isinstance(node, yaml.MappingNode):
         return "a mapping"
@@ -194,69 +324,139 @@ def _kind(node: yaml.Node) -> str:
     return str(node.value)
 
 
+@dataclass(slots=True)
+class _Sections:
+    """What one walk of a job file found; the items are judged once all of it is known."""
+
+    root: yaml.Event
+    values: dict[str, object] = field(default_factory=dict)
+    defaults: dict[str, tuple[str, _At]] = field(default_factory=dict)
+    auth: AuthConfig | None = None
+    items_file: tuple[str, _At] | None = None
+    items_given: bool = False
+    items: tuple[Item, ...] = ()
+    item_problems: list[Problem] = field(default_factory=list)
+    defaults_late: bool = False  # `defaults:` came after `items:`, which must be read again
+
+
 def load_job(path: Path) -> Job:
     """Read and validate a job file; raise :class:`JobFileError` listing every problem."""
     checker = _Checker(path)
-    root = _compose(path)
-    if root is None:
-        checker.problem(None, "", "the file is empty; a job needs at least `items:`")
-        raise JobFileError(checker.problems)
-    defaults: dict[str, tuple[str, yaml.Node]] = {}
-    items_node: yaml.Node | None = None
-    items_file: tuple[str, yaml.Node] | None = None
-    values: dict[str, object] = {}
-    auth: AuthConfig | None = None
-    for name, node in checker.mapping(root, ""):
-        if name in _SECRET_KEYS:
-            checker.problem(node, name, _SECRET_KEYS[name])
-        elif name not in _TOP_KEYS:
-            checker.problem(node, name, f"unknown key (known: {', '.join(sorted(_TOP_KEYS))})")
-        elif name == "items":
-            items_node = node
-        elif name == "items_file":
-            text = checker.text(node, name)
-            items_file = None if text is None else (text, node)
-        elif name == "defaults":
-            defaults = _read_defaults(checker, node)
-        elif name == "auth":
-            auth = _read_auth(checker, node, path.parent)
-        else:
-            values[name] = _read_setting(checker, name, node)
-    if not isinstance(root, yaml.MappingNode):
-        raise JobFileError(checker.problems)
-    settings = _settings(checker, root, values, path.parent)
+    found = _parse(path, checker, lambda events: _walk_job(events, path.parent))
+    settings = _settings(checker, found.root, found.values, path.parent)
     items: ItemSource = ()
-    if items_node is not None and items_file is not None:
+    if found.items_given and found.items_file is not None:
         checker.problem(
-            items_file[1], "items_file", "give either `items` or `items_file`, not both"
+            found.items_file[1], "items_file", "give either `items` or `items_file`, not both"
         )
-    elif items_file is not None:
-        items = _read_items_file(checker, path.parent / items_file[0], defaults)
-    elif items_node is None:
-        checker.problem(root, "items", "missing; list the plans whose thumbnails to set")
+    elif found.items_file is not None:
+        items = _read_items_file(checker, path.parent / found.items_file[0], found.defaults)
+    elif not found.items_given:
+        checker.problem(found.root, "items", "missing; list the plans whose thumbnails to set")
     else:
-        items = _read_items(checker, items_node, defaults)
+        if found.defaults_late:
+            checker.warnings.clear()  # only items warn; they are judged again below
+            checker.reported.clear()
+            before = len(checker.problems)
+            found.items = _parse(path, checker, lambda events: _walk_to_items(events, found))
+            found.item_problems = checker.problems[before:]
+            del checker.problems[before:]
+        # Item problems follow those of the other sections, wherever `items:` stands.
+        checker.problems.extend(found.item_problems)
+        items = found.items
     if checker.problems:
         raise JobFileError(checker.problems)
     return Job(
-        path=path, settings=settings, items=items, warnings=tuple(checker.warnings), auth=auth
+        path=path, settings=settings, items=items, warnings=tuple(checker.warnings), auth=found.auth
     )
+
+
+def _walk_job(events: _Events, base: Path) -> _Sections:
+    checker = events.checker
+    root = _root_mapping(events)
+    if root is None:
+        checker.problem(None, "", "the file is empty; a job needs at least `items:`")
+        raise JobFileError(checker.problems)
+    found = _Sections(root)
+    for name, value in events.pairs(""):
+        if name in _SECRET_KEYS or name not in _TOP_KEYS:
+            unknown = f"unknown key (known: {', '.join(sorted(_TOP_KEYS))})"
+            checker.problem(value, name, _SECRET_KEYS.get(name, unknown))
+            events.skip(value)
+        elif name == "items":
+            # Read at once, event by event, so that no node tree of the items is ever built.
+            before = len(checker.problems)
+            found.items = _walk_items(events, value, found.defaults)
+            found.item_problems = checker.problems[before:]
+            del checker.problems[before:]
+            found.items_given = True
+        elif (node := events.node(value, name)) is None:
+            continue
+        elif name == "items_file":
+            text = checker.text(node, name)
+            found.items_file = None if text is None else (text, node)
+        elif name == "defaults":
+            found.defaults = _read_defaults(checker, node)
+            found.defaults_late = found.items_given
+        elif name == "auth":
+            found.auth = _read_auth(checker, node, base)
+        else:
+            found.values[name] = _read_setting(checker, name, node)
+    events.finish()
+    return found
+
+
+def _walk_to_items(events: _Events, found: _Sections) -> tuple[Item, ...]:
+    """The items read again, now with the defaults that came after them."""
+    checker = events.checker
+    before = len(checker.problems)
+    _root_mapping(events)
+    for name, value in events.pairs(""):
+        if name == "items":
+            del checker.problems[before:]  # the other sections' problems are known already
+            return _walk_items(events, value, found.defaults)
+        events.skip(value)
+    return ()
+
+
+def _root_mapping(events: _Events) -> yaml.MappingStartEvent | None:
+    """The start of the document's root mapping; None if there is no document at all."""
+    root = events.root()
+    if root is None or isinstance(root, yaml.MappingStartEvent):
+        if root is not None and root.anchor is not None:
+            events.checker.problem(root, "", _ANCHORS)
+        return root
+    node = events.node(root, "")
+    events.finish()
+    if node is not None:
+        events.checker.problem(node, "", f"must be a mapping, not {_kind(node)}")
+    raise JobFileError(events.checker.problems)
 
 
 def load_auth(path: Path) -> AuthConfig:
     """Read a YAML file holding just an ``auth:`` section (``run --auth FILE``)."""
     checker = _Checker(path)
-    root = _compose(path)
+    return _parse(path, checker, lambda events: _walk_auth(events, path.parent))
+
+
+def _walk_auth(events: _Events, base: Path) -> AuthConfig:
+    checker = events.checker
+    root = _root_mapping(events)
     auth: AuthConfig | None = None
     found = False
-    for name, node in checker.mapping(root, "") if root is not None else ():
+    for name, value in events.pairs("") if root is not None else ():
         if name == "auth":
             found = True
-            auth = _read_auth(checker, node, path.parent)
-        elif name in _SECRET_KEYS:
-            checker.problem(node, name, _SECRET_KEYS[name])
+            node = events.node(value, name)
+            auth = None if node is None else _read_auth(checker, node, base)
+            continue
+        if name in _SECRET_KEYS:
+            checker.problem(value, name, _SECRET_KEYS[name])
         else:
-            checker.problem(node, name, "unknown key; this file holds only an `auth:` section")
+            checker.problem(value, name, "unknown key; this file holds only an `auth:` section")
+        events.skip(value)
+    if root is not None:
+        events.finish()
     if not found and not checker.problems:
         checker.problem(root, "auth", "missing; this file must hold an `auth:` section")
     if checker.problems or auth is None:
@@ -371,27 +571,32 @@ def _path(checker: _Checker, node: yaml.Node, key: str, base: Path) -> Path | No
     return base / Path(text).expanduser()
 
 
-def _compose(path: Path) -> yaml.Node | None:
+def _parse(path: Path, checker: _Checker, walk: Callable[[_Events], _T]) -> _T:
+    """Walk the parser's events of a YAML file; a file that is not YAML is one problem."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise JobFileError([Problem(str(path), 0, "", f"cannot read: {exc.strerror}")]) from None
     try:
-        text = data.decode("utf-8")
+        data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         problem = Problem(str(path), line, "", f"not UTF-8 text (byte {exc.start})")
         raise JobFileError([problem]) from None
+    loader = _Loader(data)
     try:
-        node: yaml.Node | None = yaml.compose(text, Loader=_Loader)
+        # The loader's own method, not yaml.parse: its generator costs as much as libyaml.
+        return walk(_Events(checker, iter(loader.get_event, None)))
     except yaml.MarkedYAMLError as exc:
+        # Whatever the walk found before the parser gave up is moot: the file is not YAML.
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 0
         reason = exc.problem or exc.context or "invalid YAML"
         raise JobFileError([Problem(str(path), line, "", f"not valid YAML: {reason}")]) from None
     except yaml.YAMLError as exc:
         raise JobFileError([Problem(str(path), 0, "", f"not valid YAML: {exc}")]) from None
-    return node
+    finally:
+        loader.dispose()
 
 
 def _read_setting(checker: _Checker, name: str, node: yaml.Node) -> object:
@@ -413,9 +618,7 @@ def _read_setting(checker: _Checker, name: str, node: yaml.Node) -> object:
     return value
 
 
-def _settings(
-    checker: _Checker, root: yaml.Node, values: dict[str, object], base: Path
-) -> Settings:
+def _settings(checker: _Checker, root: _At, values: dict[str, object], base: Path) -> Settings:
     if "endpoint" in values and "region" in values:
         checker.problem(root, "region", "give either `endpoint` or `region`, not both")
     endpoint = values.get("endpoint")
@@ -441,8 +644,8 @@ def _or(value: object, default: _T) -> _T:
     return value if isinstance(value, type(default)) else default
 
 
-def _read_defaults(checker: _Checker, node: yaml.Node) -> dict[str, tuple[str, yaml.Node]]:
-    defaults: dict[str, tuple[str, yaml.Node]] = {}
+def _read_defaults(checker: _Checker, node: yaml.Node) -> dict[str, tuple[str, _At]]:
+    defaults: dict[str, tuple[str, _At]] = {}
     for name, value_node in checker.mapping(node, "defaults"):
         key = f"defaults.{name}"
         if name not in _DEFAULT_KEYS:
@@ -458,7 +661,7 @@ def _read_defaults(checker: _Checker, node: yaml.Node) -> dict[str, tuple[str, y
     return defaults
 
 
-def _check_field(checker: _Checker, node: yaml.Node, key: str, name: str, value: str) -> bool:
+def _check_field(checker: _Checker, node: _At, key: str, name: str, value: str) -> bool:
     message = field_problem(name, value)
     if message is not None:
         checker.problem(node, key, message)
@@ -467,7 +670,7 @@ def _check_field(checker: _Checker, node: yaml.Node, key: str, name: str, value:
 
 
 def _read_items_file(
-    checker: _Checker, path: Path, defaults: dict[str, tuple[str, yaml.Node]]
+    checker: _Checker, path: Path, defaults: dict[str, tuple[str, _At]]
 ) -> ItemSource:
     from batchthumb.itemsfile import read_items_file
 
@@ -487,50 +690,91 @@ def _read_items_file(
     return () if found is None else found
 
 
-def _read_items(
-    checker: _Checker, node: yaml.Node, defaults: dict[str, tuple[str, yaml.Node]]
+def _walk_items(
+    events: _Events, event: yaml.Event, defaults: dict[str, tuple[str, _At]]
 ) -> tuple[Item, ...]:
-    if not isinstance(node, yaml.SequenceNode):
-        checker.problem(node, "items", f"must be a list of plans, not {_kind(node)}")
+    checker = events.checker
+    if type(event) is not yaml.SequenceStartEvent:
+        node = events.node(event, "items")
+        if node is not None:
+            checker.problem(node, "items", f"must be a list of plans, not {_kind(node)}")
         return ()
-    if not node.value:
-        checker.problem(node, "items", "is empty; list at least one plan")
-        return ()
-    if not checker.collection(node, "items"):
-        return ()
+    if event.anchor is not None:
+        checker.problem(event, "items", _ANCHORS)
     items: list[Item] = []
-    first_line: dict[tuple[str, str], int] = {}
-    for index, item_node in enumerate(node.value):
-        item = _read_item(checker, item_node, f"items[{index}]", defaults)
+    # Duplicates: the first item of each plan_id (most ids are in one project), then the
+    # first of each (project_id, plan_id) beyond that. No key is copied: the items hold them.
+    first: dict[str, Item] = {}
+    others: dict[tuple[str, str], Item] = {}
+    index = 0
+    for item_event in events.events:
+        if type(item_event) is yaml.SequenceEndEvent:
+            break
+        item = _walk_item(events, item_event, f"items[{index}]", defaults)
+        index += 1
         if item is None:
             continue
-        line = first_line.setdefault(item.key, item.line)
-        if line != item.line:
+        seen = first.setdefault(item.plan_id, item)
+        if seen is not item and seen.project_id != item.project_id:
+            seen = others.setdefault(item.key, item)
+        if seen is not item:
             checker.problem(
-                item_node,
-                f"items[{index}]",
-                f"plan {item.plan_id} is already listed at line {line}",
+                item_event,
+                f"items[{index - 1}]",
+                f"plan {item.plan_id} is already listed at line {seen.line}",
             )
             continue
         items.append(item)
+    if not index:
+        checker.problem(event, "items", "is empty; list at least one plan")
     return tuple(items)
 
 
-def _read_item(
-    checker: _Checker, node: yaml.Node, where: str, defaults: dict[str, tuple[str, yaml.Node]]
+def _walk_item(
+    events: _Events, event: yaml.Event, where: str, defaults: dict[str, tuple[str, _At]]
 ) -> Item | None:
-    own: dict[str, tuple[str, yaml.Node]] = {}
+    checker = events.checker
+    if type(event) is not yaml.MappingStartEvent:
+        node = events.node(event, where)
+        if node is not None:
+            checker.problem(node, where, f"must be a mapping, not {_kind(node)}")
+        return None
     before = len(checker.problems)
-    for name, value_node in checker.mapping(node, where):
-        key = f"{where}.{name}"
+    if event.anchor is not None:
+        checker.problem(event, where, _ANCHORS)
+    own: dict[str, tuple[str, _At]] = {}
+    for name, value in events.pairs(where):
         if name not in _ITEM_KEYS:
-            checker.problem(value_node, key, f"unknown key (known: {', '.join(_ITEM_KEYS)})")
+            key = f"{where}.{name}"
+            checker.problem(value, key, f"unknown key (known: {', '.join(_ITEM_KEYS)})")
+            events.skip(value)
             continue
-        value = checker.text(value_node, key)
-        if value is not None and _check_field(checker, value_node, key, name, value):
-            own[name] = (value, value_node)
+        text: str | None
+        if type(value) is yaml.ScalarEvent and value.anchor is None and not _null(value):
+            text = value.value  # the usual case, without composing a node
+        else:
+            node = events.node(value, f"{where}.{name}")
+            text = None if node is None else checker.text(node, f"{where}.{name}")
+        if text is None:
+            continue
+        message = field_problem(name, text)
+        if message is not None:
+            checker.problem(value, f"{where}.{name}", message)
+            continue
+        own[name] = (text, value)
     if len(checker.problems) != before:
         return None
+    return _item(checker, event, where, own, defaults)
+
+
+def _item(
+    checker: _Checker,
+    node: _At,
+    where: str,
+    own: dict[str, tuple[str, _At]],
+    defaults: dict[str, tuple[str, _At]],
+) -> Item | None:
+    """The item its own well-formed fields and the defaults make, if they make one."""
     sources = [name for name in _SOURCE_KEYS if name in own]
     if len(sources) > 1:
         checker.problem(node, where, "give either `img_url` or `image`, not both")
@@ -548,7 +792,7 @@ def _read_item(
         ok = False
     if not ok:
         return None
-    line = node.start_mark.line + 1
+    line = _line(node)
     project_id, plan_id = merged["project_id"][0], merged["plan_id"][0]
     if "image" in merged:
         value, value_node = merged["image"]

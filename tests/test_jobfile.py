@@ -324,3 +324,44 @@ def test_auth_file_holds_only_an_auth_section(tmp_path: Path) -> None:
     bad = write(tmp_path, "auth: {aksk: {}}\nitems: []\n", "bad.yaml")
     with pytest.raises(JobFileError, match="only an `auth:` section"):
         load_auth(bad)
+
+
+def test_defaults_after_items_still_fill_them(tmp_path: Path) -> None:
+    """`defaults:` written below `items:` applies to the items as if it came first."""
+    path = write(
+        tmp_path,
+        f"items:\n  - {{plan_id: {PLAN}, img_url: {URL1}}}\ndefaults:\n  project_id: {P1}\n",
+    )
+    assert [(i.project_id, i.plan_id, i.line) for i in load_job(path).items] == [(P1, PLAN, 2)]
+
+
+def test_item_problems_follow_the_other_sections_wherever_items_stands(tmp_path: Path) -> None:
+    """Problems come in the same order whether `items:` is written first or last."""
+    path = write(tmp_path, f"items:\n  - {{plan_id: {PLAN}}}\ncolour: blue\n")
+    assert [p.split(": ", 2)[1] for p in problems(path)] == [
+        "colour",
+        "items[0].project_id",
+        "items[0].img_url",
+    ]
+
+
+def test_an_anchor_or_alias_of_a_single_value_is_refused(tmp_path: Path) -> None:
+    """Anchors are refused where they stand, even on a plain value never aliased as a whole."""
+    path = write(
+        tmp_path,
+        f"defaults: {{project_id: &p {P1}}}\nitems:\n"
+        f"  - {{project_id: *p, plan_id: {PLAN}, img_url: {URL1}}}\n",
+    )
+    assert problems(path) == [
+        f"{path}:1: defaults: YAML anchors and aliases are not allowed in job files",
+        f"{path}:3: items[0].project_id: YAML anchors and aliases are not allowed in job files",
+    ]
+
+
+def test_a_second_document_is_not_valid_yaml(tmp_path: Path) -> None:
+    """A job file holds one YAML document; a second one is refused with its line."""
+    path = write(
+        tmp_path,
+        f"items:\n  - {{project_id: {P1}, plan_id: {PLAN}, img_url: {URL1}}}\n---\nrate: 1\n",
+    )
+    assert problems(path) == [f"{path}:3: not valid YAML: but found another document"]
