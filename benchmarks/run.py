@@ -35,6 +35,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from batchthumb.model import DEFAULT_CONCURRENCY
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PY = sys.executable
@@ -423,17 +425,21 @@ def rate_accuracy(server: Server, work: Path, scale: Scale) -> list[dict[str, An
 def throttling(work: Path, scale: Scale) -> list[dict[str, Any]]:
     """batchthumb with no --rate against a sandbox that answers 429 above its limit."""
     rows = []
-    for limit in (50, 200):
+    # The default concurrency is what a user with no flags gets; 32 shows the cost of a wide
+    # first wave, whose requests are all in flight before the first 429 comes back.
+    for limit, concurrency in ((50, None), (50, CONCURRENCY), (200, None), (200, CONCURRENCY)):
         count = round(limit * scale.throttle_seconds)
         job = write_yaml_job(work / f"throttle-{limit}.yaml", count)
+        options = () if concurrency is None else ("--concurrency", str(concurrency))
         with Server("--rate-limit", str(limit)) as server:
-            child = batchthumb(job, server, "--concurrency", str(CONCURRENCY))
+            child = batchthumb(job, server, *options)
             seen = server.seen()
         ideal = count / limit
         puts = len(seen.arrivals)
         rows.append(
             {
                 "limit": limit,
+                "concurrency": concurrency or DEFAULT_CONCURRENCY,
                 "items": count,
                 "ideal_s": ideal,
                 "span_s": seen.span,
@@ -612,10 +618,19 @@ def markdown(result: dict[str, Any]) -> str:
         ],
     )
     out += _table(
-        ("sandbox limit (429 above)", "items", "ideal (s)", "first to last PUT (s)", "vs ideal"),
+        (
+            "sandbox limit (429 above)",
+            "concurrency",
+            "items",
+            "ideal (s)",
+            "first to last PUT (s)",
+            "vs ideal",
+        ),
         [
             (
                 f"{r['limit']}/s",
+                f"{r['concurrency']}"
+                + (" (default)" if r["concurrency"] == DEFAULT_CONCURRENCY else ""),
                 f"{r['items']:,}",
                 f"{r['ideal_s']:.1f}",
                 f"{r['span_s']:.1f}",
