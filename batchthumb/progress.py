@@ -7,7 +7,7 @@ there is no bar (it would flood the mail with carriage returns), only a periodic
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol, TextIO
 
 import anyio
@@ -63,8 +63,8 @@ class Bar:
 
     def update(self, tally: Tally) -> None:
         """Advance by one and show the split."""
+        self._bar.set_postfix_str(f"ok={tally.succeeded}, failed={tally.failed}", refresh=False)
         self._bar.update(1)
-        self._bar.set_postfix(ok=tally.succeeded, failed=tally.failed, refresh=False)
 
     async def heartbeat(self, tally: Tally) -> None:
         """tqdm refreshes itself on update; keep the ETA moving while nothing finishes."""
@@ -87,11 +87,13 @@ class StatusLines:
         total: int,
         interval: float = STATUS_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         self._stream = stream
         self._total = total
         self._interval = interval
         self._clock = clock
+        self._sleep = sleep
         self._start = clock()
 
     def update(self, tally: Tally) -> None:
@@ -100,19 +102,20 @@ class StatusLines:
     def line(self, tally: Tally) -> str:
         """The status line for the current counts."""
         elapsed = max(self._clock() - self._start, 1e-9)
-        done = tally.succeeded + tally.failed
+        done = tally.done
         rate = done / elapsed
         left = self._total - done
         eta = f", about {format_duration(left / rate)} left" if rate > 0 and left > 0 else ""
+        skipped = f", {tally.skipped} already set" if tally.skipped else ""
         return (
             f"batchthumb: {done}/{self._total} done ({tally.succeeded} succeeded, "
-            f"{tally.failed} failed), {rate:.1f}/s{eta}"
+            f"{tally.failed} failed{skipped}), {rate:.1f}/s{eta}"
         )
 
     async def heartbeat(self, tally: Tally) -> None:
         """Print the status line every interval."""
         while True:
-            await anyio.sleep(self._interval)
+            await self._sleep(self._interval)
             print(self.line(tally), file=self._stream, flush=True)
 
     def close(self) -> None:

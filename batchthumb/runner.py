@@ -483,6 +483,7 @@ async def run_batch(
         clock=clock,
     )
     began = clock()
+    requests_before = sender.requests  # list calls made before the run are not its requests
     shared = iter(items)  # one iterator for all workers: each item is taken exactly once
     async with anyio.create_task_group() as outer:
         outer.start_soon(run.progress.heartbeat, run.tally)
@@ -496,7 +497,7 @@ async def run_batch(
     return RunSummary(
         tally=run.tally,
         elapsed=clock() - began,
-        requests=sender.requests,
+        requests=sender.requests - requests_before,
         governor=sender.governor.stats,
         stopped=reason if reason != "aborted" else None,
         aborted=sender.aborted,
