@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 
@@ -31,6 +31,7 @@ from batchthumb.errors import (
     JobFileError,
     UsageError,
 )
+from batchthumb.model import DEFAULT_BREAKER
 
 if TYPE_CHECKING:
     from batchthumb.auth import AuthConfig
@@ -52,32 +53,27 @@ exit codes:
 """
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
+def _number(parse: Callable[[str], float], *, low: float, above: bool = False) -> Any:
+    """An argparse type: a finite number at least ``low`` (greater than it with ``above``)."""
+    kind = "a whole number" if parse is int else "a number"
+
+    def check(text: str) -> float:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        if (value <= low if above else value < low) or not value < float("inf"):
+            bound = f"greater than {low:g}" if above else f"{low:g} or more"
+            raise argparse.ArgumentTypeError(f"must be {bound}, not {text}")
+        return value
+
+    return check
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
-    return value
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
-    return value
+_positive_int = _number(int, low=1)
+_non_negative_int = _number(int, low=0)
+_non_negative = _number(float, low=0)
+_positive = _number(float, low=0, above=True)
 
 
 def _duration(text: str) -> float:
@@ -271,6 +267,13 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-json", action="store_true", help="log events as JSON lines")
     parser.add_argument(
         "--log-file", type=Path, metavar="FILE", help="where --log-json goes (default stderr)"
+    )
+    parser.add_argument(
+        "--breaker",
+        type=_non_negative_int,
+        default=DEFAULT_BREAKER,
+        metavar="N",
+        help="stop (exit 3) after N items in a row fail the same permanent way (0 = never)",
     )
     parser.add_argument(
         "--backup",
@@ -495,6 +498,7 @@ def _run_options(args: argparse.Namespace, report: Path) -> RunOptions:
         retry_failed=args.retry_failed,
         progress=not args.no_progress,
         backoff=args.backoff,
+        breaker=args.breaker,
         throttle=ThrottlePolicy(pause=args.backoff / 2),
         snapshot=not args.no_snapshot,
         backup=args.backup,

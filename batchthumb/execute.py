@@ -13,7 +13,7 @@ from batchthumb.client import PlanApi, Transport, open_api
 from batchthumb.errors import RunAborted
 from batchthumb.jobwriter import Entry, render_job, write_text
 from batchthumb.logs import JsonEvents
-from batchthumb.model import Item, ItemSource, Job, Settings, Tally
+from batchthumb.model import DEFAULT_BREAKER, Item, ItemSource, Job, Settings, Tally
 from batchthumb.plans import list_project, thumbnails
 from batchthumb.progress import choose_progress
 from batchthumb.ratelimit import RateGovernor, ThrottlePolicy
@@ -49,6 +49,7 @@ class RunOptions:
     retry_failed: bool = False
     progress: bool = True
     backoff: float = 1.0
+    breaker: int = DEFAULT_BREAKER  # items failing alike in a row that stop the run; 0 = never
     throttle: ThrottlePolicy = field(default_factory=ThrottlePolicy)
     snapshot: bool = True  # list each project first, for previous_img_url and "already set"
     backup: Path | None = None  # write the previous state as a job file before any change
@@ -144,7 +145,9 @@ async def execute(
     )
     sender = Sender(
         governor=governor,
-        retry=RetryPolicy(retries=settings.retries, backoff=options.backoff),
+        retry=RetryPolicy(
+            retries=settings.retries, backoff=options.backoff, breaker=options.breaker
+        ),
         stop=stop,
         events=events,
     )

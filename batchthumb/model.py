@@ -26,6 +26,7 @@ ITEM_KEYS = ("project_id", "plan_id", "img_url")
 DEFAULT_CONCURRENCY = 8
 DEFAULT_RETRIES = 6
 DEFAULT_TIMEOUT = 30.0
+DEFAULT_BREAKER = 25  # items in a row failing the same permanent way that stop a run
 
 
 def field_problem(name: str, value: str) -> str | None:
@@ -235,10 +236,18 @@ class Tally:
             self.skipped += 1
         else:
             self.failed += 1
-            code = result.error_code or (
-                f"HTTP {result.http_status}" if result.http_status else "no answer"
-            )
+            code = failure_label(result)
             self.error_codes[code] = self.error_codes.get(code, 0) + 1
+
+
+def failure_label(result: ItemResult) -> str:
+    """A short name for why an item failed: the server's code, its status, or the transport's."""
+    if result.error_code:
+        return result.error_code
+    if result.http_status:
+        return f"HTTP {result.http_status}"
+    # No answer at all: "cannot connect", "connection lost", "no answer within 30 s".
+    return re.split(r"[:;]", result.error or "no answer", maxsplit=1)[0]
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ import anyio
 
 from batchthumb.images import ImageProblem, read_image, upload_name
 from batchthumb.model import (
+    DEFAULT_BREAKER,
     Attempt,
     Item,
     ItemResult,
@@ -27,6 +28,7 @@ from batchthumb.model import (
     PlanPage,
     Tally,
     Verdict,
+    failure_label,
 )
 from batchthumb.progress import Progress, Silent
 from batchthumb.ratelimit import GovernorStats, RateGovernor
@@ -99,7 +101,7 @@ class RetryPolicy:
     retries: int = 6
     backoff: float = 1.0  # base delay in seconds; 0 means never wait (tests)
     max_backoff: float = 60.0
-    breaker: int = 25  # this many items in a row failing the same way stop the run; 0 = never
+    breaker: int = DEFAULT_BREAKER  # items in a row failing the same way stop the run; 0 = never
 
 
 class Stop:
@@ -397,18 +399,21 @@ class _Run:
         """Stop when items keep failing the same permanent way: the job, not the item, is wrong."""
         if self.sender.retry.breaker <= 0:
             return
-        status = result.http_status or 0
-        if result.outcome is not Outcome.FAILED or not 400 <= status < 500 or status in (408, 429):
+        status = result.http_status
+        # A 4xx other than 408/429 is the request's own fault; no answer at all after every
+        # retry (a wrong host or port) is the endpoint's. 5xx and throttling are passing.
+        permanent = status is None or (400 <= status < 500 and status not in (408, 429))
+        if result.outcome is not Outcome.FAILED or not permanent:
             self.streak = (None, 0)
             return
-        signature = (result.http_status, result.error_code)
+        signature = failure_label(result)
         count = self.streak[1] + 1 if self.streak[0] == signature else 1
         self.streak = (signature, count)
         if count >= self.sender.retry.breaker and self.sender.aborted is None:
-            code = f" {result.error_code}" if result.error_code else ""
+            how = f"HTTP {status} {result.error_code or ''}".strip() if status else signature
             self.sender.aborted = (
-                f"{count} items in a row failed with HTTP {result.http_status}{code} "
-                f"({result.error}); check the endpoint and the job before running again"
+                f"{count} items in a row failed with {how} ({result.error}); "
+                "check the endpoint and the job before running again"
             )
             self.sender.stop.request("aborted")
 

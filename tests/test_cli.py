@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from batchthumb.report import report_lock
-from batchthumb.sandbox import Fault, Sandbox
+from batchthumb.sandbox import Fault, Sandbox, load_seed
 from tests.clihelp import by_plan, cli, environment, read_report, write_job
 from tests.conftest import P1, plan_id
 
@@ -225,3 +225,36 @@ async def test_the_example_job_runs_against_the_embedded_sandbox(tmp_path: Path)
     assert result.code == 0, result.err
     assert "24 succeeded, 0 failed" in result.err
     assert len(read_report(report)) == 24
+
+
+async def test_an_endpoint_that_never_answers_trips_the_breaker(tmp_path: Path) -> None:
+    """Nothing listening: after 25 items in a row cannot connect, the run stops with exit 3."""
+    job = write_job(tmp_path / "job.yaml", endpoint="http://127.0.0.1:9", plans=range(200))
+    options = ("--no-progress", "--no-snapshot", "--retries", "0", "--backoff", "0")
+    result = await cli("run", str(job), *options, "--concurrency", "1")
+    assert result.code == 3
+    assert "25 items in a row failed with cannot connect" in result.err
+    assert len(read_report(tmp_path / "job.results.jsonl")) == 25
+
+
+async def test_the_breaker_can_be_switched_off(tmp_path: Path) -> None:
+    """--breaker 0 lets every item be tried, however alike the failures."""
+    job = write_job(tmp_path / "job.yaml", endpoint="http://127.0.0.1:9", plans=range(40))
+    options = ("--no-progress", "--no-snapshot", "--retries", "0", "--backoff", "0")
+    result = await cli("run", str(job), *options, "--breaker", "0")
+    assert result.code == 1
+    assert "top errors: cannot connect x40" in result.err
+
+
+@pytest.mark.parametrize("job", sorted((Path(__file__).parent.parent / "jobs").glob("*.yaml")))
+async def test_every_shipped_job_is_valid(job: Path) -> None:
+    """The job files in jobs/ pass validation as shipped."""
+    result = await cli("validate", str(job))
+    assert result.code == 0, result.err
+
+
+def test_the_shipped_seed_loads() -> None:
+    """jobs/seeds/migration.yaml (the README walkthrough's) loads into a sandbox."""
+    seed = Path(__file__).parent.parent / "jobs" / "seeds" / "migration.yaml"
+    box = Sandbox()
+    assert load_seed(seed, box) == 11
