@@ -273,6 +273,8 @@ async def test_dropped_connections_are_retried(
     assert result.code == 0
     record = by_plan(read_report(tmp_path / "job.results.jsonl"))[plan_id(1)]
     assert record["attempts"] == 3
+    assert box.stats.applied[(P1, plan_id(0))] == box.stats.applied[(P1, plan_id(2))] == 1
+    assert_each_item_once_and_succeeded(tmp_path / "job.results.jsonl", 3)
 
 
 async def test_unanswered_requests_that_run_out_of_retries_say_they_may_have_applied(
@@ -307,6 +309,8 @@ async def test_an_overlapping_run_exits_75_and_sends_nothing(
         box.gate.open()
     code, _ = await finish(first)
     assert code == 0
+    assert set(box.stats.applied.values()) == {1}
+    assert_each_item_once_and_succeeded(tmp_path / "job.results.jsonl", 5)
 
 
 async def test_max_duration_stops_starting_items_and_exits_4(
@@ -321,6 +325,10 @@ async def test_max_duration_stops_starting_items_and_exits_4(
     done = len(read_report(tmp_path / "job.results.jsonl"))
     assert 0 < done < 200
     assert box.stats.puts == done
+    resumed = await cli("run", str(job), "--no-progress", "--resume", "--rate", "0")
+    assert resumed.code == 0
+    assert set(box.stats.applied.values()) == {1}
+    assert_each_item_once_and_succeeded(tmp_path / "job.results.jsonl", 200)
 
 
 async def test_the_breaker_stops_a_run_that_fails_the_same_way_every_time(
@@ -366,3 +374,31 @@ async def test_a_rate_limited_server_slows_the_whole_run_down(tmp_path: Path) ->
     assert throttled < 0.2 * box.stats.puts
     assert "settled at" in result.err
     assert_each_item_once_and_succeeded(tmp_path / "job.results.jsonl", 500)
+
+
+async def test_json_logs_record_each_kind_of_event_with_secrets_masked(
+    tmp_path: Path, sandbox: tuple[Sandbox, str]
+) -> None:
+    """--log-json writes start, retry, throttled, item_failed and summary as JSON objects."""
+    box, url = sandbox
+    box.faults.script(Fault.status(503), plan_id=plan_id(0))
+    box.faults.script(Fault.status(429, retry_after="0"), plan_id=plan_id(1))
+    box.faults.script(
+        Fault.status(400, "PM.02175006", f"token {TOKEN} rejected"), plan_id=plan_id(2)
+    )
+    job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(4))
+    log = tmp_path / "events.jsonl"
+    options = ("--no-progress", "--backoff", "0", "--log-json", "--log-file", str(log))
+    result = await cli("run", str(job), *options)
+    assert result.code == 1
+    text = log.read_text()
+    check_no_leak(text)
+    events = [json.loads(line) for line in text.splitlines()]
+    kinds = [event["event"] for event in events]
+    assert kinds[0] == "start"
+    assert kinds[-1] == "summary"
+    assert {"retry", "throttled", "item_failed"} <= set(kinds)
+    failed = next(event for event in events if event["event"] == "item_failed")
+    assert (failed["plan_id"], failed["error_code"]) == (plan_id(2), "PM.02175006")
+    assert "token *** rejected" in failed["error"]
+    assert events[-1]["failed"] == 1
