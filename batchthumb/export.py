@@ -57,9 +57,10 @@ def undo_job(report: Path, *, endpoint: str | None = None) -> tuple[str, int, in
         else:
             entries.append(Entry(project_id, plan_id, img_url=record["previous_img_url"]))
     if not entries:
+        why = "; ".join(sorted({comment.split(": ", 1)[1] for comment in comments}))
         raise UsageError(
             f"{report}: no plan the run changed can be restored"
-            + (f" ({len(comments)} had no known previous thumbnail)" if comments else "")
+            + (f" ({len(comments)} plans: {why})" if comments else "")
         )
     header = [f"Restores the thumbnails that the run recorded in {report} replaced."]
     text = render_job(entries, header=header, comments=comments, endpoint=endpoint)

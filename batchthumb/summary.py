@@ -17,11 +17,10 @@ def format_summary(summary: RunSummary, *, configured_rate: float, skipped: int 
     if tally.error_codes:
         top = sorted(tally.error_codes.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
         lines.append("top errors: " + ", ".join(f"{code} x{count}" for code, count in top))
-    achieved = summary.requests / summary.elapsed if summary.elapsed > 0 else 0.0
     cap = f"{configured_rate:g}/s" if configured_rate > 0 else "no cap"
-    lines.append(
-        f"{summary.requests} requests for {done} items, {achieved:.1f}/s (configured: {cap})"
-    )
+    # Over less than a second, a rate says more about the clock than about the run.
+    achieved = f"{summary.requests / summary.elapsed:.1f}/s" if summary.elapsed >= 1 else "-"
+    lines.append(f"{summary.requests} requests for {done} items, {achieved} (configured: {cap})")
     gov = summary.governor
     if gov.throttled:
         settled = f"{gov.rate:.1f}/s" if gov.rate is not None else "no cap"
