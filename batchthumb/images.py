@@ -1,5 +1,7 @@
 """Image files: what type they really are (by magic bytes), whether they may be uploaded.
 
+Pure (no I/O beyond reading the file): the sandbox checks uploads with the same rules.
+
 The upload call takes at most 5 MB per image (facts §2.1); the allowed formats are not
 documented, so batchthumb accepts the common web image types and checks the bytes, not the name.
 """
@@ -22,6 +24,7 @@ _MAGIC = (
 CONTENT_TYPES = {
     "png": "image/png",
     "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
     "gif": "image/gif",
     "bmp": "image/bmp",
     "webp": "image/webp",

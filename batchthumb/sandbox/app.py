@@ -21,13 +21,13 @@ from aiohttp import web
 from aiohttp.multipart import parse_content_disposition
 
 from batchthumb import signing
+from batchthumb.images import image_type
 from batchthumb.sandbox.faults import Fault, FaultKind, default_error
 from batchthumb.sandbox.state import (
     IMG_URL_PATTERN,
     PLAN_TYPES,
     IssuedToken,
     Plan,
-    detect_image_type,
     is_id,
 )
 
@@ -433,7 +433,7 @@ class Routes:
             # The 5 MB cap is the service's (doc of UploadIssueImg), not the gateway's 12 MB
             # body cap (APIGW.0201, 413), so the service's invalid-parameter code answers it.
             raise invalid("file", f"the image is larger than {limit} bytes")
-        ext = detect_image_type(data)
+        ext = image_type(data)
         if ext is None:
             raise invalid("file", "not a png, jpg, gif, bmp or webp image")
         img_id, upload = self.store.store_upload(project_id, data, ext)

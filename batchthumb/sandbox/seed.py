@@ -21,8 +21,9 @@ from typing import Any
 import yaml
 
 from batchthumb.errors import BatchthumbError, Problem
+from batchthumb.images import image_type
 from batchthumb.sandbox.server import Sandbox
-from batchthumb.sandbox.state import IMG_URL_PATTERN, PLAN_TYPES, detect_image_type, is_id
+from batchthumb.sandbox.state import IMG_URL_PATTERN, PLAN_TYPES, is_id
 
 MAX_GENERATED = 1_000_000
 _PLAN_KEYS = {"id", "name", "type", "image", "img_url"}
@@ -232,7 +233,7 @@ def _read_images(reader: _Reader, limit: int) -> dict[Path, tuple[bytes, str]]:
         except OSError as exc:
             reader.problems.append(_replace(where, f"cannot read: {exc.strerror}"))
             continue
-        ext = detect_image_type(data)
+        ext = image_type(data)
         if ext is None:
             reader.problems.append(_replace(where, "not a png, jpg, gif, bmp or webp image"))
         elif len(data) > limit:

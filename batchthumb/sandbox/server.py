@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
+from batchthumb.images import image_type
 from batchthumb.sandbox.app import build_app
 from batchthumb.sandbox.config import SandboxConfig
 from batchthumb.sandbox.faults import Faults
@@ -19,7 +20,6 @@ from batchthumb.sandbox.state import (
     Plan,
     Stats,
     Store,
-    detect_image_type,
     is_id,
 )
 
@@ -98,7 +98,7 @@ class Sandbox:
         if not is_id(project_id):
             raise ValueError(f"project_id must be 32 letters or digits, got {project_id!r}")
         if ext is None:
-            ext = detect_image_type(data) or "png"
+            ext = image_type(data) or "png"
         return self.store.store_upload(project_id, data, ext)[1].img_url
 
     def image_bytes(self, img_url: str) -> bytes | None:

@@ -14,38 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from batchthumb.images import CONTENT_TYPES
+
 # The documented project_id constraint; plan ids share it (facts §1.2: 32 alphanumerics).
 ID_PATTERN = re.compile(r"[A-Za-z0-9]{32}")
 # A stricter, anchored reading of the documented '/v1/upload/%s/\d{6}/[a-zA-Z0-9]+.[a-zA-Z]'.
 IMG_URL_PATTERN = re.compile(r"/v1/upload/([A-Za-z0-9]{32})/\d{6}/[A-Za-z0-9]+\.[A-Za-z]+")
 
 PLAN_TYPES = ("gantt", "mind")
-
-_MAGIC: tuple[tuple[bytes, str], ...] = (
-    (b"\x89PNG\r\n\x1a\n", "png"),
-    (b"\xff\xd8\xff", "jpg"),
-    (b"GIF87a", "gif"),
-    (b"GIF89a", "gif"),
-    (b"BM", "bmp"),
-)
-CONTENT_TYPES = {
-    "png": "image/png",
-    "jpg": "image/jpeg",
-    "jpeg": "image/jpeg",
-    "gif": "image/gif",
-    "bmp": "image/bmp",
-    "webp": "image/webp",
-}
-
-
-def detect_image_type(data: bytes) -> str | None:
-    """Return the file extension for image bytes (png, jpg, gif, bmp, webp), or None."""
-    for magic, ext in _MAGIC:
-        if data.startswith(magic):
-            return ext
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return None
 
 
 def is_id(value: str) -> bool:
