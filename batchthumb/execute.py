@@ -126,7 +126,9 @@ async def execute(
     if appending and options.report.exists():
         drop_torn_tail(options.report, plan.journal)
     elif options.report.exists():
-        options.report.write_bytes(b"")  # a fresh run starts a fresh report
+        # A fresh run starts a fresh report, keeping the last one: a run started without
+        # --resume by mistake must not destroy what undo needs.
+        options.report.replace(options.report.with_name(options.report.name + ".1"))
     # Read at each use: tokens renewed during the run are masked too.
     redact = Redactor(lambda: credentials.secrets)
     events: Events = NoEvents() if log is None else JsonEvents(log, redact=redact)

@@ -258,3 +258,16 @@ def test_the_shipped_seed_loads() -> None:
     seed = Path(__file__).parent.parent / "jobs" / "seeds" / "migration.yaml"
     box = Sandbox()
     assert load_seed(seed, box) == 11
+
+
+async def test_a_fresh_run_keeps_the_previous_report(
+    tmp_path: Path, sandbox: tuple[Sandbox, str]
+) -> None:
+    """Running again without --resume starts a new report and keeps the last one as REPORT.1."""
+    _, url = sandbox
+    job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(3))
+    assert (await cli("run", str(job), "--no-progress")).code == 0
+    first = (tmp_path / "job.results.jsonl").read_text()
+    assert (await cli("run", str(job), "--no-progress")).code == 0
+    assert (tmp_path / "job.results.jsonl.1").read_text() == first
+    assert len(read_report(tmp_path / "job.results.jsonl")) == 3
