@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,14 @@ from batchthumb.model import DEFAULT_BREAKER, Item, ItemSource, Job, Settings, T
 from batchthumb.plans import list_project, thumbnails
 from batchthumb.progress import choose_progress
 from batchthumb.ratelimit import RateGovernor, ThrottlePolicy
-from batchthumb.report import Journal, JournalState, compact, drop_torn_tail, read_journal
+from batchthumb.report import (
+    Journal,
+    JournalState,
+    compact,
+    drop_torn_tail,
+    key_digest,
+    read_journal,
+)
 from batchthumb.runner import (
     Events,
     Key,
@@ -60,7 +68,7 @@ class Remaining:
     """The items of a job still to send, filtered as they stream by and counted once."""
 
     source: ItemSource
-    keys: frozenset[tuple[str, str]]
+    keys: AbstractSet[bytes]  # key digests (report.key_digest)
     wanted: bool  # True: only the items in ``keys``; False: all but those
     count: int
 
@@ -69,7 +77,7 @@ class Remaining:
 
     def __iter__(self) -> Iterator[Item]:
         keys, wanted = self.keys, self.wanted
-        return (item for item in self.source if (item.key in keys) is wanted)
+        return (item for item in self.source if (key_digest(item.key) in keys) is wanted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,10 +100,10 @@ def plan_run(job: Job, options: RunOptions) -> RunPlan:
     if not (options.resume or options.retry_failed):
         return RunPlan(job.items, 0, JournalState())
     journal = read_journal(options.report)
-    keys = journal.failed if options.retry_failed else journal.succeeded
+    keys = journal.failed if options.retry_failed else journal.done
     wanted = options.retry_failed
     # Counted in one streaming pass: a large job is never held as a list of pending items.
-    count = sum((item.key in keys) is wanted for item in job.items)
+    count = sum((key_digest(item.key) in keys) is wanted for item in job.items)
     pending = Remaining(job.items, keys, wanted, count)
     return RunPlan(pending, len(job.items) - count, journal)
 

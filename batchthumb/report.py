@@ -10,6 +10,7 @@ the journal so each item appears once, with its last outcome.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import time
@@ -41,11 +42,21 @@ UPLOAD = "upload"
 SNAPSHOT = "snapshot"
 
 
+def key_digest(key: tuple[str, ...]) -> bytes:
+    """A 16-byte stand-in for an item's key: a million of them fit in a few dozen MB."""
+    return hashlib.blake2b("/".join(key).encode(), digest_size=16).digest()
+
+
 @dataclass(slots=True)
 class JournalState:
-    """The last outcome of every item a report records."""
+    """What a report says was done: the last outcome of every item, uploads, the snapshot.
 
-    outcomes: dict[Key, Outcome] = field(default_factory=dict)
+    Items are held as :func:`key_digest` values, not as their ids, so resuming a run of a
+    million plans does not need the memory of a million pairs of strings.
+    """
+
+    done: set[bytes] = field(default_factory=set)  # last outcome succeeded or skipped
+    failed: set[bytes] = field(default_factory=set)  # last outcome failed
     uploads: dict[Key, str] = field(default_factory=dict)  # (project_id, cache key) -> img_url
     # Thumbnails before the first run changed anything: (project_id, plan_id) -> img_url.
     previous: dict[Key, str | None] = field(default_factory=dict)
@@ -53,15 +64,23 @@ class JournalState:
     lines: int = 0
     torn_line: int | None = None  # a last line cut short by a crash, ignored
 
-    @property
-    def succeeded(self) -> frozenset[Key]:
-        """Items that need no more work."""
-        return frozenset(k for k, o in self.outcomes.items() if o is not Outcome.FAILED)
+    def is_done(self, key: Key) -> bool:
+        """Whether the item needs no more work."""
+        return key_digest(key) in self.done
 
-    @property
-    def failed(self) -> frozenset[Key]:
-        """Items whose last attempt failed."""
-        return frozenset(k for k, o in self.outcomes.items() if o is Outcome.FAILED)
+    def has_failed(self, key: Key) -> bool:
+        """Whether the item's last attempt failed."""
+        return key_digest(key) in self.failed
+
+    def record(self, key: Key, outcome: Outcome) -> None:
+        """Take one item line; a later line for the same item replaces what an earlier said."""
+        digest = key_digest(key)
+        if outcome is Outcome.FAILED:
+            self.done.discard(digest)
+            self.failed.add(digest)
+        else:
+            self.failed.discard(digest)
+            self.done.add(digest)
 
 
 def _records(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
@@ -104,7 +123,7 @@ def read_journal(path: Path) -> JournalState:
             bad = (number, raw)
             continue
         try:
-            state.outcomes[key] = Outcome(record["outcome"])
+            state.record(key, Outcome(record["outcome"]))
         except (KeyError, ValueError):
             bad = (number, raw)
     if bad is not None:
@@ -238,27 +257,54 @@ def drop_torn_tail(path: Path, state: JournalState) -> None:
 
 
 def compact(path: Path) -> None:
-    """Rewrite the report so each item (and upload) appears once, the last, in first-seen order.
+    """Rewrite the report so each item and upload appears once, with its last line.
 
-    Snapshot lines are kept as first written: they are the state before any change.
-
-    Written to a temporary file and renamed over the report, so a crash here loses nothing.
+    Snapshot lines are kept as first written: they are the state before any change. Only
+    entries that appear more than once cost memory beyond one set of 16-byte digests, and a
+    report without repeats is left as it is. Written to a temporary file and renamed over the
+    report, so a crash here loses nothing.
     """
-    last: dict[object, str] = {}
-    for _, record, raw in _records(path):
-        if record is not None and record.get("kind") == SNAPSHOT:
-            last.setdefault((SNAPSHOT, record.get("project_id")), raw)  # the earliest counts
+    seen: set[bytes] = set()
+    repeated: set[bytes] = set()
+    for _, record, _ in _records(path):
+        entry = _entry(record)
+        if entry is not None:
+            (repeated if entry in seen else seen).add(entry)
+    del seen
+    if not repeated:
+        return
+    kept: dict[bytes, int] = {}
+    drop: set[int] = set()
+    for number, record, _ in _records(path):
+        entry = _entry(record)
+        if record is None or entry is None or entry not in repeated:
             continue
-        upload = _upload(record)
-        key = ("upload", upload[0]) if upload is not None else _key(record)
-        if key is not None:
-            last[key] = raw
+        if entry not in kept:
+            kept[entry] = number
+        elif record.get("kind") == SNAPSHOT:
+            drop.add(number)  # the earliest snapshot counts
+        else:
+            drop.add(kept[entry])
+            kept[entry] = number
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8", newline="\n") as f:
-        f.writelines(last.values())
+    with path.open("rb") as lines, tmp.open("wb") as f:
+        f.writelines(line for number, line in enumerate(lines, 1) if number not in drop)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _entry(record: dict[str, Any] | None) -> bytes | None:
+    """What a line is about (an item, an upload, a project's snapshot), as a digest."""
+    if record is None:
+        return None
+    if record.get("kind") == SNAPSHOT:
+        return key_digest((SNAPSHOT, str(record.get("project_id"))))
+    upload = _upload(record)
+    if upload is not None:
+        return key_digest((UPLOAD, *upload[0]))
+    key = _key(record)
+    return None if key is None else key_digest(key)
 
 
 @contextmanager
