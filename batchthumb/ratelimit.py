@@ -12,13 +12,14 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections import deque
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
 
 Clock = Callable[[], float]
+_TRIM_MIN = 1024  # successes kept before the first bulk drop of old ones
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -72,9 +73,13 @@ class RateGovernor:
         self._last_throttle = -math.inf
         self._streak = 0  # throttles since the last success
         self._step = 0.0  # additive increase, requests per second per second
-        self._successes: deque[float] = deque()  # times of successes in the last second
-        self._answers: deque[tuple[float, bool]] = deque()  # (time, throttled) in the window
-        self._window_throttles = 0
+        # Times of successes and of throttles, oldest first, kept for at least the window:
+        # appending is all a success costs; they are counted (by bisection) only when a
+        # throttle comes, and old ones are dropped in bulk now and then.
+        self._successes: list[float] = []
+        self._throttles: list[float] = []
+        self._keep = max(self._policy.window, 1.0)  # seconds of history the counts look at
+        self._trim_at = _TRIM_MIN
         self._first_answer = math.inf
         self._throttled = 0
         self._cuts = 0
@@ -133,10 +138,13 @@ class RateGovernor:
         """Note a request the server accepted; creep back towards the configured rate."""
         now = self._clock()
         self._streak = 0
-        self._note_answer(now, throttled=False)
-        self._successes.append(now)
-        while self._successes[0] < now - 1.0:
-            self._successes.popleft()
+        successes = self._successes
+        successes.append(now)
+        if len(successes) >= self._trim_at:
+            del successes[: bisect_left(successes, now - self._keep)]
+            self._trim_at = 2 * len(successes) + _TRIM_MIN
+        if self._first_answer == math.inf:
+            self._first_answer = now
         if self._rate < self._ceiling:
             self._rate = min(self._ceiling, self._rate + self._step / self._rate)
 
@@ -145,7 +153,7 @@ class RateGovernor:
         now = self._clock()
         policy = self._policy
         self._throttled += 1
-        share = self._note_answer(now, throttled=True)
+        share, answers = self._note_throttle(now)
         if started_at <= self._last_throttle:
             # In flight when the last throttle came: the same wave, already paused for.
             # Doubling the pause for each of them made 32 workers pause for a minute.
@@ -160,26 +168,29 @@ class RateGovernor:
         self._paused_until = max(self._paused_until, now + pause)
         self._tat = max(self._tat, self._paused_until)
         # A server that says when to come back, rarely, is not asking us to slow down.
-        frequent = share >= policy.frequent and len(self._answers) >= policy.min_answers
+        frequent = share >= policy.frequent and answers >= policy.min_answers
         too_fast = retry_after is None or frequent
         # Answers to requests sent before the last cut say nothing about the new rate.
         if too_fast and started_at > self._last_cut:
             self._cut(now)
 
-    def _note_answer(self, now: float, *, throttled: bool) -> float:
-        answers = self._answers
-        if not answers and math.isinf(self._first_answer):
+    def _note_throttle(self, now: float) -> tuple[float, int]:
+        """Note a throttled answer: the share of the window's answers throttled, and their count."""
+        if self._first_answer == math.inf:
             self._first_answer = now
-        answers.append((now, throttled))
-        self._window_throttles += throttled
-        while answers[0][0] < now - self._policy.window:
-            self._window_throttles -= answers.popleft()[1]
-        return self._window_throttles / len(answers)
+        throttles = self._throttles
+        throttles.append(now)
+        if len(throttles) >= _TRIM_MIN:
+            del throttles[: bisect_left(throttles, now - self._keep)]
+        since = now - self._policy.window
+        throttled_count = len(throttles) - bisect_left(throttles, since)
+        answers = throttled_count + len(self._successes) - bisect_left(self._successes, since)
+        return throttled_count / answers, answers
 
     def _cut(self, now: float) -> None:
-        while self._successes and self._successes[0] < now - 1.0:
-            self._successes.popleft()
-        accepted = float(len(self._successes))  # what the server took in the last second
+        successes = self._successes
+        # What the server took in the last second.
+        accepted = float(len(successes) - bisect_left(successes, now - 1.0))
         # A count over less than a second of answers says little unless it is large.
         telling = accepted >= 5 or (accepted and now - self._first_answer >= 1.0)
         current = min(self._rate, accepted) if telling else self._rate

@@ -200,3 +200,16 @@ async def test_a_throttle_before_any_success_pauses_without_guessing_a_rate() ->
     gov.on_throttle(started_at=started, retry_after=None)
     assert gov.rate is None
     assert await gov.acquire() == pytest.approx(0.5)
+
+
+async def test_a_cut_counts_the_last_second_exactly_after_old_successes_are_dropped() -> None:
+    """Thousands of successes (old ones dropped in bulk) still give the exact last-second count."""
+    time = FakeTime()
+    gov = governor(time, rate=0.0, policy=ThrottlePolicy(decrease=0.5))
+    times = [i * 0.002 for i in range(5000)]  # 500 a second for 10 s
+    for when in times:
+        time.now = when
+        gov.on_success()
+    gov.on_throttle(started_at=time.now, retry_after=None)
+    accepted = sum(1 for when in times if when >= time.now - 1.0)
+    assert gov.rate == pytest.approx(accepted * 0.5)

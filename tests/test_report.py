@@ -10,7 +10,7 @@ import pytest
 from batchthumb.auth import Redactor
 from batchthumb.errors import LockHeldError, ReportError
 from batchthumb.model import ItemResult, Outcome
-from batchthumb.report import Journal, compact, drop_torn_tail, read_journal, report_lock
+from batchthumb.report import FIELDS, Journal, compact, drop_torn_tail, read_journal, report_lock
 
 P = "919bb351ef424e2daaf3dd80c179fae9"
 
@@ -193,3 +193,26 @@ def test_compact_leaves_a_report_without_repeats_untouched(tmp_path: Path) -> No
     before = path.stat().st_ino
     compact(path)
     assert path.stat().st_ino == before
+
+
+def test_a_full_line_lists_its_fields_in_the_documented_order(tmp_path: Path) -> None:
+    """A line with every field present has exactly FIELDS as its keys, in that order."""
+    result = ItemResult(
+        project_id="p",
+        plan_id="a",
+        img_url="/x.png",
+        outcome=Outcome.SUCCEEDED,
+        http_status=200,
+        error_code=None,
+        error=None,
+        attempts=1,
+        elapsed_ms=3,
+        finished_at="2026-01-01T00:00:00.000+00:00",
+        request_id="r1",
+        previous_img_url=None,
+        previous_known=True,
+    )
+    path = tmp_path / "r.jsonl"
+    with Journal(path) as journal:
+        journal.record(result)
+    assert tuple(json.loads(path.read_text())) == FIELDS

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import anyio
 import anyio.lowlevel
@@ -10,7 +11,7 @@ import pytest
 
 from batchthumb.model import Attempt, Item, ItemResult, Outcome, Verdict
 from batchthumb.ratelimit import RateGovernor, ThrottlePolicy
-from batchthumb.runner import RetryPolicy, Stop, run_batch
+from batchthumb.runner import RetryPolicy, Stop, UtcStamp, run_batch
 
 pytestmark = pytest.mark.anyio
 
@@ -298,3 +299,20 @@ async def test_a_forced_stop_cancels_requests_in_flight_without_journaling_them(
         await api.wait_arrived(3)
         stop.force("interrupted")
     assert journal.results == []
+
+
+def test_utc_stamp_reads_like_datetime_isoformat_in_milliseconds() -> None:
+    """UtcStamp gives what datetime's isoformat(timespec="milliseconds") gives, across seconds."""
+    times = [
+        1_700_000_000_123_456_789,
+        1_700_000_000_123_999_999,  # the same millisecond again
+        1_700_000_000_999_999_999,
+        1_700_000_001_000_000_000,  # the next second
+        1_767_225_599_500_000_000,  # the last second of a year
+        1_767_225_600_000_000_000,
+    ]
+    clock = iter(times)
+    stamp = UtcStamp(lambda: next(clock))
+    for ns in times:
+        when = datetime.fromtimestamp(ns // 10**9, UTC).replace(microsecond=ns // 1000 % 10**6)
+        assert stamp() == when.isoformat(timespec="milliseconds")
