@@ -628,23 +628,29 @@ async def _run_async(
         # Fetch the first IAM token here, outside any task group, so a wrong password is one
         # clear message (exit 3) rather than an exception group.
         await target.credentials.prepare()
+        failure: BatchthumbError | None = None
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_watch_signals, stop)
             if max_duration is not None:
                 tasks.start_soon(_stop_at_deadline, stop, max_duration)
-            summary = await execute(
-                plan,
-                settings=settings,
-                endpoint=target.endpoint,
-                credentials=target.credentials,
-                options=options,
-                stop=stop,
-                stderr=sys.stderr,
-                log=log,
-                transport=target.transport,
-                warn=_warn,
-            )
+            try:
+                summary = await execute(
+                    plan,
+                    settings=settings,
+                    endpoint=target.endpoint,
+                    credentials=target.credentials,
+                    options=options,
+                    stop=stop,
+                    stderr=sys.stderr,
+                    log=log,
+                    transport=target.transport,
+                    warn=_warn,
+                )
+            except BatchthumbError as exc:  # raised below, not wrapped in an exception group
+                failure = exc
             tasks.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
     summary_text = format_summary(summary, configured_rate=settings.rate, skipped=plan.skipped)
     print(summary_text, file=sys.stderr)
     if summary.aborted:

@@ -9,6 +9,7 @@ the journal so each item appears once, with its last outcome.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -195,12 +196,19 @@ class Journal:
             raise ReportError(f"{self.path}: cannot write the report: {exc.strerror}") from None
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        if self._file is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            self._file = None
+    def __exit__(self, exc_type: object, *exc_info: object) -> None:
+        if self._file is None:
+            return
+        file, self._file = self._file, None
+        try:
+            file.flush()
+            os.fsync(file.fileno())
+        except OSError as exc:
+            if exc_type is None:  # otherwise the error already on its way says it first
+                raise ReportError(f"{self.path}: cannot write the report: {exc.strerror}") from None
+        finally:
+            with contextlib.suppress(OSError):  # the same failed flush again: already reported
+                file.close()
 
     def record(self, result: ItemResult) -> None:
         """Append one result; it is on disk (as far as a crash of this process goes) on return."""

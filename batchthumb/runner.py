@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 
 import anyio
 
+from batchthumb.errors import ReportError
 from batchthumb.images import ImageProblem, read_image, upload_name
 from batchthumb.model import (
     DEFAULT_BREAKER,
@@ -292,6 +293,13 @@ class _Run:
     stamp: Callable[[], str] = field(default_factory=lambda: UtcStamp())
     tally: Tally = field(default_factory=Tally)
     streak: tuple[object, int] = (None, 0)  # (failure signature, items in a row)
+    fatal: ReportError | None = None  # the journal failed: the run cannot go on
+
+    def fail(self, error: ReportError) -> None:
+        """Stop at once: without a journal, nothing more may be sent."""
+        if self.fatal is None:
+            self.fatal = error
+        self.sender.stop.force("the report cannot be written")
 
     async def work(self, items: Iterator[Item]) -> None:
         for item in items:
@@ -300,7 +308,11 @@ class _Run:
             result = await self.process(item)
             if result is None:
                 return
-            self.journal.record(result)
+            try:
+                self.journal.record(result)
+            except ReportError as exc:
+                self.fail(exc)
+                return
             self.tally.add(result)
             self.progress.update(self.tally)
             if result.outcome is Outcome.FAILED:
@@ -355,7 +367,13 @@ class _Run:
             resolved = await self.upload(item)
             if resolved is not None and resolved.img_url is not None:
                 uploads.done[key] = resolved.img_url
-                self.journal.record_upload(item.project_id, item.image.cache_key, resolved.img_url)
+                try:
+                    self.journal.record_upload(
+                        item.project_id, item.image.cache_key, resolved.img_url
+                    )
+                except ReportError as exc:
+                    self.fail(exc)
+                    return None
             elif resolved is not None:
                 uploads.failed[key] = resolved.attempt
             return resolved
@@ -554,6 +572,8 @@ async def run_batch(
                 workers.start_soon(run.work, shared)
         outer.cancel_scope.cancel()
     run.progress.close()
+    if run.fatal is not None:
+        raise run.fatal  # outside the task groups: one clear error, not an exception group
     reason = sender.stop.reason
     return RunSummary(
         tally=run.tally,

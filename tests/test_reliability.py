@@ -402,3 +402,24 @@ async def test_json_logs_record_each_kind_of_event_with_secrets_masked(
     assert (failed["plan_id"], failed["error_code"]) == (plan_id(2), "PM.02175006")
     assert "token *** rejected" in failed["error"]
     assert events[-1]["failed"] == 1
+
+
+async def test_a_report_that_cannot_be_written_stops_the_run_with_a_clear_error(
+    tmp_path: Path, sandbox: tuple[Sandbox, str]
+) -> None:
+    """A full disk mid-run (here a file size limit) is one message and exit 2, not a traceback."""
+    box, url = sandbox
+    job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(50), settings="concurrency: 2")
+    argv = " ".join(command("run", str(job), "--no-progress", "--no-snapshot"))
+    # Ignore SIGXFSZ so that writing past the limit fails with EFBIG instead of killing.
+    shell = f"trap '' XFSZ; ulimit -f 2; exec {argv}"
+    with anyio.fail_after(CLI_TIMEOUT):
+        done = await anyio.run_process(["bash", "-c", shell], env=environment(), check=False)
+    err = done.stderr.decode()
+    assert done.returncode == 2, err
+    assert "cannot write the report: File too large" in err
+    assert "Traceback" not in err
+    lines = (tmp_path / "job.results.jsonl").read_text().splitlines(keepends=True)
+    assert 0 < len(lines) < 50
+    assert all(line.endswith("\n") for line in lines[:-1])
+    assert box.stats.puts < 50

@@ -9,6 +9,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
+from batchthumb.errors import ReportError
 from batchthumb.model import Attempt, Item, ItemResult, Outcome, Verdict
 from batchthumb.ratelimit import RateGovernor, ThrottlePolicy
 from batchthumb.runner import RetryPolicy, Stop, UtcStamp, run_batch
@@ -316,3 +317,23 @@ def test_utc_stamp_reads_like_datetime_isoformat_in_milliseconds() -> None:
     for ns in times:
         when = datetime.fromtimestamp(ns // 10**9, UTC).replace(microsecond=ns // 1000 % 10**6)
         assert stamp() == when.isoformat(timespec="milliseconds")
+
+
+async def test_a_journal_that_fails_stops_the_run_and_raises_plainly() -> None:
+    """When a result cannot be journaled the run sends nothing more and raises ReportError."""
+
+    class FullDisk(Journal):
+        def record(self, result: ItemResult) -> None:
+            if len(self.results) == 3:
+                raise ReportError("r.jsonl: cannot write the report: No space left on device")
+            super().record(result)
+
+    api = ScriptedApi()
+    journal = FullDisk()
+    with pytest.raises(ReportError, match="No space left"):
+        await run_batch(
+            items(100), api=api, journal=journal, governor=RateGovernor(), concurrency=1,
+            retry=NO_WAIT,
+        )  # fmt: skip
+    assert len(journal.results) == 3
+    assert len(api.calls) == 4
