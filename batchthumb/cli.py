@@ -45,7 +45,8 @@ EXIT_CODES = f"""\
 exit codes:
   {EXIT_OK}    every item succeeded (or was already done)
   {EXIT_SOME_FAILED}    some items failed; the report says which and why
-  {EXIT_USAGE}    invalid usage, job file, report or credentials; nothing was sent
+  {EXIT_USAGE}    invalid usage, job file or credentials (nothing was sent), or a report
+       that cannot be read or written (the run stops at once)
   {EXIT_ABORTED}    aborted: credentials rejected, or items kept failing the same way
   {EXIT_INCOMPLETE}    --max-duration reached; run again with --resume to finish
   {EXIT_LOCKED}   another run holds the report's lock
