@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -268,8 +268,3 @@ class PlanPage:
 
     plans: tuple[PlanSummary, ...]
     total: int
-
-
-def pending(items: Iterable[Item], finished: frozenset[tuple[str, str]]) -> Iterable[Item]:
-    """The items not already finished, in job order."""
-    return (item for item in items if item.key not in finished)

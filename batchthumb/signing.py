@@ -29,7 +29,6 @@ CONTENT_SHA256_HEADER = "X-Sdk-Content-Sha256"
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 MAX_CLOCK_SKEW = timedelta(minutes=15)
-EMPTY_PAYLOAD_HASH = hashlib.sha256(b"").hexdigest()
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 

@@ -164,10 +164,6 @@ class Faults:
         """How many scripted faults are still to be given out."""
         return sum(entry.remaining for entry in self._script)
 
-    def clear_script(self) -> None:
-        """Forget every scripted fault not yet given out."""
-        self._script.clear()
-
     def take(self, plan_id: str) -> Fault | None:
         """The fault for a PUT to ``plan_id``: the first matching scripted one, else random."""
         for index, entry in enumerate(self._script):
