@@ -231,6 +231,18 @@ def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--timeout", type=_positive, help="seconds per attempt, once connected")
     parser.add_argument(
+        "--max-answer-mb",
+        type=_positive,
+        metavar="MB",
+        help="largest JSON answer read, compressed or decoded (default 4); larger ones fail",
+    )
+    parser.add_argument(
+        "--max-list-pages",
+        type=_positive_int,
+        metavar="N",
+        help="most pages of 200 plans listed per project (default 500, at most 9999)",
+    )
+    parser.add_argument(
         "--backoff",
         type=_non_negative,
         default=1.0,
@@ -367,7 +379,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     async def listing() -> tuple[PlanSummary, ...]:
         async with open_session(connection, settings) as (api, sender):
-            return await list_project(api, sender, project, plan_type=args.type, search=args.search)
+            return await list_project(
+                api,
+                sender,
+                project,
+                plan_type=args.type,
+                search=args.search,
+                max_pages=settings.max_list_pages,
+            )
 
     plans = anyio.run(listing)
     text, count = export_job(plans, project_id=project, endpoint=connection.endpoint)
@@ -411,8 +430,8 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     async def listing() -> tuple[tuple[PlanSummary, ...], tuple[PlanSummary, ...]]:
         async with open_session(connection, settings) as (api, sender):
             return (
-                await list_project(api, sender, source),
-                await list_project(api, sender, target),
+                await list_project(api, sender, source, max_pages=settings.max_list_pages),
+                await list_project(api, sender, target, max_pages=settings.max_list_pages),
             )
 
     source_plans, target_plans = anyio.run(listing)
@@ -470,13 +489,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _settings(args: argparse.Namespace, base: Settings) -> Settings:
     """The job's settings with the command line's connection and pacing flags on top."""
-    from batchthumb.model import endpoint_for_region
+    from batchthumb.model import MAX_LIST_PAGES, MIB, endpoint_for_region
 
     overrides = {
         name: getattr(args, name)
         for name in ("concurrency", "rate", "burst", "retries", "timeout")
         if getattr(args, name) is not None
     }
+    if args.max_answer_mb is not None:
+        overrides["max_answer_bytes"] = int(args.max_answer_mb * MIB)
+    if args.max_list_pages is not None:
+        if args.max_list_pages > MAX_LIST_PAGES:
+            raise UsageError(f"--max-list-pages: the API serves at most {MAX_LIST_PAGES} pages")
+        overrides["max_list_pages"] = args.max_list_pages
     if args.endpoint is not None:
         overrides["endpoint"] = args.endpoint.rstrip("/")
     if args.region is not None:
@@ -571,6 +596,13 @@ def _print_dry_run(
     from batchthumb.jobfile import load_auth
 
     auth = load_auth(args.auth) if args.auth is not None else job.auth
+    if not args.sandbox:
+        from batchthumb.auth import load_credentials
+        from batchthumb.client import IamTokens, make_transport
+
+        # Read and checked as a run would (a token with a line break is refused here too);
+        # nothing is sent: an IAM token is only fetched when a run starts.
+        load_credentials(auth, issue=IamTokens(make_transport()), region=settings.region)
     print(f"dry run: {_headline(job, plan, settings)}")
     print(f"report: {options.report}")
     print("credentials: " + ("the sandbox's own token" if args.sandbox else describe_auth(auth)))
@@ -655,7 +687,7 @@ async def _run_async(
     summary_text = format_summary(summary, configured_rate=settings.rate, skipped=plan.skipped)
     print(summary_text, file=sys.stderr)
     if summary.aborted:
-        print(f"batchthumb: aborted: {summary.aborted}", file=sys.stderr)
+        print(f"batchthumb: aborted: {_masked(summary.aborted)}", file=sys.stderr)
         return EXIT_ABORTED
     if summary.stopped == TIME_LIMIT:
         return EXIT_INCOMPLETE
@@ -689,6 +721,13 @@ async def _watch_signals(stop: Stop) -> None:
                 stop.force("interrupted")
 
 
+def _masked(message: str) -> str:
+    """``message`` with every loaded secret masked: the last line of defence for stderr."""
+    from batchthumb.auth import mask_secrets
+
+    return mask_secrets(message)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     parser = build_parser()
@@ -698,7 +737,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except JobFileError as exc:
         for problem in exc.problems:
-            print(problem, file=sys.stderr)
+            print(_masked(str(problem)), file=sys.stderr)
         count = len(exc.problems)
         print(
             f"batchthumb: {count} problem{'s' if count > 1 else ''} found; nothing was sent",
@@ -706,7 +745,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return exc.exit_code
     except BatchthumbError as exc:
-        print(f"batchthumb: {exc}", file=sys.stderr)
+        print(f"batchthumb: {_masked(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("batchthumb: interrupted", file=sys.stderr)

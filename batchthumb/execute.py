@@ -14,7 +14,15 @@ from batchthumb.client import PlanApi, Transport, open_api
 from batchthumb.errors import RunAborted
 from batchthumb.jobwriter import Entry, render_job, write_text
 from batchthumb.logs import JsonEvents
-from batchthumb.model import DEFAULT_BREAKER, Item, ItemSource, Job, Settings, Tally
+from batchthumb.model import (
+    DEFAULT_BREAKER,
+    DEFAULT_MAX_LIST_PAGES,
+    Item,
+    ItemSource,
+    Job,
+    Settings,
+    Tally,
+)
 from batchthumb.plans import list_project, thumbnails
 from batchthumb.progress import choose_progress
 from batchthumb.ratelimit import RateGovernor, ThrottlePolicy
@@ -167,13 +175,20 @@ async def execute(
         concurrency=settings.concurrency,
         timeout=settings.timeout,
         transport=transport,
+        max_answer_bytes=settings.max_answer_bytes,
     ) as api:
         with Journal(options.report, redact=redact) as journal:
             previous: dict[Key, str | None] = {}
             if options.snapshot:
                 try:
                     previous = await snapshot(
-                        api, sender, plan.pending, journal=journal, known=plan.journal, warn=warn
+                        api,
+                        sender,
+                        plan.pending,
+                        journal=journal,
+                        known=plan.journal,
+                        warn=warn,
+                        max_pages=settings.max_list_pages,
                     )
                 except RunAborted as exc:
                     progress.close()
@@ -218,6 +233,7 @@ async def snapshot(
     journal: Journal,
     known: JournalState,
     warn: Callable[[str], None],
+    max_pages: int = DEFAULT_MAX_LIST_PAGES,
 ) -> dict[Key, str | None]:
     """The thumbnail of every plan the items name before the run: one list per project.
 
@@ -227,7 +243,7 @@ async def snapshot(
     """
     previous: dict[Key, str | None] = {}
     for project_id in dict.fromkeys(item.project_id for item in items):
-        plans = await list_project(api, sender, project_id)
+        plans = await list_project(api, sender, project_id, max_pages=max_pages)
         if any(not p.img_known for p in plans):
             warn(
                 f"the plan list of project {project_id} does not show img_url; previous "
@@ -300,5 +316,6 @@ async def open_session(
         concurrency=settings.concurrency,
         timeout=settings.timeout,
         transport=connection.transport,
+        max_answer_bytes=settings.max_answer_bytes,
     ) as api:
         yield api, sender

@@ -28,6 +28,25 @@ DEFAULT_RETRIES = 6
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_BREAKER = 25  # items in a row failing the same permanent way that stop a run
 
+# What a server's answer may cost at most (issue 10). Each breach fails the request and says
+# which limit; none of them can be met by an honest answer.
+MIB = 1024 * 1024
+# A JSON answer, compressed and decoded: a page of 200 plans is some 100 KB. Configurable
+# (--max-answer-mb), should a project's plans carry unusually large fields.
+DEFAULT_MAX_ANSWER_BYTES = 4 * MIB
+# A downloaded image: the 5 MB upload limit (facts §2.1) plus a margin; a larger one could
+# not be uploaded again anyway.
+MAX_IMAGE_ANSWER_BYTES = 6 * MIB
+# Server text (error_msg, a bad answer quoted) kept in the report and in messages.
+MAX_ERROR_CHARS = 500
+# Pages of one project's plan list: 100,000 plans at 200 a page. A list that goes on is
+# refused, not followed. Configurable (--max-list-pages) up to the documented 9,999.
+DEFAULT_MAX_LIST_PAGES = 500
+MAX_LIST_PAGES = 9999
+# A listed plan's name, type or img_url longer than this makes the page unexpected, so a
+# hostile list cannot fill memory through them.
+MAX_PLAN_FIELD_CHARS = 1024
+
 
 def field_problem(name: str, value: str) -> str | None:
     """What is wrong with one item field's value, or None if it is well-formed."""
@@ -130,6 +149,8 @@ class Settings:
     retries: int = DEFAULT_RETRIES
     timeout: float = DEFAULT_TIMEOUT
     report: Path | None = None
+    max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES  # a JSON answer, compressed or decoded
+    max_list_pages: int = DEFAULT_MAX_LIST_PAGES  # pages of one project's plan list
 
 
 class ItemSource(Protocol):
@@ -267,4 +288,4 @@ class PlanPage:
     """One page of a project's plan list, and how many plans match in all."""
 
     plans: tuple[PlanSummary, ...]
-    total: int
+    total: int | None  # None: the answer did not say
