@@ -23,6 +23,7 @@ from batchthumb.errors import JobFileError, Problem
 from batchthumb.images import ImageProblem, inspect_image
 from batchthumb.model import (
     IMG_URL,
+    REGION,
     AkSkAuth,
     AuthConfig,
     IamAuth,
@@ -39,7 +40,6 @@ from batchthumb.model import (
 # libyaml's parser is several times faster on large jobs; fall back to the pure one.
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
 _BASE_URL = re.compile(r"https?://[^/\s]+/?")
 _SETTING_KEYS = (
     "endpoint",
@@ -614,7 +614,7 @@ def _read_setting(checker: _Checker, name: str, node: yaml.Node) -> object:
     value = checker.text(node, name)
     if value is None:
         return None
-    if name == "region" and not _REGION.fullmatch(value):
+    if name == "region" and not REGION.fullmatch(value):
         checker.problem(node, name, f"{value!r} is not a region name like cn-north-4")
         return None
     problem = _endpoint_problem(value) if name == "endpoint" else None

@@ -16,6 +16,9 @@ PROJECT_ID = re.compile(r"[A-Za-z0-9]{32}")
 # The docs give no pattern for plan_id; the list call returns 32-character ids (facts §1).
 PLAN_ID = re.compile(r"[A-Za-z0-9]{32}")
 # The documented pattern /v1/upload/%s/\d{6}/[a-zA-Z0-9]+.[a-zA-Z], read strictly and anchored.
+# A region name as Huawei Cloud spells them (cn-north-4, ap-southeast-1); it becomes part of a
+# host name, so nothing else may pass.
+REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
 IMG_URL = re.compile(r"/v1/upload/(?P<project>[A-Za-z0-9]{32})/\d{6}/[A-Za-z0-9]+\.[A-Za-z]+")
 
 ITEM_KEYS = ("project_id", "plan_id", "img_url")

@@ -259,6 +259,18 @@ async def test_a_password_in_an_endpoint_url_is_refused_and_never_shown(
     assert server.seen == []
 
 
+@pytest.mark.parametrize("region", ["evil.example/", "x@evil.example#", "cn-north-4.evil"])
+async def test_a_region_that_is_not_one_is_refused_before_it_becomes_a_host(
+    tmp_path: Path, region: str
+) -> None:
+    """--region must be a region name: anything else would turn the endpoint's host into
+    another one (projectman-ext.evil.example), so it exits 2 before anything is sent."""
+    job = write_job(tmp_path / "job.yaml", endpoint=None, plans=[1])
+    result = await cli("run", str(job), *RUN, "--region", region)
+    assert result.code == 2
+    assert f"--region {region!r} is not a region name like cn-north-4" in result.err
+
+
 async def test_a_token_with_a_line_break_is_refused_at_load_even_in_a_dry_run(
     tmp_path: Path, guard: SecretGuard
 ) -> None:

@@ -14,7 +14,14 @@ from typing import Any
 
 from batchthumb.errors import UsageError
 from batchthumb.jobfile import load_auth
-from batchthumb.model import MAX_LIST_PAGES, MIB, PROJECT_ID, RunSettings, endpoint_for_region
+from batchthumb.model import (
+    MAX_LIST_PAGES,
+    MIB,
+    PROJECT_ID,
+    REGION,
+    RunSettings,
+    endpoint_for_region,
+)
 
 
 def _number(parse: Callable[[str], float], *, low: float, above: bool = False) -> Any:
@@ -195,6 +202,9 @@ def settings_from_args(args: argparse.Namespace, base: RunSettings) -> RunSettin
     if args.endpoint is not None:
         overrides["endpoint"] = args.endpoint.rstrip("/")
     if args.region is not None:
+        if not REGION.fullmatch(args.region):
+            # It becomes part of the endpoint's host name: nothing but a region may pass.
+            raise UsageError(f"--region {args.region!r} is not a region name like cn-north-4")
         overrides["region"] = args.region
         overrides["endpoint"] = endpoint_for_region(args.region)
     if args.auth is not None:
