@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     module: _Command = args.module
     try:
-        result = module.from_args(args, StderrConsole())
+        result = module.from_args(args, StderrConsole(mask=_masked))
     except JobFileError as exc:
         for problem in exc.problems:
             print(_masked(str(problem)), file=sys.stderr)

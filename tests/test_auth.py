@@ -494,11 +494,17 @@ def test_a_secret_that_cannot_travel_in_a_header_is_refused_at_load(
 
 
 def test_mask_secrets_masks_what_any_loaded_credential_holds() -> None:
-    """The CLI's backstop masks the secrets of every credential loaded in the process."""
+    """The CLI's backstop masks the secrets of every credential loaded in the process, and
+    its console applies it to every line."""
     StaticToken("tok-SENTINEL-backstop-01")
     AkSk(AK, "sk-SENTINEL-backstop-02", security_token="st-SENTINEL-backstop-03")
     text = "a tok-SENTINEL-backstop-01 b sk-SENTINEL-backstop-02 c st-SENTINEL-backstop-03"
     assert mask_secrets(text) == "a *** b *** c ***"
+    stream = io.StringIO()
+    console = StderrConsole(stream, mask=mask_secrets)
+    console.warn(text)
+    console.status(text)
+    assert stream.getvalue() == "warning: a *** b *** c ***\nbatchthumb: a *** b *** c ***\n"
 
 
 async def test_a_token_from_iam_that_cannot_be_a_header_aborts(guard: SecretGuard) -> None:
