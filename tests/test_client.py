@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import gzip
+import json
 import time
 import tracemalloc
 
@@ -11,13 +13,21 @@ import anyio
 import pytest
 from aiohttp import web
 
-from batchthumb.auth import StaticToken
-from batchthumb.client import PlanApi, check_url, open_api
-from batchthumb.errors import UsageError
+from batchthumb.auth import IamIdentity, StaticToken
+from batchthumb.client import IamTokens, PlanApi, check_url, make_transport, open_api
+from batchthumb.errors import RunAborted, UsageError
 from batchthumb.model import MAX_IMAGE_ANSWER_BYTES, MIB, Attempt, Verdict
 from batchthumb.sandbox import Fault, Sandbox
 from tests.conftest import P1, TOKEN, img_url, plan_id
-from tests.hostile import gzip_bomb, json_answer, nothing_expected, redirect, serve, tiny_png
+from tests.hostile import (
+    gzip_bomb,
+    json_answer,
+    nothing_expected,
+    redirect,
+    serve,
+    streamed,
+    tiny_png,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -293,3 +303,35 @@ def test_an_endpoint_with_userinfo_is_refused_without_echoing_it() -> None:
         check_url("https://bot:hunter2@example.com", insecure=True)
     assert "must not hold a user name or password" in str(caught.value)
     assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "chunked"])
+async def test_an_honest_compressed_or_chunked_answer_is_still_read(encoding: str) -> None:
+    """A success sent gzip-compressed, or chunked without Content-Length, is read in full."""
+    body = json.dumps({"status": "success", "result": {"pad": "p" * 100_000}}).encode()
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        if encoding == "gzip":
+            return web.Response(body=gzip.compress(body), headers={"Content-Encoding": "gzip"})
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for start in range(0, len(body), 4096):
+            await response.write(body[start : start + 4096])
+        return response
+
+    async with (
+        serve(answer) as endpoint,
+        open_api(endpoint.url, StaticToken(TOKEN), concurrency=1, timeout=5) as api,
+    ):
+        attempt = await call(api, "put")
+    assert attempt.verdict is Verdict.OK, attempt.error
+
+
+async def test_an_endless_iam_answer_stops_the_run_at_the_limit() -> None:
+    """IAM streaming an answer without end is refused at 4 MiB: RunAborted, not a hang."""
+    async with serve(streamed(b"{" * 65536, most=64 * MIB)) as iam:
+        issue = IamTokens(make_transport(), timeout=30)
+        with anyio.fail_after(20), pytest.raises(RunAborted) as caught:
+            await issue(IamIdentity(iam.url, "acme", "bot", "cn-north-4"), "pw-SENTINEL-x")
+    assert "answered more than 4,194,304 bytes" in str(caught.value)
