@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import signal
+import threading
 from collections.abc import AsyncIterator, Iterable, Iterator
 from collections.abc import Set as AbstractSet
 from contextlib import asynccontextmanager, contextmanager
@@ -31,6 +32,7 @@ from batchthumb.errors import (
     BatchthumbError,
     RunAborted,
     UsageError,
+    os_errors,
 )
 from batchthumb.jobwriter import Entry, render_job, write_text
 from batchthumb.logs import JsonEvents
@@ -159,8 +161,8 @@ def run_job(
 ) -> RunResult:
     """Run a job under its report's lock; ``connection`` None means an embedded sandbox.
 
-    With ``watch_signals`` (the CLI; only in the main thread), the first SIGINT or SIGTERM
-    stops gracefully and the second at once.
+    With ``watch_signals`` (the CLI), the first SIGINT or SIGTERM stops gracefully and the
+    second at once; only in the main thread, the only one Python delivers signals to.
     """
     console = console or Quiet()
     report = settings.report_for(job.path)
@@ -196,10 +198,8 @@ def _log_stream(settings: RunSettings, console: Console) -> Iterator[TextIO | No
     elif settings.log_file is None:
         yield console.stream
     else:
-        try:
+        with os_errors(settings.log_file, "write the log", UsageError):
             stream = settings.log_file.open("a", encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"{settings.log_file}: cannot write the log: {exc.strerror}") from None
         with stream:
             yield stream
 
@@ -234,7 +234,7 @@ async def _run_in_loop(
         await target.credentials.prepare()
         failure: BatchthumbError | None = None
         async with anyio.create_task_group() as tasks:
-            if watch_signals:
+            if watch_signals and threading.current_thread() is threading.main_thread():
                 tasks.start_soon(_watch_signals, stop, console)
             if settings.max_duration is not None:
                 tasks.start_soon(_stop_at_deadline, stop, settings.max_duration, console)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from batchthumb.errors import LockHeldError, ReportError
+from batchthumb.errors import LockHeldError, ReportError, os_errors
 from batchthumb.model import ItemResult, Outcome
 
 Key = tuple[str, str]
@@ -96,8 +96,8 @@ def _records(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
                 yield number, record if isinstance(record, dict) else None, raw
     except UnicodeDecodeError:
         raise ReportError(f"{path}: not a batchthumb report (not UTF-8 text)") from None
-    except OSError as exc:
-        raise ReportError(f"{path}: cannot read: {exc.strerror}") from None
+    except OSError as exc:  # not os_errors: a generator cannot be wrapped from outside
+        raise ReportError(f"{path}: cannot read: {exc.strerror}") from exc
 
 
 def read_journal(path: Path) -> JournalState:
@@ -189,11 +189,9 @@ class Journal:
         self._file: IO[str] | None = None
 
     def __enter__(self) -> Journal:
-        try:
+        with os_errors(self.path, "write the report"):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = self.path.open("a", encoding="utf-8", newline="\n")
-        except OSError as exc:
-            raise ReportError(f"{self.path}: cannot write the report: {exc.strerror}") from None
         return self
 
     def __exit__(self, exc_type: object, *exc_info: object) -> None:
@@ -217,12 +215,10 @@ class Journal:
     def _write(self, record: dict[str, Any]) -> None:
         assert self._file is not None, "use Journal as a context manager"
         line = _ENCODE(record)
-        try:
+        with os_errors(self.path, "write the report"):
             # One write per line: a kill mid-run tears at most the line being written.
             self._file.write(self._redact(line) + "\n")
             self._file.flush()
-        except OSError as exc:
-            raise ReportError(f"{self.path}: cannot write the report: {exc.strerror}") from None
 
     def record_snapshot(self, project_id: str, plans: dict[str, str | None]) -> None:
         """Append the thumbnails of a project's plans before anything is changed.
@@ -357,11 +353,9 @@ def report_lock(report: Path, *, wait: float = 0.0) -> Iterator[Path]:
     With ``wait`` > 0, poll for up to that many seconds before giving up.
     """
     path = report.with_name(report.name + ".lock")
-    try:
+    with os_errors(path, "create the lock file"):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise ReportError(f"{path}: cannot create the lock file: {exc.strerror}") from None
     try:
         deadline = time.monotonic() + wait
         while True:
