@@ -10,10 +10,10 @@ the journal so each item appears once, with its last outcome.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,8 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from batchthumb.errors import LockHeldError, ReportError, os_errors
+from batchthumb.errors import LockHeldError, ReportError, UsageError, os_errors
 from batchthumb.model import ItemResult, Outcome
+
+if sys.platform != "win32":  # the lock is flock(2): POSIX only (Linux, macOS)
+    import fcntl
+
+POSIX_ONLY = (
+    "batchthumb needs a POSIX system (Linux or macOS; on Windows, WSL) for the report's lock"
+)
 
 Key = tuple[str, str]
 FIELDS = (
@@ -352,6 +359,8 @@ def report_lock(report: Path, *, wait: float = 0.0) -> Iterator[Path]:
     flock locks die with the process, so a run killed with -9 never leaves a stale lock behind.
     With ``wait`` > 0, poll for up to that many seconds before giving up.
     """
+    if sys.platform == "win32":
+        raise UsageError(POSIX_ONLY)
     path = report.with_name(report.name + ".lock")
     with os_errors(path, "create the lock file"):
         path.parent.mkdir(parents=True, exist_ok=True)
