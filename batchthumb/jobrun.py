@@ -36,16 +36,16 @@ from batchthumb.errors import (
 )
 from batchthumb.jobwriter import Entry, render_job, write_text
 from batchthumb.logs import JsonEvents
-from batchthumb.model import Item, ItemSource, Job, RunSettings, Tally
+from batchthumb.model import Item, ItemStream, Job, RunSettings, Tally
 from batchthumb.plans import list_project, thumbnails
 from batchthumb.progress import Silent, choose_progress, format_duration
 from batchthumb.report import (
     Journal,
-    JournalState,
+    ReportState,
     compact,
     drop_torn_tail,
     key_digest,
-    read_journal,
+    read_report,
     report_lock,
 )
 from batchthumb.runner import Key, RunSummary, Uploads, run_batch
@@ -101,7 +101,7 @@ class RunResult:
 class Remaining:
     """The items of a job still to send, filtered as they stream by and counted once."""
 
-    items: ItemSource
+    items: ItemStream
     keys: AbstractSet[bytes]  # key digests (report.key_digest)
     wanted: bool  # True: only the items in ``keys``; False: all but those
     count: int
@@ -118,9 +118,9 @@ class Remaining:
 class RunPlan:
     """What a run is about to do, known before the first request."""
 
-    pending: ItemSource
+    pending: ItemStream
     skipped: int  # already done according to the report
-    journal: JournalState
+    recorded: ReportState  # what the report says was done, when resuming
 
     def estimate(self, settings: RunSettings) -> float | None:
         """Seconds the run should take at the configured rate, if it has one."""
@@ -132,14 +132,14 @@ class RunPlan:
 def plan_run(job: Job, settings: RunSettings, report: Path) -> RunPlan:
     """Read the report (when resuming) and pick the items still to send."""
     if not (settings.resume or settings.retry_failed):
-        return RunPlan(job.items, 0, JournalState())
-    journal = read_journal(report)
-    keys = journal.failed if settings.retry_failed else journal.done
+        return RunPlan(job.items, 0, ReportState())
+    recorded = read_report(report)
+    keys = recorded.failed if settings.retry_failed else recorded.done
     wanted = settings.retry_failed
     # Counted in one streaming pass: a large job is never held as a list of pending items.
     count = sum((key_digest(item.key) in keys) is wanted for item in job.items)
     pending = Remaining(job.items, keys, wanted, count)
-    return RunPlan(pending, len(job.items) - count, journal)
+    return RunPlan(pending, len(job.items) - count, recorded)
 
 
 def headline(job: Job, plan: RunPlan, settings: RunSettings) -> str:
@@ -168,9 +168,9 @@ def run_job(
     report = settings.report_for(job.path)
     with report_lock(report, wait=settings.lock_wait):
         plan = plan_run(job, settings, report)
-        if plan.journal.torn_line:
+        if plan.recorded.torn_line:
             console.warn(
-                f"{report}:{plan.journal.torn_line}: ignoring a torn last line "
+                f"{report}:{plan.recorded.torn_line}: ignoring a torn last line "
                 "(the previous run was killed while writing it)"
             )
         console.status(f"{headline(job, plan, settings)}; report: {report}")
@@ -334,7 +334,7 @@ async def run_plan(
             if settings.snapshot:
                 try:
                     previous = await snapshot(
-                        api, sender, plan.pending, journal=journal, known=plan.journal,
+                        api, sender, plan.pending, journal=journal, known=plan.recorded,
                         console=console,
                     )  # fmt: skip
                 except RunAborted as exc:
@@ -353,10 +353,10 @@ async def run_plan(
                 journal=journal,
                 concurrency=settings.concurrency,
                 progress=progress,
-                uploads=Uploads(done=dict(plan.journal.uploads)),
+                uploads=Uploads(done=dict(plan.recorded.uploads)),
                 previous=previous,
             )
-    if appending and plan.journal.lines:
+    if appending and plan.recorded.lines:
         compact(report)
     events.emit(
         "summary",
@@ -376,7 +376,7 @@ async def run_plan(
 def _prepare_report(report: Path, plan: RunPlan, *, appending: bool) -> None:
     """Resuming: drop a torn last line. Else keep the last report as ``REPORT.1``."""
     if appending and report.exists():
-        drop_torn_tail(report, plan.journal)
+        drop_torn_tail(report, plan.recorded)
     elif report.exists():
         # A fresh run starts a fresh report, keeping the last one: a run started without
         # --resume by mistake must not destroy what undo needs.
@@ -389,7 +389,7 @@ async def snapshot(
     items: Iterable[Item],
     *,
     journal: Journal,
-    known: JournalState,
+    known: ReportState,
     console: Console,
 ) -> dict[Key, str | None]:
     """The thumbnail of every plan the items name before the run: one list per project.

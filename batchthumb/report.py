@@ -1,4 +1,4 @@
-"""The report: a JSON-lines journal of item outcomes, and what it says when read back.
+"""The report: a JSON-lines file of item outcomes, written as a journal, and read back.
 
 Each finished item is one line, written whole and flushed before the next item counts, so a
 crash loses nothing already done. Each image upload is a line too (``"kind": "upload"``),
@@ -56,7 +56,7 @@ def key_digest(key: tuple[str, ...]) -> bytes:
 
 
 @dataclass(slots=True)
-class JournalState:
+class ReportState:
     """What a report says was done: the last outcome of every item, uploads, the snapshot.
 
     Items are held as :func:`key_digest` values, not as their ids, so resuming a run of a
@@ -107,9 +107,9 @@ def _records(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
         raise ReportError(f"{path}: cannot read: {exc.strerror}") from exc
 
 
-def read_journal(path: Path) -> JournalState:
+def read_report(path: Path) -> ReportState:
     """Read a report back for ``--resume``; a missing report means nothing was done yet."""
-    state = JournalState()
+    state = ReportState()
     if not path.exists():
         return state
     bad: tuple[int, str] | None = None
@@ -164,7 +164,7 @@ def _upload(record: dict[str, Any] | None) -> tuple[Key, str] | None:
     return None
 
 
-def _snapshot(record: dict[str, Any] | None, state: JournalState) -> bool:
+def _snapshot(record: dict[str, Any] | None, state: ReportState) -> bool:
     """Take a snapshot line into ``state`` (the earliest one of a project wins)."""
     if record is None or record.get("kind") != SNAPSHOT:
         return False
@@ -188,7 +188,11 @@ def _key(record: dict[str, Any] | None) -> Key | None:
 
 
 class Journal:
-    """Appends item results to the report, one flushed line each."""
+    """The report's writer: appends each outcome, upload and snapshot as one flushed line.
+
+    "Report" is the file users read; "journal" names only this way of writing it (append,
+    flush, before the next item counts), which is what makes a run resumable.
+    """
 
     def __init__(self, path: Path, *, redact: Callable[[str], str] = str) -> None:
         self.path = path
@@ -292,7 +296,7 @@ def _as_record(result: ItemResult) -> dict[str, Any]:
     return record
 
 
-def drop_torn_tail(path: Path, state: JournalState) -> None:
+def drop_torn_tail(path: Path, state: ReportState) -> None:
     """Cut a torn last line off, so that appended lines start on a line of their own."""
     if state.torn_line is None:
         return
