@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import graphlib
 import io
+import re
 import subprocess
 import sys
 import textwrap
@@ -152,3 +155,51 @@ def test_without_fcntl_everything_imports_and_the_lock_says_posix_only(tmp_path:
         "batchthumb needs a POSIX system (Linux or macOS; on Windows, WSL) for the report's lock"
     )
     assert not (tmp_path / "r.jsonl.lock").exists()
+
+
+def _imports(path: Path, name: str, modules: set[str]) -> set[str]:
+    """The batchthumb modules a module imports anywhere in it (TYPE_CHECKING included)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                inner = f"{node.module}.{alias.name}"
+                found.add(inner if inner in modules else node.module)
+    return {module for module in found if module in modules and module != name}
+
+
+def test_imports_point_down_with_no_cycle() -> None:
+    """No batchthumb module imports, even for types, one that imports it back (sandbox too)."""
+    package = ROOT / "batchthumb"
+    paths = {
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in package.rglob("*.py")
+    }
+    modules = set(paths)
+    graph = {
+        name: _imports(path, name, modules)
+        for name, path in paths.items()
+        if name != "batchthumb"  # the API's lazy re-exports import everything, by design
+    }
+    graph["batchthumb"] = set()
+    tuple(graphlib.TopologicalSorter(graph).static_order())  # raises CycleError on a cycle
+    assert not graph["batchthumb.model"] - {"batchthumb.errors"}
+    assert "batchthumb.runner" not in graph["batchthumb.plans"] | graph["batchthumb.migrate"]
+    top = {m for m in modules if ".commands" in m or m.endswith((".cli", "__main__"))}
+    below = set().union(*(deps for name, deps in graph.items() if name not in top))
+    assert not top & below  # nothing but an entry point imports cli or a command
+
+
+def test_the_readme_layout_table_names_every_module() -> None:
+    """Every top-level module and package of batchthumb has a row in the README's table."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = text.split("## How the code is laid out", 1)[1].split("\n\n", 2)[2]
+    rows = [line.split("|")[1] for line in table.split("\n\n", 1)[0].splitlines()[2:]]
+    named = set(re.findall(r"`([a-z_]+(?:\.py|/))`", "".join(rows)))
+    package = ROOT / "batchthumb"
+    tree = {p.name for p in package.glob("*.py") if p.name != "__main__.py"} | {
+        f"{p.name}/" for p in package.iterdir() if (p / "__init__.py").exists()
+    }
+    assert named == tree
