@@ -70,7 +70,12 @@ def test_import_and_help_load_no_command() -> None:
         """
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        timeout=90,
     )
     assert done.stdout.splitlines()[-1] == "['batchthumb'] []"
 
@@ -155,7 +160,12 @@ def test_without_fcntl_everything_imports_and_the_lock_says_posix_only(tmp_path:
         """
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        timeout=90,
     )
     assert done.stdout.strip() == (
         "batchthumb needs a POSIX system (Linux or macOS; on Windows, WSL) for the report's lock"

@@ -296,7 +296,8 @@ async def test_resume_after_a_kill_during_a_migration_uploads_nothing_twice(tmp_
             with anyio.fail_after(30):
                 await sandbox.wait_until(lambda s: s.waiting_at_gate >= 2)
             process.send_signal(signal.SIGKILL)
-            await process.wait()
+            with anyio.fail_after(30):
+                await process.wait()
         sandbox.gate.open()
         uploaded = len(uploads_to(sandbox, DST))
         assert 2 <= uploaded < 40

@@ -12,13 +12,14 @@ import json
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
 import anyio.abc
 import pytest
 
-from batchthumb.sandbox import Fault, Faults, Sandbox, SandboxConfig
+from batchthumb.sandbox import Fault, Faults, Sandbox, SandboxConfig, Stats
 from tests.clihelp import (
     CLI_TIMEOUT,
     by_plan,
@@ -65,6 +66,19 @@ async def start(*args: str) -> anyio.abc.Process:
     return await anyio.open_process(command(*args), env=environment())
 
 
+async def until(box: Sandbox, predicate: Callable[[Stats], bool]) -> None:
+    """Wait for the sandbox to reach ``predicate``, failing the test after CLI_TIMEOUT."""
+    with anyio.fail_after(CLI_TIMEOUT):
+        await box.wait_until(predicate)
+
+
+async def kill(process: anyio.abc.Process) -> None:
+    """SIGKILL the process and reap it, failing the test after CLI_TIMEOUT."""
+    process.kill()
+    with anyio.fail_after(CLI_TIMEOUT):
+        await process.wait()
+
+
 async def read_until(process: anyio.abc.Process, marker: str) -> str:
     """Read the process's stderr until ``marker`` appears (the process says it got there)."""
     assert process.stderr is not None
@@ -97,9 +111,8 @@ async def test_kill_9_mid_run_then_resume_completes_exactly_the_rest(
     )
     report = tmp_path / "job.results.jsonl"
     process = await start("run", str(job), "--no-progress")
-    await box.wait_until(lambda s: s.puts >= 120)
-    process.kill()
-    await process.wait()
+    await until(box, lambda s: s.puts >= 120)
+    await kill(process)
     done_before = {k for k, o in journaled(report).items() if o == "succeeded"}
     assert 0 < len(done_before) < 400
     applied_before = Counter(box.stats.applied)
@@ -128,13 +141,12 @@ async def test_undo_after_a_kill_and_resume_restores_every_plan_exactly(
     )
     report = tmp_path / "job.results.jsonl"
     process = await start("run", str(job), "--no-progress")
-    await box.wait_until(lambda s: s.puts >= 40)
+    await until(box, lambda s: s.puts >= 40)
     box.gate.close()  # requests from now on are held, and applied only after the kill
-    await box.wait_until(lambda s: s.waiting_at_gate >= 1)
-    process.kill()
-    await process.wait()
+    await until(box, lambda s: s.waiting_at_gate >= 1)
+    await kill(process)
     box.gate.open()
-    await box.wait_until(lambda s: s.applied_total == s.puts)  # the held ones applied too
+    await until(box, lambda s: s.applied_total == s.puts)  # the held ones applied too
     assert (await cli_process("run", str(job), "--no-progress", "--resume")).code == 0
     assert all(box.plan(P1, p).img_url != url_before for p, url_before in before.items())
 
@@ -194,7 +206,7 @@ async def test_first_signal_finishes_in_flight_requests_and_exits_130(
     report = tmp_path / "job.results.jsonl"
     box.gate.close()
     process = await start("run", str(job), "--no-progress")
-    await box.wait_until(lambda s: s.waiting_at_gate == 4)
+    await until(box, lambda s: s.waiting_at_gate == 4)
     process.send_signal(signum)
     seen = await read_until(process, "finishing requests in flight")
     box.gate.open()
@@ -219,7 +231,7 @@ async def test_a_second_signal_stops_at_once_and_leaves_a_valid_report(
     box.gate.close()
     try:
         process = await start("run", str(job), "--no-progress")
-        await box.wait_until(lambda s: s.waiting_at_gate == 3)
+        await until(box, lambda s: s.waiting_at_gate == 3)
         process.send_signal(signal.SIGINT)
         seen = await read_until(process, "finishing requests in flight")
         process.send_signal(signal.SIGINT)
@@ -229,7 +241,7 @@ async def test_a_second_signal_stops_at_once_and_leaves_a_valid_report(
     assert code == 130
     assert journaled(report) == {}
     # The three held requests reached the server: they are applied once the gate opens.
-    await box.wait_until(lambda s: s.applied_total == 3)
+    await until(box, lambda s: s.applied_total == 3)
     in_flight = frozenset(box.stats.applied)
     result = await cli_process("run", str(job), "--no-progress", "--resume")
     assert result.code == 0
@@ -300,7 +312,7 @@ async def test_an_overlapping_run_exits_75_and_sends_nothing(
     box.gate.close()
     first = await start("run", str(job), "--no-progress")
     try:
-        await box.wait_until(lambda s: s.waiting_at_gate == 1)
+        await until(box, lambda s: s.waiting_at_gate == 1)
         second = await cli_process("run", str(job), "--no-progress")
         assert second.code == 75
         assert "--lock-wait" in second.err
