@@ -268,6 +268,7 @@ async def test_a_plan_already_showing_its_thumbnail_is_skipped_without_a_put(
     assert '"error": "already set"' in (tmp_path / "job.results.jsonl").read_text()
 
 
+@pytest.mark.subprocess
 async def test_resume_after_a_kill_during_a_migration_uploads_nothing_twice(tmp_path: Path) -> None:
     """Killed with SIGKILL mid-migration, a --resume run finishes without uploading any image twice to the target."""
     sandbox = strict()
