@@ -10,7 +10,15 @@ import pytest
 from batchthumb.auth import Redactor
 from batchthumb.errors import LockHeldError, ReportError
 from batchthumb.model import ItemResult, Outcome
-from batchthumb.report import FIELDS, Journal, compact, drop_torn_tail, read_report, report_lock
+from batchthumb.report import (
+    FIELDS,
+    Journal,
+    compact,
+    drop_torn_tail,
+    last_records,
+    read_report,
+    report_lock,
+)
 
 P = "919bb351ef424e2daaf3dd80c179fae9"
 
@@ -216,3 +224,155 @@ def test_a_full_line_lists_its_fields_in_the_documented_order(tmp_path: Path) ->
     with Journal(path) as journal:
         journal.record(result)
     assert tuple(json.loads(path.read_text())) == FIELDS
+
+
+def test_a_later_failed_line_undoes_an_earlier_success(tmp_path: Path) -> None:
+    """An item whose last line failed is no longer done for --resume, and counts as failed."""
+    path = tmp_path / "r.jsonl"
+    with Journal(path) as journal:
+        journal.record(result("a" * 32))
+        journal.record(result("a" * 32, Outcome.FAILED, "bad"))
+    state = read_report(path)
+    assert not state.is_done((P, "a" * 32))
+    assert state.has_failed((P, "a" * 32))
+    assert (state.done, len(state.failed), state.lines) == (set(), 1, 2)
+
+
+def test_items_whose_ids_join_alike_stay_apart(tmp_path: Path) -> None:
+    """(project "ab", plan "c") and (project "a", plan "bc") are two items, not one."""
+    state = read_report(tmp_path / "none.jsonl")
+    state.record(("ab", "c"), Outcome.SUCCEEDED)
+    assert not state.is_done(("a", "bc"))
+
+
+def test_uploads_read_back_by_content_or_by_source(tmp_path: Path) -> None:
+    """Upload lines come back keyed by project and sha256 or source URL; the last one wins."""
+    path = tmp_path / "r.jsonl"
+    with Journal(path) as journal:
+        journal.record_upload(P, "sha256:" + "0f" * 32, "/v1/upload/x/202506/1.png")
+        journal.record_upload(P, "source:/v1/upload/y/202506/2.png", "/v1/upload/x/202506/2.png")
+        journal.record_upload(P, "sha256:" + "0f" * 32, "/v1/upload/x/202506/3.png")
+    assert json.loads(path.read_text().splitlines()[0]) == {
+        "kind": "upload", "project_id": P, "sha256": "0f" * 32, "img_url": "/v1/upload/x/202506/1.png",
+    }  # fmt: skip
+    state = read_report(path)
+    assert state.uploads == {
+        (P, "sha256:" + "0f" * 32): "/v1/upload/x/202506/3.png",
+        (P, "source:/v1/upload/y/202506/2.png"): "/v1/upload/x/202506/2.png",
+    }
+    assert (state.done, state.failed, state.lines, state.torn_line) == (set(), set(), 3, None)
+    compact(path)
+    assert read_report(path).uploads == state.uploads
+    assert len(path.read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        {"kind": "upload", "project_id": 1, "sha256": "ab", "img_url": "/x.png"},
+        {"kind": "upload", "project_id": P, "sha256": "ab", "img_url": None},
+        {"kind": "snapshot", "project_id": None, "plans": {}},
+        {"kind": "snapshot", "project_id": P, "plans": []},
+        {"project_id": P, "plan_id": 7, "outcome": "succeeded"},
+        {"project_id": P, "plan_id": "a" * 32, "outcome": "done"},
+        {"project_id": P, "plan_id": "a" * 32},
+        ["not", "an", "object"],
+    ],
+)
+def test_a_line_of_the_wrong_shape_is_damage_before_the_last_line(
+    tmp_path: Path, line: object
+) -> None:
+    """A line that is JSON but not an upload, snapshot or item line stops the resume, by line."""
+    path = tmp_path / "r.jsonl"
+    with Journal(path) as journal:
+        journal.record(result("a" * 32))
+    with path.open("a") as f:
+        f.write(json.dumps(line) + "\n")
+    with Journal(path) as journal:
+        journal.record(result("b" * 32))
+    with pytest.raises(ReportError, match=r"r\.jsonl:2: not a report line \("):
+        read_report(path)
+
+
+def test_a_bad_last_line_is_the_torn_one(tmp_path: Path) -> None:
+    """A wrong-shaped or unfinished last line is reported as torn, not as an error."""
+    path = tmp_path / "r.jsonl"
+    with Journal(path) as journal:
+        journal.record(result("a" * 32))
+    with path.open("a") as f:
+        f.write('{"kind": "upload", "project_id": 1}\n')
+    assert read_report(path).torn_line == 2
+    path.write_text(path.read_text().splitlines()[0] + "\n" + '{"project_id": "p"}')
+    state = read_report(path)
+    assert (state.torn_line, state.lines) == (2, 2)
+    assert state.is_done((P, "a" * 32))
+
+
+def test_damage_is_quoted_cut_short(tmp_path: Path) -> None:
+    """The error for a damaged line quotes its first 60 characters, not the whole line."""
+    path = tmp_path / "r.jsonl"
+    path.write_text("x" * 100 + "\n" + json.dumps({"project_id": P}) + "\n")
+    with pytest.raises(ReportError) as info:
+        read_report(path)
+    assert str(info.value) == (f"{path}:1: not a report line ({'x' * 60!r}); fix or remove it")
+
+
+def test_a_report_that_is_not_utf8_or_not_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    """Binary data or a directory in the report's place is a ReportError naming the path."""
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(b"\xff\xfe\x00garbage\n")
+    with pytest.raises(ReportError) as info:
+        read_report(path)
+    assert str(info.value) == f"{path}: not a batchthumb report (not UTF-8 text)"
+    folder = tmp_path / "dir.jsonl"
+    folder.mkdir()
+    with pytest.raises(ReportError) as info:
+        read_report(folder)
+    assert str(info.value) == f"{folder}: cannot read: Is a directory"
+
+
+def test_last_records_gives_each_items_last_line_in_first_seen_order(tmp_path: Path) -> None:
+    """last_records keeps one line per item, the newest, in the order items first appeared."""
+    path = tmp_path / "r.jsonl"
+    with Journal(path) as journal:
+        journal.record(result("b" * 32, Outcome.FAILED, "first"))
+        journal.record_upload(P, "sha256:ab", "/v1/upload/x/202506/1.png")
+        journal.record_snapshot(P, {"b" * 32: None})
+        journal.record(result("a" * 32))
+        journal.record(result("b" * 32))
+    last = last_records(path)
+    assert list(last) == [(P, "b" * 32), (P, "a" * 32)]
+    assert last[(P, "b" * 32)]["outcome"] == "succeeded"
+    assert last[(P, "a" * 32)]["plan_id"] == "a" * 32
+    with pytest.raises(ReportError) as info:
+        last_records(tmp_path / "missing.jsonl")
+    assert str(info.value) == f"{tmp_path / 'missing.jsonl'}: no such report"
+
+
+def test_the_journal_appends_to_an_existing_report_in_a_new_folder(tmp_path: Path) -> None:
+    """The report's folders are created; a second journal appends and never truncates."""
+    path = tmp_path / "a" / "b" / "r.jsonl"
+    with Journal(path) as journal:
+        journal.record(result("a" * 32, error="café"))
+    with Journal(path) as journal:
+        journal.record(result("b" * 32))
+    lines = path.read_bytes().split(b"\n")
+    assert lines[2] == b""
+    assert [json.loads(line)["plan_id"] for line in lines[:2]] == ["a" * 32, "b" * 32]
+    assert "café".encode() in lines[0]
+
+
+def test_a_flush_that_fails_on_close_is_a_report_error_unless_one_is_on_its_way() -> None:
+    """A report that cannot be synced on close says so; an error already raised goes first."""
+    with pytest.raises(ReportError) as info, Journal(Path("/dev/full")):
+        pass
+    assert str(info.value) == "/dev/full: cannot write the report: Invalid argument"
+    with pytest.raises(KeyError, match="first"), Journal(Path("/dev/full")):
+        raise KeyError("first")
+
+
+def test_a_full_disk_while_writing_a_line_is_a_report_error() -> None:
+    """A line that cannot be written is a ReportError naming the report, not an OSError."""
+    with pytest.raises(ReportError) as info, Journal(Path("/dev/full")) as journal:
+        journal.record(result("a" * 32))
+    assert str(info.value) == "/dev/full: cannot write the report: No space left on device"
