@@ -1,0 +1,241 @@
+"""Hostile files through the CLI: FIFOs, devices, directories, huge and malformed files.
+
+Every file batchthumb reads is opened without blocking, refused unless it is a regular file,
+and read with a cap. The FIFO cases run the CLI in a subprocess with its own deadline, so a
+regression that blocks on the FIFO fails its test instead of hanging the suite.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from batchthumb.cli import main
+from batchthumb.files import ITEMS_LINE_LIMIT, JOB_FILE_LIMIT
+from tests.clihelp import cli, environment, write_job
+from tests.conftest import P1, img_url, plan_id
+from tests.imagedata import png
+
+pytestmark = pytest.mark.anyio
+
+ITEM = f"{{project_id: {P1}, plan_id: {plan_id(1)}"
+
+
+def fifo(path: Path) -> Path:
+    """A named pipe that nobody writes to: reading it would block forever."""
+    os.mkfifo(path)
+    return path
+
+
+def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    """``batchthumb ARGV`` in process: its exit code and stderr."""
+    code = main(list(argv))
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, err
+
+
+async def test_a_fifo_as_the_job_file_is_refused_without_blocking(tmp_path: Path) -> None:
+    """`validate FIFO` and `run FIFO` say it is a FIFO and exit 2 instead of hanging."""
+    job = fifo(tmp_path / "job.yaml")
+    for args in (("validate", str(job)), ("run", str(job), "--dry-run")):
+        result = await cli(*args)
+        assert result.code == 2
+        assert f"{job}: is a FIFO (named pipe), not a regular file" in result.err
+
+
+async def test_a_fifo_as_the_items_file_is_refused_without_blocking(tmp_path: Path) -> None:
+    """An items_file that is a FIFO is reported as such (not "no such file"), exit 2."""
+    items = fifo(tmp_path / "items.csv")
+    (tmp_path / "job.yaml").write_text("items_file: items.csv\n")
+    result = await cli("validate", str(tmp_path / "job.yaml"))
+    assert result.code == 2
+    assert f"{items}: items_file: is a FIFO (named pipe), not a regular file" in result.err
+
+
+async def test_a_fifo_as_an_image_is_refused_without_blocking(tmp_path: Path) -> None:
+    """`image:` naming a FIFO is a problem on its line, exit 2, no hang."""
+    fifo(tmp_path / "logo.png")
+    (tmp_path / "job.yaml").write_text(f"items:\n  - {ITEM}, image: logo.png}}\n")
+    result = await cli("validate", str(tmp_path / "job.yaml"))
+    assert result.code == 2
+    assert "job.yaml:2: items[0].image: " in result.err
+    assert "logo.png is a FIFO (named pipe), not a regular file" in result.err
+
+
+async def test_a_fifo_as_the_token_or_credentials_file_is_refused(tmp_path: Path) -> None:
+    """A token file, an SDK credentials file or an --auth file that is a FIFO: exit 2, no hang."""
+    fifo(tmp_path / "token")
+    fifo(tmp_path / "credentials")
+    fifo(tmp_path / "auth.yaml")
+    job = write_job(tmp_path / "job.yaml", endpoint="http://127.0.0.1:9", plans=[1])
+    cases = [
+        ("auth: {token_file: token}\n", (), "token: is a FIFO"),
+        ("auth: {aksk: {credentials_file: credentials}}\n", (), "credentials: is a FIFO"),
+        ("", ("--auth", str(tmp_path / "auth.yaml")), "auth.yaml: is a FIFO"),
+    ]
+    base = job.read_text()
+    for auth, extra, expected in cases:
+        job.write_text(auth + base)
+        env = {k: v for k, v in environment().items() if not k.startswith("HUAWEICLOUD_")}
+        result = await cli("run", str(job), "--no-progress", *extra, env=env)
+        assert result.code == 2, result.err
+        assert expected in result.err
+        assert "not a regular file" in result.err
+
+
+async def test_a_fifo_as_a_sandbox_seed_is_refused(tmp_path: Path) -> None:
+    """`sandbox --seed FIFO` says so and exits 2 instead of blocking before it listens."""
+    seed = fifo(tmp_path / "seed.yaml")
+    result = await cli("sandbox", "--port", "0", "--seed", str(seed))
+    assert result.code == 2
+    assert f"{seed}: is a FIFO (named pipe), not a regular file" in result.err
+
+
+def test_dev_zero_as_an_image_is_refused_without_reading_it_all(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`image: /dev/zero` (size 0 by stat, endless in fact) is a device: exit 2, no MemoryError."""
+    job = tmp_path / "job.yaml"
+    job.write_text(f"items:\n  - {ITEM}, image: /dev/zero}}\n")
+    code, err = run_main(capsys, "validate", str(job))
+    assert code == 2
+    assert f"{job}:2: items[0].image: /dev/zero is a device, not a regular file" in err
+
+
+def test_dev_zero_as_the_job_file_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    """`validate /dev/zero` is refused as a device, exit 2."""
+    code, err = run_main(capsys, "validate", "/dev/zero")
+    assert code == 2
+    assert "/dev/zero: is a device, not a regular file" in err
+
+
+def test_a_directory_as_the_items_file_is_reported_as_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An items_file that is a directory says "is a directory", not "no such file"."""
+    (tmp_path / "items.csv").mkdir()
+    (tmp_path / "job.yaml").write_text("items_file: items.csv\n")
+    code, err = run_main(capsys, "validate", str(tmp_path / "job.yaml"))
+    assert code == 2
+    assert "items.csv: items_file: is a directory, not a regular file" in err
+
+
+def test_a_job_file_over_the_cap_is_refused_unread(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A job file larger than the cap is one problem naming the limit, not a parse of it all."""
+    job = tmp_path / "job.yaml"
+    with job.open("wb") as f:
+        f.truncate(JOB_FILE_LIMIT + 1)  # sparse: no disk used
+    code, err = run_main(capsys, "validate", str(job))
+    assert code == 2
+    assert f"{job}: is larger than 64 MB, the limit for a job file" in err
+
+
+def test_an_image_over_5_mb_is_refused_whatever_stat_says(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A valid PNG header followed by more than 5 MB is refused by the bytes read."""
+    (tmp_path / "big.png").write_bytes(png() + bytes(5 * 1024 * 1024))
+    (tmp_path / "job.yaml").write_text(f"items:\n  - {ITEM}, image: big.png}}\n")
+    code, err = run_main(capsys, "validate", str(tmp_path / "job.yaml"))
+    assert code == 2
+    assert "big.png is larger than 5 MB, the limit for an image" in err
+
+
+def test_a_png_signature_alone_is_not_an_image(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Eight bytes of PNG signature without an IHDR chunk fail validation."""
+    (tmp_path / "sig.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (tmp_path / "job.yaml").write_text(f"items:\n  - {ITEM}, image: sig.png}}\n")
+    code, err = run_main(capsys, "validate", str(tmp_path / "job.yaml"))
+    assert code == 2
+    assert "sig.png is not a PNG, JPEG, GIF, BMP or WebP image (by its content)" in err
+
+
+def items_job(tmp_path: Path, name: str, content: bytes) -> Path:
+    (tmp_path / name).write_bytes(content)
+    job = tmp_path / "job.yaml"
+    job.write_text(f"items_file: {name}\n")
+    return job
+
+
+CSV_HEADER = b"project_id,plan_id,img_url\n"
+CSV_ROW = f"{P1},{plan_id(1)},{img_url(1)}\n".encode()
+
+
+def test_a_csv_items_file_may_start_with_a_byte_order_mark(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A UTF-8 BOM (as spreadsheets write) before the header is accepted."""
+    job = items_job(tmp_path, "items.csv", b"\xef\xbb\xbf" + CSV_HEADER + CSV_ROW)
+    code, err = run_main(capsys, "validate", str(job))
+    assert code == 0, err
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        (
+            "items.csv",
+            b"project_id,plan_id,img_url,plan_id\n" + CSV_ROW,
+            ":1: column 'plan_id' appears twice",
+        ),
+        (
+            "items.jsonl",
+            f'{{"project_id": "{P1}", "plan_id": "{plan_id(1)}", "img_url": "{img_url(1)}", '
+            f'"plan_id": "{plan_id(2)}"}}\n'.encode(),
+            ":1: items[0]: not valid JSON: key 'plan_id' appears twice",
+        ),
+        ("items.jsonl", b"[" * 10_000 + b"\n", ":1: items[0]: not valid JSON: nested more than"),
+        (
+            "items.jsonl",
+            b'{"project_id": ' + b"[" * 5000 + b"]" * 5000 + b"}\n",
+            ":1: items[0]: not valid JSON: nested more than 32 levels deep",
+        ),
+        (
+            "items.jsonl",
+            b'{"a": "' + b"x" * ITEMS_LINE_LIMIT + b'"}\n',
+            ":1: line longer than 16 KB",
+        ),
+        (
+            "items.csv",
+            CSV_HEADER + CSV_ROW + b'"unclosed,quote\n',
+            ":3: not valid CSV: unexpected end of data",
+        ),
+        (
+            "items.csv",
+            CSV_HEADER + CSV_ROW + CSV_ROW[:5] + b"\0" + CSV_ROW[5:],
+            ":3: items[1].project_id: must be 32 letters or digits",
+        ),
+        (
+            "items.jsonl",
+            f'{{"project_id": "{P1}", "plan_id": "{plan_id(1)}\x1b[2J", "img_url": "{img_url(1)}"}}\n'.encode(),
+            ":1: items[0]: not valid JSON: Invalid control character at",
+        ),
+    ],
+)
+def test_malformed_items_files_are_problems_with_their_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, content: bytes, expected: str
+) -> None:
+    """Duplicate columns and keys, deep nesting, long lines, bad quoting, NUL and control
+    characters are each one problem naming the line; exit 2, no RecursionError."""
+    job = items_job(tmp_path, name, content)
+    code, err = run_main(capsys, "validate", str(job))
+    assert code == 2
+    assert f"{tmp_path / name}{expected}" in err
+
+
+def test_a_control_character_in_a_job_file_is_reported_with_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """YAML refuses control characters; the problem names the line they are on."""
+    job = tmp_path / "job.yaml"
+    job.write_text(f'concurrency: 2\nitems:\n  - {ITEM}, img_url: "{img_url(1)}\x1b"}}\n')
+    code, err = run_main(capsys, "validate", str(job))
+    assert code == 2
+    assert f"{job}:3: not valid YAML: control characters are not allowed (character 0x1b)" in err
