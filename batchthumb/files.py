@@ -9,6 +9,7 @@ check on ``stat`` proves nothing: the file is opened with ``O_NONBLOCK``, refuse
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -98,3 +99,15 @@ def read_regular(path: os.PathLike[str] | str, *, limit: int, what: str) -> byte
     if len(data) > limit:
         raise FileRefused(f"is larger than {describe(limit)}, the limit for {what}")
     return data
+
+
+def open_new(path: os.PathLike[str] | str) -> BinaryIO:
+    """A fresh file at ``path`` for writing: whatever was there (a symlink planted by another
+    user, a hard link to one of ours) is unlinked, never written through.
+
+    For temporary files that are renamed over their target once complete. Raises OSError.
+    """
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.fdopen(os.open(path, flags, 0o644), "wb")

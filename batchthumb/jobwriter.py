@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from batchthumb.errors import ReportError
+from batchthumb.files import open_new
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +65,8 @@ def write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text, encoding="utf-8")
+        with open_new(tmp) as file:
+            file.write(text.encode("utf-8"))
         os.replace(tmp, path)
     except OSError as exc:
         raise ReportError(f"{path}: cannot write: {exc.strerror}") from None

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from batchthumb.errors import RunAborted
+from batchthumb.files import open_new
 from batchthumb.images import image_type, upload_name
 from batchthumb.jobwriter import Entry, write_text
 from batchthumb.model import Attempt, Item, SourceImage
@@ -96,7 +97,8 @@ async def fetch_images(
 def write_bytes(path: Path, data: bytes) -> None:
     """Write a downloaded image."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
+    with open_new(path) as file:  # never through a symlink planted in the folder
+        file.write(data)
 
 
 def write_unpaired(path: Path, pairing: Pairing) -> None:

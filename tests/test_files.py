@@ -8,19 +8,28 @@ regression that blocks on the FIFO fails its test instead of hanging the suite.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
+import anyio
 import pytest
 
 from batchthumb.cli import main
 from batchthumb.files import ITEMS_LINE_LIMIT, JOB_FILE_LIMIT
-from tests.clihelp import cli, environment, write_job
-from tests.conftest import P1, img_url, plan_id
+from batchthumb.sandbox import Sandbox
+from tests.clihelp import CLI_TIMEOUT, cli, command, environment, write_job
+from tests.conftest import P1, TOKEN, img_url, plan_id
 from tests.imagedata import png
 
 pytestmark = pytest.mark.anyio
 
 ITEM = f"{{project_id: {P1}, plan_id: {plan_id(1)}"
+
+
+@pytest.fixture(autouse=True)
+def token(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process runs find credentials, so that they get as far as the file at fault."""
+    monkeypatch.setenv("BATCHTHUMB_TOKEN", TOKEN)
 
 
 def fifo(path: Path) -> Path:
@@ -239,3 +248,88 @@ def test_a_control_character_in_a_job_file_is_reported_with_its_line(
     code, err = run_main(capsys, "validate", str(job))
     assert code == 2
     assert f"{job}:3: not valid YAML: control characters are not allowed (character 0x1b)" in err
+
+
+# -- the report and its lock -------------------------------------------------------------
+
+
+async def test_a_symlinked_lock_file_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
+    """REPORT.lock pointing at another file (a planted symlink): exit 2, the target unchanged."""
+    victim = tmp_path / "credentials"
+    victim.write_text("[basic]\nak = x\n")
+    (tmp_path / "job.results.jsonl.lock").symlink_to(victim)
+    job = write_job(tmp_path / "job.yaml", endpoint="http://127.0.0.1:9", plans=[1])
+    result = await cli("run", str(job), "--no-progress")
+    assert result.code == 2
+    assert "job.results.jsonl.lock: cannot use as the lock file: is a symbolic link" in result.err
+    assert victim.read_text() == "[basic]\nak = x\n"
+
+
+@pytest.mark.parametrize("dangling", [True, False])
+def test_a_symlinked_report_is_refused_and_nothing_is_created_through_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], dangling: bool
+) -> None:
+    """A report path that is a symlink (dangling or not) is refused before anything is sent."""
+    target = tmp_path / "elsewhere.jsonl"
+    if not dangling:
+        target.write_text("")
+    (tmp_path / "job.results.jsonl").symlink_to(target)
+    job = write_job(tmp_path / "job.yaml", endpoint="http://127.0.0.1:9", plans=[1])
+    code, err = run_main(capsys, "run", str(job), "--no-progress")
+    assert code == 2
+    assert "job.results.jsonl: is a symbolic link; refusing to write the report through it" in err
+    assert target.exists() is not dangling
+    if not dangling:
+        assert target.read_text() == ""
+
+
+def test_resume_on_a_file_that_is_not_a_report_is_refused_not_appended_to(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--resume --report NOTES` on a text file: exit 2, the file byte for byte unchanged."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("remember the milk\n")
+    job = write_job(tmp_path / "job.yaml", endpoint="http://127.0.0.1:9", plans=[1])
+    code, err = run_main(
+        capsys, "run", str(job), "--no-progress", "--resume", "--report", str(notes)
+    )
+    assert code == 2
+    assert f"{notes}:1: not a report line ('remember the milk\\n')" in err
+    assert notes.read_text() == "remember the milk\n"
+
+
+@pytest.mark.parametrize("how", ["delete the folder", "rename the report"])
+async def test_a_report_that_vanishes_mid_run_stops_the_run_with_exit_2(
+    tmp_path: Path, sandbox: tuple[Sandbox, str], how: str
+) -> None:
+    """The report's folder deleted, or the report renamed, while PUTs are held: exit 2."""
+    box, url = sandbox
+    folder = tmp_path / "out"
+    job = write_job(
+        tmp_path / "job.yaml",
+        endpoint=url,
+        plans=range(5),
+        settings="concurrency: 1",
+        report="out/r.jsonl",
+    )
+    box.gate.close()
+    try:
+        process = await anyio.open_process(
+            command("run", str(job), "--no-progress", "--no-snapshot"), env=environment()
+        )
+        await box.wait_until(lambda s: s.waiting_at_gate == 1)
+        if how == "delete the folder":
+            shutil.rmtree(folder)
+        else:
+            (folder / "r.jsonl").rename(folder / "moved.jsonl")
+    finally:
+        box.gate.open()
+    assert process.stderr is not None
+    err = b""
+    with anyio.fail_after(CLI_TIMEOUT):
+        async for chunk in process.stderr:
+            err += chunk
+        await process.wait()
+    assert process.returncode == 2, err
+    assert b"r.jsonl: the report was deleted or moved (or its folder was) during the run" in err
+    assert b"Traceback" not in err
