@@ -31,7 +31,7 @@ from batchthumb.errors import (
     JobFileError,
     UsageError,
 )
-from batchthumb.model import DEFAULT_BREAKER
+from batchthumb.model import DEFAULT_BREAKER, MAXIMA
 
 if TYPE_CHECKING:
     from batchthumb.auth import AuthConfig
@@ -54,27 +54,30 @@ exit codes:
 """
 
 
-def _number(parse: Callable[[str], float], *, low: float, above: bool = False) -> Any:
-    """An argparse type: a finite number at least ``low`` (greater than it with ``above``)."""
+def _number(
+    parse: Callable[[str], float], *, low: float, above: bool = False, name: str | None = None
+) -> Any:
+    """An argparse type: a finite number at least ``low`` (greater than it with ``above``),
+    and at most the setting ``name``'s maximum."""
     kind = "a whole number" if parse is int else "a number"
+    high = MAXIMA[name] if name is not None else float("inf")
 
     def check(text: str) -> float:
         try:
             value = parse(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
-        if (value <= low if above else value < low) or not value < float("inf"):
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not {kind}") from None
+        if (value <= low if above else value < low) or value != value:
             bound = f"greater than {low:g}" if above else f"{low:g} or more"
-            raise argparse.ArgumentTypeError(f"must be {bound}, not {text}")
+            raise argparse.ArgumentTypeError(f"must be {bound}, not {text[:40]}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high:,g}, not {text[:40]}")
         return value
 
     return check
 
 
-_positive_int = _number(int, low=1)
 _non_negative_int = _number(int, low=0)
-_non_negative = _number(float, low=0)
-_positive = _number(float, low=0, above=True)
 
 
 def _duration(text: str) -> float:
@@ -84,10 +87,12 @@ def _duration(text: str) -> float:
         value = float(number) * units[unit]
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a duration like 90s, 30m or 2h"
+            f"{text[:40]!r} is not a duration like 90s, 30m or 2h"
         ) from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, not {text[:40]}")
+    if value > MAXIMA["max_duration"]:
+        raise argparse.ArgumentTypeError(f"must be at most 7 days (168h), not {text[:40]}")
     return value
 
 
@@ -219,20 +224,34 @@ def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--report", type=Path, help="results report (JSON lines); default from the job"
     )
-    parser.add_argument("--concurrency", type=_positive_int, help="requests in flight at most")
     parser.add_argument(
-        "--rate", type=_non_negative, help="requests started per second at most; 0 = no cap"
+        "--concurrency",
+        type=_number(int, low=1, name="concurrency"),
+        help="requests in flight at most",
     )
     parser.add_argument(
-        "--burst", type=_positive_int, help="requests that may start at once (token bucket size)"
+        "--rate",
+        type=_number(float, low=0, name="rate"),
+        help="requests started per second at most; 0 = no cap",
     )
     parser.add_argument(
-        "--retries", type=_non_negative_int, help="extra attempts for retryable failures"
+        "--burst",
+        type=_number(int, low=1, name="burst"),
+        help="requests that may start at once (token bucket size)",
     )
-    parser.add_argument("--timeout", type=_positive, help="seconds per attempt, once connected")
+    parser.add_argument(
+        "--retries",
+        type=_number(int, low=0, name="retries"),
+        help="extra attempts for retryable failures",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_number(float, low=0, above=True, name="timeout"),
+        help="seconds per attempt, once connected",
+    )
     parser.add_argument(
         "--backoff",
-        type=_non_negative,
+        type=_number(float, low=0, name="backoff"),
         default=1.0,
         metavar="SECONDS",
         help="base delay before a retry, doubled each time (default 1; 0 = retry at once)",
@@ -254,7 +273,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--lock-wait",
-        type=_non_negative,
+        type=_number(float, low=0, name="lock_wait"),
         default=0.0,
         metavar="SECONDS",
         help="wait this long for another run using the same report",

@@ -140,12 +140,15 @@ async def execute(
     # Read at each use: tokens renewed during the run are masked too.
     redact = Redactor(lambda: credentials.secrets)
     events: Events = NoEvents() if log is None else JsonEvents(log, redact=redact)
+    # No more workers, nor pooled connections, than there are items to send.
+    workers = max(1, min(settings.concurrency, len(plan.pending)))
     events.emit(
         "start",
         items=len(plan.pending),
         skipped=plan.skipped,
         endpoint=endpoint,
         concurrency=settings.concurrency,
+        workers=workers,
         rate=settings.rate,
         report=str(options.report),
     )
@@ -164,7 +167,7 @@ async def execute(
     async with open_api(
         endpoint,
         credentials,
-        concurrency=settings.concurrency,
+        concurrency=workers,
         timeout=settings.timeout,
         transport=transport,
     ) as api:
@@ -187,7 +190,7 @@ async def execute(
                 api=api,
                 governor=governor,
                 journal=journal,
-                concurrency=settings.concurrency,
+                concurrency=workers,
                 progress=progress,
                 sender=sender,
                 uploads=Uploads(done=dict(plan.journal.uploads)),

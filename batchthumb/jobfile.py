@@ -24,6 +24,7 @@ from batchthumb.files import AUTH_FILE_LIMIT, JOB_FILE_LIMIT, FileRefused, read_
 from batchthumb.images import ImageProblem, inspect_image
 from batchthumb.model import (
     IMG_URL,
+    MAXIMA,
     Item,
     ItemSource,
     Job,
@@ -176,9 +177,15 @@ class _Checker:
         if not isinstance(node, yaml.ScalarNode) or node.tag != _INT:
             self.problem(node, key, f"must be a whole number, not {_kind(node)}")
             return None
-        value = int(node.value.replace("_", ""), 0)
-        if value < minimum:
+        try:
+            value = int(node.value.replace("_", ""), 0)
+        except ValueError:  # more digits than int() takes: far past any maximum
+            value = None
+        if value is not None and value < minimum:
             self.problem(node, key, f"must be at least {minimum}, not {value}")
+            return None
+        if value is None or value > MAXIMA[key]:
+            self.problem(node, key, f"must be at most {MAXIMA[key]:,g}, not {node.value[:40]}")
             return None
         return value
 
@@ -193,7 +200,10 @@ class _Checker:
             return None
         if not value < float("inf") or (value <= 0 if positive else value < 0):
             bound = "greater than 0" if positive else "0 or more"
-            self.problem(node, key, f"must be {bound}, not {node.value}")
+            self.problem(node, key, f"must be {bound}, not {node.value[:40]}")
+            return None
+        if value > MAXIMA[key]:
+            self.problem(node, key, f"must be at most {MAXIMA[key]:,g}, not {node.value[:40]}")
             return None
         return value
 

@@ -28,6 +28,20 @@ DEFAULT_RETRIES = 6
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_BREAKER = 25  # items in a row failing the same permanent way that stop a run
 
+# The largest value each setting takes, in the job file and on the command line (README,
+# "Limits"). Past them a value is a typo or an attack: it costs memory, file descriptors or
+# hours, and never speed, since the API's own rate limit comes first.
+MAXIMA: dict[str, float] = {
+    "concurrency": 512,  # each worker holds a connection: a file descriptor of the 1024 usual
+    "rate": 10_000,  # requests per second; one machine sends about 8,000 at most
+    "burst": 1_000,
+    "retries": 100,
+    "timeout": 3_600,  # seconds per attempt
+    "backoff": 60,  # seconds; retry delays are capped at 60 anyway
+    "lock_wait": 86_400,  # a day
+    "max_duration": 7 * 86_400,  # a week
+}
+
 
 def field_problem(name: str, value: str) -> str | None:
     """What is wrong with one item field's value, or None if it is well-formed."""

@@ -7,6 +7,7 @@ regression that blocks on the FIFO fails its test instead of hanging the suite.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -333,3 +334,65 @@ async def test_a_report_that_vanishes_mid_run_stops_the_run_with_exit_2(
     assert process.returncode == 2, err
     assert b"r.jsonl: the report was deleted or moved (or its folder was) during the run" in err
     assert b"Traceback" not in err
+
+
+# -- settings: maxima --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "expected"),
+    [
+        ("concurrency", "1000000", "concurrency: must be at most 512, not 1000000"),
+        ("concurrency", "100000000000000000000", "concurrency: must be at most 512, not 100000000000000000000"),
+        ("concurrency", "9" * 5000, "concurrency: must be at most 512, not 9999"),
+        ("rate", "1.0e+9", "rate: must be at most 10,000, not 1.0e+9"),
+        ("burst", "5000", "burst: must be at most 1,000, not 5000"),
+        ("retries", "1000", "retries: must be at most 100, not 1000"),
+        ("timeout", "86400", "timeout: must be at most 3,600, not 86400"),
+    ],
+)
+def test_job_file_settings_past_their_maximum_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], setting: str, value: str, expected: str
+) -> None:
+    """Each setting has an upper bound; past it `validate` names the line and the bound."""
+    job = write_job(tmp_path / "job.yaml", endpoint=None, plans=[1], settings=f"{setting}: {value}")
+    code, err = run_main(capsys, "validate", str(job))
+    assert code == 2
+    assert f"{job}:1: {expected}" in err
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "expected"),
+    [
+        ("--concurrency", "1000000", "must be at most 512, not 1000000"),
+        ("--rate", "1e9", "must be at most 10,000, not 1e9"),
+        ("--burst", "5000", "must be at most 1,000, not 5000"),
+        ("--retries", "101", "must be at most 100, not 101"),
+        ("--timeout", "1e6", "must be at most 3,600, not 1e6"),
+        ("--backoff", "3600", "must be at most 60, not 3600"),
+        ("--lock-wait", "1e9", "must be at most 86,400, not 1e9"),
+        ("--max-duration", "1000h", "must be at most 7 days (168h), not 1000h"),
+        ("--rate", "nan", "must be 0 or more, not nan"),
+    ],
+)
+def test_command_line_settings_past_their_maximum_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str, expected: str
+) -> None:
+    """The same bounds hold for the flags: a usage error (exit 2) naming the flag and bound."""
+    job = write_job(tmp_path / "job.yaml", endpoint=None, plans=[1])
+    with pytest.raises(SystemExit) as exited:
+        main(["run", str(job), "--dry-run", f"{flag}={value}"])
+    assert exited.value.code == 2
+    assert f"argument {flag}: {expected}" in capsys.readouterr().err
+
+
+async def test_a_run_starts_no_more_workers_than_it_has_items(
+    tmp_path: Path, sandbox: tuple[Sandbox, str]
+) -> None:
+    """`--concurrency 512` on a 2-item job starts 2 workers (and 2 pooled connections)."""
+    _, url = sandbox
+    job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(2))
+    result = await cli("run", str(job), "--no-progress", "--concurrency", "512", "--log-json")
+    assert result.code == 0, result.err
+    start = next(json.loads(line) for line in result.err.splitlines() if '"start"' in line)
+    assert (start["concurrency"], start["workers"]) == (512, 2)
