@@ -16,7 +16,7 @@ from pathlib import Path
 from batchthumb.errors import RunAborted
 from batchthumb.files import open_new
 from batchthumb.images import image_type, upload_name
-from batchthumb.jobwriter import Entry, write_text
+from batchthumb.jobwriter import Entry, csv_cell, write_text
 from batchthumb.model import Attempt, Item, SourceImage
 from batchthumb.plans import Pairing
 from batchthumb.runner import Sender, ThumbnailApi
@@ -55,7 +55,8 @@ def unpaired_csv(pairing: Pairing) -> str:
     writer.writerow(["side", "plan_id", "name", "type", "reason"])
     for entry in pairing.unpaired:
         plan = entry.plan
-        writer.writerow([entry.side, plan.plan_id, plan.name, plan.type, entry.reason])
+        cells = (entry.side, plan.plan_id, plan.name, plan.type, entry.reason)
+        writer.writerow([csv_cell(cell) for cell in cells])
     return out.getvalue()
 
 

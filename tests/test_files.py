@@ -343,7 +343,11 @@ async def test_a_report_that_vanishes_mid_run_stops_the_run_with_exit_2(
     ("setting", "value", "expected"),
     [
         ("concurrency", "1000000", "concurrency: must be at most 512, not 1000000"),
-        ("concurrency", "100000000000000000000", "concurrency: must be at most 512, not 100000000000000000000"),
+        (
+            "concurrency",
+            "100000000000000000000",
+            "concurrency: must be at most 512, not 100000000000000000000",
+        ),
         ("concurrency", "9" * 5000, "concurrency: must be at most 512, not 9999"),
         ("rate", "1.0e+9", "rate: must be at most 10,000, not 1.0e+9"),
         ("burst", "5000", "burst: must be at most 1,000, not 5000"),
