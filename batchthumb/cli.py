@@ -6,6 +6,7 @@ This is the only module that prints for the user and decides how the process exi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import signal
 import sys
@@ -612,8 +613,13 @@ def _log_stream(args: argparse.Namespace) -> Iterator[TextIO | None]:
             stream = args.log_file.open("a", encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"{args.log_file}: cannot write the log: {exc.strerror}") from None
-        with stream:
+        try:
             yield stream
+        finally:
+            # Each event is flushed as written: a close that fails repeats an error the run
+            # has already reported.
+            with contextlib.suppress(OSError):
+                stream.close()
 
 
 @asynccontextmanager

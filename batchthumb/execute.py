@@ -130,16 +130,15 @@ async def execute(
     each plan's current thumbnail (``previous_img_url``) and, with ``options.backup``, writes
     it as a job file; a project that cannot be listed aborts the run before any change.
     """
-    appending = options.resume or options.retry_failed
-    if appending and options.report.exists():
-        drop_torn_tail(options.report, plan.journal)
-    elif options.report.exists():
-        # A fresh run starts a fresh report, keeping the last one: a run started without
-        # --resume by mistake must not destroy what undo needs.
-        options.report.replace(options.report.with_name(options.report.name + ".1"))
     # Read at each use: tokens renewed during the run are masked too.
     redact = Redactor(lambda: credentials.secrets)
-    events: Events = NoEvents() if log is None else JsonEvents(log, redact=redact)
+    # A log that cannot be written stops the run gracefully: what is in flight is journaled.
+    logger = None
+    if log is not None:
+        logger = JsonEvents(
+            log, redact=redact, on_error=lambda exc: stop.request("the log cannot be written")
+        )
+    events: Events = NoEvents() if logger is None else logger
     # No more workers, nor pooled connections, than there are items to send.
     workers = max(1, min(settings.concurrency, len(plan.pending)))
     events.emit(
@@ -152,6 +151,15 @@ async def execute(
         rate=settings.rate,
         report=str(options.report),
     )
+    if logger is not None:
+        logger.check()  # before the report is touched: a log that fails at once changes nothing
+    appending = options.resume or options.retry_failed
+    if appending and options.report.exists():
+        drop_torn_tail(options.report, plan.journal)
+    elif options.report.exists():
+        # A fresh run starts a fresh report, keeping the last one: a run started without
+        # --resume by mistake must not destroy what undo needs.
+        options.report.replace(options.report.with_name(options.report.name + ".1"))
     governor = RateGovernor(rate=settings.rate, burst=settings.burst, policy=options.throttle)
     progress = choose_progress(
         stderr, enabled=options.progress, total=len(plan.pending), skipped=plan.skipped
@@ -210,6 +218,8 @@ async def execute(
         stopped=summary.stopped,
         aborted=summary.aborted,
     )
+    if logger is not None:
+        logger.check()
     return summary
 
 

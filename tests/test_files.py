@@ -7,6 +7,7 @@ regression that blocks on the FIFO fails its test instead of hanging the suite.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -18,13 +19,14 @@ import pytest
 from batchthumb.cli import main
 from batchthumb.files import ITEMS_LINE_LIMIT, JOB_FILE_LIMIT
 from batchthumb.sandbox import Sandbox
-from tests.clihelp import CLI_TIMEOUT, cli, command, environment, write_job
+from tests.clihelp import CLI_TIMEOUT, cli, cli_with_file_limit, command, environment, write_job
 from tests.conftest import P1, TOKEN, img_url, plan_id
 from tests.imagedata import png
 
 pytestmark = pytest.mark.anyio
 
 ITEM = f"{{project_id: {P1}, plan_id: {plan_id(1)}"
+Q1 = "d57000000000000000000000000b0b0b"
 
 
 @pytest.fixture(autouse=True)
@@ -102,6 +104,34 @@ async def test_a_fifo_as_a_sandbox_seed_is_refused(tmp_path: Path) -> None:
     result = await cli("sandbox", "--port", "0", "--seed", str(seed))
     assert result.code == 2
     assert f"{seed}: is a FIFO (named pipe), not a regular file" in result.err
+
+
+async def test_a_fifo_as_a_report_or_a_mapping_file_is_refused(
+    tmp_path: Path, sandbox: tuple[Sandbox, str]
+) -> None:
+    """`undo FIFO`, `run --resume --report FIFO` and `migrate --match FIFO`: exit 2, no hang."""
+    box, url = sandbox
+    report = fifo(tmp_path / "r.jsonl")
+    mapping = fifo(tmp_path / "map.csv")
+    box.add_plan(P1, name="A", img_url=img_url(1))
+    box.add_plan(Q1, name="A")
+    job = write_job(tmp_path / "job.yaml", endpoint=url, plans=[1])
+    cases = [
+        (("undo", str(report), "-o", str(tmp_path / "undo.yaml")), f"{report}: is a FIFO"),
+        (
+            ("run", str(job), "--no-progress", "--resume", "--report", str(report)),
+            f"{report}: not a regular file",
+        ),
+        (
+            ("migrate", "--from", P1, "--to", Q1, "--endpoint", url, "--match", str(mapping)),
+            f"{mapping}: is a FIFO",
+        ),
+    ]
+    for args, expected in cases:
+        result = await cli(*args)
+        assert result.code == 2, result.err
+        assert expected in result.err
+    assert box.stats.puts == 0
 
 
 def test_dev_zero_as_an_image_is_refused_without_reading_it_all(
@@ -400,3 +430,44 @@ async def test_a_run_starts_no_more_workers_than_it_has_items(
     assert result.code == 0, result.err
     start = next(json.loads(line) for line in result.err.splitlines() if '"start"' in line)
     assert (start["concurrency"], start["workers"]) == (512, 2)
+
+
+# -- the log file ----------------------------------------------------------------------
+
+
+async def test_a_log_file_on_a_full_disk_is_a_clear_error_and_the_report_untouched(
+    tmp_path: Path, sandbox: tuple[Sandbox, str]
+) -> None:
+    """--log-file past a real file-size limit: one message, exit 2, last night's report kept."""
+    box, url = sandbox
+    job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(3))
+    report = tmp_path / "job.results.jsonl"
+    report.write_text("")  # last run's report: a fresh run would move it to .1
+    log = tmp_path / "run.log"
+    log.write_bytes(b"x" * 2048)  # at the limit already: the first event cannot be written
+    done = await cli_with_file_limit(
+        "run", str(job), "--no-progress", "--log-json", "--log-file", str(log), kilobytes=2
+    )
+    assert done.code == 2, done.err
+    assert f"{log}: cannot write the log: File too large" in done.err
+    assert report.exists() and not report.with_name(report.name + ".1").exists()
+    assert box.stats.puts == 0
+
+
+def test_a_failing_log_stream_reports_once_and_drops_later_events() -> None:
+    """Writes to /dev/full fail: the error is kept, told once, and never raised into the run."""
+    from batchthumb.errors import UsageError
+    from batchthumb.logs import JsonEvents
+
+    told: list[OSError] = []
+    stream = open("/dev/full", "w", encoding="utf-8")  # noqa: SIM115
+    try:
+        events = JsonEvents(stream, on_error=told.append)
+        events.emit("start")
+        events.emit("retry")
+        assert len(told) == 1 and events.error is told[0]
+        with pytest.raises(UsageError, match="/dev/full: cannot write the log: No space left"):
+            events.check()
+    finally:
+        with contextlib.suppress(OSError):  # the unwritten event is still buffered
+            stream.close()
