@@ -471,3 +471,17 @@ def test_a_failing_log_stream_reports_once_and_drops_later_events() -> None:
     finally:
         with contextlib.suppress(OSError):  # the unwritten event is still buffered
             stream.close()
+
+
+def test_a_token_file_over_its_cap_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A token file larger than 64 KB (a log pasted by mistake, a device) is refused, exit 2."""
+    token = tmp_path / "token"
+    token.write_text("t" * (64 * 1024 + 1))
+    token.chmod(0o600)
+    job = write_job(tmp_path / "job.yaml", endpoint="http://127.0.0.1:9", plans=[1])
+    job.write_text("auth: {token_file: token}\n" + job.read_text())
+    code, err = run_main(capsys, "run", str(job), "--no-progress")
+    assert code == 2
+    assert f"{token}: larger than 64 KB, the limit for a file of secrets" in err
