@@ -99,11 +99,17 @@ async def test_a_fifo_as_the_token_or_credentials_file_is_refused(tmp_path: Path
 
 
 async def test_a_fifo_as_a_sandbox_seed_is_refused(tmp_path: Path) -> None:
-    """`sandbox --seed FIFO` says so and exits 2 instead of blocking before it listens."""
+    """`sandbox --seed FIFO`, or a seed naming a FIFO as an image: exit 2, no blocking."""
     seed = fifo(tmp_path / "seed.yaml")
     result = await cli("sandbox", "--port", "0", "--seed", str(seed))
     assert result.code == 2
     assert f"{seed}: is a FIFO (named pipe), not a regular file" in result.err
+    seed.unlink()
+    image = fifo(tmp_path / "logo.png")
+    seed.write_text(f"projects:\n  {P1}:\n    plans:\n      - {{name: A, image: logo.png}}\n")
+    result = await cli("sandbox", "--port", "0", "--seed", str(seed))
+    assert result.code == 2
+    assert f"{image}: is a FIFO (named pipe), not a regular file" in result.err
 
 
 async def test_a_fifo_as_a_report_or_a_mapping_file_is_refused(

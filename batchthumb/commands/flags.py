@@ -91,33 +91,33 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--concurrency",
         type=_number(int, low=1, name="concurrency"),
-        help="requests in flight at most",
+        help="requests in flight at most (1 to 512)",
     )
     parser.add_argument(
         "--rate",
         type=_number(float, low=0, name="rate"),
-        help="requests started per second at most; 0 = no cap",
+        help="requests started per second at most, up to 10000; 0 = no cap",
     )
     parser.add_argument(
         "--burst",
         type=_number(int, low=1, name="burst"),
-        help="requests that may start at once (token bucket size)",
+        help="requests that may start at once (token bucket size; at most 1000)",
     )
     parser.add_argument(
         "--retries",
         type=_number(int, low=0, name="retries"),
-        help="extra attempts for retryable failures",
+        help="extra attempts for retryable failures (at most 100)",
     )
     parser.add_argument(
         "--timeout",
         type=_number(float, low=0, above=True, name="timeout"),
-        help="seconds per attempt, once connected",
+        help="seconds per attempt, once connected (at most 3600)",
     )
     parser.add_argument(
         "--backoff",
         type=_number(float, low=0, name="backoff"),
         metavar="SECONDS",
-        help="base delay before a retry, doubled each time (default 1; 0 = retry at once)",
+        help="base delay before a retry, doubled each time (default 1, at most 60; 0 = at once)",
     )
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bar or status lines"
@@ -138,13 +138,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--lock-wait",
         type=_number(float, low=0, name="lock_wait"),
         metavar="SECONDS",
-        help="wait this long for another run using the same report",
+        help="wait this long for another run using the same report (at most 86400)",
     )
     parser.add_argument(
         "--max-duration",
         type=_duration,
         metavar="DURATION",
-        help="start nothing new after this long (90s, 30m, 2h); exit 4",
+        help="start nothing new after this long (90s, 30m, 2h; at most 168h); exit 4",
     )
     parser.add_argument("--log-json", action="store_true", help="log events as JSON lines")
     parser.add_argument(
