@@ -26,7 +26,7 @@ from typing import Protocol
 import anyio
 
 from batchthumb import signing
-from batchthumb.errors import CredentialsError
+from batchthumb.errors import CredentialsError, os_errors
 from batchthumb.files import SECRET_FILE_LIMIT, FileRefused, describe, open_regular
 from batchthumb.model import AkSkAuth, AuthConfig, IamAuth, TokenAuth
 
@@ -386,7 +386,7 @@ def read_secret_file(path: Path) -> str:
     Regular files only (a FIFO would block the run), of at most 64 KB.
     """
     try:
-        with open_regular(path) as file:
+        with os_errors(path, "read", CredentialsError), open_regular(path) as file:
             mode = stat.S_IMODE(os.fstat(file.fileno()).st_mode)
             if os.name == "posix" and mode & 0o077:
                 raise CredentialsError(
@@ -396,8 +396,6 @@ def read_secret_file(path: Path) -> str:
             data = file.read(SECRET_FILE_LIMIT + 1)
     except FileRefused as exc:
         raise CredentialsError(f"{path}: {exc.reason}") from None
-    except OSError as exc:
-        raise CredentialsError(f"{path}: cannot read: {exc.strerror}") from None
     if len(data) > SECRET_FILE_LIMIT:
         limit = describe(SECRET_FILE_LIMIT)
         raise CredentialsError(f"{path}: larger than {limit}, the limit for a file of secrets")

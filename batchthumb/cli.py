@@ -35,6 +35,7 @@ COMMANDS = {
     "undo": "write the job that restores what a run changed",
     "validate": "check a job file; send nothing",
     "sandbox": "serve a local sandbox of the CodeArts Req plan API",
+    "example": "write the example jobs, images and sandbox seed into a folder",
 }
 
 EXIT_CODES = f"""\

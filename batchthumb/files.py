@@ -11,10 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import stat
+import sys
 from typing import BinaryIO
+
+if sys.platform != "win32":  # making a descriptor blocking again is fcntl(2): POSIX
+    import fcntl
+
+# Flags that do not exist on Windows, where batchthumb's lock refuses to run anyway.
+NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -60,11 +67,11 @@ def open_fd(path: os.PathLike[str] | str, flags: int, *, mode: int = 0o644) -> i
     blocking again. Raises :class:`FileRefused` (the OS's reason, or what the file is).
     """
     try:
-        fd = os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+        fd = os.open(path, flags | NONBLOCK | os.O_CLOEXEC, mode)
     except FileNotFoundError:
         raise FileRefused("no such file") from None
     except OSError as exc:
-        if exc.errno == errno.ELOOP and flags & os.O_NOFOLLOW:
+        if exc.errno == errno.ELOOP and flags & NOFOLLOW:
             raise FileRefused("is a symbolic link; refusing to follow it") from None
         if isinstance(exc, IsADirectoryError):
             raise FileRefused("is a directory") from None
@@ -73,7 +80,8 @@ def open_fd(path: os.PathLike[str] | str, flags: int, *, mode: int = 0o644) -> i
         mode_now = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode_now):
             raise FileRefused(f"is {_kind(mode_now)}, not a regular file")
-        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        if sys.platform != "win32":
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~NONBLOCK)
     except BaseException:
         os.close(fd)
         raise
@@ -109,5 +117,5 @@ def open_new(path: os.PathLike[str] | str) -> BinaryIO:
     """
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW | os.O_CLOEXEC
     return os.fdopen(os.open(path, flags, 0o644), "wb")

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from batchthumb.errors import ReportError
+from batchthumb.errors import os_errors
 from batchthumb.files import open_new
 
 
@@ -64,13 +64,11 @@ def render_job(
 def write_text(path: Path, text: str) -> None:
     """Write a file whole (temporary file, then rename), so a crash never leaves half of it."""
     tmp = path.with_name(path.name + ".tmp")
-    try:
+    with os_errors(path, "write"):
         path.parent.mkdir(parents=True, exist_ok=True)
         with open_new(tmp) as file:
             file.write(text.encode("utf-8"))
         os.replace(tmp, path)
-    except OSError as exc:
-        raise ReportError(f"{path}: cannot write: {exc.strerror}") from None
 
 
 # What is never written raw, whatever a plan name holds: the C0 and C1 controls and DEL (YAML

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from batchthumb.errors import RunAborted
+from batchthumb.errors import RunAborted, os_errors
 from batchthumb.files import open_new
 from batchthumb.images import image_type, upload_name
 from batchthumb.jobwriter import Entry, csv_cell, write_text
@@ -97,9 +97,10 @@ async def fetch_images(
 
 def write_bytes(path: Path, data: bytes) -> None:
     """Write a downloaded image."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open_new(path) as file:  # never through a symlink planted in the folder
-        file.write(data)
+    with os_errors(path, "write the image"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open_new(path) as file:  # never through a symlink planted in the folder
+            file.write(data)
 
 
 def write_unpaired(path: Path, pairing: Pairing) -> None:

@@ -1,4 +1,4 @@
-"""The report: a JSON-lines journal of item outcomes, and what it says when read back.
+"""The report: a JSON-lines file of item outcomes, written as a journal, and read back.
 
 Each finished item is one line, written whole and flushed before the next item counts, so a
 crash loses nothing already done. Each image upload is a line too (``"kind": "upload"``),
@@ -10,12 +10,12 @@ the journal so each item appears once, with its last outcome.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import io
 import json
 import os
 import stat
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,9 +23,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from batchthumb.errors import LockHeldError, ReportError
-from batchthumb.files import FileRefused, open_fd, open_new, open_regular
+from batchthumb.errors import LockHeldError, ReportError, UsageError, os_errors
+from batchthumb.files import NOFOLLOW, FileRefused, open_fd, open_new, open_regular
 from batchthumb.model import ItemResult, Outcome
+
+if sys.platform != "win32":  # the lock is flock(2): POSIX only (Linux, macOS)
+    import fcntl
+
+POSIX_ONLY = (
+    "batchthumb needs a POSIX system (Linux or macOS; on Windows, WSL) for the report's lock"
+)
 
 Key = tuple[str, str]
 FIELDS = (
@@ -54,7 +61,7 @@ def key_digest(key: tuple[str, ...]) -> bytes:
 
 
 @dataclass(slots=True)
-class JournalState:
+class ReportState:
     """What a report says was done: the last outcome of every item, uploads, the snapshot.
 
     Items are held as :func:`key_digest` values, not as their ids, so resuming a run of a
@@ -105,8 +112,8 @@ def _records(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
                 yield number, record if isinstance(record, dict) else None, raw
     except UnicodeDecodeError:
         raise ReportError(f"{path}: not a batchthumb report (not UTF-8 text)") from None
-    except OSError as exc:
-        raise ReportError(f"{path}: cannot read: {exc.strerror}") from None
+    except OSError as exc:  # not os_errors: a generator cannot be wrapped from outside
+        raise ReportError(f"{path}: cannot read: {exc.strerror}") from exc
 
 
 # How every line batchthumb writes begins: an item, or an upload or snapshot.
@@ -124,9 +131,9 @@ def _torn(raw: str) -> bool:
     )
 
 
-def read_journal(path: Path) -> JournalState:
+def read_report(path: Path) -> ReportState:
     """Read a report back for ``--resume``; a missing report means nothing was done yet."""
-    state = JournalState()
+    state = ReportState()
     if not path.exists():
         return state
     bad: tuple[int, str] | None = None
@@ -184,7 +191,7 @@ def _upload(record: dict[str, Any] | None) -> tuple[Key, str] | None:
     return None
 
 
-def _snapshot(record: dict[str, Any] | None, state: JournalState) -> bool:
+def _snapshot(record: dict[str, Any] | None, state: ReportState) -> bool:
     """Take a snapshot line into ``state`` (the earliest one of a project wins)."""
     if record is None or record.get("kind") != SNAPSHOT:
         return False
@@ -216,7 +223,11 @@ def _key(record: dict[str, Any] | None) -> Key | None:
 
 
 class Journal:
-    """Appends item results to the report, one flushed line each."""
+    """The report's writer: appends each outcome, upload and snapshot as one flushed line.
+
+    "Report" is the file users read; "journal" names only this way of writing it (append,
+    flush, before the next item counts), which is what makes a run resumable.
+    """
 
     def __init__(
         self,
@@ -235,13 +246,11 @@ class Journal:
         self._next_check = 0.0
 
     def __enter__(self) -> Journal:
-        try:
+        with os_errors(self.path, "write the report"):
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ReportError(f"{self.path}: cannot write the report: {exc.strerror}") from None
         try:
             # Never through a symlink (a dangling one would create its target).
-            fd = open_fd(self.path, _APPEND | os.O_NOFOLLOW)
+            fd = open_fd(self.path, _APPEND | NOFOLLOW)
         except FileRefused as exc:
             raise ReportError(f"{self.path}: cannot write the report: {exc.reason}") from None
         info = os.fstat(fd)
@@ -291,7 +300,7 @@ class Journal:
     def _write(self, record: dict[str, Any]) -> None:
         assert self._file is not None, "use Journal as a context manager"
         line = _ENCODE(record)
-        try:
+        with os_errors(self.path, "write the report"):
             # One write per line: a kill mid-run tears at most the line being written.
             self._file.write(self._redact(line) + "\n")
             self._file.flush()
@@ -300,8 +309,6 @@ class Journal:
             if now >= self._next_check:
                 self._next_check = now + self._check_every
                 self._check_in_place()
-        except OSError as exc:
-            raise ReportError(f"{self.path}: cannot write the report: {exc.strerror}") from None
 
     def record_snapshot(self, project_id: str, plans: dict[str, str | None]) -> None:
         """Append the thumbnails of a project's plans before anything is changed.
@@ -368,7 +375,7 @@ def _as_record(result: ItemResult) -> dict[str, Any]:
     return record
 
 
-def drop_torn_tail(path: Path, state: JournalState) -> None:
+def drop_torn_tail(path: Path, state: ReportState) -> None:
     """Cut a torn last line off, so that appended lines start on a line of their own."""
     if state.torn_line is None:
         return
@@ -456,16 +463,16 @@ def report_lock(report: Path, *, wait: float = 0.0) -> Iterator[Path]:
     flock locks die with the process, so a run killed with -9 never leaves a stale lock behind.
     With ``wait`` > 0, poll for up to that many seconds before giving up.
     """
+    if sys.platform == "win32":
+        raise UsageError(POSIX_ONLY)
     path = report.with_name(report.name + ".lock")
     _refuse_link(report)
-    try:
+    with os_errors(path, "create the lock file"):
         path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ReportError(f"{path}: cannot create the lock file: {exc.strerror}") from None
     try:
         # Never through a symlink: in a shared folder it could point at another file of ours,
         # which the pid written below would overwrite. A hard link would do the same.
-        fd = open_fd(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW)
+        fd = open_fd(path, os.O_RDWR | os.O_CREAT | NOFOLLOW)
     except FileRefused as exc:
         raise ReportError(f"{path}: cannot use as the lock file: {exc.reason}") from None
     if os.fstat(fd).st_nlink != 1:

@@ -19,7 +19,15 @@ import pytest
 from batchthumb.cli import main
 from batchthumb.files import ITEMS_LINE_LIMIT, JOB_FILE_LIMIT
 from batchthumb.sandbox import Sandbox
-from tests.clihelp import CLI_TIMEOUT, cli, cli_with_file_limit, command, environment, write_job
+from tests.clihelp import (
+    CLI_TIMEOUT,
+    cli,
+    cli_process,
+    cli_with_file_limit,
+    command,
+    environment,
+    write_job,
+)
 from tests.conftest import P1, TOKEN, img_url, plan_id
 from tests.imagedata import png
 
@@ -53,7 +61,7 @@ async def test_a_fifo_as_the_job_file_is_refused_without_blocking(tmp_path: Path
     """`validate FIFO` and `run FIFO` say it is a FIFO and exit 2 instead of hanging."""
     job = fifo(tmp_path / "job.yaml")
     for args in (("validate", str(job)), ("run", str(job), "--dry-run")):
-        result = await cli(*args)
+        result = await cli_process(*args)
         assert result.code == 2
         assert f"{job}: is a FIFO (named pipe), not a regular file" in result.err
 
@@ -62,7 +70,7 @@ async def test_a_fifo_as_the_items_file_is_refused_without_blocking(tmp_path: Pa
     """An items_file that is a FIFO is reported as such (not "no such file"), exit 2."""
     items = fifo(tmp_path / "items.csv")
     (tmp_path / "job.yaml").write_text("items_file: items.csv\n")
-    result = await cli("validate", str(tmp_path / "job.yaml"))
+    result = await cli_process("validate", str(tmp_path / "job.yaml"))
     assert result.code == 2
     assert f"{items}: items_file: is a FIFO (named pipe), not a regular file" in result.err
 
@@ -71,7 +79,7 @@ async def test_a_fifo_as_an_image_is_refused_without_blocking(tmp_path: Path) ->
     """`image:` naming a FIFO is a problem on its line, exit 2, no hang."""
     fifo(tmp_path / "logo.png")
     (tmp_path / "job.yaml").write_text(f"items:\n  - {ITEM}, image: logo.png}}\n")
-    result = await cli("validate", str(tmp_path / "job.yaml"))
+    result = await cli_process("validate", str(tmp_path / "job.yaml"))
     assert result.code == 2
     assert "job.yaml:2: items[0].image: " in result.err
     assert "logo.png is a FIFO (named pipe), not a regular file" in result.err
@@ -92,7 +100,7 @@ async def test_a_fifo_as_the_token_or_credentials_file_is_refused(tmp_path: Path
     for auth, extra, expected in cases:
         job.write_text(auth + base)
         env = {k: v for k, v in environment().items() if not k.startswith("HUAWEICLOUD_")}
-        result = await cli("run", str(job), "--no-progress", *extra, env=env)
+        result = await cli_process("run", str(job), "--no-progress", *extra, env=env)
         assert result.code == 2, result.err
         assert expected in result.err
         assert "not a regular file" in result.err
@@ -101,13 +109,13 @@ async def test_a_fifo_as_the_token_or_credentials_file_is_refused(tmp_path: Path
 async def test_a_fifo_as_a_sandbox_seed_is_refused(tmp_path: Path) -> None:
     """`sandbox --seed FIFO`, or a seed naming a FIFO as an image: exit 2, no blocking."""
     seed = fifo(tmp_path / "seed.yaml")
-    result = await cli("sandbox", "--port", "0", "--seed", str(seed))
+    result = await cli_process("sandbox", "--port", "0", "--seed", str(seed))
     assert result.code == 2
     assert f"{seed}: is a FIFO (named pipe), not a regular file" in result.err
     seed.unlink()
     image = fifo(tmp_path / "logo.png")
     seed.write_text(f"projects:\n  {P1}:\n    plans:\n      - {{name: A, image: logo.png}}\n")
-    result = await cli("sandbox", "--port", "0", "--seed", str(seed))
+    result = await cli_process("sandbox", "--port", "0", "--seed", str(seed))
     assert result.code == 2
     assert f"{image}: is a FIFO (named pipe), not a regular file" in result.err
 
@@ -134,7 +142,7 @@ async def test_a_fifo_as_a_report_or_a_mapping_file_is_refused(
         ),
     ]
     for args, expected in cases:
-        result = await cli(*args)
+        result = await cli_process(*args)
         assert result.code == 2, result.err
         assert expected in result.err
     assert box.stats.puts == 0
