@@ -7,6 +7,7 @@ talks through a :class:`~batchthumb.console.Console`) and never exits: it return
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import signal
 import threading
@@ -200,8 +201,13 @@ def _log_stream(settings: RunSettings, console: Console) -> Iterator[TextIO | No
     else:
         with os_errors(settings.log_file, "write the log", UsageError):
             stream = settings.log_file.open("a", encoding="utf-8")
-        with stream:
+        try:
             yield stream
+        finally:
+            # Each event is flushed as written: a close that fails repeats an error the run
+            # has already reported.
+            with contextlib.suppress(OSError):
+                stream.close()
 
 
 @asynccontextmanager
@@ -299,20 +305,31 @@ async def run_plan(
     it as a job file; a project that cannot be listed aborts the run before any change.
     """
     appending = settings.resume or settings.retry_failed
-    _prepare_report(report, plan, appending=appending)
     credentials = connection.credentials
     # Read at each use: tokens renewed during the run are masked too.
     redact = Redactor(lambda: credentials.secrets)
-    events: Events = NoEvents() if log is None else JsonEvents(log, redact=redact)
+    # A log that cannot be written stops the run gracefully: what is in flight is journaled.
+    logger = None
+    if log is not None:
+        logger = JsonEvents(
+            log, redact=redact, on_error=lambda exc: stop.request("the log cannot be written")
+        )
+    events: Events = NoEvents() if logger is None else logger
+    # No more workers, nor pooled connections, than there are items to send.
+    workers = max(1, min(settings.concurrency, len(plan.pending)))
     events.emit(
         "start",
         items=len(plan.pending),
         skipped=plan.skipped,
         endpoint=connection.endpoint,
         concurrency=settings.concurrency,
+        workers=workers,
         rate=settings.rate,
         report=str(report),
     )
+    if logger is not None:
+        logger.check()  # before the report is touched: a log that fails at once changes nothing
+    _prepare_report(report, plan, appending=appending)
     stream = console.stream
     progress = (
         Silent()
@@ -325,7 +342,7 @@ async def run_plan(
     async with open_api(
         connection.endpoint,
         credentials,
-        concurrency=settings.concurrency,
+        concurrency=workers,
         timeout=settings.timeout,
         transport=connection.transport,
         max_answer_bytes=settings.max_answer_bytes,
@@ -352,7 +369,7 @@ async def run_plan(
                 api=api,
                 sender=sender,
                 journal=journal,
-                concurrency=settings.concurrency,
+                concurrency=workers,
                 progress=progress,
                 uploads=Uploads(done=dict(plan.recorded.uploads)),
                 previous=previous,
@@ -371,6 +388,8 @@ async def run_plan(
         stopped=summary.stopped,
         aborted=summary.aborted,
     )
+    if logger is not None:
+        logger.check()
     return summary
 
 
