@@ -336,7 +336,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     job = load_job(args.job)
     _print_warnings(job.warnings)
-    projects = len({item.project_id for item in job.items})
+    projects = len(job.projects)
     print(f"{args.job}: OK, {len(job.items)} items in {projects} project(s)")
     return EXIT_OK
 
