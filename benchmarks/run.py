@@ -6,7 +6,8 @@
 It starts the sandbox in a process of its own on 127.0.0.1 and measures, side by side in one
 run, with interleaved repetitions and medians: throughput at concurrency 32 (batchthumb, a
 bare aiohttp loop, ``curl --parallel``, ``xargs -P`` with one curl per item), client CPU per
-1,000 requests, rate accuracy, throttling efficiency, peak memory by job size, and start-up.
+1,000 requests, rate accuracy, throttling efficiency, peak memory by job size, the snapshot at
+50 ms round trips, and start-up.
 Tools that are missing (wrk, hey, curl, xargs, uvloop) are skipped with a note. The table is
 printed and written, with the machine it came from, to ``benchmarks/results/latest.json`` and
 ``benchmarks/results/latest.md``.
@@ -240,14 +241,21 @@ def write_csv_job(path: Path, count: int) -> Path:
     return path
 
 
-def batchthumb(job: Path, server: Server, *options: str, timeout: float = CHILD_TIMEOUT) -> Child:
+def batchthumb(
+    job: Path,
+    server: Server,
+    *options: str,
+    timeout: float = CHILD_TIMEOUT,
+    snapshot: bool = False,
+) -> Child:
     """``batchthumb run JOB`` against the server, quietly, with a fresh report."""
     report = job.with_suffix(".results.jsonl")
     report.unlink(missing_ok=True)
     argv = [PY, "-m", "batchthumb", "run", str(job), "--endpoint", server.url]
-    # --no-snapshot: the same PUTs as every other client, none skipped as already set by an
-    # earlier repetition, and no list calls among the PUTs the sandbox counts.
-    argv += ["--report", str(report), "--no-progress", "--no-snapshot", *options]
+    # --no-snapshot unless asked: the same PUTs as every other client, none skipped as already
+    # set by an earlier repetition, and no list calls among the PUTs the sandbox counts.
+    argv += ["--report", str(report), "--no-progress", *options]
+    argv += [] if snapshot else ["--no-snapshot"]
     child = run_child(argv, env={"BATCHTHUMB_TOKEN": TOKEN}, timeout=timeout)
     report.unlink(missing_ok=True)
     return child
@@ -466,6 +474,52 @@ def throttling(work: Path, scale: Scale) -> list[dict[str, Any]]:
     return rows
 
 
+SNAPSHOT_LATENCY = 0.05  # seconds per request: a round trip to the cloud, not to loopback
+SNAPSHOT_PROJECTS = 200
+SNAPSHOT_PLANS = 5
+
+
+def snapshot(work: Path, scale: Scale) -> list[dict[str, Any]]:
+    """200 projects of 5 plans at 50 ms round trips, with the snapshot and without.
+
+    With it, each project is listed (one call) before its first PUT; the listings overlap
+    the other projects' PUTs. Each run gets a fresh sandbox, so no plan is already set.
+    """
+    job = work / "snapshot.yaml"
+    with job.open("w", encoding="utf-8") as f:
+        f.write("items:\n")
+        for p in range(SNAPSHOT_PROJECTS):
+            project = f"{p:032x}"
+            for n in range(SNAPSHOT_PLANS):
+                url = f"/v1/upload/{project}/202506/{n}.png"
+                f.write(f"  - {{project_id: {project}, plan_id: {plan_id(n)}, img_url: {url}}}\n")
+    runs: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+    for _ in range(scale.reps):
+        for with_snapshot in (False, True):
+            with Server("--latency", str(SNAPSHOT_LATENCY)) as server:
+                child = batchthumb(job, server, snapshot=with_snapshot)
+                arrivals = server.seen().arrivals
+            if child.returncode != 0 or not arrivals:
+                raise SystemExit(f"the snapshot run failed: {child.stderr}")
+            runs[with_snapshot].append((child.wall, arrivals[0] - child.started))
+    rows = []
+    for with_snapshot, measured in runs.items():
+        rows.append(
+            {
+                "snapshot": with_snapshot,
+                "projects": SNAPSHOT_PROJECTS,
+                "items": SNAPSHOT_PROJECTS * SNAPSHOT_PLANS,
+                "latency_s": SNAPSHOT_LATENCY,
+                "concurrency": RunSettings().concurrency,
+                "wall_s": statistics.median(wall for wall, _ in measured),
+                "first_put_s": statistics.median(first for _, first in measured),
+            }
+        )
+    rows[1]["vs_no_snapshot"] = rows[1]["wall_s"] / rows[0]["wall_s"]
+    print(f"  snapshot: {rows[1]['vs_no_snapshot']:.2f}x --no-snapshot", flush=True)
+    return rows
+
+
 def memory(server: Server, work: Path, scale: Scale) -> list[dict[str, Any]]:
     """Peak RSS of validate, and of a run that sends for a few seconds, by job size."""
     rows = []
@@ -667,6 +721,27 @@ def markdown(result: dict[str, Any]) -> str:
         ],
     )
     out += _table(
+        (
+            "snapshot, 50 ms round trips",
+            "projects x plans",
+            "concurrency",
+            "wall time (s)",
+            "first PUT (s)",
+            "vs --no-snapshot",
+        ),
+        [
+            (
+                "default (one list per project)" if r["snapshot"] else "--no-snapshot",
+                f"{r['projects']} x {r['items'] // r['projects']}",
+                f"{r['concurrency']} (default)",
+                f"{r['wall_s']:.1f}",
+                f"{r['first_put_s']:.2f}",
+                f"{r['vs_no_snapshot']:.2f}x" if "vs_no_snapshot" in r else "1.00x",
+            )
+            for r in result["snapshot"]
+        ],
+    )
+    out += _table(
         ("start-up", "wall (s, median)"),
         [(f"`{r['command']}`", f"{r['wall_s']:.3f}") for r in result["startup"]],
     )
@@ -718,6 +793,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             result["memory"] = memory(server, work, scale)
         print("throttling", flush=True)
         result["throttling"] = throttling(work, scale)
+        print("snapshot", flush=True)
+        result["snapshot"] = snapshot(work, scale)
         print("start-up", flush=True)
         result["startup"] = startup(work, scale)
     result["notes"] = notes
