@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 import signal
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
@@ -415,7 +415,7 @@ def _unstarted(sender: Sender, elapsed: float) -> RunSummary:
 
 
 def write_backup(
-    path: Path, items: Iterable[Item], previous: dict[Key, str | None], *, endpoint: str
+    path: Path, items: Iterable[Item], previous: Mapping[Key, str | None], *, endpoint: str
 ) -> None:
     """Write the thumbnails the items are about to replace as a job that restores them."""
     entries: list[Entry] = []

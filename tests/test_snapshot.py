@@ -14,6 +14,7 @@ import anyio
 import pytest
 
 from batchthumb.sandbox import Gate, Sandbox, SandboxConfig
+from batchthumb.snapshot import Previous
 from tests.clihelp import CLI_TIMEOUT, cli, read_report
 from tests.conftest import P1, TOKEN, img_url, plan_id
 from tests.test_reliability import finish, start
@@ -161,3 +162,20 @@ async def test_a_kill_while_a_listing_is_held_then_resume_and_undo_restore_every
     restored = await cli("run", str(undo), "--endpoint", url, "--no-progress")
     assert restored.code == 0, restored.err
     assert {(p, plan): box.plan(p, plan).img_url for p, plan in before} == before  # type: ignore[union-attr]
+
+
+def test_previous_keeps_what_it_knew_first_and_reads_like_a_mapping() -> None:
+    """A plan's first known thumbnail wins (the journal's over a new listing's); None is kept."""
+    previous = Previous()
+    previous.add(P1, {"a" * 32: "/old", "b" * 32: None})
+    previous.add(P1, {"a" * 32: "/new", "c" * 32: "/c"})
+    previous.add(P2, {"a" * 32: "/p2"})
+    assert dict(previous) == {
+        (P1, "a" * 32): "/old",
+        (P1, "b" * 32): None,
+        (P1, "c" * 32): "/c",
+        (P2, "a" * 32): "/p2",
+    }
+    assert len(previous) == 4
+    assert (P1, "b" * 32) in previous and (P2, "b" * 32) not in previous
+    assert previous.get((P3, "a" * 32), "unknown") == "unknown"
