@@ -374,8 +374,26 @@ def plan(n: int) -> str:
     return f"{n:032x}"
 
 
-def test_inline_items_are_read_again_from_the_file_each_time(tmp_path: Path) -> None:
-    """`items:` is kept as the file, not as items: each iteration reads it again, lines included."""
+def test_a_small_job_keeps_its_items_and_a_large_one_reads_them_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Up to KEEP_IN_MEMORY items are kept; past it, each iteration reads the file again."""
+    path = write(
+        tmp_path,
+        f"defaults: {{project_id: {P1}}}\nitems:\n"
+        + "".join(f"  - {{plan_id: {plan(n)}, img_url: {URL1}}}\n" for n in range(3)),
+    )
+    monkeypatch.setattr(jobfile, "KEEP_IN_MEMORY", 3)
+    assert isinstance(load_job(path).items, tuple)
+    monkeypatch.setattr(jobfile, "KEEP_IN_MEMORY", 2)
+    assert isinstance(load_job(path).items, YamlItems)
+
+
+def test_inline_items_are_read_again_from_the_file_each_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large `items:` is kept as the file, not as items: each iteration reads it again."""
+    monkeypatch.setattr(jobfile, "KEEP_IN_MEMORY", 0)
     path = write(
         tmp_path,
         f"defaults: {{project_id: {P1}}}\nitems:\n"
@@ -390,8 +408,11 @@ def test_inline_items_are_read_again_from_the_file_each_time(tmp_path: Path) -> 
     assert (len(job.items), job.projects) == (3, frozenset({P1}))
 
 
-def test_validating_inline_items_keeps_nothing_per_item_but_a_digest(tmp_path: Path) -> None:
-    """Python memory for 20,000 inline items stays under 40 bytes an item (an Item is ~300)."""
+def test_validating_inline_items_keeps_nothing_per_item_but_a_digest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past KEEP_IN_MEMORY, Python memory stays under 40 bytes an item (an Item is ~300)."""
+    monkeypatch.setattr(jobfile, "KEEP_IN_MEMORY", 1000)
     count = 20_000
     path = write(
         tmp_path,
