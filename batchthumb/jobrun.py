@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import signal
+import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
@@ -31,18 +32,19 @@ from batchthumb.errors import (
     EXIT_SOME_FAILED,
     BatchthumbError,
     UsageError,
+    os_errors,
 )
 from batchthumb.jobwriter import Entry, render_job, write_text
 from batchthumb.logs import JsonEvents
-from batchthumb.model import Item, ItemSource, Job, RunSettings, Tally
+from batchthumb.model import Item, ItemStream, Job, RunSettings, Tally
 from batchthumb.progress import Silent, choose_progress, format_duration
 from batchthumb.report import (
     Journal,
-    JournalState,
+    ReportState,
     compact,
     drop_torn_tail,
     key_digest,
-    read_journal,
+    read_report,
     report_lock,
 )
 from batchthumb.runner import Key, RunSummary, Uploads, run_batch
@@ -99,7 +101,7 @@ class RunResult:
 class Remaining:
     """The items of a job still to send, filtered as they stream by and counted once."""
 
-    items: ItemSource
+    items: ItemStream
     keys: AbstractSet[bytes]  # key digests (report.key_digest)
     wanted: bool  # True: only the items in ``keys``; False: all but those
     count: int
@@ -116,9 +118,9 @@ class Remaining:
 class RunPlan:
     """What a run is about to do, known before the first request."""
 
-    pending: ItemSource
+    pending: ItemStream
     skipped: int  # already done according to the report
-    journal: JournalState
+    recorded: ReportState  # what the report says was done, when resuming
     projects: int = 0  # projects the pending items name: what the snapshot lists
 
     def estimate(self, settings: RunSettings) -> float | None:
@@ -131,9 +133,9 @@ class RunPlan:
 def plan_run(job: Job, settings: RunSettings, report: Path) -> RunPlan:
     """Read the report (when resuming) and pick the items still to send."""
     if not (settings.resume or settings.retry_failed):
-        return RunPlan(job.items, 0, JournalState(), len(job.projects))
-    journal = read_journal(report)
-    keys = journal.failed if settings.retry_failed else journal.done
+        return RunPlan(job.items, 0, ReportState(), len(job.projects))
+    recorded = read_report(report)
+    keys = recorded.failed if settings.retry_failed else recorded.done
     wanted = settings.retry_failed
     # Counted in one streaming pass: a large job is never held as a list of pending items.
     count = 0
@@ -143,7 +145,7 @@ def plan_run(job: Job, settings: RunSettings, report: Path) -> RunPlan:
             count += 1
             projects.add(item.project_id)
     pending = Remaining(job.items, keys, wanted, count)
-    return RunPlan(pending, len(job.items) - count, journal, len(projects))
+    return RunPlan(pending, len(job.items) - count, recorded, len(projects))
 
 
 def headline(job: Job, plan: RunPlan, settings: RunSettings) -> str:
@@ -165,16 +167,16 @@ def run_job(
 ) -> RunResult:
     """Run a job under its report's lock; ``connection`` None means an embedded sandbox.
 
-    With ``watch_signals`` (the CLI; only in the main thread), the first SIGINT or SIGTERM
-    stops gracefully and the second at once.
+    With ``watch_signals`` (the CLI), the first SIGINT or SIGTERM stops gracefully and the
+    second at once; only in the main thread, the only one Python delivers signals to.
     """
     console = console or Quiet()
     report = settings.report_for(job.path)
     with report_lock(report, wait=settings.lock_wait):
         plan = plan_run(job, settings, report)
-        if plan.journal.torn_line:
+        if plan.recorded.torn_line:
             console.warn(
-                f"{report}:{plan.journal.torn_line}: ignoring a torn last line "
+                f"{report}:{plan.recorded.torn_line}: ignoring a torn last line "
                 "(the previous run was killed while writing it)"
             )
         console.status(f"{headline(job, plan, settings)}; report: {report}")
@@ -202,10 +204,8 @@ def _log_stream(settings: RunSettings, console: Console) -> Iterator[TextIO | No
     elif settings.log_file is None:
         yield console.stream
     else:
-        try:
+        with os_errors(settings.log_file, "write the log", UsageError):
             stream = settings.log_file.open("a", encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"{settings.log_file}: cannot write the log: {exc.strerror}") from None
         with stream:
             yield stream
 
@@ -240,7 +240,7 @@ async def _run_in_loop(
         await target.credentials.prepare()
         failure: BatchthumbError | None = None
         async with anyio.create_task_group() as tasks:
-            if watch_signals:
+            if watch_signals and threading.current_thread() is threading.main_thread():
                 tasks.start_soon(_watch_signals, stop, console)
             if settings.max_duration is not None:
                 tasks.start_soon(_stop_at_deadline, stop, settings.max_duration, console)
@@ -336,6 +336,7 @@ async def run_plan(
         concurrency=settings.concurrency,
         timeout=settings.timeout,
         transport=connection.transport,
+        max_answer_bytes=settings.max_answer_bytes,
     ) as api:
         with Journal(report, redact=redact) as journal:
             began = time.monotonic()
@@ -344,8 +345,8 @@ async def run_plan(
             ahead = (item.project_id for item in plan.pending)
             if settings.snapshot:
                 listings = Snapshot(
-                    api, sender, journal, console, progress, known=plan.journal,
-                    total=plan.projects, ahead=ahead,
+                    api, sender, journal, console, progress, known=plan.recorded,
+                    total=plan.projects, ahead=ahead, max_pages=settings.max_list_pages,
                 )  # fmt: skip
             try:
                 if listings is not None and settings.backup is not None:
@@ -366,7 +367,7 @@ async def run_plan(
                     journal=journal,
                     concurrency=settings.concurrency,
                     progress=progress,
-                    uploads=Uploads(done=dict(plan.journal.uploads)),
+                    uploads=Uploads(done=dict(plan.recorded.uploads)),
                     previous=listings.previous if listings is not None else None,
                     listings=listings,
                 )
@@ -374,7 +375,7 @@ async def run_plan(
                 ahead.close()  # a job file read for it is closed at once
             # The summary's time includes the listings made before the run (--backup).
             summary = replace(summary, elapsed=max(summary.elapsed, time.monotonic() - began))
-    if appending and plan.journal.lines:
+    if appending and plan.recorded.lines:
         compact(report)
     events.emit(
         "summary",
@@ -394,7 +395,7 @@ async def run_plan(
 def _prepare_report(report: Path, plan: RunPlan, *, appending: bool) -> None:
     """Resuming: drop a torn last line. Else keep the last report as ``REPORT.1``."""
     if appending and report.exists():
-        drop_torn_tail(report, plan.journal)
+        drop_torn_tail(report, plan.recorded)
     elif report.exists():
         # A fresh run starts a fresh report, keeping the last one: a run started without
         # --resume by mistake must not destroy what undo needs.

@@ -89,7 +89,7 @@ class Uploads:
 
 
 @dataclass(slots=True)
-class _Run:
+class _Batch:
     api: ThumbnailApi
     sender: Sender
     journal: Recorder
@@ -348,7 +348,7 @@ async def run_batch(
     ``listings``, when given, is waited for before each item: it lists the item's project (once)
     and fills ``previous``. The summary counts every request the sender sent, listings included.
     """
-    run = _Run(
+    run = _Batch(
         api=api,
         sender=sender,
         journal=journal,

@@ -18,9 +18,10 @@ import anyio
 
 from batchthumb.console import Console
 from batchthumb.errors import ReportError, RunAborted
+from batchthumb.model import DEFAULT_MAX_LIST_PAGES
 from batchthumb.plans import list_project, thumbnails
 from batchthumb.progress import Progress
-from batchthumb.report import JournalState
+from batchthumb.report import ReportState
 from batchthumb.runner import Key
 from batchthumb.sending import Sender, ThumbnailApi
 
@@ -85,12 +86,13 @@ class Snapshot:
     journal: SnapshotRecorder
     console: Console
     progress: Progress
-    known: JournalState = field(default_factory=JournalState)
+    known: ReportState = field(default_factory=ReportState)
     total: int = 0
     previous: Previous = field(default_factory=Previous)
     listed: set[str] = field(default_factory=set)
     flying: dict[str, anyio.Event] = field(default_factory=dict)
     ahead: Iterator[str] | None = None
+    max_pages: int = DEFAULT_MAX_LIST_PAGES  # a server cannot keep a listing going forever
 
     def __post_init__(self) -> None:
         # What an interrupted run journaled comes first: a listing now may show its changes.
@@ -159,7 +161,9 @@ class Snapshot:
         self.flying[project_id] = anyio.Event()
         try:
             try:
-                plans = await list_project(self.api, self.sender, project_id)
+                plans = await list_project(
+                    self.api, self.sender, project_id, max_pages=self.max_pages
+                )
             except RunAborted as exc:
                 sender = self.sender
                 if not sender.stop.requested:  # a project that cannot be listed: give up
