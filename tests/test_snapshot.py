@@ -13,8 +13,13 @@ from pathlib import Path
 import anyio
 import pytest
 
+from batchthumb.auth import StaticToken
+from batchthumb.client import open_api
+from batchthumb.console import Quiet
+from batchthumb.model import RunSettings, Tally
 from batchthumb.sandbox import Gate, Sandbox, SandboxConfig
-from batchthumb.snapshot import Previous
+from batchthumb.session import make_sender
+from batchthumb.snapshot import Previous, Snapshot
 from tests.clihelp import CLI_TIMEOUT, cli, read_report
 from tests.conftest import P1, TOKEN, img_url, plan_id
 from tests.test_reliability import finish, start
@@ -179,3 +184,59 @@ def test_previous_keeps_what_it_knew_first_and_reads_like_a_mapping() -> None:
     assert len(previous) == 4
     assert (P1, "b" * 32) in previous and (P2, "b" * 32) not in previous
     assert previous.get((P3, "a" * 32), "unknown") == "unknown"
+
+
+class Listed:
+    """A progress that only keeps what the snapshot said about its listings."""
+
+    def __init__(self) -> None:
+        self.said: list[tuple[int, int]] = []
+
+    def update(self, tally: Tally) -> None:
+        """Not used here."""
+
+    def listed(self, done: int, total: int) -> None:
+        self.said.append((done, total))
+
+    async def heartbeat(self, tally: Tally) -> None:
+        """Not used here."""
+
+    def close(self) -> None:
+        """Not used here."""
+
+
+class Recorded:
+    def __init__(self) -> None:
+        self.snapshots: list[str] = []
+
+    def record_snapshot(self, project_id: str, plans: dict[str, str | None]) -> None:
+        self.snapshots.append(project_id)
+
+
+async def test_a_project_is_listed_once_however_many_wait_and_progress_hears_of_each(
+    sandbox: tuple[Sandbox, str],
+) -> None:
+    """Six items of two projects asking at once: two list calls, two snapshots, two progress steps."""
+    box, url = sandbox
+    seed(box, [(P1, 1), (P2, 2)])
+    progress, journal = Listed(), Recorded()
+    async with open_api(url, StaticToken(TOKEN), concurrency=4, timeout=30) as api:
+        sender = make_sender(RunSettings(backoff=0))
+        snapshot = Snapshot(api, sender, journal, Quiet(), progress, total=2)
+        answers: list[bool] = []
+
+        async def ask(project_id: str) -> None:
+            answers.append(await snapshot.ready(project_id))
+
+        with anyio.fail_after(CLI_TIMEOUT):
+            async with anyio.create_task_group() as tasks:
+                for project_id in (P1, P2, P1, P2, P1, P2):
+                    tasks.start_soon(ask, project_id)
+    assert answers == [True] * 6
+    assert box.stats.lists == 2
+    assert sorted(journal.snapshots) == sorted([P1, P2])
+    assert progress.said == [(1, 2), (2, 2)]
+    assert dict(snapshot.previous) == {
+        (P1, plan_id(1)): img_url(1001, P1),
+        (P2, plan_id(2)): img_url(1002, P2),
+    }
