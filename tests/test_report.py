@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import resource
+import signal
 from pathlib import Path
 
 import pytest
@@ -143,8 +145,9 @@ def test_an_unwritable_report_is_a_clear_error(tmp_path: Path) -> None:
     """A report in a directory that cannot be created is a ReportError, not an OSError."""
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(ReportError, match="cannot write the report"), Journal(blocker / "r.jsonl"):
+    with pytest.raises(ReportError) as info, Journal(blocker / "r.jsonl"):
         pass
+    assert str(info.value) == f"{blocker / 'r.jsonl'}: cannot write the report: File exists"
 
 
 def test_a_second_holder_of_the_report_lock_is_refused(tmp_path: Path) -> None:
@@ -290,8 +293,12 @@ def test_a_line_of_the_wrong_shape_is_damage_before_the_last_line(
         f.write(json.dumps(line) + "\n")
     with Journal(path) as journal:
         journal.record(result("b" * 32))
-    with pytest.raises(ReportError, match=r"r\.jsonl:2: not a report line \("):
+    with pytest.raises(ReportError) as info:
         read_report(path)
+    assert str(info.value) == (
+        f"{path}:2: not a report line ({(json.dumps(line) + chr(10))[:60]!r}); "
+        "is this the right report? Nothing was changed in it"
+    )
 
 
 def test_an_unfinished_last_line_is_the_torn_one(tmp_path: Path) -> None:
@@ -368,7 +375,7 @@ def test_a_report_deleted_mid_run_stops_at_the_next_check(tmp_path: Path) -> Non
     folder = tmp_path / "out"
     now = [0.0]
     journal = Journal(folder / "r.jsonl", check_every=10.0, clock=lambda: now[0])
-    with pytest.raises(ReportError, match="the report was deleted or moved"), journal:  # noqa: PT012
+    with pytest.raises(ReportError) as info, journal:  # noqa: PT012
         journal.record(result("a" * 32))
         for child in folder.iterdir():
             child.unlink()
@@ -377,15 +384,23 @@ def test_a_report_deleted_mid_run_stops_at_the_next_check(tmp_path: Path) -> Non
         now[0] = 10.0
         journal.record(result("c" * 32))
         pytest.fail("the deleted report went unnoticed")
+    assert str(info.value) == (
+        f"{folder / 'r.jsonl'}: the report was deleted or moved (or its folder was) during the "
+        "run; the outcomes since are not recorded anywhere"
+    )
 
 
 def test_a_report_replaced_mid_run_is_noticed_when_the_journal_closes(tmp_path: Path) -> None:
     """A report renamed away and replaced by another file is an error at close at the latest."""
     path = tmp_path / "r.jsonl"
-    with pytest.raises(ReportError, match="replaced by another file"), Journal(path) as journal:  # noqa: PT012
+    with pytest.raises(ReportError) as info, Journal(path) as journal:  # noqa: PT012
         journal.record(result("a" * 32))
         path.rename(tmp_path / "elsewhere.jsonl")
         path.write_text("")
+    assert str(info.value) == (
+        f"{path}: the report was replaced by another file during the run; "
+        "the outcomes since are not recorded there"
+    )
 
 
 def test_a_one_line_file_that_is_not_a_report_is_refused_and_left_alone(
@@ -398,3 +413,151 @@ def test_a_one_line_file_that_is_not_a_report_is_refused_and_left_alone(
         with pytest.raises(ReportError, match=r"notes\.txt:1: not a report line"):
             read_report(path)
         assert path.read_text() == text
+
+
+def test_the_first_check_is_due_a_full_interval_after_opening(tmp_path: Path) -> None:
+    """The report is looked at once per interval: not on the first line, nor right after a check."""
+    folder = tmp_path / "out"
+    now = [0.0]
+    journal = Journal(folder / "r.jsonl", check_every=10.0, clock=lambda: now[0])
+    with pytest.raises(ReportError, match="deleted or moved"), journal:  # noqa: PT012
+        (folder / "r.jsonl").rename(tmp_path / "moved.jsonl")
+        journal.record(result("a" * 32))  # at 0: the first check is due at 10
+        (tmp_path / "moved.jsonl").rename(folder / "r.jsonl")
+        now[0] = 10.0
+        journal.record(result("b" * 32))  # checked: in place; the next check is due at 20
+        (folder / "r.jsonl").rename(tmp_path / "moved.jsonl")
+        now[0] = 15.0
+        journal.record(result("c" * 32))  # not due yet: not noticed
+        now[0] = 20.0
+        journal.record(result("d" * 32))
+        pytest.fail("the moved report went unnoticed")
+    lines = (tmp_path / "moved.jsonl").read_text().splitlines()
+    assert [json.loads(line)["plan_id"][0] for line in lines] == [
+        "a", "b", "c", "d",
+    ]  # fmt: skip
+
+
+def test_a_journal_used_outside_a_with_block_says_how_to_use_it(tmp_path: Path) -> None:
+    """Recording into a journal that was never opened is a clear programming error."""
+    with pytest.raises(AssertionError, match=r"^use Journal as a context manager$"):
+        Journal(tmp_path / "r.jsonl").record(result("a" * 32))
+
+
+def test_a_write_that_fails_is_a_report_error_naming_the_report(tmp_path: Path) -> None:
+    """A line the file system refuses (here: over the file size limit) is a ReportError."""
+    path = tmp_path / "r.jsonl"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a signal
+    try:
+        with pytest.raises(ReportError) as info, Journal(path) as journal:  # noqa: PT012
+            resource.setrlimit(resource.RLIMIT_FSIZE, (10, hard))
+            journal.record(result("a" * 32))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    assert str(info.value) == f"{path}: cannot write the report: File too large"
+
+
+def test_a_source_cache_key_with_a_colon_reads_back_whole(tmp_path: Path) -> None:
+    """An upload keyed by a source URL holding ":" is keyed by that whole URL."""
+    path = tmp_path / "r.jsonl"
+    with Journal(path) as journal:
+        journal.record_upload(P, "source:https://example.com/a.png", "/v1/upload/x/202506/1.png")
+    assert read_report(path).uploads == {
+        (P, "source:https://example.com/a.png"): "/v1/upload/x/202506/1.png"
+    }
+
+
+def test_a_carriage_return_does_not_end_a_line(tmp_path: Path) -> None:
+    """Lines end at a newline only: two records joined by a CR are one damaged line."""
+    path = tmp_path / "r.jsonl"
+    with Journal(path) as journal:
+        journal.record(result("a" * 32))
+        journal.record(result("b" * 32))
+    path.write_text(path.read_text().replace("\n", "\r", 1))
+    with pytest.raises(ReportError, match=r"r\.jsonl:1: not a report line"):
+        read_report(path)
+
+
+def test_a_complete_last_record_without_its_newline_is_torn(tmp_path: Path) -> None:
+    """A last line that parses but lacks its newline was cut short: it does not count as done."""
+    path = tmp_path / "r.jsonl"
+    with Journal(path) as journal:
+        journal.record(result("a" * 32))
+    path.write_text(path.read_text().rstrip("\n"))
+    state = read_report(path)
+    assert (state.torn_line, state.done) == (1, set())
+
+
+def test_a_complete_last_line_of_the_wrong_shape_is_not_torn(tmp_path: Path) -> None:
+    """A whole last line that starts like an item but is not one is an error, not a torn tail."""
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps({"project_id": P}) + "\n")
+    with pytest.raises(ReportError, match="is this the right report"):
+        read_report(path)
+
+
+def test_a_line_of_an_unknown_kind_is_not_an_item(tmp_path: Path) -> None:
+    """A line with an unknown "kind" is not read as an item, even with ids and an outcome."""
+    path = tmp_path / "r.jsonl"
+    line = {"kind": "note", "project_id": P, "plan_id": "a" * 32, "outcome": "succeeded"}
+    path.write_text(json.dumps(line) + "\n")
+    with pytest.raises(ReportError, match=r"r\.jsonl:1: not a report line"):
+        read_report(path)
+
+
+def test_a_snapshot_value_that_is_not_a_url_reads_as_no_thumbnail(tmp_path: Path) -> None:
+    """In a snapshot, a plan whose value is not a string had no thumbnail (None)."""
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps({"kind": "snapshot", "project_id": P, "plans": {"a": 5}}) + "\n")
+    assert read_report(path).previous == {(P, "a"): None}
+
+
+def test_compact_keeps_the_snapshot_of_every_project(tmp_path: Path) -> None:
+    """Snapshots of two projects are two entries: compaction keeps both, drops the repeat."""
+    path = tmp_path / "r.jsonl"
+    q = "q" * 32
+    with Journal(path) as journal:
+        journal.record_snapshot(P, {"a" * 32: "/p.png"})
+        journal.record_snapshot(q, {"b" * 32: "/q.png"})
+        journal.record_snapshot(P, {"a" * 32: "/later.png"})
+    compact(path)
+    assert len(path.read_text().splitlines()) == 2
+    assert read_report(path).previous == {(P, "a" * 32): "/p.png", (q, "b" * 32): "/q.png"}
+
+
+def test_a_compaction_that_cannot_write_is_a_report_error_and_keeps_the_report(
+    tmp_path: Path,
+) -> None:
+    """If the temporary file cannot be made, compaction fails clearly and the report is intact."""
+    path = tmp_path / "r.jsonl"
+    with Journal(path) as journal:
+        journal.record(result("a" * 32, Outcome.FAILED))
+        journal.record(result("a" * 32))
+    before = path.read_text()
+    (tmp_path / "r.jsonl.tmp").mkdir()
+    with pytest.raises(ReportError) as info:
+        compact(path)
+    assert str(info.value) == f"{path}: cannot compact the report: Is a directory"
+    assert path.read_text() == before
+
+
+def test_the_lock_refuses_a_report_path_it_cannot_use(tmp_path: Path) -> None:
+    """A symlink, a directory, or a path through a file as the report: each a clear error."""
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(tmp_path / "elsewhere.jsonl")
+    folder = tmp_path / "folder.jsonl"
+    folder.mkdir()
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    expected = {
+        link: f"{link}: is a symbolic link; refusing to write the report through it "
+        "(give the real path with --report)",
+        folder: f"{folder}: not a regular file; cannot use it as the report",
+        blocker / "r.jsonl": f"{blocker / 'r.jsonl'}: cannot use as the report: Not a directory",
+    }
+    for report, message in expected.items():
+        with pytest.raises(ReportError) as info, report_lock(report):
+            pass
+        assert str(info.value) == message
