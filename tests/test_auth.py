@@ -21,6 +21,8 @@ from batchthumb.auth import (
     IssuedToken,
     Redactor,
     StaticToken,
+    check_header_value,
+    describe_auth,
     load_credentials,
     mask_secrets,
     read_secret_file,
@@ -690,3 +692,73 @@ def test_a_secret_file_that_fails_to_read_is_a_credentials_error() -> None:
     with pytest.raises(CredentialsError) as info:
         read_secret_file(Path("/proc/self/mem"))
     assert str(info.value) == "/proc/self/mem: cannot read: Input/output error"
+
+
+def test_a_secret_inside_a_longer_one_never_leaves_the_longer_ones_tail() -> None:
+    """Secrets are masked longest first: "abcdef" is masked whole even when "abc" is one too."""
+    redact = Redactor(["abc", "abcdef", "abcd"])
+    assert redact("key abcdef, then abc") == "key ***, then ***"
+    assert Redactor(())("nothing to mask") == "nothing to mask"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("", "the ak is empty"),
+        (
+            "ab\x1bc",
+            "the ak contains a control or non-ASCII character (U+001B at character 3); a token "
+            "or key is one line of visible ASCII: check for a stray line break, space or escape code",
+        ),
+        ("ab\nc", "the ak contains a line break (U+000A at character 3)"),
+    ],
+)
+def test_a_header_value_that_cannot_be_sent_is_described_without_quoting_it(
+    value: str, message: str
+) -> None:
+    """An empty value, a control character or a line break: said where, never what."""
+    with pytest.raises(CredentialsError) as info:
+        check_header_value(value, "the ak")
+    assert str(info.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("config", "described"),
+    [
+        (None, "token from $BATCHTHUMB_TOKEN"),
+        (TokenAuth(file=Path("/run/token")), "token from /run/token"),
+        (TokenAuth(env="MY_TOKEN"), "token from $MY_TOKEN"),
+        (
+            AkSkAuth(),
+            "AK/SK from $HUAWEICLOUD_SDK_AK and $HUAWEICLOUD_SDK_SK, else "
+            "$HUAWEICLOUD_SDK_CREDENTIALS_FILE or ~/.huaweicloud/credentials",
+        ),
+        (
+            AkSkAuth(credentials_file=Path("/etc/creds")),
+            "AK/SK from $HUAWEICLOUD_SDK_AK and $HUAWEICLOUD_SDK_SK, else /etc/creds",
+        ),
+    ],
+)
+def test_describe_auth_names_where_each_kind_of_secret_comes_from(
+    config: TokenAuth | AkSkAuth | None, described: str
+) -> None:
+    """The dry run's "auth:" line names the file or variable each secret is read from."""
+    assert describe_auth(config) == described
+
+
+def test_default_sources_name_the_token_and_the_access_key() -> None:
+    """Built without a source, a bad token or project id is called "the token" / "the access key"."""
+    with pytest.raises(CredentialsError, match=r"^the token is 3 characters long"):
+        StaticToken("abc")
+    with pytest.raises(CredentialsError, match=r"^the access key: project_id contains a space"):
+        AkSk(AK, SK, project_id="a b")
+
+
+def test_no_token_says_every_way_to_give_one() -> None:
+    """Without $BATCHTHUMB_TOKEN or an auth: section, the error lists the three ways out."""
+    with pytest.raises(CredentialsError) as info:
+        load_credentials(None, issue=never_called(), environ={"BATCHTHUMB_TOKEN": "  "})
+    assert str(info.value) == (
+        "no credentials: set BATCHTHUMB_TOKEN to an IAM token (the X-Subject-Token of "
+        "POST /v3/auth/tokens), use an `auth:` section, or rehearse with --sandbox"
+    )
