@@ -521,3 +521,13 @@ def test_libyaml_and_the_pure_parser_give_the_same_lines(
     with_libyaml = outcome()
     monkeypatch.setattr(jobfile, "_Loader", yaml.SafeLoader)
     assert outcome() == with_libyaml
+
+
+def test_an_empty_token_file_is_a_problem_not_a_fall_back_to_the_environment(
+    tmp_path: Path,
+) -> None:
+    """`token_file: ''` names no file: refused, instead of silently using $BATCHTHUMB_TOKEN."""
+    for auth in ("auth: {token_file: ''}\n", "auth: {aksk: {credentials_file: ''}}\n"):
+        path = write(tmp_path, auth + ITEMS)
+        key = "auth.token_file" if "token_file" in auth else "auth.aksk.credentials_file"
+        assert problems(path) == [f"{path}:1: {key}: is empty; give a path"]
