@@ -531,3 +531,109 @@ def test_an_empty_token_file_is_a_problem_not_a_fall_back_to_the_environment(
         path = write(tmp_path, auth + ITEMS)
         key = "auth.token_file" if "token_file" in auth else "auth.aksk.credentials_file"
         assert problems(path) == [f"{path}:1: {key}: is empty; give a path"]
+
+
+ENV_ADVICE = (
+    "must be the NAME of an environment variable (capital letters, digits and _, "
+    "e.g. BATCHTHUMB_TOKEN), not a secret; the value goes in the environment"
+)
+
+
+@pytest.mark.parametrize(
+    ("auth", "problem"),
+    [
+        ("auth: {}", "auth: empty; give one of token_env, token_file, iam, aksk"),
+        ("auth: {colour: x}", "auth.colour: unknown key (known: token_env, token_file, iam, aksk)"),
+        ("auth: {token_env: ''}", f"auth.token_env: {ENV_ADVICE}"),
+        ("auth: {token_env: [A]}", f"auth.token_env: {ENV_ADVICE}"),
+        (
+            "auth: {iam: {domain: acme, user: bot, password_env: PW, endpoint: 'ftp://x'}}",
+            "auth.iam.endpoint: 'ftp://x' is not a base URL like https://host[:port]",
+        ),
+        (
+            "auth: {iam: {domain: acme, user: bot, password_env: PW, colour: red}}",
+            "auth.iam.colour: unknown key (known: endpoint, domain, user, password_env, project)",
+        ),
+        (
+            "auth: {iam: {domain: acme, user: bot, password_env: lower}}",
+            f"auth.iam.password_env: {ENV_ADVICE}",
+        ),
+        (
+            "auth: {iam: {domain: acme, user: bot, password_env: PW, passwd: x}}",
+            "auth.iam.passwd: secrets never go in a job file; name an environment variable with `password_env:` instead",
+        ),
+        ("auth: {iam: {user: bot, password_env: PW}}", "auth.iam.domain: missing"),
+        ("auth: {iam: {domain: acme, password_env: PW}}", "auth.iam.user: missing"),
+        ("auth: {iam: {domain: '', user: bot, password_env: PW}}", "auth.iam.domain: missing"),
+        ("auth: {iam: [x]}", "auth.iam: must be a mapping, not a list"),
+        (
+            "auth: {aksk: {colour: red}}",
+            "auth.aksk.colour: unknown key (known: ak_env, sk_env, credentials_file)",
+        ),
+        ("auth: {aksk: {ak_env: 'bad name'}}", f"auth.aksk.ak_env: {ENV_ADVICE}"),
+        (
+            "auth: {aksk: {ak: AKxx}}",
+            "auth.aksk.ak: secrets never go in a job file; set HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK (or name other variables with ak_env/sk_env), or use the SDK file ~/.huaweicloud/credentials (mode 0600)",
+        ),
+        ("auth: {aksk: 5}", "auth.aksk: must be a mapping, not 5"),
+        ("auth: {aksk: []}", "auth.aksk: must be a mapping, not a list"),
+        ("auth: [x]", "auth: must be a mapping, not a list"),
+        ("auth: 5", "auth: must be a mapping, not 5"),
+    ],
+)
+def test_each_mistake_in_an_auth_section_is_one_problem_naming_its_key(
+    tmp_path: Path, auth: str, problem: str
+) -> None:
+    """Unknown keys, bad variable names and endpoints, missing or misplaced values: one line each."""
+    path = write(tmp_path, auth + "\n" + ITEMS)
+    assert problems(path) == [f"{path}:1: {problem}"]
+
+
+@pytest.mark.parametrize(
+    ("auth", "expected"),
+    [
+        (
+            "auth: {iam: {domain: acme, user: bot, password_env: PW, endpoint: 'https://iam.example.com/'}}",
+            IamAuth(
+                domain="acme", user="bot", password_env="PW", endpoint="https://iam.example.com"
+            ),
+        ),
+        ("auth: {aksk: {ak_env: MY_AK}}", AkSkAuth(ak_env="MY_AK")),
+        ("auth: {aksk: {sk_env: MY_SK}}", AkSkAuth(sk_env="MY_SK")),
+    ],
+)
+def test_auth_values_left_out_take_their_defaults(
+    tmp_path: Path, auth: str, expected: object
+) -> None:
+    """An endpoint loses its final "/"; an aksk key left out keeps the SDK's variable name."""
+    assert load_job(write(tmp_path, auth + "\n" + ITEMS)).auth == expected
+
+
+def test_an_aksk_credentials_file_is_relative_to_the_job(tmp_path: Path) -> None:
+    """auth.aksk.credentials_file is taken relative to the job file, like every path in it."""
+    job = load_job(write(tmp_path, "auth: {aksk: {credentials_file: creds}}\n" + ITEMS))
+    assert job.auth == AkSkAuth(credentials_file=tmp_path / "creds")
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            "auth: {aksk: {}}\npassword: x\n",
+            ":2: password: secrets never go in a job file; put the password in an environment variable and name it with `auth: {iam: {password_env: NAME}}`",
+        ),
+        ("colour: x\n", ":1: colour: unknown key; this file holds only an `auth:` section"),
+        ("", ": auth: missing; this file must hold an `auth:` section"),
+        ("auth: {token_env: A}\nauth: {token_env: B}\n", ":2: auth: appears twice"),
+        ("- a\n", ":1: must be a mapping, not a list"),
+        ("auth:\n", ":1: auth: must be a mapping, not empty"),
+    ],
+)
+def test_an_auth_file_with_anything_but_one_auth_section_is_refused(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    """--auth FILE: other keys, no auth, two auth sections, or a non-mapping: each named."""
+    path = write(tmp_path, text, "auth.yaml")
+    with pytest.raises(JobFileError) as info:
+        load_auth(path)
+    assert [str(p) for p in info.value.problems] == [f"{path}{problem}"]
