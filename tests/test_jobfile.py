@@ -637,3 +637,68 @@ def test_an_auth_file_with_anything_but_one_auth_section_is_refused(
     with pytest.raises(JobFileError) as info:
         load_auth(path)
     assert [str(p) for p in info.value.problems] == [f"{path}{problem}"]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("rate: -1", "rate: must be 0 or more, not -1"),
+        ("rate: .inf", "rate: must be a finite number, not .inf"),
+        ("rate: .nan", "rate: must be a finite number, not .nan"),
+        ("rate: 1.0e+999", "rate: must be 0 or more, not 1.0e+999"),
+        ("rate: 1_000_000", "rate: must be at most 10,000, not 1_000_000"),
+        ("rate: 10000.5", "rate: must be at most 10,000, not 10000.5"),
+        ("rate: abc", "rate: must be a number, not the text 'abc'"),
+        ("rate: [1]", "rate: must be a number, not a list"),
+        ("timeout: 0", "timeout: must be greater than 0, not 0"),
+        ("timeout: -0.5", "timeout: must be greater than 0, not -0.5"),
+        (
+            "defaults: {colour: x}",
+            "defaults.colour: unknown key (known: image, img_url, project_id)",
+        ),
+        (
+            "defaults: {img_url: /v1/upload/x.png}",
+            "defaults.img_url: must look like /v1/upload/<32 letters or digits>/<yyyymm>/<name>.<ext>",
+        ),
+        ("defaults: []", "defaults: must be a mapping, not a list"),
+        ("defaults: {project_id: [x]}", "defaults.project_id: must be a text value, not a list"),
+        (
+            f"defaults: {{img_url: '{URL1}', image: a.png}}",
+            "defaults: give either `img_url` or `image`, not both",
+        ),
+        ("{a: 1}: 2", "keys must be plain names"),
+        ("~: 2", "keys must be plain names"),
+        ("<<: {rate: 1}", "<<: YAML merge keys are not allowed in job files"),
+    ],
+)
+def test_each_bad_setting_or_default_is_one_problem_naming_it(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    """Numbers out of range or not numbers, unknown or clashing defaults, odd keys: named."""
+    path = write(tmp_path, text + "\n" + ITEMS)
+    assert problems(path) == [f"{path}:1: {problem}"]
+
+
+def test_numbers_take_fractions_and_underscores_and_zero_where_allowed(tmp_path: Path) -> None:
+    """rate: 0 (no cap), 2.5 and 1_0 are read as numbers; timeout takes a fraction of a second."""
+    for text, rate in (("rate: 0", 0.0), ("rate: 2.5", 2.5), ("rate: 1_0", 10.0)):
+        assert load_job(write(tmp_path, text + "\n" + ITEMS)).settings.rate == rate
+    assert load_job(write(tmp_path, "timeout: 0.5\n" + ITEMS)).settings.timeout == 0.5
+
+
+def test_a_setting_given_twice_is_named_at_its_second_line(tmp_path: Path) -> None:
+    """The same key twice: the second one is the problem, at its own line."""
+    path = write(tmp_path, "rate: 1\nrate: 2\n" + ITEMS)
+    assert problems(path) == [f"{path}:2: rate: appears twice"]
+
+
+def test_an_items_file_that_lists_nothing_or_is_given_images_is_refused(tmp_path: Path) -> None:
+    """An items_file with only a header lists no items; `defaults.image` does not apply to one."""
+    (tmp_path / "items.csv").write_text("project_id,plan_id,img_url\n")
+    path = write(tmp_path, "items_file: items.csv\n")
+    assert problems(path) == [f"{tmp_path / 'items.csv'}: lists no items"]
+    path = write(tmp_path, "items_file: items.csv\ndefaults: {image: a.png}\n")
+    assert problems(path) == [f"{path}:2: defaults.image: items_file items take img_url, not image"]
+    (tmp_path / "items.csv").write_text("not a csv the job would read")
+    path = write(tmp_path, "items_file: items.csv\nrate: -1\n")
+    assert problems(path) == [f"{path}:2: rate: must be 0 or more, not -1"]
