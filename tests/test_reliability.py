@@ -18,7 +18,7 @@ import anyio
 import anyio.abc
 import pytest
 
-from batchthumb.sandbox import Fault, Faults, Sandbox, SandboxConfig
+from batchthumb.sandbox import Fault, Faults, RateLimit, Sandbox, SandboxConfig
 from tests.clihelp import (
     CLI_TIMEOUT,
     by_plan,
@@ -365,7 +365,8 @@ async def test_chaos_ends_with_every_item_succeeded(tmp_path: Path) -> None:
 
 async def test_a_rate_limited_server_slows_the_whole_run_down(tmp_path: Path) -> None:
     """Against 50 requests/s and no --rate, few requests are wasted on 429 and the rate settles near 50."""
-    box = Sandbox(SandboxConfig(tokens=frozenset({TOKEN})), faults=Faults(rate_limit=50))
+    limit = RateLimit.per_second(50)
+    box = Sandbox(SandboxConfig(tokens=frozenset({TOKEN}), rate_limit=limit))
     async with box.serve() as url:
         job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(500))
         result = await cli("run", str(job), "--no-progress")

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from batchthumb.sandbox.limits import THROTTLE_CODES, RateLimit
+
 DEFAULT_MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 
 
@@ -30,6 +32,9 @@ class SandboxConfig:
     plans are created by the first PUT instead of being errors. ``strict_urls``: a PUT only
     accepts an ``img_url`` uploaded to that same project through the sandbox.
     ``list_wrapped``: list elements are ``{"result": plan, "status": "success"}``.
+    ``rate_limit``: the gateway's limit (shape, rate, per API or shared, Retry-After), None
+    for none. ``throttle_code``: how its 429s spell the code, ``APIGW.0308`` or ``APIG.0308``
+    (the gateway's documentation uses both).
     """
 
     tokens: frozenset[str] = frozenset()
@@ -39,6 +44,8 @@ class SandboxConfig:
     strict_urls: bool = False
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     list_wrapped: bool = False
+    rate_limit: RateLimit | None = None
+    throttle_code: str = THROTTLE_CODES[0]
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tokens", frozenset(self.tokens))
@@ -46,6 +53,8 @@ class SandboxConfig:
         object.__setattr__(self, "aksk", MappingProxyType(dict(self.aksk)))
         if self.max_upload_bytes < 1:
             raise ValueError("max_upload_bytes must be positive")
+        if self.throttle_code not in THROTTLE_CODES:
+            raise ValueError(f"throttle_code must be one of {', '.join(THROTTLE_CODES)}")
 
     @property
     def accepts_any_token(self) -> bool:
