@@ -34,10 +34,11 @@ from typing import Any
 
 from run import HERE, Server, _table, batchthumb, machine, write_yaml_job
 
-from batchthumb.model import DEFAULT_CONCURRENCY
+from batchthumb.model import RunSettings
 from batchthumb.sandbox.command import add_arguments, build_sandbox
 
 LIMITS = (5, 20, 50, 200, 1000)
+DEFAULT_CONCURRENCY = RunSettings().concurrency
 WORKERS = (DEFAULT_CONCURRENCY, 32)
 MIN_IDEAL = 20.0
 LATENCY = 0.05
