@@ -47,6 +47,7 @@ class ThrottlePolicy:
     span: float = 1.0  # seconds over which the accepted rate is counted
     recovery: float = 1.0  # seconds to regain the rate before a cut, at least
     probe_every: float = 150.0  # ... and at least this many requests: each probe costs a 429
+    max_recovery: float = 10.0  # ... and at most this many seconds
     min_rate: float = 0.2  # requests per second; never slower than this
     pause: float = 0.25  # first pause while throttling persists; doubles while it lasts
     max_pause: float = 5.0
@@ -99,6 +100,7 @@ class RateGovernor:
         self._congested = -math.inf  # when the cuts of this congested spell began
         self._epoch = 0  # counts cuts, pauses and climbs: slots booked before one are void
         self._booked_rate = 0.0  # the rate slots were booked at since the last epoch
+        self._last_start = -math.inf  # the latest start handed out
         self._streak = 0  # throttles since the last success, each after a cut or pause
         self._accepted: deque[float] = deque()  # success times within the last span
         self._first_answer = math.inf
@@ -146,9 +148,10 @@ class RateGovernor:
         rate = min(rate, self._ceiling)
         self._rate, self._rate_at = rate, now
         if rate > self._booked_rate * 1.25:
-            # Slots booked at a much lower rate would hold the climb back: book them again.
+            # Slots booked at a much lower rate would hold the climb back: book them again,
+            # from the last start at the new rate (never two starts closer than it allows).
             self._booked_rate = rate
-            self._tat = min(self._tat, now)
+            self._tat = min(self._tat, self._last_start + 1.0 / rate)
             self._epoch += 1
         return rate
 
@@ -170,6 +173,7 @@ class RateGovernor:
         if tat - (self._burst - 1) * interval > now:
             return None
         self._tat = tat + interval
+        self._last_start = now
         return now
 
     async def acquire(self) -> float:
@@ -186,6 +190,7 @@ class RateGovernor:
                 return now
             slot = self._reserve(now, rate)
             if slot <= now:
+                self._last_start = max(self._last_start, now)
                 return now
             epoch = self._epoch
             # Wake now and then: a cut, a pause or a climb voids the slot (booked at the old
@@ -194,6 +199,7 @@ class RateGovernor:
             while epoch == self._epoch and (now := self._clock()) < slot:
                 await self._sleep(min(slot - now, nap))
             if epoch == self._epoch:
+                self._last_start = max(self._last_start, slot)
                 return slot
 
     def _reserve(self, now: float, rate: float) -> float:
@@ -282,7 +288,9 @@ class RateGovernor:
         self._slow_start = False
         self._high = max(measured, policy.min_rate)
         self._low = max(self._high * beta, policy.min_rate)
-        self._recovery = max(policy.recovery, policy.probe_every / self._high)
+        self._recovery = min(
+            policy.max_recovery, max(policy.recovery, policy.probe_every / self._high)
+        )
         self._cut_at = now
         self._rate_at = -math.inf
         self._tat = max(now, self._paused_until)  # slots booked at the old rate are void
