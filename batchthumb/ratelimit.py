@@ -52,6 +52,8 @@ class ThrottlePolicy:
     pause: float = 0.25  # first pause while throttling persists; doubles while it lasts
     max_pause: float = 5.0
     max_retry_after: float = 300.0  # a server asking for more is capped, not obeyed blindly
+    frequent: float = 0.1  # a share of 429s over the span that cuts even with Retry-After
+    min_answers: int = 20  # ... out of at least this many answers
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,7 @@ class RateGovernor:
         self._last_start = -math.inf  # the latest start handed out
         self._streak = 0  # throttles since the last success, each after a cut or pause
         self._accepted: deque[float] = deque()  # success times within the last span
+        self._throttles: deque[float] = deque()  # throttle times within the last span
         self._first_answer = math.inf
         self._throttled = 0
         self._cuts = 0
@@ -231,8 +234,17 @@ class RateGovernor:
         if retry_after is not None:  # the server says when: wait that long, whatever else
             wait = min(max(retry_after, 0.0), policy.max_retry_after)
             self._pause_until(now + wait)
+        throttles = self._throttles
+        throttles.append(now)
+        while throttles[0] < now - policy.span:
+            throttles.popleft()
         if started_at <= self._answered_to:
             return  # sent before the last cut or pause, which already answered it
+        answers = len(throttles) + len(self._accepted)
+        if retry_after is not None and (
+            answers < policy.min_answers or len(throttles) < policy.frequent * answers
+        ):
+            return  # a rare 429 that says when to come back asks for a pause, not a cut
         self._answered_to = now
         self._streak += 1
         if self._streak == 1:

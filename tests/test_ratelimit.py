@@ -291,3 +291,17 @@ def test_stats_say_how_often_and_at_what_rate() -> None:
     assert stats.throttled == outcome.throttled > 0
     assert 1 <= stats.rate_cuts <= stats.throttled
     assert stats.rate is not None and 30 <= stats.rate <= 80
+
+
+async def test_a_rare_429_with_retry_after_pauses_without_cutting() -> None:
+    """One 429 with Retry-After among 50 successes: the pause is honoured, the rate not cut."""
+    time = FakeTime()
+    gov = governor(time, rate=100.0)
+    for _ in range(50):
+        await gov.acquire()
+        gov.on_success()
+    throttled_at = time.now
+    gov.on_throttle(started_at=throttled_at, retry_after=1.0)
+    assert gov.stats.rate_cuts == 0
+    assert gov.rate == 100.0
+    assert await gov.acquire() == pytest.approx(throttled_at + 1.0)
