@@ -7,12 +7,15 @@ talks through a :class:`~batchthumb.console.Console`) and never exits: it return
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import signal
-from collections.abc import AsyncIterator, Iterable, Iterator
+import threading
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import TextIO
@@ -20,7 +23,7 @@ from typing import TextIO
 import anyio
 
 from batchthumb.auth import Redactor
-from batchthumb.client import PlanApi, open_api
+from batchthumb.client import open_api
 from batchthumb.console import Console, Quiet
 from batchthumb.errors import (
     EXIT_ABORTED,
@@ -29,26 +32,26 @@ from batchthumb.errors import (
     EXIT_OK,
     EXIT_SOME_FAILED,
     BatchthumbError,
-    RunAborted,
     UsageError,
+    os_errors,
 )
 from batchthumb.jobwriter import Entry, render_job, write_text
 from batchthumb.logs import JsonEvents
-from batchthumb.model import Item, ItemSource, Job, RunSettings, Tally
-from batchthumb.plans import list_project, thumbnails
+from batchthumb.model import Item, ItemStream, Job, RunSettings, Tally
 from batchthumb.progress import Silent, choose_progress, format_duration
 from batchthumb.report import (
     Journal,
-    JournalState,
+    ReportState,
     compact,
     drop_torn_tail,
     key_digest,
-    read_journal,
+    read_report,
     report_lock,
 )
 from batchthumb.runner import Key, RunSummary, Uploads, run_batch
 from batchthumb.sending import Events, NoEvents, Sender, Stop
 from batchthumb.session import Connection, embedded_sandbox, make_sender
+from batchthumb.snapshot import Snapshot
 from batchthumb.summary import format_summary
 
 TIME_LIMIT = "time limit reached"
@@ -99,7 +102,7 @@ class RunResult:
 class Remaining:
     """The items of a job still to send, filtered as they stream by and counted once."""
 
-    items: ItemSource
+    items: ItemStream
     keys: AbstractSet[bytes]  # key digests (report.key_digest)
     wanted: bool  # True: only the items in ``keys``; False: all but those
     count: int
@@ -116,9 +119,10 @@ class Remaining:
 class RunPlan:
     """What a run is about to do, known before the first request."""
 
-    pending: ItemSource
+    pending: ItemStream
     skipped: int  # already done according to the report
-    journal: JournalState
+    recorded: ReportState  # what the report says was done, when resuming
+    projects: int = 0  # projects the pending items name: what the snapshot lists
 
     def estimate(self, settings: RunSettings) -> float | None:
         """Seconds the run should take at the configured rate, if it has one."""
@@ -130,14 +134,19 @@ class RunPlan:
 def plan_run(job: Job, settings: RunSettings, report: Path) -> RunPlan:
     """Read the report (when resuming) and pick the items still to send."""
     if not (settings.resume or settings.retry_failed):
-        return RunPlan(job.items, 0, JournalState())
-    journal = read_journal(report)
-    keys = journal.failed if settings.retry_failed else journal.done
+        return RunPlan(job.items, 0, ReportState(), len(job.projects))
+    recorded = read_report(report)
+    keys = recorded.failed if settings.retry_failed else recorded.done
     wanted = settings.retry_failed
     # Counted in one streaming pass: a large job is never held as a list of pending items.
-    count = sum((key_digest(item.key) in keys) is wanted for item in job.items)
+    count = 0
+    projects: set[str] = set()
+    for item in job.items:
+        if (key_digest(item.key) in keys) is wanted:
+            count += 1
+            projects.add(item.project_id)
     pending = Remaining(job.items, keys, wanted, count)
-    return RunPlan(pending, len(job.items) - count, journal)
+    return RunPlan(pending, len(job.items) - count, recorded, len(projects))
 
 
 def headline(job: Job, plan: RunPlan, settings: RunSettings) -> str:
@@ -159,16 +168,16 @@ def run_job(
 ) -> RunResult:
     """Run a job under its report's lock; ``connection`` None means an embedded sandbox.
 
-    With ``watch_signals`` (the CLI; only in the main thread), the first SIGINT or SIGTERM
-    stops gracefully and the second at once.
+    With ``watch_signals`` (the CLI), the first SIGINT or SIGTERM stops gracefully and the
+    second at once; only in the main thread, the only one Python delivers signals to.
     """
     console = console or Quiet()
     report = settings.report_for(job.path)
     with report_lock(report, wait=settings.lock_wait):
         plan = plan_run(job, settings, report)
-        if plan.journal.torn_line:
+        if plan.recorded.torn_line:
             console.warn(
-                f"{report}:{plan.journal.torn_line}: ignoring a torn last line "
+                f"{report}:{plan.recorded.torn_line}: ignoring a torn last line "
                 "(the previous run was killed while writing it)"
             )
         console.status(f"{headline(job, plan, settings)}; report: {report}")
@@ -196,12 +205,15 @@ def _log_stream(settings: RunSettings, console: Console) -> Iterator[TextIO | No
     elif settings.log_file is None:
         yield console.stream
     else:
-        try:
+        with os_errors(settings.log_file, "write the log", UsageError):
             stream = settings.log_file.open("a", encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"{settings.log_file}: cannot write the log: {exc.strerror}") from None
-        with stream:
+        try:
             yield stream
+        finally:
+            # Each event is flushed as written: a close that fails repeats an error the run
+            # has already reported.
+            with contextlib.suppress(OSError):
+                stream.close()
 
 
 @asynccontextmanager
@@ -234,7 +246,7 @@ async def _run_in_loop(
         await target.credentials.prepare()
         failure: BatchthumbError | None = None
         async with anyio.create_task_group() as tasks:
-            if watch_signals:
+            if watch_signals and threading.current_thread() is threading.main_thread():
                 tasks.start_soon(_watch_signals, stop, console)
             if settings.max_duration is not None:
                 tasks.start_soon(_stop_at_deadline, stop, settings.max_duration, console)
@@ -294,25 +306,38 @@ async def run_plan(
     ``connection.credentials`` must be prepared already: a refused password is the
     caller's to report, outside any task group.
 
-    First, unless ``settings.snapshot`` is off, one paginated list call per project records
-    each plan's current thumbnail (``previous_img_url``) and, with ``settings.backup``, writes
-    it as a job file; a project that cannot be listed aborts the run before any change.
+    Unless ``settings.snapshot`` is off, one paginated listing per project records each plan's
+    current thumbnail (``previous_img_url``), journaled before that project's first change:
+    the workers list each project when its first item comes (:mod:`batchthumb.snapshot`), so
+    listings and PUTs overlap. With ``settings.backup`` every project is listed first (the
+    backup is written before any change). A project that cannot be listed aborts the run.
     """
     appending = settings.resume or settings.retry_failed
-    _prepare_report(report, plan, appending=appending)
     credentials = connection.credentials
     # Read at each use: tokens renewed during the run are masked too.
     redact = Redactor(lambda: credentials.secrets)
-    events: Events = NoEvents() if log is None else JsonEvents(log, redact=redact)
+    # A log that cannot be written stops the run gracefully: what is in flight is journaled.
+    logger = None
+    if log is not None:
+        logger = JsonEvents(
+            log, redact=redact, on_error=lambda exc: stop.request("the log cannot be written")
+        )
+    events: Events = NoEvents() if logger is None else logger
+    # No more workers, nor pooled connections, than there are items to send.
+    workers = max(1, min(settings.concurrency, len(plan.pending)))
     events.emit(
         "start",
         items=len(plan.pending),
         skipped=plan.skipped,
         endpoint=connection.endpoint,
         concurrency=settings.concurrency,
+        workers=workers,
         rate=settings.rate,
         report=str(report),
     )
+    if logger is not None:
+        logger.check()  # before the report is touched: a log that fails at once changes nothing
+    _prepare_report(report, plan, appending=appending)
     stream = console.stream
     progress = (
         Silent()
@@ -325,38 +350,49 @@ async def run_plan(
     async with open_api(
         connection.endpoint,
         credentials,
-        concurrency=settings.concurrency,
+        concurrency=workers,
         timeout=settings.timeout,
         transport=connection.transport,
+        max_answer_bytes=settings.max_answer_bytes,
     ) as api:
         with Journal(report, redact=redact) as journal:
-            previous: dict[Key, str | None] = {}
+            began = time.monotonic()
+            listings = None
+            # The projects in job order, read apart from the workers' stream (see snapshot).
+            ahead = (item.project_id for item in plan.pending)
             if settings.snapshot:
-                try:
-                    previous = await snapshot(
-                        api, sender, plan.pending, journal=journal, known=plan.journal,
-                        console=console,
-                    )  # fmt: skip
-                except RunAborted as exc:
-                    progress.close()
-                    return RunSummary(
-                        Tally(), 0.0, sender.requests, sender.governor.stats, aborted=str(exc)
-                    )
-                if settings.backup is not None:
+                listings = Snapshot(
+                    api, sender, journal, console, progress, known=plan.recorded,
+                    total=plan.projects, ahead=ahead, max_pages=settings.max_list_pages,
+                )  # fmt: skip
+            try:
+                if listings is not None and settings.backup is not None:
+                    # The backup is written before the first change: every project listed first.
+                    if not await listings.list_all(ahead, concurrency=settings.concurrency):
+                        progress.close()
+                        return _unstarted(sender, time.monotonic() - began)
                     write_backup(
-                        settings.backup, plan.pending, previous, endpoint=connection.endpoint
+                        settings.backup,
+                        plan.pending,
+                        listings.previous,
+                        endpoint=connection.endpoint,
                     )
-            summary = await run_batch(
-                plan.pending,
-                api=api,
-                sender=sender,
-                journal=journal,
-                concurrency=settings.concurrency,
-                progress=progress,
-                uploads=Uploads(done=dict(plan.journal.uploads)),
-                previous=previous,
-            )
-    if appending and plan.journal.lines:
+                summary = await run_batch(
+                    plan.pending,
+                    api=api,
+                    sender=sender,
+                    journal=journal,
+                    concurrency=workers,
+                    progress=progress,
+                    uploads=Uploads(done=dict(plan.recorded.uploads)),
+                    previous=listings.previous if listings is not None else None,
+                    listings=listings,
+                )
+            finally:
+                ahead.close()  # a job file read for it is closed at once
+            # The summary's time includes the listings made before the run (--backup).
+            summary = replace(summary, elapsed=max(summary.elapsed, time.monotonic() - began))
+    if appending and plan.recorded.lines:
         compact(report)
     events.emit(
         "summary",
@@ -370,52 +406,36 @@ async def run_plan(
         stopped=summary.stopped,
         aborted=summary.aborted,
     )
+    if logger is not None:
+        logger.check()
     return summary
 
 
 def _prepare_report(report: Path, plan: RunPlan, *, appending: bool) -> None:
     """Resuming: drop a torn last line. Else keep the last report as ``REPORT.1``."""
     if appending and report.exists():
-        drop_torn_tail(report, plan.journal)
+        drop_torn_tail(report, plan.recorded)
     elif report.exists():
         # A fresh run starts a fresh report, keeping the last one: a run started without
         # --resume by mistake must not destroy what undo needs.
         report.replace(report.with_name(report.name + ".1"))
 
 
-async def snapshot(
-    api: PlanApi,
-    sender: Sender,
-    items: Iterable[Item],
-    *,
-    journal: Journal,
-    known: JournalState,
-    console: Console,
-) -> dict[Key, str | None]:
-    """The thumbnail of every plan the items name before the run: one list per project.
-
-    Each project's list is journaled before any change, once: when a resumed run meets a
-    project the journal already has, the journaled state wins, since the listing now may
-    show changes of the run that was interrupted.
-    """
-    previous: dict[Key, str | None] = {}
-    for project_id in dict.fromkeys(item.project_id for item in items):
-        plans = await list_project(api, sender, project_id)
-        if any(not p.img_known for p in plans):
-            console.warn(
-                f"the plan list of project {project_id} does not show img_url; previous "
-                "thumbnails are unknown there, so undo cannot restore them"
-            )
-        current = thumbnails(plans)
-        previous.update(current)
-        if project_id not in known.snapshotted and current:
-            journal.record_snapshot(project_id, {plan: url for (_, plan), url in current.items()})
-    previous.update(known.previous)
-    return previous
+def _unstarted(sender: Sender, elapsed: float) -> RunSummary:
+    """The summary of a run that stopped or gave up while listing, before any change."""
+    reason = sender.stop.reason
+    return RunSummary(
+        Tally(),
+        elapsed,
+        sender.requests,
+        sender.governor.stats,
+        stopped=reason if reason != "aborted" else None,
+        aborted=sender.aborted,
+    )
 
 
 def write_backup(
-    path: Path, items: Iterable[Item], previous: dict[Key, str | None], *, endpoint: str
+    path: Path, items: Iterable[Item], previous: Mapping[Key, str | None], *, endpoint: str
 ) -> None:
     """Write the thumbnails the items are about to replace as a job that restores them."""
     entries: list[Entry] = []

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import anyio
@@ -15,6 +13,8 @@ import pytest
 
 from batchthumb.jobfile import load_job
 from batchthumb.sandbox import Sandbox, SandboxConfig
+from tests.clihelp import cli as in_process
+from tests.imagedata import png
 
 pytestmark = pytest.mark.anyio
 
@@ -25,24 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "BATCHTHUMB_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)}
 
 
-def png(seed: int) -> bytes:
-    """A tiny valid PNG, different for each seed."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
-    pixel = zlib.compress(b"\x00" + seed.to_bytes(3, "big"))
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixel) + chunk(b"IEND", b"")
-    )
-
-
 async def cli(*args: str, cwd: Path, check: int | None = 0) -> subprocess.CompletedProcess[bytes]:
-    done = await anyio.run_process(
-        [sys.executable, "-m", "batchthumb", *args], cwd=cwd, env=ENV, check=False
-    )
+    """``batchthumb ARGS`` in process (:func:`tests.clihelp.cli`), shaped like a subprocess's."""
+    result = await in_process(*args, env={**ENV, "BATCHTHUMB_TOKEN": TOKEN}, cwd=cwd)
+    done = subprocess.CompletedProcess(args, result.code, result.out.encode(), result.err.encode())
     if check is not None:
         assert done.returncode == check, done.stderr.decode()
     return done
@@ -79,7 +65,11 @@ async def test_local_image_shared_by_many_plans_is_uploaded_once_per_project(
     ("name", "data", "expected"),
     [
         ("missing.png", None, "missing.png does not exist"),
-        ("big.png", png(1) + b"\0" * (5 * 2**20), "the API takes at most 5 MB"),
+        (
+            "big.png",
+            png(1) + b"\0" * (5 * 2**20),
+            "is larger than 5 MB, the limit for an image (the API takes at most 5 MB)",
+        ),
         ("fake.png", b"not an image at all", "is not a PNG, JPEG, GIF, BMP or WebP image"),
     ],
 )
@@ -314,3 +304,20 @@ async def test_resume_after_a_kill_during_a_migration_uploads_nothing_twice(tmp_
     data = uploads_to(sandbox, DST)
     assert len(data) == len(set(data)) == 40
     assert all(p.img_url is not None for p in sandbox.plans(DST))
+
+
+async def test_migrate_o_says_why_its_images_folder_cannot_be_created(tmp_path: Path) -> None:
+    """A file where migrate -o puts its images folder: one message, exit 2, nothing downloaded."""
+    sandbox = strict()
+    seed_migration(sandbox, 3)
+    (tmp_path / "move.images").write_text("in the way\n")
+    async with sandbox.serve() as url:
+        done = await cli(
+            "migrate", "--from", SRC, "--to", DST, "--endpoint", url, "-o", "move.yaml",
+            cwd=tmp_path, check=2,
+        )  # fmt: skip
+    assert done.stderr.decode().splitlines()[-1] == (
+        "batchthumb: move.images: cannot create the images folder: File exists"
+    )
+    assert sandbox.stats.downloads == 0
+    assert not (tmp_path / "move.yaml").exists()

@@ -29,7 +29,7 @@ from batchthumb.sandbox.state import (
     IMG_URL_PATTERN,
     PLAN_TYPES,
     Gate,
-    IssuedToken,
+    GrantedToken,
     Plan,
     Stats,
     Store,
@@ -60,6 +60,7 @@ class Sandbox(Protocol):
     faults: Faults
     stats: Stats
     gate: Gate
+    list_gates: dict[str, Gate]
     store: Store
     limits: Limits | None
     clock: Callable[[], float]
@@ -381,6 +382,13 @@ class Routes:
         """``POST /v3/plan/{project_id}/managements``: one page of a project's plans."""
         self.stats.lists += 1
         body = await request.read()
+        sandbox = self.sandbox
+        gate = sandbox.list_gates.get(request.match_info["project_id"])
+        if gate is not None and not gate.is_open:
+            sandbox.notify()  # counted in stats.lists: a test can wait for it to be held
+            await gate.wait()
+            if gate.aborted:  # the server is stopping
+                _drop(request)
         await self.admit("list", request, body)
         project_id = self.project(request)
         params = _json_body(body, allow_empty=True)
@@ -530,7 +538,7 @@ class Routes:
             )
         issued_at = self.sandbox.wall_clock()
         token = "MIIsandbox" + secrets.token_urlsafe(144)
-        self.store.tokens[token] = IssuedToken(name, scope, issued_at + match.token_ttl)
+        self.store.tokens[token] = GrantedToken(name, scope, issued_at + match.token_ttl)
         self.stats.tokens_issued += 1
         body = {
             "token": {
