@@ -291,8 +291,8 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _connect(args: argparse.Namespace, settings: Settings, auth: AuthConfig | None) -> Connection:
     """Resolve the connection flags against the job's settings; nothing is sent yet."""
-    from batchthumb.auth import IamPassword, load_credentials
-    from batchthumb.client import IamTokens, check_url, make_transport
+    from batchthumb.auth import AkSk, IamPassword, load_credentials
+    from batchthumb.client import IamProjects, IamTokens, check_url, make_transport
     from batchthumb.execute import Connection
     from batchthumb.jobfile import load_auth
 
@@ -306,11 +306,20 @@ def _connect(args: argparse.Namespace, settings: Settings, auth: AuthConfig | No
     transport = make_transport(ca_bundle=args.ca_bundle)
     if args.auth is not None:
         auth = load_auth(args.auth)
-    credentials = load_credentials(auth, issue=IamTokens(transport), region=settings.region)
+    credentials = load_credentials(
+        auth, issue=IamTokens(transport), lookup=IamProjects(transport), region=settings.region
+    )
     if isinstance(credentials, IamPassword):
         iam = credentials.identity.endpoint
         _warn(check_url(iam, insecure=args.insecure, what="IAM endpoint"))
+    elif isinstance(credentials, AkSk) and credentials.project_source is not None:
+        iam = credentials.project_source.endpoint
+        _warn(check_url(iam, insecure=args.insecure, what="IAM endpoint"))
     return Connection(endpoint.rstrip("/"), credentials, transport)
+
+
+def _say(message: str) -> None:
+    print(f"batchthumb: {message}", file=sys.stderr, flush=True)
 
 
 def _warn(message: str | None) -> None:
@@ -517,7 +526,7 @@ def _run_job(
     from batchthumb.execute import plan_run
     from batchthumb.report import report_lock
 
-    with report_lock(options.report, wait=args.lock_wait):
+    with report_lock(options.report, wait=args.lock_wait, on_wait=_say):
         plan = plan_run(job, options)
         if plan.journal.torn_line:
             print(

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from batchthumb.errors import Problem
-from batchthumb.model import IMG_URL, ITEM_KEYS, Item, field_problem
+from batchthumb.model import ITEM_KEYS, Item, field_problem
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 # A file with a million bad lines should not print a million lines.
@@ -205,16 +205,6 @@ def read_items_file(
             seen.add(digest)
             count += 1
             projects.add(item.project_id)
-            match = IMG_URL.fullmatch(item.img_url or "")
-            if match and match["project"] != item.project_id and len(warnings) < MAX_PROBLEMS:
-                warnings.append(
-                    Problem(
-                        str(path),
-                        line,
-                        where,
-                        "img_url was uploaded to another project; the API may refuse it there",
-                    )
-                )
     except _NotUtf8 as exc:
         found.append(Problem(str(path), exc.line, "", f"not UTF-8 text (byte {exc.offset})"))
     except csv.Error as exc:

@@ -18,8 +18,10 @@ if TYPE_CHECKING:
 PROJECT_ID = re.compile(r"[A-Za-z0-9]{32}")
 # The docs give no pattern for plan_id; the list call returns 32-character ids (facts §1).
 PLAN_ID = re.compile(r"[A-Za-z0-9]{32}")
-# The documented pattern /v1/upload/%s/\d{6}/[a-zA-Z0-9]+.[a-zA-Z], read strictly and anchored.
-IMG_URL = re.compile(r"/v1/upload/(?P<project>[A-Za-z0-9]{32})/\d{6}/[A-Za-z0-9]+\.[A-Za-z]+")
+# The documented pattern /v1/upload/%s/\d{6}/[a-zA-Z0-9]+.[a-zA-Z], anchored and bounded. What
+# %s holds is unproven (facts §0: upload examples answer another id than the request's
+# project); the download page allows 1 to 32 characters there, so any such id is accepted.
+IMG_URL = re.compile(r"/v1/upload/[A-Za-z0-9]{1,32}/\d{6}/[A-Za-z0-9]{1,64}\.[A-Za-z]{1,8}")
 
 ITEM_KEYS = ("project_id", "plan_id", "img_url")
 
@@ -36,7 +38,7 @@ def field_problem(name: str, value: str) -> str | None:
     if name == "plan_id" and not PLAN_ID.fullmatch(value):
         return "must be 32 letters or digits (the plan id)"
     if name == "img_url" and not IMG_URL.fullmatch(value):
-        return "must look like /v1/upload/<32 letters or digits>/<yyyymm>/<name>.<ext>"
+        return "must look like /v1/upload/<id>/<yyyymm>/<name>.<ext>"
     return None
 
 
@@ -170,6 +172,7 @@ class Verdict(enum.Enum):
     THROTTLED = "throttled"  # the whole run must slow down
     PERMANENT = "permanent"  # the request itself is wrong; retrying changes nothing
     REJECTED = "rejected"  # credentials refused: the run cannot go on
+    FORBIDDEN = "forbidden"  # the identity lacks a role or permission: the run cannot go on
 
 
 @dataclass(frozen=True, slots=True)

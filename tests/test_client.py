@@ -70,9 +70,9 @@ async def test_a_wrong_token_is_rejected(sandbox: tuple[Sandbox, str]) -> None:
     )
 
 
-@pytest.mark.parametrize("status", [500, 503])
+@pytest.mark.parametrize("status", [500, 503, 408])
 async def test_server_errors_are_retryable(sandbox: tuple[Sandbox, str], status: int) -> None:
-    """5xx answers are retried."""
+    """5xx answers, and 408 Request Timeout, are retried."""
     box, url = sandbox
     box.faults.script(Fault.status(status))
     attempt = await put(url)
@@ -150,3 +150,22 @@ async def test_nothing_listening_is_a_clean_retryable_failure() -> None:
     assert attempt.verdict is Verdict.RETRY
     assert not attempt.ambiguous
     assert attempt.error is not None and attempt.error.startswith("cannot connect")
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [(403, "SANDBOX.0403"), (400, "PM.02150010"), (400, "PM.02174103")],
+)
+async def test_permission_answers_are_forbidden_not_per_item_failures(
+    sandbox: tuple[Sandbox, str], status: int, code: str
+) -> None:
+    """403, and the documented 400 permission codes, are FORBIDDEN: they stop the run."""
+    box, url = sandbox
+    box.faults.script(Fault.status(status, code, "denied"))
+    attempt = await put(url)
+    assert (attempt.verdict, attempt.http_status, attempt.error_code) == (
+        Verdict.FORBIDDEN,
+        status,
+        code,
+    )
+    assert attempt.error is not None and P1 in attempt.error
