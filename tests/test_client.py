@@ -10,7 +10,7 @@ import pytest
 from batchthumb.auth import StaticToken
 from batchthumb.client import open_api
 from batchthumb.model import Attempt, Verdict
-from batchthumb.sandbox import Fault, Sandbox
+from batchthumb.sandbox import Fault, Sandbox, SandboxConfig
 from tests.conftest import P1, TOKEN, img_url, plan_id
 
 pytestmark = pytest.mark.anyio
@@ -169,3 +169,29 @@ async def test_permission_answers_are_forbidden_not_per_item_failures(
         code,
     )
     assert attempt.error is not None and P1 in attempt.error
+
+
+async def test_a_refused_download_says_which_policy_is_missing_when_the_v3_route_fails_too() -> (
+    None
+):
+    """DownloadImageFile without codeartsreq:attachment:download, and a v3 route that refuses
+    too (not a member): FORBIDDEN, naming the missing policy and the membership."""
+    box = Sandbox(
+        SandboxConfig(
+            tokens=frozenset({TOKEN}), download_permission=False, non_member_projects={P1}
+        )
+    )
+    source = box.upload(P1, b"\x89PNG\r\n\x1a\n" + bytes(32))
+    async with (
+        box.serve() as url,
+        open_api(url, StaticToken(TOKEN), concurrency=1, timeout=5) as api,
+    ):
+        attempt, data = await api.download_image(P1, source)
+    assert data is None
+    assert (attempt.verdict, attempt.error_code) == (Verdict.FORBIDDEN, "PM.02150010")
+    assert attempt.error is not None
+    assert "the IAM user needs codeartsreq:attachment:download" in attempt.error
+    assert f"the v3 download was refused too: the user is not a member of project {P1}" in (
+        attempt.error
+    )
+    assert box.stats.downloads == 2

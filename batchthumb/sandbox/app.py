@@ -461,9 +461,10 @@ class Routes:
         """``GET /v4/projects/{project_id}/image-file?image_uri=...``: the stored image."""
         self.stats.downloads += 1
         self.authenticate(request, await request.read())
-        self.project(request)
         if not self.sandbox.config.download_permission:
-            raise ApiError(*NO_PERMISSION)  # no codeartsreq:attachment:download policy
+            # The identity policy codeartsreq:attachment:download, checked before any role.
+            raise ApiError(*NO_PERMISSION)
+        self.project(request)
         upload = self.store.uploads.get(request.query.get("image_uri", ""))
         if upload is None:
             raise invalid("image_uri", "no such image")
@@ -476,6 +477,8 @@ class Routes:
         """
         self.stats.downloads += 1
         self.authenticate(request, await request.read())
+        if request.match_info["project_id"] in self.sandbox.config.non_member_projects:
+            raise ApiError(*NOT_A_MEMBER)
         img_url = "/v1/" + request.path.removeprefix("/v3/")
         upload = self.store.uploads.get(img_url)
         if upload is None:
