@@ -26,14 +26,13 @@ from typing import Protocol
 import anyio
 
 from batchthumb import signing
-from batchthumb.errors import CredentialsError
+from batchthumb.errors import CredentialsError, os_errors
+from batchthumb.model import AkSkAuth, AuthConfig, IamAuth, TokenAuth
 
 TOKEN_ENV = "BATCHTHUMB_TOKEN"
 # update-thumbnail.md: X-Auth-Token is 10 to 32,768 characters.
 TOKEN_LENGTH = range(10, 32768 + 1)
 # The official SDK's names (facts §4.3), so existing set-ups work unchanged.
-AK_ENV = "HUAWEICLOUD_SDK_AK"
-SK_ENV = "HUAWEICLOUD_SDK_SK"
 PROJECT_ID_ENV = "HUAWEICLOUD_SDK_PROJECT_ID"
 SECURITY_TOKEN_ENV = "HUAWEICLOUD_SDK_SECURITY_TOKEN"
 CREDENTIALS_FILE_ENV = "HUAWEICLOUD_SDK_CREDENTIALS_FILE"
@@ -49,43 +48,6 @@ ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
 def iam_endpoint_for_region(region: str) -> str:
     """The regional IAM endpoint (facts §3)."""
     return f"https://iam.{region}.myhuaweicloud.com"
-
-
-# -- what the auth: section says (references to secrets, never secrets) ----------------------
-
-
-@dataclass(frozen=True, slots=True)
-class TokenAuth:
-    """A token in an environment variable or a file (``auth: {token_env|token_file: ...}``)."""
-
-    env: str | None = None
-    file: Path | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class IamAuth:
-    """An IAM user whose password is in ``password_env`` (``auth: {iam: {...}}``)."""
-
-    domain: str
-    user: str
-    password_env: str
-    endpoint: str | None = None  # default: the region's, else the global one
-    project: str | None = None  # the IAM project (region) name; default: the job's region
-
-
-@dataclass(frozen=True, slots=True)
-class AkSkAuth:
-    """An access key pair from the SDK's environment variables or profile file."""
-
-    ak_env: str = AK_ENV
-    sk_env: str = SK_ENV
-    credentials_file: Path | None = None  # default: $HUAWEICLOUD_SDK_CREDENTIALS_FILE or ~/...
-    # Where the IAM project id is looked up when none is configured (facts §4.3).
-    iam_endpoint: str | None = None  # default: $HUAWEICLOUD_SDK_IAM_ENDPOINT, the region's, ...
-    project: str | None = None  # the IAM project (region) name; default: the job's region
-
-
-AuthConfig = TokenAuth | IamAuth | AkSkAuth
 
 
 def describe_auth(config: AuthConfig | None) -> str:
@@ -492,7 +454,7 @@ def profile_keys(path: Path) -> AccessKeys:
 def read_secret_file(path: Path) -> str:
     """The text of a file holding secrets, refused if other users may read it."""
     try:
-        with path.open(encoding="utf-8") as file:
+        with os_errors(path, "read", CredentialsError), path.open(encoding="utf-8") as file:
             mode = stat.S_IMODE(os.fstat(file.fileno()).st_mode)
             if os.name == "posix" and mode & 0o077:
                 raise CredentialsError(
@@ -500,8 +462,6 @@ def read_secret_file(path: Path) -> str:
                     f"secrets must be private: run chmod 600 {path}"
                 )
             return file.read()
-    except OSError as exc:
-        raise CredentialsError(f"{path}: cannot read: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise CredentialsError(f"{path}: not UTF-8 text") from None
 

@@ -144,7 +144,8 @@ class PlanApi:
         # client's CPU per item in the benchmark's profile. It runs until the body is read.
         self._request_timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=timeout)
         self._wall_clock = wall_clock
-        self._download_refused = False  # DownloadImageFile said no: use the v3 route
+        # Why DownloadImageFile said no, once it did: from then on the v3 route is used.
+        self._download_refused: str | None = None
 
     async def set_thumbnail(self, project_id: str, plan_id: str, img_url: str) -> Attempt:
         """``PUT /v3/plan/{project_id}/management/{plan_id}/img``: set one plan's thumbnail."""
@@ -213,18 +214,22 @@ class PlanApi:
         ``GET /v3/upload/...`` route (the img_url with ``v1`` swapped for ``v3``, no identity
         policy needed, facts §0) serves this download and every later one.
         """
-        if not self._download_refused:
+        if self._download_refused is None:
             path = f"/v4/projects/{project_id}/image-file?image_uri={quote(img_url, safe='/')}"
             reply = await self.request("GET", path, raw=True)
             if reply.attempt.verdict is not Verdict.FORBIDDEN:
                 body = bytes(reply.body) if reply.attempt.verdict is Verdict.OK else None
                 return reply.attempt, body
             # One extra request, once a run, outside the rate governor's count.
-            self._download_refused = True
+            self._download_refused = reply.attempt.error or "DownloadImageFile was refused"
         reply = await self.request("GET", "/v3/" + img_url.removeprefix("/v1/"), raw=True)
-        if reply.attempt.verdict is not Verdict.OK:
-            return reply.attempt, None
-        return reply.attempt, bytes(reply.body)
+        attempt = reply.attempt
+        if attempt.verdict is Verdict.FORBIDDEN:
+            error = f"{self._download_refused}; the v3 download was refused too: {attempt.error}"
+            return replace(attempt, error=error), None
+        if attempt.verdict is not Verdict.OK:
+            return attempt, None
+        return attempt, bytes(reply.body)
 
     async def request(
         self,
@@ -348,7 +353,7 @@ def _stale_token(attempt: Attempt) -> bool:
     return attempt.error_code in STALE_TOKEN_CODES or "token must be updated" in message
 
 
-_PROJECT_IN_PATH = re.compile(r"/(?:v3/plan|v2|v4/projects)/([A-Za-z0-9]{32})/")
+_PROJECT_IN_PATH = re.compile(r"/(?:v3/plan|v3/upload|v2|v4/projects)/([A-Za-z0-9]{1,32})/")
 
 
 def _permission_hint(attempt: Attempt, url: str) -> str:

@@ -18,15 +18,19 @@ from typing import TypeVar, cast
 
 import yaml
 
-from batchthumb.auth import ENV_NAME, AkSkAuth, AuthConfig, IamAuth, TokenAuth
+from batchthumb.auth import ENV_NAME
 from batchthumb.errors import JobFileError, Problem
 from batchthumb.images import ImageProblem, inspect_image
 from batchthumb.model import (
+    AkSkAuth,
+    AuthConfig,
+    IamAuth,
     Item,
-    ItemSource,
+    ItemStream,
     Job,
     LocalImage,
-    Settings,
+    RunSettings,
+    TokenAuth,
     endpoint_for_region,
     field_problem,
 )
@@ -343,7 +347,7 @@ def load_job(path: Path) -> Job:
     checker = _Checker(path)
     found = _parse(path, checker, lambda events: _walk_job(events, path.parent))
     settings = _settings(checker, found.root, found.values, path.parent)
-    items: ItemSource = ()
+    items: ItemStream = ()
     if found.items_given and found.items_file is not None:
         checker.problem(
             found.items_file[1], "items_file", "give either `items` or `items_file`, not both"
@@ -626,7 +630,7 @@ def _read_setting(checker: _Checker, name: str, node: yaml.Node) -> object:
     return value
 
 
-def _settings(checker: _Checker, root: _At, values: dict[str, object], base: Path) -> Settings:
+def _settings(checker: _Checker, root: _At, values: dict[str, object], base: Path) -> RunSettings:
     if "endpoint" in values and "region" in values:
         checker.problem(root, "region", "give either `endpoint` or `region`, not both")
     endpoint = values.get("endpoint")
@@ -634,8 +638,8 @@ def _settings(checker: _Checker, root: _At, values: dict[str, object], base: Pat
     if isinstance(region, str):
         endpoint = endpoint_for_region(region)
     report = values.get("report")
-    defaults = Settings()
-    return Settings(
+    defaults = RunSettings()
+    return RunSettings(
         endpoint=str(endpoint).rstrip("/") if isinstance(endpoint, str) else None,
         region=region if isinstance(region, str) else None,
         concurrency=_or(values.get("concurrency"), defaults.concurrency),
@@ -679,7 +683,7 @@ def _check_field(checker: _Checker, node: _At, key: str, name: str, value: str) 
 
 def _read_items_file(
     checker: _Checker, path: Path, defaults: dict[str, tuple[str, _At]]
-) -> ItemSource:
+) -> ItemStream:
     from batchthumb.itemsfile import read_items_file
 
     if checker.problems:

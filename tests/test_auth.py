@@ -16,14 +16,11 @@ import pytest
 from batchthumb import signing
 from batchthumb.auth import (
     AkSk,
-    AkSkAuth,
-    IamAuth,
     IamIdentity,
     IamPassword,
     ProjectSource,
     Redactor,
     StaticToken,
-    TokenAuth,
     load_credentials,
     read_secret_file,
 )
@@ -36,12 +33,14 @@ from batchthumb.client import (
     make_transport,
     open_api,
 )
+from batchthumb.console import StderrConsole
 from batchthumb.errors import CredentialsError, RunAborted, UsageError
-from batchthumb.execute import RunOptions, execute, plan_run
-from batchthumb.model import Item, Job, Settings, Verdict
-from batchthumb.runner import Stop
+from batchthumb.jobrun import plan_run, run_plan
+from batchthumb.model import AkSkAuth, IamAuth, Item, Job, RunSettings, TokenAuth, Verdict
 from batchthumb.sandbox import Fault, IamUser, Sandbox, SandboxConfig
 from batchthumb.sandbox.undocumented import IAM_PROJECT_ID
+from batchthumb.sending import Stop
+from batchthumb.session import Connection
 
 if TYPE_CHECKING:
     from conftest import SecretGuard
@@ -295,17 +294,17 @@ async def test_iam_token_is_fetched_once_for_a_whole_run(
     creds = iam(base_url, clock)
     await creds.prepare()
     items = tuple(Item(P, plan_id(n), URL) for n in range(12))
-    job = Job(path=tmp_path / "job.yaml", settings=Settings(concurrency=4), items=items)
-    options = RunOptions(report=tmp_path / "report.jsonl", progress=False, backoff=0.0)
+    settings = RunSettings(concurrency=4, progress=False, backoff=0.0)
+    job = Job(path=tmp_path / "job.yaml", settings=settings, items=items)
+    report = tmp_path / "report.jsonl"
     log, stderr = io.StringIO(), io.StringIO()
-    summary = await execute(
-        plan_run(job, options),
-        settings=job.settings,
-        endpoint=base_url,
-        credentials=creds,
-        options=options,
+    summary = await run_plan(
+        plan_run(job, settings, report),
+        settings=settings,
+        report=report,
+        connection=Connection(base_url, creds, make_transport()),
         stop=Stop(),
-        stderr=stderr,
+        console=StderrConsole(stderr),
         log=log,
     )
     watch_issued(guard, sandbox)
@@ -684,23 +683,23 @@ async def test_a_token_renewed_mid_run_is_masked_in_the_report_and_the_logs(
     box = Sandbox(SandboxConfig(autocreate=True))
     box.faults.script(Fault.status(400, "PM.02175006", f"bad {RENEWED} here"), plan_id=plan_id(6))
     items = tuple(Item(P, plan_id(n), URL) for n in range(8))
-    job = Job(path=tmp_path / "job.yaml", settings=Settings(concurrency=1), items=items)
-    options = RunOptions(report=tmp_path / "report.jsonl", progress=False, backoff=0.0)
+    settings = RunSettings(concurrency=1, progress=False, backoff=0.0)
+    job = Job(path=tmp_path / "job.yaml", settings=settings, items=items)
+    report = tmp_path / "report.jsonl"
     log, stderr = io.StringIO(), io.StringIO()
     async with box.serve() as url:
         with anyio.fail_after(60):
-            summary = await execute(
-                plan_run(job, options),
-                settings=job.settings,
-                endpoint=url,
-                credentials=RenewedMidRun(),
-                options=options,
+            summary = await run_plan(
+                plan_run(job, settings, report),
+                settings=settings,
+                report=report,
+                connection=Connection(url, RenewedMidRun(), make_transport()),
                 stop=Stop(),
-                stderr=stderr,
+                console=StderrConsole(stderr),
                 log=log,
             )
     guard.output("log", log.getvalue())
     guard.output("stderr", stderr.getvalue())
     assert summary.tally.failed == 1
-    assert "bad *** here" in options.report.read_text()
+    assert "bad *** here" in report.read_text()
     assert "bad *** here" in log.getvalue()
