@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import anyio
 
 from batchthumb import signing
-from batchthumb.errors import CredentialsError, os_errors
+from batchthumb.errors import CredentialsError, RunAborted, os_errors
 from batchthumb.model import AkSkAuth, AuthConfig, IamAuth, TokenAuth
 
 TOKEN_ENV = "BATCHTHUMB_TOKEN"
@@ -43,6 +44,41 @@ GLOBAL_IAM_ENDPOINT = "https://iam.myhuaweicloud.com"
 # Renew this long before a token expires, at most; short-lived tokens get a tenth of their life.
 RENEW_MARGIN = 3600.0
 ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
+# What may go into an HTTP header: visible ASCII. A CR or LF would split the header (aiohttp
+# refuses with a ValueError that quotes the value); no real token or key holds anything else.
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
+URL_CREDENTIALS_ADVICE = (
+    "must not hold a user name or password (they would be sent as Basic auth and logged); "
+    "credentials belong in an `auth:` section or $BATCHTHUMB_TOKEN (see Credentials in the README)"
+)
+
+
+def url_has_credentials(url: str) -> bool:
+    """True when ``url`` carries userinfo (``https://user:pw@host``)."""
+    return "@" in urlsplit(url).netloc
+
+
+def check_header_value(value: str, what: str) -> str:
+    """``value`` if it can travel in an HTTP header; else a CredentialsError naming ``what``.
+
+    The message says where the bad character is, never the value itself.
+    """
+    if _HEADER_SAFE.fullmatch(value):
+        return value
+    if not value:
+        raise CredentialsError(f"{what} is empty")
+    position = next(i for i, char in enumerate(value) if not _HEADER_SAFE.fullmatch(char))
+    char = value[position]
+    if char in "\r\n":
+        kind = "a line break"
+    elif char == " ":
+        kind = "a space"
+    else:
+        kind = "a control or non-ASCII character"
+    raise CredentialsError(
+        f"{what} contains {kind} (U+{ord(char):04X} at character {position + 1}); a token or "
+        "key is one line of visible ASCII: check for a stray line break, space or escape code"
+    )
 
 
 def iam_endpoint_for_region(region: str) -> str:
@@ -95,12 +131,13 @@ class Credentials(Protocol):
 class StaticToken:
     """An ``X-Auth-Token`` that the user obtained elsewhere (valid for 24 hours at most)."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, *, source: str = "the token") -> None:
         if len(token) not in TOKEN_LENGTH:
             raise CredentialsError(
-                f"the token is {len(token)} characters long; CodeArts tokens are 10 to 32768"
+                f"{source} is {len(token)} characters long; CodeArts tokens are 10 to 32768"
             )
-        self._token = token
+        self._token = check_header_value(token, source)
+        loaded(self)
 
     def __repr__(self) -> str:
         return "StaticToken(<redacted>)"
@@ -182,6 +219,7 @@ class IamPassword:
         self._renew_at = 0.0
         self._issued: list[str] = []  # old tokens too: they may still echo in a late answer
         self.generation = 0  # how many tokens were fetched
+        loaded(self)
 
     def __repr__(self) -> str:
         return f"IamPassword({self.identity!r}, <redacted>)"
@@ -215,7 +253,13 @@ class IamPassword:
             if self.generation != seen:
                 return  # someone renewed while this worker waited for the lock
             issued = await self._issue(self.identity, self._password)
-            self._issued.append(issued.value)
+            self._issued.append(issued.value)  # masked from here on, even if refused below
+            try:
+                check_header_value(
+                    issued.value, f"the token IAM at {self.identity.endpoint} issued"
+                )
+            except CredentialsError as exc:
+                raise RunAborted(str(exc)) from None
             self._token = issued.value
             margin = min(RENEW_MARGIN, issued.lifetime / 10)
             self._renew_at = self._clock() + issued.lifetime - margin
@@ -248,13 +292,18 @@ class AkSk:
         security_token: str | None = None,
         project_source: ProjectSource | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        source: str = "the access key",
     ) -> None:
-        self.ak = ak
+        # Each of these travels in a header (the AK inside Authorization).
+        self.ak = check_header_value(ak, f"{source}: ak")
         self._sk = sk
-        self.project_id = project_id
-        self._security_token = security_token
+        self.project_id = project_id and check_header_value(project_id, f"{source}: project_id")
+        self._security_token = security_token and check_header_value(
+            security_token, f"{source}: security_token"
+        )
         self.project_source = project_source
         self._now = now
+        loaded(self)
 
     def __repr__(self) -> str:
         return f"AkSk(ak={self.ak!r}, <redacted>)"
@@ -315,7 +364,8 @@ def load_credentials(
         return token_from_env(environ)
     if isinstance(config, TokenAuth):
         if config.file is not None:
-            return StaticToken(read_secret_file(config.file).strip())
+            token = read_secret_file(config.file).strip()
+            return StaticToken(token, source=f"the token in {config.file}")
         return token_from_env(environ, config.env or TOKEN_ENV)
     if isinstance(config, IamAuth):
         return _iam_password(config, issue=issue, region=region, environ=environ)
@@ -330,7 +380,7 @@ def token_from_env(environ: Mapping[str, str] = os.environ, name: str = TOKEN_EN
             f"no credentials: set {name} to an IAM token (the X-Subject-Token of "
             "POST /v3/auth/tokens), use an `auth:` section, or rehearse with --sandbox"
         )
-    return StaticToken(token)
+    return StaticToken(token, source=f"the token in ${name}")
 
 
 def _iam_password(
@@ -366,29 +416,31 @@ def _aksk(
     environ: Mapping[str, str],
 ) -> AkSk:
     keys = _access_keys(config, environ)
-    iam_endpoint = (
-        config.iam_endpoint or environ.get(IAM_ENDPOINT_ENV, "").strip() or keys.iam_endpoint
-    )
-    source = None
-    if keys.project_id is None:
-        name = config.project or region
-        if name is None or lookup is None:
-            raise CredentialsError(
-                "auth.aksk: no IAM project id for X-Project-Id: set "
-                f"{PROJECT_ID_ENV} (or project_id in the profile's [basic]), or give the "
-                "region (`region:` in the job, or auth.aksk.project) so batchthumb looks it "
-                "up from IAM as the SDK does"
-            )
-        if not iam_endpoint:
-            iam_endpoint = iam_endpoint_for_region(region) if region else GLOBAL_IAM_ENDPOINT
-        source = ProjectSource(iam_endpoint.rstrip("/"), name, lookup)
-    return AkSk(
+    # Built first: it refuses values that cannot travel in a header, whatever else is missing.
+    credentials = AkSk(
         keys.ak,
         keys.sk,
         project_id=keys.project_id,
         security_token=keys.security_token,
-        project_source=source,
+        source=keys.source,
     )
+    if credentials.project_id is not None:
+        return credentials
+    name = config.project or region
+    if name is None or lookup is None:
+        raise CredentialsError(
+            "auth.aksk: no IAM project id for X-Project-Id: set "
+            f"{PROJECT_ID_ENV} (or project_id in the profile's [basic]), or give the "
+            "region (`region:` in the job, or auth.aksk.project) so batchthumb looks it "
+            "up from IAM as the SDK does"
+        )
+    iam_endpoint = (
+        config.iam_endpoint or environ.get(IAM_ENDPOINT_ENV, "").strip() or keys.iam_endpoint
+    )
+    if not iam_endpoint:
+        iam_endpoint = iam_endpoint_for_region(region) if region else GLOBAL_IAM_ENDPOINT
+    credentials.project_source = ProjectSource(iam_endpoint.rstrip("/"), name, lookup)
+    return credentials
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,6 +452,7 @@ class AccessKeys:
     project_id: str | None = None
     security_token: str | None = field(default=None, repr=False)
     iam_endpoint: str | None = None
+    source: str = "the access key"  # where they were read, for messages
 
 
 def _access_keys(config: AkSkAuth, environ: Mapping[str, str]) -> AccessKeys:
@@ -410,6 +463,7 @@ def _access_keys(config: AkSkAuth, environ: Mapping[str, str]) -> AccessKeys:
             sk,
             project_id=environ.get(PROJECT_ID_ENV, "").strip() or None,
             security_token=environ.get(SECURITY_TOKEN_ENV, "").strip() or None,
+            source="the access key from the environment",
         )
     if ak or sk:
         missing = config.sk_env if ak else config.ak_env
@@ -448,6 +502,7 @@ def profile_keys(path: Path) -> AccessKeys:
         project_id=basic.get("project_id", "").strip() or None,
         security_token=basic.get("security_token", "").strip() or None,
         iam_endpoint=basic.get("iam_endpoint", "").strip() or None,
+        source=f"{path} [basic]",
     )
 
 
@@ -494,3 +549,20 @@ class Redactor:
             if secret in text:
                 text = text.replace(secret, self.MASK)
         return text
+
+
+# Every credential this process has loaded, whatever loaded it: the CLI's last line of defence
+# masks their secrets in any message it prints. A process loads a handful at most.
+_LOADED: list[Credentials] = []
+
+
+def loaded(credentials: Credentials) -> None:
+    """Remember ``credentials``, so that :func:`mask_secrets` masks what they hold."""
+    _LOADED.append(credentials)
+
+
+def _loaded_secrets() -> Iterable[str]:
+    return tuple(secret for credentials in _LOADED for secret in credentials.secrets)
+
+
+mask_secrets = Redactor(_loaded_secrets)
