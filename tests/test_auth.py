@@ -790,3 +790,52 @@ async def test_a_token_from_iam_that_cannot_be_a_header_aborts(guard: SecretGuar
     assert "the token IAM at https://iam.example.com issued contains a control" in str(info.value)
     assert creds.secrets == (PASSWORD, bad)  # masked from then on
     guard.output("error", str(info.value))
+
+
+async def test_a_token_renewed_mid_run_is_masked_even_where_the_client_does_not_mask(
+    tmp_path: Path, guard: SecretGuard
+) -> None:
+    """The report masks with the secrets as they are at each line, not as they were when the
+    run started: a server echoing the renewed token in X-Request-Id (which the client keeps
+    verbatim) does not get it into the report or the logs."""
+    from aiohttp import web
+
+    guard.watch(RENEWED)
+
+    async def put_img(request: web.Request) -> web.Response:
+        body = {"result": {"id": request.match_info["plan"]}, "status": "success"}
+        echo = request.headers.get("X-Auth-Token", "")
+        return web.json_response(body, headers={"X-Request-Id": f"req-{echo}"})
+
+    app = web.Application()
+    app.router.add_put("/v3/plan/{project}/management/{plan}/img", put_img)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    items = tuple(Item(P, plan_id(n), URL) for n in range(6))
+    settings = RunSettings(concurrency=1, progress=False, backoff=0.0, snapshot=False)
+    job = Job(path=tmp_path / "job.yaml", settings=settings, items=items)
+    report = tmp_path / "report.jsonl"
+    log, stderr = io.StringIO(), io.StringIO()
+    try:
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        url = f"http://127.0.0.1:{port}"
+        with anyio.fail_after(60):
+            summary = await run_plan(
+                plan_run(job, settings, report),
+                settings=settings,
+                report=report,
+                connection=Connection(url, RenewedMidRun(), make_transport()),
+                stop=Stop(),
+                console=StderrConsole(stderr),
+                log=log,
+            )
+    finally:
+        await runner.cleanup()
+    guard.output("log", log.getvalue())
+    guard.output("stderr", stderr.getvalue())
+    assert summary.tally.succeeded == 6
+    text = report.read_text()
+    assert RENEWED not in text and RENEWED not in log.getvalue()
+    assert text.count('"request_id": "req-***"') == 6
