@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from batchthumb.errors import JobFileError, Problem, RunAborted
+from batchthumb.files import MAPPING_FILE_LIMIT, FileRefused, read_regular
 from batchthumb.model import DEFAULT_MAX_LIST_PAGES, Attempt, PlanPage, PlanSummary
 from batchthumb.sending import Sender, ThumbnailApi
 
@@ -166,10 +167,20 @@ def pair_by_mapping(
     seen_source: dict[str, int] = {}
     seen_target: dict[str, int] = {}
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise JobFileError([Problem(str(path), 0, "", f"cannot read: {exc}")]) from None
-    for number, row in enumerate(csv.reader(text.splitlines()), 1):
+        data = read_regular(path, limit=MAPPING_FILE_LIMIT, what="a mapping file")
+        text = data.decode("utf-8-sig")
+    except FileRefused as exc:
+        raise JobFileError([Problem(str(path), 0, "", exc.reason)]) from None
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise JobFileError([Problem(str(path), line, "", "not UTF-8 text")]) from None
+    reader = csv.reader(text.splitlines(), strict=True)
+    try:
+        rows = [(reader.line_num, row) for row in reader]
+    except csv.Error as exc:
+        bad = Problem(str(path), reader.line_num, "", f"not valid CSV: {exc}")
+        raise JobFileError([bad]) from None
+    for number, row in rows:
         cells = [cell.strip() for cell in row]
         if not any(cells) or cells[0].startswith("#"):
             continue
