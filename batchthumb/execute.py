@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from collections.abc import Set as AbstractSet
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from batchthumb.auth import Credentials, Redactor, StaticToken
 from batchthumb.client import PlanApi, Transport, open_api
@@ -169,6 +170,7 @@ async def execute(
         transport=transport,
     ) as api:
         with Journal(options.report, redact=redact) as journal:
+            started_at = _now()
             previous: dict[Key, str | None] = {}
             if options.snapshot:
                 try:
@@ -193,6 +195,7 @@ async def execute(
                 uploads=Uploads(done=dict(plan.journal.uploads)),
                 previous=previous,
             )
+            journal.record_run(run_facts(summary, settings, started_at=started_at))
     if appending and plan.journal.lines:
         compact(options.report)
     events.emit(
@@ -208,6 +211,30 @@ async def execute(
         aborted=summary.aborted,
     )
     return summary
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def run_facts(summary: RunSummary, settings: Settings, *, started_at: str) -> dict[str, Any]:
+    """The run line of the report: what ``batchthumb report`` says about timing and throttling."""
+    gov = summary.governor
+    return {
+        "started_at": started_at,
+        "finished_at": _now(),
+        "elapsed_ms": round(summary.elapsed * 1000),
+        "requests": summary.requests,
+        "succeeded": summary.tally.succeeded,
+        "failed": summary.tally.failed,
+        "skipped": summary.tally.skipped,
+        "configured_rate": settings.rate,
+        "throttled": gov.throttled,
+        "rate_cuts": gov.rate_cuts,
+        "settled_rate": gov.rate,
+        "stopped": summary.stopped,
+        "aborted": summary.aborted,
+    }
 
 
 async def snapshot(

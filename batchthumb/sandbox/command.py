@@ -98,6 +98,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help='list elements as {"result": plan, "status": "success"}',
     )
+    parser.add_argument(
+        "--list-without-img",
+        action="store_true",
+        help="list plans without their img_url (thumbnails unknown to the client)",
+    )
     faults = parser.add_argument_group("faults")
     faults.add_argument("--latency", type=_non_negative, default=0.0, help="seconds per PUT")
     faults.add_argument("--p500", type=_probability, default=0.0, help="share of PUTs with 500")
@@ -150,6 +155,7 @@ def build_sandbox(args: argparse.Namespace) -> Sandbox:
         autocreate=not args.strict,
         strict_urls=args.strict,
         list_wrapped=args.list_wrapped,
+        list_img=not args.list_without_img,
     )
     faults = Faults(
         latency=args.latency,
