@@ -27,13 +27,12 @@ import anyio
 
 from batchthumb import signing
 from batchthumb.errors import CredentialsError
+from batchthumb.model import AkSkAuth, AuthConfig, IamAuth, TokenAuth
 
 TOKEN_ENV = "BATCHTHUMB_TOKEN"
 # update-thumbnail.md: X-Auth-Token is 10 to 32,768 characters.
 TOKEN_LENGTH = range(10, 32768 + 1)
 # The official SDK's names (facts §4.3), so existing set-ups work unchanged.
-AK_ENV = "HUAWEICLOUD_SDK_AK"
-SK_ENV = "HUAWEICLOUD_SDK_SK"
 PROJECT_ID_ENV = "HUAWEICLOUD_SDK_PROJECT_ID"
 SECURITY_TOKEN_ENV = "HUAWEICLOUD_SDK_SECURITY_TOKEN"
 CREDENTIALS_FILE_ENV = "HUAWEICLOUD_SDK_CREDENTIALS_FILE"
@@ -48,40 +47,6 @@ ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
 def iam_endpoint_for_region(region: str) -> str:
     """The regional IAM endpoint (facts §3)."""
     return f"https://iam.{region}.myhuaweicloud.com"
-
-
-# -- what the auth: section says (references to secrets, never secrets) ----------------------
-
-
-@dataclass(frozen=True, slots=True)
-class TokenAuth:
-    """A token in an environment variable or a file (``auth: {token_env|token_file: ...}``)."""
-
-    env: str | None = None
-    file: Path | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class IamAuth:
-    """An IAM user whose password is in ``password_env`` (``auth: {iam: {...}}``)."""
-
-    domain: str
-    user: str
-    password_env: str
-    endpoint: str | None = None  # default: the region's, else the global one
-    project: str | None = None  # the IAM project (region) name; default: the job's region
-
-
-@dataclass(frozen=True, slots=True)
-class AkSkAuth:
-    """An access key pair from the SDK's environment variables or profile file."""
-
-    ak_env: str = AK_ENV
-    sk_env: str = SK_ENV
-    credentials_file: Path | None = None  # default: $HUAWEICLOUD_SDK_CREDENTIALS_FILE or ~/...
-
-
-AuthConfig = TokenAuth | IamAuth | AkSkAuth
 
 
 def describe_auth(config: AuthConfig | None) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from batchthumb.errors import RunAborted
 from batchthumb.model import Item, LocalImage, PlanSummary
 from batchthumb.plans import list_project
-from batchthumb.runner import Sender, ThumbnailApi
+from batchthumb.sending import Sender, ThumbnailApi
 
 Key = tuple[str, str]
 

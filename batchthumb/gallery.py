@@ -25,7 +25,7 @@ from batchthumb.errors import ReportError, RunAborted
 from batchthumb.images import image_type
 from batchthumb.model import Attempt, Outcome
 from batchthumb.plans import list_project
-from batchthumb.runner import Sender, ThumbnailApi
+from batchthumb.sending import Sender, ThumbnailApi
 from batchthumb.summarize import ORDER, PlanLine, ReportFile, Summary
 
 PAGE_SIZE = 200

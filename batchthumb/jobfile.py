@@ -18,16 +18,20 @@ from typing import TypeVar, cast
 
 import yaml
 
-from batchthumb.auth import ENV_NAME, AkSkAuth, AuthConfig, IamAuth, TokenAuth
+from batchthumb.auth import ENV_NAME
 from batchthumb.errors import JobFileError, Problem
 from batchthumb.images import ImageProblem, inspect_image
 from batchthumb.model import (
     IMG_URL,
+    AkSkAuth,
+    AuthConfig,
+    IamAuth,
     Item,
     ItemSource,
     Job,
     LocalImage,
-    Settings,
+    RunSettings,
+    TokenAuth,
     endpoint_for_region,
     field_problem,
 )
@@ -618,7 +622,7 @@ def _read_setting(checker: _Checker, name: str, node: yaml.Node) -> object:
     return value
 
 
-def _settings(checker: _Checker, root: _At, values: dict[str, object], base: Path) -> Settings:
+def _settings(checker: _Checker, root: _At, values: dict[str, object], base: Path) -> RunSettings:
     if "endpoint" in values and "region" in values:
         checker.problem(root, "region", "give either `endpoint` or `region`, not both")
     endpoint = values.get("endpoint")
@@ -626,8 +630,8 @@ def _settings(checker: _Checker, root: _At, values: dict[str, object], base: Pat
     if isinstance(region, str):
         endpoint = endpoint_for_region(region)
     report = values.get("report")
-    defaults = Settings()
-    return Settings(
+    defaults = RunSettings()
+    return RunSettings(
         endpoint=str(endpoint).rstrip("/") if isinstance(endpoint, str) else None,
         region=region if isinstance(region, str) else None,
         concurrency=_or(values.get("concurrency"), defaults.concurrency),

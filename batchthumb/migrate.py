@@ -18,7 +18,7 @@ from batchthumb.images import image_type, upload_name
 from batchthumb.jobwriter import Entry, write_text
 from batchthumb.model import Attempt, Item, SourceImage
 from batchthumb.plans import Pairing
-from batchthumb.runner import Sender, ThumbnailApi
+from batchthumb.sending import Sender, ThumbnailApi
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""The values batchthumb works with: jobs, items, attempts and outcomes. No I/O here."""
+"""The values batchthumb works with: jobs, items, run settings, attempts, outcomes. No I/O here."""
 
 from __future__ import annotations
 
@@ -7,12 +7,9 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from batchthumb.errors import Problem
-
-if TYPE_CHECKING:
-    from batchthumb.auth import AuthConfig
+from batchthumb.errors import Problem, UsageError
 
 # Documented constraint (update-thumbnail.md): project_id is [A-Za-z0-9]{32}.
 PROJECT_ID = re.compile(r"[A-Za-z0-9]{32}")
@@ -23,10 +20,9 @@ IMG_URL = re.compile(r"/v1/upload/(?P<project>[A-Za-z0-9]{32})/\d{6}/[A-Za-z0-9]
 
 ITEM_KEYS = ("project_id", "plan_id", "img_url")
 
-DEFAULT_CONCURRENCY = 8
-DEFAULT_RETRIES = 6
-DEFAULT_TIMEOUT = 30.0
-DEFAULT_BREAKER = 25  # items in a row failing the same permanent way that stop a run
+# The SDK's environment variables for an access key pair (what `auth: aksk` reads by default).
+AK_ENV = "HUAWEICLOUD_SDK_AK"
+SK_ENV = "HUAWEICLOUD_SDK_SK"
 
 
 def field_problem(name: str, value: str) -> str | None:
@@ -43,6 +39,40 @@ def field_problem(name: str, value: str) -> str | None:
 def endpoint_for_region(region: str) -> str:
     """The documented CodeArts Req endpoint of a region (facts §3)."""
     return f"https://projectman-ext.{region}.myhuaweicloud.com"
+
+
+# -- what the auth: section says (references to secrets, never secrets) ----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TokenAuth:
+    """A token in an environment variable or a file (``auth: {token_env|token_file: ...}``)."""
+
+    env: str | None = None
+    file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IamAuth:
+    """An IAM user whose password is in ``password_env`` (``auth: {iam: {...}}``)."""
+
+    domain: str
+    user: str
+    password_env: str
+    endpoint: str | None = None  # default: the region's, else the global one
+    project: str | None = None  # the IAM project (region) name; default: the job's region
+
+
+@dataclass(frozen=True, slots=True)
+class AkSkAuth:
+    """An access key pair from the SDK's environment variables or profile file."""
+
+    ak_env: str = AK_ENV
+    sk_env: str = SK_ENV
+    credentials_file: Path | None = None  # default: $HUAWEICLOUD_SDK_CREDENTIALS_FILE or ~/...
+
+
+AuthConfig = TokenAuth | IamAuth | AkSkAuth
 
 
 class Outcome(enum.StrEnum):
@@ -119,17 +149,48 @@ class Item:
 
 
 @dataclass(frozen=True, slots=True)
-class Settings:
-    """How a job runs: where to, how fast, how patiently, and where the report goes."""
+class RunSettings:
+    """How a job runs: where to, how fast, how patiently, what it keeps, and what it shows."""
 
+    # Where requests go and how fast (the job file's `settings:`; flags win).
     endpoint: str | None = None
     region: str | None = None  # also picks the IAM endpoint and project for `auth: iam`
-    concurrency: int = DEFAULT_CONCURRENCY
+    concurrency: int = 8
     rate: float = 0.0  # requests started per second; 0 = no cap, slowed only by throttling
     burst: int = 1
-    retries: int = DEFAULT_RETRIES
-    timeout: float = DEFAULT_TIMEOUT
-    report: Path | None = None
+    retries: int = 6
+    timeout: float = 30.0  # seconds per attempt, once connected
+    backoff: float = 1.0  # base delay before a retry, doubled each time; 0 = retry at once
+    breaker: int = 25  # items in a row failing the same permanent way that stop a run; 0 = never
+    # Credentials and transport.
+    auth: AuthConfig | None = None  # None: the job's `auth:`, else $BATCHTHUMB_TOKEN
+    ca_bundle: Path | None = None  # extra CA certificates (PEM); verification stays on
+    insecure: bool = False  # allow plain http:// to hosts other than loopback
+    # The report, and what is kept before the first change.
+    report: Path | None = None  # None: JOB.results.jsonl next to the job file
+    resume: bool = False  # skip the items the report records as done
+    retry_failed: bool = False  # send only the items the report records as failed
+    snapshot: bool = True  # list each project first: previous_img_url, "already set", undo
+    backup: Path | None = None  # write the previous thumbnails as a job file first
+    # Bounds: waiting for the report's lock, and the run's own duration.
+    lock_wait: float = 0.0
+    max_duration: float | None = None  # start nothing new after this many seconds
+    # What the run shows and logs.
+    progress: bool = True  # a bar on a terminal, status lines elsewhere
+    log_json: bool = False  # JSON-lines events
+    log_file: Path | None = None  # where they go; None: the console's stream (stderr)
+
+    def __post_init__(self) -> None:
+        if self.resume and self.retry_failed:
+            raise UsageError("--resume and --retry-failed do not go together; pick one")
+        if self.backup is not None and not self.snapshot:
+            raise UsageError("--backup needs the snapshot; drop --no-snapshot")
+
+    def report_for(self, job_path: Path) -> Path:
+        """The report of a run of the job at ``job_path``: ``report``, else next to the job."""
+        if self.report is not None:
+            return self.report
+        return job_path.with_name(f"{job_path.stem}.results.jsonl")
 
 
 class ItemSource(Protocol):
@@ -149,17 +210,15 @@ class Job:
     """A validated job file."""
 
     path: Path
-    settings: Settings
+    settings: RunSettings  # what the job file says; a run replaces fields on top
     items: ItemSource
     warnings: tuple[Problem, ...] = ()
     auth: AuthConfig | None = None  # None: $BATCHTHUMB_TOKEN
 
     @property
     def report_path(self) -> Path:
-        """Where the report goes when neither the job nor the command line says."""
-        if self.settings.report is not None:
-            return self.settings.report
-        return self.path.with_name(f"{self.path.stem}.results.jsonl")
+        """Where the report goes when the command line does not say."""
+        return self.settings.report_for(self.path)
 
 
 class Verdict(enum.Enum):

@@ -1,6 +1,6 @@
 """Plans as the list call shows them: every page of a project, and pairing two projects.
 
-Listing goes through the run's :class:`~batchthumb.runner.Sender`, so list calls are paced,
+Listing goes through the run's :class:`~batchthumb.sending.Sender`, so list calls are paced,
 retried and throttled like every other request.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from batchthumb.errors import JobFileError, Problem, RunAborted
 from batchthumb.model import Attempt, PlanPage, PlanSummary
-from batchthumb.runner import Sender, ThumbnailApi
+from batchthumb.sending import Sender, ThumbnailApi
 
 # The documented maximum; the documented default is 1, so it is always sent (facts §1.1).
 PAGE_SIZE = 200

@@ -7,65 +7,31 @@ runner never prints and never exits; it returns a :class:`RunSummary`.
 
 from __future__ import annotations
 
-import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import anyio
 
 from batchthumb.errors import ReportError
 from batchthumb.images import ImageProblem, read_image, upload_name
 from batchthumb.model import (
-    DEFAULT_BREAKER,
     Attempt,
     Item,
     ItemResult,
     LocalImage,
     Outcome,
-    PlanPage,
     Tally,
     Verdict,
     failure_label,
 )
 from batchthumb.progress import Progress, Silent
-from batchthumb.ratelimit import GovernorStats, RateGovernor
+from batchthumb.ratelimit import GovernorStats
+from batchthumb.sending import Sender, ThumbnailApi
 
-_T = TypeVar("_T")
 Key = tuple[str, str]
-
-
-class ThumbnailApi(Protocol):
-    """What the runner needs of the API."""
-
-    async def set_thumbnail(self, project_id: str, plan_id: str, img_url: str) -> Attempt:
-        """Set one plan's thumbnail; classify the answer."""
-        ...
-
-    async def upload_image(
-        self, project_id: str, data: bytes, filename: str
-    ) -> tuple[Attempt, str | None]:
-        """Upload image bytes to a project; the answer and, on success, the new img_url."""
-        ...
-
-    async def download_image(self, project_id: str, img_url: str) -> tuple[Attempt, bytes | None]:
-        """Download an image of a project; the answer and, on success, its bytes."""
-        ...
-
-    async def list_plans(
-        self,
-        project_id: str,
-        *,
-        page_no: int,
-        page_size: int,
-        plan_type: str | None = None,
-        search: str | None = None,
-    ) -> tuple[Attempt, PlanPage | None]:
-        """One page of a project's plans."""
-        ...
 
 
 class Recorder(Protocol):
@@ -80,74 +46,6 @@ class Recorder(Protocol):
         ...
 
 
-class Events(Protocol):
-    """Notable moments of a run, for machine-readable logs."""
-
-    def emit(self, event: str, **fields: Any) -> None:
-        """Record one event."""
-        ...
-
-
-class NoEvents:
-    """Discards events."""
-
-    def emit(self, event: str, **fields: Any) -> None:
-        """Nothing to record."""
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How often and how patiently a failed attempt is tried again."""
-
-    retries: int = 6
-    backoff: float = 1.0  # base delay in seconds; 0 means never wait (tests)
-    max_backoff: float = 60.0
-    breaker: int = DEFAULT_BREAKER  # items in a row failing the same way stop the run; 0 = never
-
-
-class Stop:
-    """A graceful stop: start nothing new, let what is in flight finish."""
-
-    def __init__(self) -> None:
-        self.reason: str | None = None
-        self._waits: set[anyio.CancelScope] = set()
-        self._runs: set[anyio.CancelScope] = set()
-
-    @property
-    def requested(self) -> bool:
-        """True once anyone asked the run to stop."""
-        return self.reason is not None
-
-    def request(self, reason: str) -> None:
-        """Ask the run to stop; waits for pacing or backoff end at once, requests do not."""
-        if self.reason is None:
-            self.reason = reason
-        for scope in self._waits:
-            scope.cancel()
-
-    def force(self, reason: str) -> None:
-        """Stop at once: cancel requests in flight too (they are not journaled)."""
-        self.request(reason)
-        for scope in self._runs:
-            scope.cancel()
-
-    def bind(self, scope: anyio.CancelScope) -> None:
-        """Let :meth:`force` cancel this scope (the runner's workers)."""
-        self._runs.add(scope)
-
-    async def wait(self, waiting: Callable[[], Awaitable[_T]]) -> _T | None:
-        """Run a wait that a stop interrupts; None if it was interrupted."""
-        if self.requested:
-            return None
-        with anyio.CancelScope() as scope:
-            self._waits.add(scope)
-            try:
-                return await waiting()
-            finally:
-                self._waits.discard(scope)
-        return None
-
-
 @dataclass(frozen=True, slots=True)
 class RunSummary:
     """What a run did, for the summary and the exit code."""
@@ -158,105 +56,6 @@ class RunSummary:
     governor: GovernorStats
     stopped: str | None = None  # why the run stopped before the end, if it did
     aborted: str | None = None  # why the run gave up, if it did
-
-
-@dataclass(slots=True)
-class Sender:
-    """Sends one request until it succeeds, fails for good, or the run stops.
-
-    Every request of a run goes through here, so PUTs, uploads, downloads and list calls share
-    one rate governor, one retry policy, one throttling response, and one abort rule.
-    """
-
-    governor: RateGovernor
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    stop: Stop = field(default_factory=Stop)
-    events: Events = field(default_factory=NoEvents)
-    sleep: Callable[[float], Awaitable[None]] = anyio.sleep
-    jitter: Callable[[], float] = random.random
-    requests: int = 0
-    aborted: str | None = None
-
-    async def send(
-        self, request: Callable[[], Awaitable[tuple[Attempt, _T]]], *, subject: str
-    ) -> tuple[Attempt, _T, int] | None:
-        """The final answer, its value and the attempts it took; None if the run stopped."""
-        values: list[_T] = []
-
-        async def attempt() -> Attempt:
-            answer, value = await request()
-            values.append(value)
-            return answer
-
-        sent = await self.send_attempt(attempt, subject=subject)
-        if sent is None:
-            return None
-        return sent[0], values[-1], sent[1]
-
-    async def send_attempt(
-        self, request: Callable[..., Awaitable[Attempt]], *args: Any, subject: str
-    ) -> tuple[Attempt, int] | None:
-        """``request(*args)`` until it is final: the last answer and the attempts it took.
-
-        None if the run stopped. Takes the arguments rather than a closure: every PUT of a run
-        comes through here, and a closure per item was a measurable share of the client's CPU.
-        """
-        attempts = 0
-        while True:
-            started = None if self.stop.requested else self.governor.try_acquire()
-            if started is None:
-                started = await self.stop.wait(self.governor.acquire)
-            if started is None:
-                return None
-            attempts += 1
-            self.requests += 1
-            attempt = await request(*args)
-            verdict = attempt.verdict
-            if verdict is Verdict.OK:
-                self.governor.on_success()
-                return attempt, attempts
-            if verdict is Verdict.REJECTED:
-                self.abort(attempt)
-                return attempt, attempts
-            if verdict is Verdict.PERMANENT:
-                return attempt, attempts
-            if verdict is Verdict.THROTTLED:
-                self.governor.on_throttle(started_at=started, retry_after=attempt.retry_after)
-                self.events.emit("throttled", subject=subject, **_attempt_fields(attempt))
-            if attempts > self.retry.retries:
-                return attempt, attempts
-            self.events.emit("retry", subject=subject, attempt=attempts, **_attempt_fields(attempt))
-            if verdict is Verdict.RETRY:
-                delay = self.backoff(attempts, attempt.retry_after)
-                if delay > 0 and await self.stop.wait(partial(self.pause, delay)) is None:
-                    return None
-
-    async def pause(self, seconds: float) -> bool:
-        await self.sleep(seconds)
-        return True
-
-    def backoff(self, attempts: int, retry_after: float | None) -> float:
-        """Exponential backoff with full jitter, never shorter than the server asked."""
-        policy = self.retry
-        ceiling = min(policy.max_backoff, policy.backoff * 2.0 ** (attempts - 1))
-        delay = self.jitter() * ceiling
-        if retry_after is not None and policy.backoff > 0:
-            delay = max(delay, min(retry_after, policy.max_backoff))
-        return delay
-
-    def abort(self, attempt: Attempt) -> None:
-        """Give up the run: the server refused the credentials."""
-        if self.aborted is None:
-            if attempt.http_status is None:  # refused before sending: renewal failed
-                self.aborted = f"the credentials could not be renewed: {attempt.error}"
-            else:
-                code = f" {attempt.error_code}" if attempt.error_code else ""
-                detail = f": {attempt.error}" if attempt.error else ""
-                self.aborted = (
-                    f"the server rejected the credentials (HTTP {attempt.http_status}{code}"
-                    f"{detail})"
-                )
-        self.stop.request("aborted")
 
 
 @dataclass(slots=True)
@@ -498,15 +297,6 @@ def _prefixed(attempt: Attempt, step: str) -> Attempt:
     return replace(attempt, error=error)
 
 
-def _attempt_fields(attempt: Attempt) -> dict[str, Any]:
-    return {
-        "http_status": attempt.http_status,
-        "error_code": attempt.error_code,
-        "error": attempt.error,
-        "retry_after": attempt.retry_after,
-    }
-
-
 def _event_fields(result: ItemResult) -> dict[str, Any]:
     return {
         "project_id": result.project_id,
@@ -522,36 +312,22 @@ async def run_batch(
     items: Iterable[Item],
     *,
     api: ThumbnailApi,
-    governor: RateGovernor,
+    sender: Sender,
     journal: Recorder,
     concurrency: int,
-    retry: RetryPolicy | None = None,
     progress: Progress | None = None,
-    stop: Stop | None = None,
-    events: Events | None = None,
     uploads: Uploads | None = None,
     previous: Mapping[Key, str | None] | None = None,
-    sender: Sender | None = None,
     clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
-    jitter: Callable[[], float] = random.random,
 ) -> RunSummary:
     """Set every item's thumbnail with ``concurrency`` workers; journal each outcome.
 
+    ``sender`` paces, retries and stops every request (:class:`~batchthumb.sending.Sender`).
     Items with an ``image`` have it uploaded first, once per (project, image), through the
-    same pacing and retries; ``uploads`` starts with what earlier runs uploaded. ``previous``
+    same sender; ``uploads`` starts with what earlier runs uploaded. ``previous``
     maps the plans whose thumbnail is known to it (None: none): those are recorded as the
     previous state, and an item already showing its img_url is skipped without a PUT.
     """
-    if sender is None:
-        sender = Sender(
-            governor=governor,
-            retry=retry or RetryPolicy(),
-            stop=stop or Stop(),
-            events=events or NoEvents(),
-            sleep=sleep,
-            jitter=jitter,
-        )
     run = _Run(
         api=api,
         sender=sender,

@@ -80,6 +80,8 @@ class ReportFile:
     """One report, read as each plan's last line; :meth:`plans` may be called many times."""
 
     def __init__(self, path: Path) -> None:
+        if not path.is_file():
+            raise ReportError(f"{path}: no such report")
         self.path = path
         self._superseded = _superseded(path)
 
@@ -139,7 +141,7 @@ def _superseded(path: Path) -> dict[int, int]:
     about one bit per byte of report over eight finds the keys that may repeat (a few
     false alarms among a million), and the second pass counts only those exactly.
     """
-    size = path.stat().st_size if path.is_file() else 0
+    size = path.stat().st_size
     bits = min(max(size // 8, 1 << 20), 1 << 28) & ~7
     seen = bytearray(bits // 8)
     maybe: set[int] = set()

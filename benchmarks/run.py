@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batchthumb.model import DEFAULT_CONCURRENCY
+from batchthumb.model import RunSettings
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -440,7 +440,7 @@ def throttling(work: Path, scale: Scale) -> list[dict[str, Any]]:
         rows.append(
             {
                 "limit": limit,
-                "concurrency": concurrency or DEFAULT_CONCURRENCY,
+                "concurrency": concurrency or RunSettings().concurrency,
                 "items": count,
                 "ideal_s": ideal,
                 "span_s": seen.span,
@@ -631,7 +631,7 @@ def markdown(result: dict[str, Any]) -> str:
             (
                 f"{r['limit']}/s",
                 f"{r['concurrency']}"
-                + (" (default)" if r["concurrency"] == DEFAULT_CONCURRENCY else ""),
+                + (" (default)" if r["concurrency"] == RunSettings().concurrency else ""),
                 f"{r['items']:,}",
                 f"{r['ideal_s']:.1f}",
                 f"{r['span_s']:.1f}",

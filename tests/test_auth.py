@@ -16,21 +16,20 @@ import pytest
 from batchthumb import signing
 from batchthumb.auth import (
     AkSk,
-    AkSkAuth,
-    IamAuth,
     IamIdentity,
     IamPassword,
     Redactor,
     StaticToken,
-    TokenAuth,
     load_credentials,
 )
 from batchthumb.client import IamTokens, PlanApi, check_url, is_loopback, make_transport, open_api
+from batchthumb.console import StderrConsole
 from batchthumb.errors import CredentialsError, RunAborted, UsageError
-from batchthumb.execute import RunOptions, execute, plan_run
-from batchthumb.model import Item, Job, Settings, Verdict
-from batchthumb.runner import Stop
+from batchthumb.jobrun import plan_run, run_plan
+from batchthumb.model import AkSkAuth, IamAuth, Item, Job, RunSettings, TokenAuth, Verdict
 from batchthumb.sandbox import Fault, IamUser, Sandbox, SandboxConfig
+from batchthumb.sending import Stop
+from batchthumb.session import Connection
 
 if TYPE_CHECKING:
     from conftest import SecretGuard
@@ -263,17 +262,17 @@ async def test_iam_token_is_fetched_once_for_a_whole_run(
     creds = iam(base_url, clock)
     await creds.prepare()
     items = tuple(Item(P, plan_id(n), URL) for n in range(12))
-    job = Job(path=tmp_path / "job.yaml", settings=Settings(concurrency=4), items=items)
-    options = RunOptions(report=tmp_path / "report.jsonl", progress=False, backoff=0.0)
+    settings = RunSettings(concurrency=4, progress=False, backoff=0.0)
+    job = Job(path=tmp_path / "job.yaml", settings=settings, items=items)
+    report = tmp_path / "report.jsonl"
     log, stderr = io.StringIO(), io.StringIO()
-    summary = await execute(
-        plan_run(job, options),
-        settings=job.settings,
-        endpoint=base_url,
-        credentials=creds,
-        options=options,
+    summary = await run_plan(
+        plan_run(job, settings, report),
+        settings=settings,
+        report=report,
+        connection=Connection(base_url, creds, make_transport()),
         stop=Stop(),
-        stderr=stderr,
+        console=StderrConsole(stderr),
         log=log,
     )
     watch_issued(guard, sandbox)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
@@ -11,12 +12,13 @@ import anyio.lowlevel
 import pytest
 
 from batchthumb.errors import JobFileError
-from batchthumb.execute import RunOptions, plan_run
 from batchthumb.itemsfile import FileItems
 from batchthumb.jobfile import load_job
+from batchthumb.jobrun import plan_run
 from batchthumb.model import Attempt, Item, ItemResult, Verdict
 from batchthumb.ratelimit import RateGovernor
 from batchthumb.runner import run_batch
+from batchthumb.sending import RetryPolicy, Sender
 
 P1 = "919bb351ef424e2daaf3dd80c179fae9"
 P2 = "0792b7d26cb74bd799cbae80063dc74a"
@@ -191,7 +193,7 @@ async def test_a_resumed_run_streams_items_with_a_bounded_lead(tmp_path: Path) -
     )
     data = HEADER + "".join(f"{P1},{n:032x},{URL1}\n" for n in range(500))
     job = load_job(job_with(tmp_path, "items.csv", data))
-    plan = plan_run(job, RunOptions(report=report, resume=True))
+    plan = plan_run(job, replace(job.settings, resume=True), report)
     assert (len(plan.pending), plan.skipped) == (499, 1)
     api = CountingApi()
     journal = CountingJournal(api)
@@ -202,7 +204,11 @@ async def test_a_resumed_run_streams_items_with_a_bounded_lead(tmp_path: Path) -
             yield item
 
     summary = await run_batch(
-        counted(), api=api, governor=RateGovernor(), journal=journal, concurrency=4
+        counted(),
+        api=api,
+        sender=Sender(governor=RateGovernor(), retry=RetryPolicy(retries=6, backoff=1.0)),
+        journal=journal,
+        concurrency=4,
     )
     assert summary.tally.succeeded == 499
     assert journal.most_ahead <= 4

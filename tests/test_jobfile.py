@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from batchthumb.auth import AkSkAuth, IamAuth, TokenAuth
 from batchthumb.errors import JobFileError
 from batchthumb.jobfile import load_auth, load_job
+from batchthumb.model import AkSkAuth, IamAuth, TokenAuth
 
 P1 = "919bb351ef424e2daaf3dd80c179fae9"
 P2 = "0792b7d26cb74bd799cbae80063dc74a"

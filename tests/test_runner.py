@@ -12,7 +12,8 @@ import pytest
 from batchthumb.errors import ReportError
 from batchthumb.model import Attempt, Item, ItemResult, Outcome, Verdict
 from batchthumb.ratelimit import RateGovernor, ThrottlePolicy
-from batchthumb.runner import RetryPolicy, Stop, UtcStamp, run_batch
+from batchthumb.runner import UtcStamp, run_batch
+from batchthumb.sending import RetryPolicy, Sender, Stop
 
 pytestmark = pytest.mark.anyio
 
@@ -85,7 +86,12 @@ async def run(api: ScriptedApi, work: list[Item], **kwargs: object) -> tuple[Jou
         "retry": NO_WAIT,
     }
     options.update(kwargs)
-    summary = await run_batch(work, api=api, journal=journal, **options)  # type: ignore[arg-type]
+    # What configures the sender goes to the sender; the rest to run_batch.
+    sending = {
+        k: options.pop(k) for k in ("governor", "retry", "stop", "sleep", "jitter") if k in options
+    }
+    sender = Sender(**sending)  # type: ignore[arg-type]
+    summary = await run_batch(work, api=api, journal=journal, sender=sender, **options)  # type: ignore[arg-type]
     return journal, summary
 
 
@@ -116,9 +122,8 @@ async def test_items_stream_through_a_fixed_pool_of_workers() -> None:
         stream(),
         api=api,
         journal=journal_ref,
-        governor=RateGovernor(),
+        sender=Sender(governor=RateGovernor(), retry=NO_WAIT),
         concurrency=4,
-        retry=NO_WAIT,
     )
     assert api.max_in_flight == 4
     assert len(journal_ref.results) == 1000
@@ -223,7 +228,7 @@ async def test_the_breaker_stops_a_run_failing_the_same_way_again_and_again() ->
     missing = Attempt(Verdict.PERMANENT, 404, "APIGW.0101", "The API does not exist")
     api = ScriptedApi({plan(n): [missing] for n in range(1000)})
     journal, summary = await run(
-        api, items(1000), concurrency=1, retry=RetryPolicy(retries=0, breaker=25)
+        api, items(1000), concurrency=1, retry=RetryPolicy(retries=0, backoff=0.0, breaker=25)
     )
     assert len(journal.results) == 25
     assert "25 items in a row failed with HTTP 404 APIGW.0101" in summary.aborted  # type: ignore[attr-defined]
@@ -234,7 +239,9 @@ async def test_mixed_failures_do_not_trip_the_breaker() -> None:
     missing = Attempt(Verdict.PERMANENT, 404, "APIGW.0101")
     script = {plan(n): [missing] for n in range(100) if n % 10}
     api = ScriptedApi(script)
-    _, summary = await run(api, items(100), concurrency=1, retry=RetryPolicy(retries=0, breaker=10))
+    _, summary = await run(
+        api, items(100), concurrency=1, retry=RetryPolicy(retries=0, backoff=0.0, breaker=10)
+    )
     assert summary.aborted is None  # type: ignore[attr-defined]
 
 
@@ -248,8 +255,8 @@ async def test_graceful_stop_finishes_in_flight_and_starts_nothing_new() -> None
 
         async def go() -> None:
             await run_batch(
-                items(100), api=api, journal=journal, governor=RateGovernor(), concurrency=4,
-                retry=NO_WAIT, stop=stop,
+                items(100), api=api, journal=journal, concurrency=4,
+                sender=Sender(governor=RateGovernor(), retry=NO_WAIT, stop=stop),
             )  # fmt: skip
 
         tg.start_soon(go)
@@ -271,8 +278,8 @@ async def test_a_stop_interrupts_waits_for_the_rate_limiter() -> None:
 
             async def go() -> None:
                 await run_batch(
-                    items(10), api=api, journal=journal, governor=RateGovernor(rate=0.001),
-                    concurrency=2, retry=NO_WAIT, stop=stop,
+                    items(10), api=api, journal=journal, concurrency=2,
+                    sender=Sender(governor=RateGovernor(rate=0.001), retry=NO_WAIT, stop=stop),
                 )  # fmt: skip
 
             tg.start_soon(go)
@@ -291,8 +298,8 @@ async def test_a_forced_stop_cancels_requests_in_flight_without_journaling_them(
 
         async def go() -> None:
             summary = await run_batch(
-                items(10), api=api, journal=journal, governor=RateGovernor(), concurrency=3,
-                retry=NO_WAIT, stop=stop,
+                items(10), api=api, journal=journal, concurrency=3,
+                sender=Sender(governor=RateGovernor(), retry=NO_WAIT, stop=stop),
             )  # fmt: skip
             assert summary.stopped == "interrupted"
 
@@ -332,8 +339,8 @@ async def test_a_journal_that_fails_stops_the_run_and_raises_plainly() -> None:
     journal = FullDisk()
     with pytest.raises(ReportError, match="No space left"):
         await run_batch(
-            items(100), api=api, journal=journal, governor=RateGovernor(), concurrency=1,
-            retry=NO_WAIT,
+            items(100), api=api, journal=journal, concurrency=1,
+            sender=Sender(governor=RateGovernor(), retry=NO_WAIT),
         )  # fmt: skip
     assert len(journal.results) == 3
     assert len(api.calls) == 4

@@ -15,24 +15,25 @@ import random
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 from aiohttp import web
 from aiohttp.multipart import parse_content_disposition
 
 from batchthumb import signing
 from batchthumb.images import image_type
-from batchthumb.sandbox.faults import Fault, FaultKind, default_error
+from batchthumb.sandbox.config import SandboxConfig
+from batchthumb.sandbox.faults import Fault, FaultKind, Faults, default_error
 from batchthumb.sandbox.state import (
     IMG_URL_PATTERN,
     PLAN_TYPES,
+    Gate,
     IssuedToken,
     Plan,
+    Stats,
+    Store,
     is_id,
 )
-
-if TYPE_CHECKING:
-    from batchthumb.sandbox.server import Sandbox
 
 JSON_CONTENT_TYPE = "application/json;charset=UTF-8"
 TOKEN_MIN_LENGTH = 10
@@ -46,6 +47,25 @@ _NOT_FOUND = default_error(404)
 _request_ids = random.Random()
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Sandbox(Protocol):
+    """What the handlers need of the sandbox they serve (:class:`~.server.Sandbox` is one).
+
+    A protocol, so that this module does not import ``server``, which imports it.
+    """
+
+    config: SandboxConfig
+    faults: Faults
+    stats: Stats
+    gate: Gate
+    store: Store
+    clock: Callable[[], float]
+    wall_clock: Callable[[], float]
+
+    def notify(self) -> None:
+        """Wake the waiters whose predicate now holds."""
+        ...
 
 
 class ApiError(Exception):

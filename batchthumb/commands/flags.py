@@ -1,0 +1,191 @@
+"""The command-line flags shared by the commands that connect or run, and their settings.
+
+:func:`settings_from_args` turns them into a :class:`~batchthumb.model.RunSettings`: the only
+bridge from ``argparse`` to a run's settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from batchthumb.errors import UsageError
+from batchthumb.jobfile import load_auth
+from batchthumb.model import PROJECT_ID, RunSettings, endpoint_for_region
+
+
+def _number(parse: Callable[[str], float], *, low: float, above: bool = False) -> Any:
+    """An argparse type: a finite number at least ``low`` (greater than it with ``above``)."""
+    kind = "a whole number" if parse is int else "a number"
+
+    def check(text: str) -> float:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        if (value <= low if above else value < low) or not value < float("inf"):
+            bound = f"greater than {low:g}" if above else f"{low:g} or more"
+            raise argparse.ArgumentTypeError(f"must be {bound}, not {text}")
+        return value
+
+    return check
+
+
+_positive_int = _number(int, low=1)
+_non_negative_int = _number(int, low=0)
+_non_negative = _number(float, low=0)
+_positive = _number(float, low=0, above=True)
+
+
+def _duration(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    try:
+        value = float(number) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration like 90s, 30m or 2h"
+        ) from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
+    return value
+
+
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where to connect, how to authenticate, how fast: shared by every command that connects."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--endpoint", help="API base URL, e.g. https://projectman-ext.cn-north-4.myhuaweicloud.com"
+    )
+    where.add_argument(
+        "--region", help="region such as cn-north-4: sets the API endpoint and IAM's, unless given"
+    )
+    parser.add_argument(
+        "--auth",
+        type=Path,
+        metavar="FILE",
+        help="YAML file with an `auth:` section (references to secrets); wins over the job's",
+    )
+    parser.add_argument(
+        "--ca-bundle",
+        type=Path,
+        metavar="PATH",
+        help="trust these CA certificates (PEM), e.g. a corporate proxy's; verification stays on",
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow plain http:// to hosts other than loopback (credentials unencrypted!)",
+    )
+    parser.add_argument(
+        "--report", type=Path, help="results report (JSON lines); default from the job"
+    )
+    parser.add_argument("--concurrency", type=_positive_int, help="requests in flight at most")
+    parser.add_argument(
+        "--rate", type=_non_negative, help="requests started per second at most; 0 = no cap"
+    )
+    parser.add_argument(
+        "--burst", type=_positive_int, help="requests that may start at once (token bucket size)"
+    )
+    parser.add_argument(
+        "--retries", type=_non_negative_int, help="extra attempts for retryable failures"
+    )
+    parser.add_argument("--timeout", type=_positive, help="seconds per attempt, once connected")
+    parser.add_argument(
+        "--backoff",
+        type=_non_negative,
+        metavar="SECONDS",
+        help="base delay before a retry, doubled each time (default 1; 0 = retry at once)",
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bar or status lines"
+    )
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """How a run that changes plans is reported, resumed, bounded and logged."""
+    parser.add_argument(
+        "--resume", action="store_true", help="skip items the report records as done"
+    )
+    parser.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="send only the items the report records as failed",
+    )
+    parser.add_argument(
+        "--lock-wait",
+        type=_non_negative,
+        metavar="SECONDS",
+        help="wait this long for another run using the same report",
+    )
+    parser.add_argument(
+        "--max-duration",
+        type=_duration,
+        metavar="DURATION",
+        help="start nothing new after this long (90s, 30m, 2h); exit 4",
+    )
+    parser.add_argument("--log-json", action="store_true", help="log events as JSON lines")
+    parser.add_argument(
+        "--log-file", type=Path, metavar="FILE", help="where --log-json goes (default stderr)"
+    )
+    parser.add_argument(
+        "--breaker",
+        type=_non_negative_int,
+        metavar="N",
+        help="stop (exit 3) after N items in a row fail the same permanent way (0 = never)",
+    )
+    parser.add_argument(
+        "--backup",
+        type=Path,
+        metavar="FILE",
+        help="write the plans' current thumbnails as a job file before the first change",
+    )
+    parser.add_argument(
+        "--no-snapshot",
+        action="store_true",
+        help="skip listing each project first (no previous_img_url, no undo, no --backup)",
+    )
+
+
+# Flags whose value, when given, replaces the settings field of the same name.
+_VALUES = (
+    "concurrency", "rate", "burst", "retries", "timeout", "backoff", "breaker", "report",
+    "ca_bundle", "backup", "lock_wait", "max_duration", "log_file",
+)  # fmt: skip
+# Switches that set a field when present: (flag's dest, field, value when present).
+_SWITCHES = (
+    ("insecure", "insecure", True),
+    ("no_progress", "progress", False),
+    ("resume", "resume", True),
+    ("retry_failed", "retry_failed", True),
+    ("log_json", "log_json", True),
+    ("no_snapshot", "snapshot", False),
+)
+
+
+def settings_from_args(args: argparse.Namespace, base: RunSettings) -> RunSettings:
+    """``base`` (the job's settings, or the defaults) with the flags given on top."""
+    overrides: dict[str, Any] = {
+        name: getattr(args, name) for name in _VALUES if getattr(args, name, None) is not None
+    }
+    for dest, name, value in _SWITCHES:
+        if getattr(args, dest, False):
+            overrides[name] = value
+    if args.endpoint is not None:
+        overrides["endpoint"] = args.endpoint.rstrip("/")
+    if args.region is not None:
+        overrides["region"] = args.region
+        overrides["endpoint"] = endpoint_for_region(args.region)
+    if args.auth is not None:
+        overrides["auth"] = load_auth(args.auth)
+    return replace(base, **overrides)
+
+
+def check_project(value: str, flag: str) -> str:
+    """``value`` if it is a project id; else a usage error naming ``flag``."""
+    if not PROJECT_ID.fullmatch(value):
+        raise UsageError(f"{flag} {value!r}: a project id is 32 letters or digits")
+    return value

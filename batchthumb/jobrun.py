@@ -1,0 +1,458 @@
+"""Running one job: the report's lock, what is left to do, the snapshot, the runner, the stops.
+
+:func:`run_job` is the whole of a run, shared by ``run`` and ``migrate``; it never prints (it
+talks through a :class:`~batchthumb.console.Console`) and never exits: it returns a
+:class:`RunResult`, or raises a :class:`~batchthumb.errors.BatchthumbError`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import signal
+from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import Set as AbstractSet
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any, TextIO
+
+import anyio
+
+from batchthumb.auth import Redactor
+from batchthumb.client import PlanApi, open_api
+from batchthumb.console import Console, Quiet
+from batchthumb.errors import (
+    EXIT_ABORTED,
+    EXIT_INCOMPLETE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    BatchthumbError,
+    RunAborted,
+    UsageError,
+)
+from batchthumb.jobwriter import Entry, render_job, write_text
+from batchthumb.logs import JsonEvents
+from batchthumb.model import Item, ItemSource, Job, RunSettings, Tally
+from batchthumb.plans import list_project, thumbnails
+from batchthumb.progress import Silent, choose_progress, format_duration
+from batchthumb.report import (
+    Journal,
+    JournalState,
+    compact,
+    drop_torn_tail,
+    key_digest,
+    read_journal,
+    report_lock,
+)
+from batchthumb.runner import Key, RunSummary, Uploads, run_batch
+from batchthumb.sending import Events, NoEvents, Sender, Stop
+from batchthumb.session import Connection, embedded_sandbox, make_sender
+from batchthumb.summary import format_summary
+
+TIME_LIMIT = "time limit reached"
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """What a run did: the counts before it, and the runner's summary if anything was sent."""
+
+    report: Path
+    total: int  # items in the job
+    skipped: int  # already done according to the report
+    summary: RunSummary | None  # None: nothing was left to send
+    configured_rate: float
+
+    @property
+    def exit_code(self) -> int:
+        """0 all done, 1 some failed, 3 aborted, 4 out of time, 130 interrupted."""
+        summary = self.summary
+        if summary is None:
+            return EXIT_OK
+        if summary.aborted:
+            return EXIT_ABORTED
+        if summary.stopped == TIME_LIMIT:
+            return EXIT_INCOMPLETE
+        if summary.stopped:
+            return EXIT_INTERRUPTED
+        return EXIT_SOME_FAILED if summary.tally.failed else EXIT_OK
+
+    def stdout_lines(self) -> list[str]:
+        """Nothing: a run's output is its report."""
+        return []
+
+    def stderr_lines(self) -> list[str]:
+        """The summary, and why the run gave up if it did."""
+        if self.summary is None:
+            return []
+        text = format_summary(
+            self.summary, configured_rate=self.configured_rate, skipped=self.skipped
+        )
+        lines = [text]
+        if self.summary.aborted:
+            lines.append(f"batchthumb: aborted: {self.summary.aborted}")
+        return lines
+
+
+@dataclass(frozen=True, slots=True)
+class Remaining:
+    """The items of a job still to send, filtered as they stream by and counted once."""
+
+    items: ItemSource
+    keys: AbstractSet[bytes]  # key digests (report.key_digest)
+    wanted: bool  # True: only the items in ``keys``; False: all but those
+    count: int
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[Item]:
+        keys, wanted = self.keys, self.wanted
+        return (item for item in self.items if (key_digest(item.key) in keys) is wanted)
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """What a run is about to do, known before the first request."""
+
+    pending: ItemSource
+    skipped: int  # already done according to the report
+    journal: JournalState
+
+    def estimate(self, settings: RunSettings) -> float | None:
+        """Seconds the run should take at the configured rate, if it has one."""
+        if settings.rate <= 0:
+            return None
+        return max(0, len(self.pending) - settings.burst) / settings.rate
+
+
+def plan_run(job: Job, settings: RunSettings, report: Path) -> RunPlan:
+    """Read the report (when resuming) and pick the items still to send."""
+    if not (settings.resume or settings.retry_failed):
+        return RunPlan(job.items, 0, JournalState())
+    journal = read_journal(report)
+    keys = journal.failed if settings.retry_failed else journal.done
+    wanted = settings.retry_failed
+    # Counted in one streaming pass: a large job is never held as a list of pending items.
+    count = sum((key_digest(item.key) in keys) is wanted for item in job.items)
+    pending = Remaining(job.items, keys, wanted, count)
+    return RunPlan(pending, len(job.items) - count, journal)
+
+
+def headline(job: Job, plan: RunPlan, settings: RunSettings) -> str:
+    """``N of M plans to set, K already done[, about T at R/s]``."""
+    estimate = plan.estimate(settings)
+    took = f", about {format_duration(estimate)} at {settings.rate:g}/s" if estimate else ""
+    return (
+        f"{len(plan.pending)} of {len(job.items)} plans to set, {plan.skipped} already done{took}"
+    )
+
+
+def run_job(
+    job: Job,
+    settings: RunSettings,
+    *,
+    console: Console | None = None,
+    connection: Connection | None = None,
+    watch_signals: bool = False,
+) -> RunResult:
+    """Run a job under its report's lock; ``connection`` None means an embedded sandbox.
+
+    With ``watch_signals`` (the CLI; only in the main thread), the first SIGINT or SIGTERM
+    stops gracefully and the second at once.
+    """
+    console = console or Quiet()
+    report = settings.report_for(job.path)
+    with report_lock(report, wait=settings.lock_wait):
+        plan = plan_run(job, settings, report)
+        if plan.journal.torn_line:
+            console.warn(
+                f"{report}:{plan.journal.torn_line}: ignoring a torn last line "
+                "(the previous run was killed while writing it)"
+            )
+        console.status(f"{headline(job, plan, settings)}; report: {report}")
+        summary = None
+        if len(plan.pending):
+            with _log_stream(settings, console) as log:
+                run = partial(
+                    _run_in_loop, job, plan, settings, report, connection, console, log,
+                    watch_signals,
+                )  # fmt: skip
+                summary = anyio.run(run, backend_options=_backend_options())
+    return RunResult(report, len(job.items), plan.skipped, summary, settings.rate)
+
+
+def _backend_options() -> dict[str, object]:
+    """uvloop when it is installed (the ``uvloop`` extra): less CPU per request."""
+    return {"use_uvloop": True} if importlib.util.find_spec("uvloop") else {}
+
+
+@contextmanager
+def _log_stream(settings: RunSettings, console: Console) -> Iterator[TextIO | None]:
+    """Where JSON events go: ``log_file``, else the console's stream; None without log_json."""
+    if not settings.log_json:
+        yield None
+    elif settings.log_file is None:
+        yield console.stream
+    else:
+        try:
+            stream = settings.log_file.open("a", encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"{settings.log_file}: cannot write the log: {exc.strerror}") from None
+        with stream:
+            yield stream
+
+
+@asynccontextmanager
+async def _target(
+    job: Job, connection: Connection | None, console: Console
+) -> AsyncIterator[Connection]:
+    """Where requests go: the given connection, or an embedded sandbox when there is none."""
+    if connection is not None:
+        yield connection
+        return
+    async with embedded_sandbox(job) as sandbox:
+        console.status(f"sandbox at {sandbox.endpoint}")
+        yield sandbox
+
+
+async def _run_in_loop(
+    job: Job,
+    plan: RunPlan,
+    settings: RunSettings,
+    report: Path,
+    connection: Connection | None,
+    console: Console,
+    log: TextIO | None,
+    watch_signals: bool,
+) -> RunSummary:
+    stop = Stop()
+    async with _target(job, connection, console) as target:
+        # Fetch the first IAM token here, outside any task group, so a wrong password is one
+        # clear message (exit 3) rather than an exception group.
+        await target.credentials.prepare()
+        failure: BatchthumbError | None = None
+        async with anyio.create_task_group() as tasks:
+            if watch_signals:
+                tasks.start_soon(_watch_signals, stop, console)
+            if settings.max_duration is not None:
+                tasks.start_soon(_stop_at_deadline, stop, settings.max_duration, console)
+            try:
+                summary = await run_plan(
+                    plan,
+                    settings=settings,
+                    report=report,
+                    connection=target,
+                    stop=stop,
+                    console=console,
+                    log=log,
+                )
+            except BatchthumbError as exc:  # raised below, not wrapped in an exception group
+                failure = exc
+            tasks.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+    return summary
+
+
+async def _stop_at_deadline(stop: Stop, seconds: float, console: Console) -> None:
+    await anyio.sleep(seconds)
+    console.status("--max-duration reached: finishing requests in flight")
+    stop.request(TIME_LIMIT)
+
+
+async def _watch_signals(stop: Stop, console: Console) -> None:
+    """First SIGINT/SIGTERM: graceful stop; the second: stop at once."""
+    signals_seen = 0
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            signals_seen += 1
+            name = signal.Signals(signum).name
+            if signals_seen == 1:
+                console.status(
+                    f"{name}: finishing requests in flight, then stopping "
+                    "(send it again to stop at once)"
+                )
+                stop.request("interrupted")
+            else:
+                stop.force("interrupted")
+
+
+async def run_plan(
+    plan: RunPlan,
+    *,
+    settings: RunSettings,
+    report: Path,
+    connection: Connection,
+    stop: Stop,
+    console: Console,
+    log: TextIO | None = None,
+) -> RunSummary:
+    """Send the plan's items and journal every outcome; compact the report after a resume.
+
+    ``connection.credentials`` must be prepared already: a refused password is the
+    caller's to report, outside any task group.
+
+    First, unless ``settings.snapshot`` is off, one paginated list call per project records
+    each plan's current thumbnail (``previous_img_url``) and, with ``settings.backup``, writes
+    it as a job file; a project that cannot be listed aborts the run before any change.
+    """
+    appending = settings.resume or settings.retry_failed
+    _prepare_report(report, plan, appending=appending)
+    credentials = connection.credentials
+    # Read at each use: tokens renewed during the run are masked too.
+    redact = Redactor(lambda: credentials.secrets)
+    events: Events = NoEvents() if log is None else JsonEvents(log, redact=redact)
+    events.emit(
+        "start",
+        items=len(plan.pending),
+        skipped=plan.skipped,
+        endpoint=connection.endpoint,
+        concurrency=settings.concurrency,
+        rate=settings.rate,
+        report=str(report),
+    )
+    stream = console.stream
+    progress = (
+        Silent()
+        if stream is None
+        else choose_progress(
+            stream, enabled=settings.progress, total=len(plan.pending), skipped=plan.skipped
+        )
+    )
+    sender = make_sender(settings, stop=stop, events=events)
+    async with open_api(
+        connection.endpoint,
+        credentials,
+        concurrency=settings.concurrency,
+        timeout=settings.timeout,
+        transport=connection.transport,
+    ) as api:
+        with Journal(report, redact=redact) as journal:
+            started_at = _now()
+            previous: dict[Key, str | None] = {}
+            if settings.snapshot:
+                try:
+                    previous = await snapshot(
+                        api, sender, plan.pending, journal=journal, known=plan.journal,
+                        console=console,
+                    )  # fmt: skip
+                except RunAborted as exc:
+                    progress.close()
+                    return RunSummary(
+                        Tally(), 0.0, sender.requests, sender.governor.stats, aborted=str(exc)
+                    )
+                if settings.backup is not None:
+                    write_backup(
+                        settings.backup, plan.pending, previous, endpoint=connection.endpoint
+                    )
+            summary = await run_batch(
+                plan.pending,
+                api=api,
+                sender=sender,
+                journal=journal,
+                concurrency=settings.concurrency,
+                progress=progress,
+                uploads=Uploads(done=dict(plan.journal.uploads)),
+                previous=previous,
+            )
+            journal.record_run(run_facts(summary, settings, started_at=started_at))
+    if appending and plan.journal.lines:
+        compact(report)
+    events.emit(
+        "summary",
+        succeeded=summary.tally.succeeded,
+        failed=summary.tally.failed,
+        skipped=plan.skipped,
+        requests=summary.requests,
+        elapsed_s=round(summary.elapsed, 3),
+        throttled=summary.governor.throttled,
+        settled_rate=summary.governor.rate,
+        stopped=summary.stopped,
+        aborted=summary.aborted,
+    )
+    return summary
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def run_facts(summary: RunSummary, settings: RunSettings, *, started_at: str) -> dict[str, Any]:
+    """The run line of the report: what ``batchthumb report`` says about timing and throttling."""
+    gov = summary.governor
+    return {
+        "started_at": started_at,
+        "finished_at": _now(),
+        "elapsed_ms": round(summary.elapsed * 1000),
+        "requests": summary.requests,
+        "succeeded": summary.tally.succeeded,
+        "failed": summary.tally.failed,
+        "skipped": summary.tally.skipped,
+        "configured_rate": settings.rate,
+        "throttled": gov.throttled,
+        "rate_cuts": gov.rate_cuts,
+        "settled_rate": gov.rate,
+        "stopped": summary.stopped,
+        "aborted": summary.aborted,
+    }
+
+
+def _prepare_report(report: Path, plan: RunPlan, *, appending: bool) -> None:
+    """Resuming: drop a torn last line. Else keep the last report as ``REPORT.1``."""
+    if appending and report.exists():
+        drop_torn_tail(report, plan.journal)
+    elif report.exists():
+        # A fresh run starts a fresh report, keeping the last one: a run started without
+        # --resume by mistake must not destroy what undo needs.
+        report.replace(report.with_name(report.name + ".1"))
+
+
+async def snapshot(
+    api: PlanApi,
+    sender: Sender,
+    items: Iterable[Item],
+    *,
+    journal: Journal,
+    known: JournalState,
+    console: Console,
+) -> dict[Key, str | None]:
+    """The thumbnail of every plan the items name before the run: one list per project.
+
+    Each project's list is journaled before any change, once: when a resumed run meets a
+    project the journal already has, the journaled state wins, since the listing now may
+    show changes of the run that was interrupted.
+    """
+    previous: dict[Key, str | None] = {}
+    for project_id in dict.fromkeys(item.project_id for item in items):
+        plans = await list_project(api, sender, project_id)
+        if any(not p.img_known for p in plans):
+            console.warn(
+                f"the plan list of project {project_id} does not show img_url; previous "
+                "thumbnails are unknown there, so undo cannot restore them"
+            )
+        current = thumbnails(plans)
+        previous.update(current)
+        if project_id not in known.snapshotted and current:
+            journal.record_snapshot(project_id, {plan: url for (_, plan), url in current.items()})
+    previous.update(known.previous)
+    return previous
+
+
+def write_backup(
+    path: Path, items: Iterable[Item], previous: dict[Key, str | None], *, endpoint: str
+) -> None:
+    """Write the thumbnails the items are about to replace as a job that restores them."""
+    entries: list[Entry] = []
+    comments: list[str] = []
+    for item in items:
+        if item.key not in previous:
+            comments.append(f"plan {item.plan_id}: previous thumbnail unknown")
+        elif previous[item.key] is None:
+            comments.append(f"plan {item.plan_id}: had no thumbnail")
+        else:
+            entries.append(Entry(item.project_id, item.plan_id, img_url=previous[item.key]))
+    header = ["The thumbnails before the run; `batchthumb run` this file to restore them."]
+    write_text(path, render_job(entries, header=header, comments=comments, endpoint=endpoint))
