@@ -12,9 +12,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from batchthumb.errors import RunAborted
-from batchthumb.model import Item, LocalImage, PlanSummary
+from batchthumb.model import Item, Job, LocalImage, PlanSummary, RunSettings
 from batchthumb.plans import list_project
+from batchthumb.report import read_uploads
 from batchthumb.sending import Sender, ThumbnailApi
+from batchthumb.session import Connection, open_session
 
 Key = tuple[str, str]
 
@@ -114,12 +116,48 @@ def compare(item: Item, plan: PlanSummary | None, uploads: Mapping[Key, str]) ->
     wanted, note = item.img_url, ""
     if wanted is None:
         wanted = uploads.get((item.project_id, item.image.cache_key)) if item.image else None
+        kind = "local image" if isinstance(item.image, LocalImage) else "image copy"
         if wanted is None:
-            kind = "local image" if isinstance(item.image, LocalImage) else "image copy"
             note = f"{kind} {item.source}: not uploaded yet as far as the report says"
+        else:
+            note = f"{kind} {item.source} was uploaded as {wanted}"
     if not plan.img_known:
         return Row(item, Status.UNKNOWN, plan.name, wanted=wanted, note="the list shows no img_url")
     if wanted is None:
         return Row(item, Status.UNKNOWN, plan.name, plan.img_url, note=note)
     status = Status.IN_SYNC if plan.img_url == wanted else Status.WOULD_CHANGE
     return Row(item, status, plan.name, plan.img_url, wanted, note)
+
+
+def counts_line(result: CheckResult) -> str:
+    """``N in sync, N would change, N missing, N unknown``."""
+    return ", ".join(f"{result.counts[s]} {s.label}" for s in Status)
+
+
+def format_row(row: Row) -> str:
+    """One line of the diff-style table: mark, plan, name, then what differs."""
+    item = row.item
+    name = (row.name or "")[:24]
+    head = f"{row.status.value} {item.project_id[:8]}/{item.plan_id}  {name:<24}"
+    if row.status is Status.WOULD_CHANGE:
+        detail = f"{row.current or '(none)'} -> {row.wanted}"
+    elif row.status is Status.IN_SYNC:
+        detail = row.wanted or ""
+    else:
+        detail = row.note
+    if row.note and row.status in (Status.IN_SYNC, Status.WOULD_CHANGE):
+        detail += f"  ({row.note})"
+    return f"{head}  {detail}".rstrip()
+
+
+async def compare_job(
+    job: Job,
+    settings: RunSettings,
+    connection: Connection,
+    on_row: Callable[[Row], None],
+    items: Iterable[Item],
+) -> CheckResult:
+    """The comparison itself, on an event loop: one listing per project."""
+    uploads = read_uploads(settings.report_for(job.path))
+    async with open_session(connection, settings) as (api, sender):
+        return await check_items(items, api=api, sender=sender, uploads=uploads, on_row=on_row)

@@ -23,10 +23,11 @@ import anyio
 
 from batchthumb.errors import ReportError, RunAborted
 from batchthumb.images import image_type
-from batchthumb.model import Attempt, Outcome
+from batchthumb.model import Attempt, Outcome, RunSettings
 from batchthumb.plans import list_project
 from batchthumb.sending import Sender, ThumbnailApi
-from batchthumb.summarize import ORDER, PlanLine, ReportFile, Summary
+from batchthumb.session import Connection, open_session
+from batchthumb.summarize import ORDER, PlanLine, ReportFile, Summary, summarize
 
 PAGE_SIZE = 200
 IMAGES = "images"
@@ -120,6 +121,26 @@ async def build_gallery(
     if count == 0:
         _write(folder / page_name(1), _page(summary, 1, 1, [], ""))
     return Gallery(folder / page_name(1), pages, count, images.saved, images.missing)
+
+
+async def write_gallery(
+    reports: Sequence[ReportFile],
+    folder: Path,
+    connection: Connection,
+    settings: RunSettings,
+    page_size: int = PAGE_SIZE,
+) -> Gallery:
+    """The gallery of ``reports`` through an open connection (a run's, or a fresh one)."""
+    summary = summarize(reports)
+    async with open_session(connection, settings) as (api, sender):
+        return await build_gallery(
+            reports,
+            summary,
+            folder,
+            source=ApiThumbnails(api, sender),
+            concurrency=settings.concurrency,
+            page_size=page_size,
+        )
 
 
 def page_name(number: int) -> str:

@@ -33,6 +33,7 @@ from batchthumb.errors import (
     RunAborted,
     UsageError,
 )
+from batchthumb.gallery import write_gallery
 from batchthumb.jobwriter import Entry, render_job, write_text
 from batchthumb.logs import JsonEvents
 from batchthumb.model import Item, ItemSource, Job, RunSettings, Tally
@@ -50,6 +51,7 @@ from batchthumb.report import (
 from batchthumb.runner import Key, RunSummary, Uploads, run_batch
 from batchthumb.sending import Events, NoEvents, Sender, Stop
 from batchthumb.session import Connection, embedded_sandbox, make_sender
+from batchthumb.summarize import ReportFile
 from batchthumb.summary import format_summary
 
 TIME_LIMIT = "time limit reached"
@@ -254,6 +256,10 @@ async def _run_in_loop(
             tasks.cancel_scope.cancel()
         if failure is not None:
             raise failure
+        if settings.gallery is not None and not summary.aborted:
+            # Here, while the target is still there: an embedded sandbox ends with the run.
+            made = await write_gallery([ReportFile(report)], settings.gallery, target, settings)
+            console.status(f"gallery of {made.plans} plans: {made.index}")
     return summary
 
 

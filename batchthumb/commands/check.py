@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 import anyio
 
-from batchthumb.check import CheckResult, Row, Status, check_items
+from batchthumb.check import CheckResult, Row, compare_job, counts_line, format_row
 from batchthumb.commands.flags import add_connection_arguments, settings_from_args
 from batchthumb.console import Console, Quiet
 from batchthumb.errors import EXIT_OK, EXIT_SOME_FAILED
 from batchthumb.jobfile import load_job
 from batchthumb.model import Item, Job, RunSettings
-from batchthumb.report import read_uploads
-from batchthumb.session import Connection, connect, open_session
+from batchthumb.session import Connection, connect
 
 DESCRIPTION = (
     "Compare a job with what the API shows, sending only list calls (never a PUT or an "
@@ -50,27 +49,6 @@ class CheckOutcome:
             f"batchthumb: compared with {self.endpoint}: {r.requests} list calls for "
             f"{r.projects} project(s); nothing was changed"
         ]
-
-
-def counts_line(result: CheckResult) -> str:
-    """``N in sync, N would change, N missing, N unknown``."""
-    return ", ".join(f"{result.counts[s]} {s.label}" for s in Status)
-
-
-def format_row(row: Row) -> str:
-    """One line of the diff-style table: mark, plan, name, then what differs."""
-    item = row.item
-    name = (row.name or "")[:24]
-    head = f"{row.status.value} {item.project_id[:8]}/{item.plan_id}  {name:<24}"
-    if row.status is Status.WOULD_CHANGE:
-        detail = f"{row.current or '(none)'} -> {row.wanted}"
-    elif row.status is Status.IN_SYNC:
-        detail = row.wanted or ""
-    else:
-        detail = row.note
-    if row.note and row.status in (Status.IN_SYNC, Status.WOULD_CHANGE):
-        detail += f"  ({row.note})"
-    return f"{head}  {detail}".rstrip()
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -112,16 +90,3 @@ def check(
         compare_job, job, settings, connection, show, job.items if items is None else items
     )
     return CheckOutcome(result, connection.endpoint)
-
-
-async def compare_job(
-    job: Job,
-    settings: RunSettings,
-    connection: Connection,
-    on_row: Callable[[Row], None],
-    items: Iterable[Item],
-) -> CheckResult:
-    """The comparison itself, on an event loop: one listing per project."""
-    uploads = read_uploads(settings.report_for(job.path))
-    async with open_session(connection, settings) as (api, sender):
-        return await check_items(items, api=api, sender=sender, uploads=uploads, on_row=on_row)

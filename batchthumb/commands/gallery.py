@@ -12,10 +12,10 @@ import anyio
 
 from batchthumb.commands.report import ReportResult
 from batchthumb.console import Console, Quiet
-from batchthumb.gallery import PAGE_SIZE, ApiThumbnails, Gallery, build_gallery
+from batchthumb.gallery import PAGE_SIZE, write_gallery
 from batchthumb.model import RunSettings
-from batchthumb.session import Connection, connect, open_session
-from batchthumb.summarize import ReportFile, summarize
+from batchthumb.session import connect
+from batchthumb.summarize import ReportFile
 
 
 def gallery(
@@ -31,23 +31,3 @@ def gallery(
     connection = connect(settings, None, console or Quiet())
     made = anyio.run(write_gallery, reports, folder, connection, settings, page_size)
     return ReportResult("html", folder, made.plans, made.pages, made.images, made.unavailable)
-
-
-async def write_gallery(
-    reports: Sequence[ReportFile],
-    folder: Path,
-    connection: Connection,
-    settings: RunSettings,
-    page_size: int = PAGE_SIZE,
-) -> Gallery:
-    """The gallery of ``reports`` through an open connection (a run's, or a fresh one)."""
-    summary = summarize(reports)
-    async with open_session(connection, settings) as (api, sender):
-        return await build_gallery(
-            reports,
-            summary,
-            folder,
-            source=ApiThumbnails(api, sender),
-            concurrency=settings.concurrency,
-            page_size=page_size,
-        )
