@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import colorsys
+import random
 import struct
 import zlib
 
@@ -11,12 +12,14 @@ WIDTH, HEIGHT = 160, 100
 
 def thumbnail(seed: int) -> bytes:
     """A 160x100 PNG: a pale background and a few bars, different for every seed."""
-    hue = (seed * 0.13) % 1.0
+    pick = random.Random(seed)
+    hue = pick.random()
     bar = _rgb(hue, 0.55, 0.85)
     accent = _rgb((hue + 0.5) % 1.0, 0.45, 0.8)
     background = _rgb(hue, 0.06, 0.99)
     grid = _rgb(hue, 0.08, 0.9)
-    bars = [((seed * 7 + i * 23) % 70 + 8, (seed * 5 + i * 31) % 50 + 30) for i in range(5)]
+    bars = [(pick.randrange(8, 80), pick.randrange(25, 75)) for _ in range(5)]
+    highlight = pick.randrange(len(bars))
     rows = []
     for y in range(HEIGHT):
         row = bytearray(b"\x00")  # filter type: none
@@ -27,7 +30,7 @@ def thumbnail(seed: int) -> bytes:
             if in_bar:
                 start, length = bars[lane]
                 if start <= x < start + length:
-                    colour = accent if lane == seed % len(bars) else bar
+                    colour = accent if lane == highlight else bar
             row += colour
         rows.append(bytes(row))
     return _png(b"".join(rows))
