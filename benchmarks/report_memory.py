@@ -2,19 +2,18 @@
 
     python benchmarks/report_memory.py [LINES]     (default 1,000,000)
 
-Each format runs in its own process (``batchthumb report ... --format F``, output to a file);
-the peak RSS is that child's ``ru_maxrss``. The report mixes outcomes and error codes as a
-real run would, with a few repeated plans, so the repeat check has work to do.
+Each format runs in a process of its own (``batchthumb report ... --format F``, output to a
+file), started by a probe process that reads the child's peak RSS (``ru_maxrss``). The
+report mixes outcomes and error codes as a real run would, with a few repeated plans, so
+the repeat check has work to do.
 """
 
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 PROJECT = "919bb351ef424e2daaf3dd80c179fae9"
@@ -45,17 +44,23 @@ def write_report(path: Path, lines: int) -> None:
 
 
 def measure(report: Path, fmt: str, out: Path) -> tuple[float, float]:
-    """(peak RSS in MB, seconds) of one `batchthumb report` child."""
-    started = time.monotonic()
-    with out.open("w") as sink:
-        subprocess.run(
-            [sys.executable, "-m", "batchthumb", "report", str(report), "--format", fmt],
-            stdout=sink,
-            check=True,
-        )
-    took = time.monotonic() - started
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return peak_kb / 1024, took
+    """(peak RSS in MB, seconds) of one `batchthumb report`, in a process of its own."""
+    probe = (
+        "import resource, subprocess, sys, time\n"
+        "t = time.monotonic()\n"
+        "with open(sys.argv[3], 'w') as sink:\n"
+        "    subprocess.run([sys.executable, '-m', 'batchthumb', 'report', sys.argv[1],"
+        " '--format', sys.argv[2]], stdout=sink, check=True)\n"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, time.monotonic() - t)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(report), fmt, str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    peak_kb, took = done.stdout.split()
+    return int(peak_kb) / 1024, float(took)
 
 
 def main() -> None:
@@ -67,7 +72,6 @@ def main() -> None:
         print(f"{lines:,} lines, {size:.0f} MB on disk")
         print("| format | peak RSS (MB) | time (s) |")
         print("| --- | --- | --- |")
-        # ru_maxrss of RUSAGE_CHILDREN is the largest child so far: run the smallest first.
         for fmt in ("text", "json", "csv", "junit"):
             peak, took = measure(report, fmt, Path(tmp) / f"out.{fmt}")
             print(f"| {fmt} | {peak:.0f} | {took:.1f} |")

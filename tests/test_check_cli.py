@@ -146,3 +146,21 @@ async def test_dry_run_with_the_sandbox_does_not_compare(tmp_path: Path) -> None
     assert result.code == 0, result.err
     assert "not compared with the API (--sandbox starts an empty sandbox)" in result.out
     assert f"  PUT /v3/plan/{P1}/management/{plan_id(0)}/img" in result.out
+
+
+async def test_dry_run_still_shows_the_plan_when_the_api_cannot_be_asked(tmp_path: Path) -> None:
+    """Credentials that cannot be had (an IAM endpoint nobody answers): the dry run says why
+    it did not compare, lists the PUTs, and exits 0."""
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        "endpoint: http://127.0.0.1:9\n"
+        "auth: {iam: {endpoint: http://127.0.0.1:9, domain: acme, user: bot, password_env: PW,"
+        " project: cn-north-4}}\n"
+        f"defaults:\n  project_id: {P1}\nitems:\n"
+        f"  - {{plan_id: {plan_id(0)}, img_url: /v1/upload/{P1}/202506/1.png}}\n"
+    )
+    result = await cli("run", str(job), "--dry-run", env=environment(PW="not-a-real-one"))
+    assert result.code == 0, result.err
+    assert "not compared with the API (the API could not be asked: " in result.out
+    assert f"  PUT /v3/plan/{P1}/management/{plan_id(0)}/img" in result.out
+    assert result.out.endswith("nothing was sent\n")

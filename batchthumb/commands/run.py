@@ -19,7 +19,7 @@ from batchthumb.commands.flags import (
     settings_from_args,
 )
 from batchthumb.console import Console, Quiet
-from batchthumb.errors import CredentialsError, UsageError
+from batchthumb.errors import BatchthumbError, CredentialsError, UsageError
 from batchthumb.jobfile import load_job
 from batchthumb.jobrun import RunResult, headline, plan_run, run_job
 from batchthumb.model import Item, Job, RunSettings
@@ -50,6 +50,11 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--dry-run", action="store_true", help="validate and show what would be sent; send nothing"
     )
     parser.add_argument(
+        "--no-check",
+        action="store_true",
+        help="with --dry-run: do not compare with the API first (no request at all)",
+    )
+    parser.add_argument(
         "--sandbox",
         action="store_true",
         help="run against a local sandbox of the API (no account needed)",
@@ -63,7 +68,13 @@ def from_args(args: argparse.Namespace, console: Console) -> RunResult | DryRunR
         console.warn(str(warning))
     settings = settings_from_args(args, job.settings)
     if args.dry_run:
-        return dry_run(job=job, settings=settings, sandbox=args.sandbox, console=console)
+        return dry_run(
+            job=job,
+            settings=settings,
+            sandbox=args.sandbox,
+            console=console,
+            compare=not args.no_check,
+        )
     return run(job=job, settings=settings, console=console, sandbox=args.sandbox, signals=True)
 
 
@@ -112,7 +123,7 @@ def dry_run(
     ]
     connection, why = None, "--sandbox starts an empty sandbox"
     if not compare:
-        why = "not asked to"
+        why = "--no-check"
     elif not settings.snapshot:
         why = "--no-snapshot: the run sends every plan without looking first"
     elif not sandbox:
@@ -120,12 +131,19 @@ def dry_run(
             connection = connect(settings, job.auth, console or Quiet())
         except (CredentialsError, UsageError) as exc:
             why = f"no credentials or endpoint at hand: {exc}"
-    if connection is None:
+    compared: list[str] = []
+    if connection is not None:
+        try:
+            compared = _compared(job, settings, plan.pending, connection)
+        except BatchthumbError as exc:  # a dry run still shows the plan when the API cannot
+            why = f"the API could not be asked: {exc}"
+    if compared:
+        lines += compared
+        lines.append("nothing was changed")
+    else:
         lines.append(f"not compared with the API ({why})")
         lines += _put_lines(plan.pending, len(plan.pending))
-    else:
-        lines += _compared(job, settings, plan.pending, connection)
-    lines.append("nothing was sent" if connection is None else "nothing was changed")
+        lines.append("nothing was sent")
     return DryRunResult(tuple(lines))
 
 
