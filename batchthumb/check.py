@@ -118,9 +118,9 @@ def compare(item: Item, plan: PlanSummary | None, uploads: Mapping[Key, str]) ->
         wanted = uploads.get((item.project_id, item.image.cache_key)) if item.image else None
         kind = "local image" if isinstance(item.image, LocalImage) else "image copy"
         if wanted is None:
-            note = f"{kind} {item.source}: not uploaded yet as far as the report says"
+            note = f"{kind} {item.thumbnail}: not uploaded yet as far as the report says"
         else:
-            note = f"{kind} {item.source} was uploaded as {wanted}"
+            note = f"{kind} {item.thumbnail} was uploaded as {wanted}"
     if not plan.img_known:
         return Row(item, Status.UNKNOWN, plan.name, wanted=wanted, note="the list shows no img_url")
     if wanted is None:

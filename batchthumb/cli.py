@@ -37,6 +37,7 @@ COMMANDS = {
     "check": "compare a job with what the API shows; list calls only, nothing is changed",
     "validate": "check a job file; send nothing",
     "sandbox": "serve a local sandbox of the CodeArts Req plan API",
+    "example": "write the example jobs, images and sandbox seed into a folder",
 }
 
 EXIT_CODES = f"""\

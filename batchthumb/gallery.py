@@ -21,7 +21,7 @@ from typing import Protocol
 
 import anyio
 
-from batchthumb.errors import ReportError, RunAborted
+from batchthumb.errors import RunAborted, os_errors
 from batchthumb.images import image_type
 from batchthumb.model import Attempt, Outcome, RunSettings
 from batchthumb.plans import list_project
@@ -103,10 +103,8 @@ async def build_gallery(
     page_size: int = PAGE_SIZE,
 ) -> Gallery:
     """Write the pages of ``reports`` (summed up in ``summary``) and their images to ``folder``."""
-    try:
+    with os_errors(folder, "write the gallery"):
         (folder / IMAGES).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ReportError(f"{folder}: cannot write the gallery: {exc.strerror}") from None
     names: dict[str, dict[str, str]] = {}
     for project in _projects(reports):
         names[project] = await source.plan_names(project)
@@ -169,10 +167,8 @@ def _chunks(plans: Iterable[PlanLine], size: int) -> Iterator[list[PlanLine]]:
 
 
 def _write(path: Path, text: str) -> None:
-    try:
+    with os_errors(path, "write the gallery"):
         path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise ReportError(f"{path}: cannot write the gallery: {exc.strerror}") from None
 
 
 class _Images:
@@ -225,10 +221,8 @@ class _Images:
             return
         name = f"{IMAGES}/{hashlib.sha256(url.encode()).hexdigest()[:24]}.{image_type(data)}"
         path = self._folder / name
-        try:
+        with os_errors(path, "write the gallery"):
             path.write_bytes(data)
-        except OSError as exc:
-            raise ReportError(f"{path}: cannot write the gallery: {exc.strerror}") from None
         self._files[url] = name
         self.saved += 1
 

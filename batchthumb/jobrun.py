@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import signal
+import threading
 from collections.abc import AsyncIterator, Iterable, Iterator
 from collections.abc import Set as AbstractSet
 from contextlib import asynccontextmanager, contextmanager
@@ -32,20 +33,21 @@ from batchthumb.errors import (
     BatchthumbError,
     RunAborted,
     UsageError,
+    os_errors,
 )
 from batchthumb.gallery import write_gallery
 from batchthumb.jobwriter import Entry, render_job, write_text
 from batchthumb.logs import JsonEvents
-from batchthumb.model import Item, ItemSource, Job, RunSettings, Tally
+from batchthumb.model import Item, ItemStream, Job, RunSettings, Tally
 from batchthumb.plans import list_project, thumbnails
 from batchthumb.progress import Silent, choose_progress, format_duration
 from batchthumb.report import (
     Journal,
-    JournalState,
+    ReportState,
     compact,
     drop_torn_tail,
     key_digest,
-    read_journal,
+    read_report,
     report_lock,
 )
 from batchthumb.runner import Key, RunSummary, Uploads, run_batch
@@ -102,7 +104,7 @@ class RunResult:
 class Remaining:
     """The items of a job still to send, filtered as they stream by and counted once."""
 
-    items: ItemSource
+    items: ItemStream
     keys: AbstractSet[bytes]  # key digests (report.key_digest)
     wanted: bool  # True: only the items in ``keys``; False: all but those
     count: int
@@ -119,9 +121,9 @@ class Remaining:
 class RunPlan:
     """What a run is about to do, known before the first request."""
 
-    pending: ItemSource
+    pending: ItemStream
     skipped: int  # already done according to the report
-    journal: JournalState
+    recorded: ReportState  # what the report says was done, when resuming
 
     def estimate(self, settings: RunSettings) -> float | None:
         """Seconds the run should take at the configured rate, if it has one."""
@@ -133,14 +135,14 @@ class RunPlan:
 def plan_run(job: Job, settings: RunSettings, report: Path) -> RunPlan:
     """Read the report (when resuming) and pick the items still to send."""
     if not (settings.resume or settings.retry_failed):
-        return RunPlan(job.items, 0, JournalState())
-    journal = read_journal(report)
-    keys = journal.failed if settings.retry_failed else journal.done
+        return RunPlan(job.items, 0, ReportState())
+    recorded = read_report(report)
+    keys = recorded.failed if settings.retry_failed else recorded.done
     wanted = settings.retry_failed
     # Counted in one streaming pass: a large job is never held as a list of pending items.
     count = sum((key_digest(item.key) in keys) is wanted for item in job.items)
     pending = Remaining(job.items, keys, wanted, count)
-    return RunPlan(pending, len(job.items) - count, journal)
+    return RunPlan(pending, len(job.items) - count, recorded)
 
 
 def headline(job: Job, plan: RunPlan, settings: RunSettings) -> str:
@@ -162,16 +164,16 @@ def run_job(
 ) -> RunResult:
     """Run a job under its report's lock; ``connection`` None means an embedded sandbox.
 
-    With ``watch_signals`` (the CLI; only in the main thread), the first SIGINT or SIGTERM
-    stops gracefully and the second at once.
+    With ``watch_signals`` (the CLI), the first SIGINT or SIGTERM stops gracefully and the
+    second at once; only in the main thread, the only one Python delivers signals to.
     """
     console = console or Quiet()
     report = settings.report_for(job.path)
     with report_lock(report, wait=settings.lock_wait):
         plan = plan_run(job, settings, report)
-        if plan.journal.torn_line:
+        if plan.recorded.torn_line:
             console.warn(
-                f"{report}:{plan.journal.torn_line}: ignoring a torn last line "
+                f"{report}:{plan.recorded.torn_line}: ignoring a torn last line "
                 "(the previous run was killed while writing it)"
             )
         console.status(f"{headline(job, plan, settings)}; report: {report}")
@@ -199,10 +201,8 @@ def _log_stream(settings: RunSettings, console: Console) -> Iterator[TextIO | No
     elif settings.log_file is None:
         yield console.stream
     else:
-        try:
+        with os_errors(settings.log_file, "write the log", UsageError):
             stream = settings.log_file.open("a", encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"{settings.log_file}: cannot write the log: {exc.strerror}") from None
         with stream:
             yield stream
 
@@ -237,7 +237,7 @@ async def _run_in_loop(
         await target.credentials.prepare()
         failure: BatchthumbError | None = None
         async with anyio.create_task_group() as tasks:
-            if watch_signals:
+            if watch_signals and threading.current_thread() is threading.main_thread():
                 tasks.start_soon(_watch_signals, stop, console)
             if settings.max_duration is not None:
                 tasks.start_soon(_stop_at_deadline, stop, settings.max_duration, console)
@@ -342,7 +342,7 @@ async def run_plan(
             if settings.snapshot:
                 try:
                     previous = await snapshot(
-                        api, sender, plan.pending, journal=journal, known=plan.journal,
+                        api, sender, plan.pending, journal=journal, known=plan.recorded,
                         console=console,
                     )  # fmt: skip
                 except RunAborted as exc:
@@ -361,11 +361,11 @@ async def run_plan(
                 journal=journal,
                 concurrency=settings.concurrency,
                 progress=progress,
-                uploads=Uploads(done=dict(plan.journal.uploads)),
+                uploads=Uploads(done=dict(plan.recorded.uploads)),
                 previous=previous,
             )
             journal.record_run(run_facts(summary, settings, started_at=started_at))
-    if appending and plan.journal.lines:
+    if appending and plan.recorded.lines:
         compact(report)
     events.emit(
         "summary",
@@ -409,7 +409,7 @@ def run_facts(summary: RunSummary, settings: RunSettings, *, started_at: str) ->
 def _prepare_report(report: Path, plan: RunPlan, *, appending: bool) -> None:
     """Resuming: drop a torn last line. Else keep the last report as ``REPORT.1``."""
     if appending and report.exists():
-        drop_torn_tail(report, plan.journal)
+        drop_torn_tail(report, plan.recorded)
     elif report.exists():
         # A fresh run starts a fresh report, keeping the last one: a run started without
         # --resume by mistake must not destroy what undo needs.
@@ -422,7 +422,7 @@ async def snapshot(
     items: Iterable[Item],
     *,
     journal: Journal,
-    known: JournalState,
+    known: ReportState,
     console: Console,
 ) -> dict[Key, str | None]:
     """The thumbnail of every plan the items name before the run: one list per project.

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from batchthumb.errors import ReportError
+from batchthumb.errors import os_errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +62,10 @@ def render_job(
 def write_text(path: Path, text: str) -> None:
     """Write a file whole (temporary file, then rename), so a crash never leaves half of it."""
     tmp = path.with_name(path.name + ".tmp")
-    try:
+    with os_errors(path, "write"):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
-    except OSError as exc:
-        raise ReportError(f"{path}: cannot write: {exc.strerror}") from None
 
 
 def _quote(value: str) -> str:

@@ -81,7 +81,7 @@ class Uploads:
 
 
 @dataclass(slots=True)
-class _Run:
+class _Batch:
     api: ThumbnailApi
     sender: Sender
     journal: Recorder
@@ -328,7 +328,7 @@ async def run_batch(
     maps the plans whose thumbnail is known to it (None: none): those are recorded as the
     previous state, and an item already showing its img_url is skipped without a PUT.
     """
-    run = _Run(
+    run = _Batch(
         api=api,
         sender=sender,
         journal=journal,

@@ -130,8 +130,8 @@ def _keys(path: Path) -> Iterator[tuple[int, int]]:
                         project, plan = record.get("project_id"), record.get("plan_id")
                         if isinstance(project, str) and isinstance(plan, str):
                             yield number, hash((project.encode(), plan.encode()))
-    except OSError as exc:
-        raise ReportError(f"{path}: cannot read: {exc.strerror}") from None
+    except OSError as exc:  # not os_errors: a generator cannot be wrapped from outside
+        raise ReportError(f"{path}: cannot read: {exc.strerror}") from exc
 
 
 def _superseded(path: Path) -> dict[int, int]:

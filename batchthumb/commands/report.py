@@ -10,13 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+import anyio
+
 from batchthumb.commands import Done
 from batchthumb.commands.flags import add_connection_arguments, settings_from_args
-from batchthumb.console import Console
-from batchthumb.errors import ReportError, UsageError
-from batchthumb.gallery import PAGE_SIZE
+from batchthumb.console import Console, Quiet
+from batchthumb.errors import UsageError, os_errors
+from batchthumb.gallery import PAGE_SIZE, write_gallery
 from batchthumb.model import RunSettings
 from batchthumb.render import json_summary, text_summary, write_csv, write_junit
+from batchthumb.session import connect
 from batchthumb.summarize import ReportFile, summarize
 
 FORMATS = ("text", "json", "csv", "junit", "html")
@@ -113,8 +116,6 @@ def report(
     if format == "html":
         if output is None:
             raise UsageError("--format html writes a folder: give it with -o DIR")
-        from batchthumb.commands.gallery import gallery
-
         return gallery(
             reports=files, folder=output, settings=settings, console=console, page_size=page_size
         )
@@ -137,9 +138,22 @@ def _opened(output: Path | None, stdout: TextIO | None) -> Iterator[TextIO]:
     if output is None:
         yield stdout or sys.stdout
         return
-    try:
+    with os_errors(output, "write"):
         stream = output.open("w", encoding="utf-8", newline="")
-    except OSError as exc:
-        raise ReportError(f"{output}: cannot write: {exc.strerror}") from None
     with stream:
         yield stream
+
+
+def gallery(
+    *,
+    reports: Sequence[ReportFile],
+    folder: Path,
+    settings: RunSettings | None = None,
+    console: Console | None = None,
+    page_size: int = PAGE_SIZE,
+) -> ReportResult:
+    """Write the gallery of ``reports`` into ``folder``, downloading through ``settings``'s API."""
+    settings = settings or RunSettings()
+    connection = connect(settings, None, console or Quiet())
+    made = anyio.run(write_gallery, reports, folder, connection, settings, page_size)
+    return ReportResult("html", folder, made.plans, made.pages, made.images, made.unavailable)

@@ -103,14 +103,15 @@ def dry_run(
     settings: RunSettings | None = None,
     sandbox: bool = False,
     console: Console | None = None,
-    compare: bool = True,
+    compare: bool = False,
 ) -> DryRunResult:
     """What :func:`run` would send, without sending a PUT or an upload.
 
-    With ``compare`` and credentials at hand (not with ``sandbox``: an embedded sandbox
-    starts empty, so it would say every plan changes), the pending items are compared with
-    the API first, with list calls only, as ``batchthumb check`` does: the plans that
-    already show their thumbnail are the ones the run would skip.
+    With ``compare`` (the CLI's default; a script asks for it) and credentials at hand (not
+    with ``sandbox``: an embedded sandbox starts empty, so it would say every plan changes),
+    the pending items are compared with the API first, with list calls only, as
+    ``batchthumb check`` does: the plans that already show their thumbnail are the ones the
+    run would skip.
     """
     settings = settings or job.settings
     report = settings.report_for(job.path)
@@ -123,7 +124,7 @@ def dry_run(
     ]
     connection, why = None, "--sandbox starts an empty sandbox"
     if not compare:
-        why = "--no-check"
+        why = "not asked to (--no-check)"
     elif not settings.snapshot:
         why = "--no-snapshot: the run sends every plan without looking first"
     elif not sandbox:
@@ -149,7 +150,7 @@ def dry_run(
 
 def _put_lines(items: Iterable[Item], count: int) -> list[str]:
     lines = [
-        f"  PUT /v3/plan/{item.project_id}/management/{item.plan_id}/img  {item.source}"
+        f"  PUT /v3/plan/{item.project_id}/management/{item.plan_id}/img  {item.thumbnail}"
         for item in itertools.islice(items, PREVIEW)
     ]
     if count > PREVIEW:
