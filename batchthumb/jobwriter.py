@@ -74,3 +74,13 @@ def _quote(value: str) -> str:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+# What a spreadsheet takes a cell beginning with for a formula (OWASP's list).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(text: str) -> str:
+    """A CSV cell that a spreadsheet shows as text: a leading ``'`` on one that would start a
+    formula. Every CSV batchthumb writes goes through here."""
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text

@@ -14,6 +14,7 @@ from typing import Any, TextIO
 from xml.sax.saxutils import escape as xml_escape
 from xml.sax.saxutils import quoteattr
 
+from batchthumb.jobwriter import csv_cell
 from batchthumb.model import Outcome, failure_label
 from batchthumb.summarize import ORDER, PlanLine, ReportFile, Summary
 
@@ -32,13 +33,6 @@ CSV_COLUMNS = (
     "finished_at",
     "request_id",
 )
-# What a spreadsheet reads as the start of a formula (OWASP's CSV injection list).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_safe(cell: str) -> str:
-    """A cell a spreadsheet shows as text: one starting like a formula gets a leading quote."""
-    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
 
 
 def text_summary(summary: Summary) -> str:
@@ -154,7 +148,7 @@ def write_csv(reports: Sequence[ReportFile], out: TextIO) -> int:
     rows = 0
     for report in reports:
         for plan in report.plans():
-            writer.writerow([spreadsheet_safe(cell) for cell in _csv_cells(plan)])
+            writer.writerow([csv_cell(cell) for cell in _csv_cells(plan)])
             rows += 1
     return rows
 
