@@ -26,8 +26,12 @@ class Scenario:
     previous: dict[str, str | None]  # plan_id -> img_url before the run
 
 
-def seed(box: Sandbox, plans: int) -> tuple[dict[str, str], dict[str, str | None]]:
-    """Plans with real thumbnails (every third has none) and a new image uploaded for each."""
+def seed(
+    box: Sandbox, plans: int, *, shared: bool = False
+) -> tuple[dict[str, str], dict[str, str | None]]:
+    """Plans with real thumbnails (every third has none) and a new image uploaded for each
+    (with ``shared``, one new image for them all)."""
+    common = box.upload(P1, thumbnail(99)) if shared else None
     wanted: dict[str, str] = {}
     previous: dict[str, str | None] = {}
     for n in range(plans):
@@ -35,7 +39,7 @@ def seed(box: Sandbox, plans: int) -> tuple[dict[str, str], dict[str, str | None
         name = HOSTILE if n == 1 else f"Roadmap {n}: release train"
         box.add_plan(P1, name=name, type="gantt", plan_id=plan_id(n), img_url=before)
         previous[plan_id(n)] = before
-        after = before if n == ALREADY and before else box.upload(P1, thumbnail(100 + n))
+        after = before if n == ALREADY and before else common or box.upload(P1, thumbnail(100 + n))
         wanted[plan_id(n)] = after
     return wanted, previous
 
@@ -48,9 +52,11 @@ def write_items_job(path: Path, url: str, wanted: dict[str, str], extra: str = "
     return path
 
 
-async def run_scenario(box: Sandbox, url: str, folder: Path, *, plans: int = 6) -> Scenario:
+async def run_scenario(
+    box: Sandbox, url: str, folder: Path, *, plans: int = 6, shared: bool = False
+) -> Scenario:
     """Seed the sandbox, run the job through the CLI (exit 1: one plan fails), return where."""
-    wanted, previous = seed(box, plans)
+    wanted, previous = seed(box, plans, shared=shared)
     box.faults.script(Fault.status(400, "PM.02175006", FORMULA), plan_id=plan_id(FAILING))
     box.faults.script(Fault.status(429), plan_id=plan_id(4))  # throttled once, then set
     job = write_items_job(folder / "job.yaml", url, wanted)

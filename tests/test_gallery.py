@@ -26,10 +26,10 @@ SCREENSHOT = Path(__file__).parent / "screenshots" / "gallery.png"  # the README
 
 
 async def make_gallery(
-    box: Sandbox, url: str, folder: Path, *extra: str, plans: int = 6
+    box: Sandbox, url: str, folder: Path, *extra: str, plans: int = 6, shared: bool = False
 ) -> tuple[Path, int]:
     """Run the scenario, then `report --format html`; the gallery folder and downloads made."""
-    run = await run_scenario(box, url, folder, plans=plans)
+    run = await run_scenario(box, url, folder, plans=plans, shared=shared)
     downloads = box.stats.downloads
     out = folder / "gallery"
     result = await cli(
@@ -81,9 +81,13 @@ async def test_names_and_messages_are_shown_as_text_and_failures_come_first(
 async def test_a_large_report_is_split_into_linked_pages(
     tmp_path: Path, sandbox: tuple[Sandbox, str]
 ) -> None:
-    """--page-size 2 with 7 plans: four pages, each linking to the others, 7 cards in all."""
+    """--page-size 2 with 7 plans: four pages, each linking to the others, 7 cards in all;
+    an image shown on every page is downloaded once."""
     box, url = sandbox
-    out, _ = await make_gallery(box, url, tmp_path, "--page-size", "2", plans=7)
+    out, downloads = await make_gallery(
+        box, url, tmp_path, "--page-size", "2", plans=7, shared=True
+    )
+    assert downloads == len(list((out / "images").iterdir())) == 6  # 5 before, 1 shared new
     pages = sorted(path.name for path in out.glob("*.html"))
     assert pages == ["index.html", "page-2.html", "page-3.html", "page-4.html"]
     cards = 0
@@ -214,3 +218,19 @@ async def test_the_gallery_renders_in_a_real_browser(
     assert state["after_filter"] == ["failed"]
     if os.environ.get("BATCHTHUMB_SCREENSHOT"):  # refresh the README's picture on purpose
         shutil.copy(ARTIFACTS / "gallery.png", SCREENSHOT)
+
+
+async def test_run_gallery_works_against_the_embedded_sandbox(tmp_path: Path) -> None:
+    """`run --sandbox --gallery DIR` of a local-images job: the pages are written while the
+    embedded sandbox is still up, with the two uploaded images."""
+    shipped = Path(__file__).parents[1] / "jobs"
+    shutil.copy(shipped / "local-images.yaml", tmp_path)
+    shutil.copytree(shipped / "images", tmp_path / "images")
+    out = tmp_path / "gallery"
+    result = await cli(
+        "run", str(tmp_path / "local-images.yaml"), "--sandbox", "--no-progress",
+        "--gallery", str(out),
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert f"gallery of 4 plans: {out / 'index.html'}" in result.err
+    assert len(list((out / "images").iterdir())) == 2
