@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from batchthumb.errors import RunAborted
+from batchthumb.jobwriter import printable
 from batchthumb.model import Item, Job, LocalImage, PlanSummary, RunSettings
 from batchthumb.plans import list_project
 from batchthumb.report import read_uploads
@@ -137,7 +138,7 @@ def counts_line(result: CheckResult) -> str:
 def format_row(row: Row) -> str:
     """One line of the diff-style table: mark, plan, name, then what differs."""
     item = row.item
-    name = (row.name or "")[:24]
+    name = printable(row.name or "")[:24]
     head = f"{row.status.value} {item.project_id[:8]}/{item.plan_id}  {name:<24}"
     if row.status is Status.WOULD_CHANGE:
         detail = f"{row.current or '(none)'} -> {row.wanted}"
@@ -147,7 +148,7 @@ def format_row(row: Row) -> str:
         detail = row.note
     if row.note and row.status in (Status.IN_SYNC, Status.WOULD_CHANGE):
         detail += f"  ({row.note})"
-    return f"{head}  {detail}".rstrip()
+    return printable(f"{head}  {detail}".rstrip())
 
 
 async def compare_job(

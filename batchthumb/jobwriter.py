@@ -76,6 +76,17 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def printable(text: str) -> str:
+    """``text`` on one line, each character a terminal would obey shown as an escape.
+
+    For names and messages from a server printed to a terminal: an ANSI escape in a plan
+    name must not repaint the screen.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
+
+
 # What a spreadsheet takes a cell beginning with for a formula (OWASP's list).
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 

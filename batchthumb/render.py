@@ -14,7 +14,7 @@ from typing import Any, TextIO
 from xml.sax.saxutils import escape as xml_escape
 from xml.sax.saxutils import quoteattr
 
-from batchthumb.jobwriter import csv_cell
+from batchthumb.jobwriter import csv_cell, printable
 from batchthumb.model import Outcome, failure_label
 from batchthumb.summarize import ORDER, PlanLine, ReportFile, Summary
 
@@ -78,7 +78,7 @@ def text_summary(summary: Summary) -> str:
         lines.append(f"  {change.plan_id}  {change.previous or '(none)'} -> {change.new}")
     if summary.changed > len(summary.changes):
         lines.append(f"  ... and {summary.changed - len(summary.changes)} more")
-    return "\n".join(lines) + "\n"
+    return "\n".join(printable(line) for line in lines) + "\n"
 
 
 def _by_count(summary: Summary) -> Sequence[tuple[str, Any]]:

@@ -164,3 +164,15 @@ async def test_dry_run_still_shows_the_plan_when_the_api_cannot_be_asked(tmp_pat
     assert "not compared with the API (the API could not be asked: " in result.out
     assert f"  PUT /v3/plan/{P1}/management/{plan_id(0)}/img" in result.out
     assert result.out.endswith("nothing was sent\n")
+
+
+async def test_a_plan_name_a_terminal_would_obey_is_printed_escaped(
+    tmp_path: Path, sandbox: tuple[Sandbox, str]
+) -> None:
+    """A plan named with an ANSI escape (clear the screen) shows the escape as text."""
+    box, url = sandbox
+    job = seed_drift(box, tmp_path, url)
+    box.add_plan(P1, name="\x1b[2Jevil", type="gantt", plan_id=plan_id(GONE))
+    result = await cli("check", str(job))
+    assert "\x1b" not in result.out
+    assert "\\u001b[2Jevil" in rows(result.out)[plan_id(GONE)]
