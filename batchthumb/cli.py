@@ -43,7 +43,7 @@ COMMANDS = {
 EXIT_CODES = f"""\
 exit codes:
   {EXIT_OK}    every item succeeded (or was already done)
-  {EXIT_SOME_FAILED}    some items failed; the report says which and why
+  {EXIT_SOME_FAILED}    some items failed; the report says which and why (check: not all in sync)
   {EXIT_USAGE}    invalid usage, job file or credentials (nothing was sent), or a report
        that cannot be read or written (the run stops at once)
   {EXIT_ABORTED}    aborted: credentials rejected, or items kept failing the same way
