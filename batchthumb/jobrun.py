@@ -7,6 +7,7 @@ talks through a :class:`~batchthumb.console.Console`) and never exits: it return
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import signal
 import threading
@@ -38,7 +39,7 @@ from batchthumb.errors import (
 from batchthumb.gallery import write_gallery
 from batchthumb.jobwriter import Entry, render_job, write_text
 from batchthumb.logs import JsonEvents
-from batchthumb.model import Item, ItemStream, Job, RunSettings, Tally
+from batchthumb.model import DEFAULT_MAX_LIST_PAGES, Item, ItemStream, Job, RunSettings, Tally
 from batchthumb.plans import list_project, thumbnails
 from batchthumb.progress import Silent, choose_progress, format_duration
 from batchthumb.report import (
@@ -203,8 +204,13 @@ def _log_stream(settings: RunSettings, console: Console) -> Iterator[TextIO | No
     else:
         with os_errors(settings.log_file, "write the log", UsageError):
             stream = settings.log_file.open("a", encoding="utf-8")
-        with stream:
+        try:
             yield stream
+        finally:
+            # Each event is flushed as written: a close that fails repeats an error the run
+            # has already reported.
+            with contextlib.suppress(OSError):
+                stream.close()
 
 
 @asynccontextmanager
@@ -306,20 +312,31 @@ async def run_plan(
     it as a job file; a project that cannot be listed aborts the run before any change.
     """
     appending = settings.resume or settings.retry_failed
-    _prepare_report(report, plan, appending=appending)
     credentials = connection.credentials
     # Read at each use: tokens renewed during the run are masked too.
     redact = Redactor(lambda: credentials.secrets)
-    events: Events = NoEvents() if log is None else JsonEvents(log, redact=redact)
+    # A log that cannot be written stops the run gracefully: what is in flight is journaled.
+    logger = None
+    if log is not None:
+        logger = JsonEvents(
+            log, redact=redact, on_error=lambda exc: stop.request("the log cannot be written")
+        )
+    events: Events = NoEvents() if logger is None else logger
+    # No more workers, nor pooled connections, than there are items to send.
+    workers = max(1, min(settings.concurrency, len(plan.pending)))
     events.emit(
         "start",
         items=len(plan.pending),
         skipped=plan.skipped,
         endpoint=connection.endpoint,
         concurrency=settings.concurrency,
+        workers=workers,
         rate=settings.rate,
         report=str(report),
     )
+    if logger is not None:
+        logger.check()  # before the report is touched: a log that fails at once changes nothing
+    _prepare_report(report, plan, appending=appending)
     stream = console.stream
     progress = (
         Silent()
@@ -332,9 +349,10 @@ async def run_plan(
     async with open_api(
         connection.endpoint,
         credentials,
-        concurrency=settings.concurrency,
+        concurrency=workers,
         timeout=settings.timeout,
         transport=connection.transport,
+        max_answer_bytes=settings.max_answer_bytes,
     ) as api:
         with Journal(report, redact=redact) as journal:
             started_at = _now()
@@ -343,7 +361,7 @@ async def run_plan(
                 try:
                     previous = await snapshot(
                         api, sender, plan.pending, journal=journal, known=plan.recorded,
-                        console=console,
+                        console=console, max_pages=settings.max_list_pages,
                     )  # fmt: skip
                 except RunAborted as exc:
                     progress.close()
@@ -359,7 +377,7 @@ async def run_plan(
                 api=api,
                 sender=sender,
                 journal=journal,
-                concurrency=settings.concurrency,
+                concurrency=workers,
                 progress=progress,
                 uploads=Uploads(done=dict(plan.recorded.uploads)),
                 previous=previous,
@@ -379,6 +397,8 @@ async def run_plan(
         stopped=summary.stopped,
         aborted=summary.aborted,
     )
+    if logger is not None:
+        logger.check()
     return summary
 
 
@@ -424,6 +444,7 @@ async def snapshot(
     journal: Journal,
     known: ReportState,
     console: Console,
+    max_pages: int = DEFAULT_MAX_LIST_PAGES,
 ) -> dict[Key, str | None]:
     """The thumbnail of every plan the items name before the run: one list per project.
 
@@ -433,7 +454,7 @@ async def snapshot(
     """
     previous: dict[Key, str | None] = {}
     for project_id in dict.fromkeys(item.project_id for item in items):
-        plans = await list_project(api, sender, project_id)
+        plans = await list_project(api, sender, project_id, max_pages=max_pages)
         if any(not p.img_known for p in plans):
             console.warn(
                 f"the plan list of project {project_id} does not show img_url; previous "

@@ -17,7 +17,7 @@ from typing import Any
 
 from batchthumb.errors import ReportError
 from batchthumb.model import ItemResult, Outcome, failure_label
-from batchthumb.report import RUN, scan
+from batchthumb.report import RUN, open_report, scan
 
 # Outcomes in the order people want to see them: what needs attention first.
 ORDER = (Outcome.FAILED, Outcome.SUCCEEDED, Outcome.SKIPPED)
@@ -80,7 +80,7 @@ class ReportFile:
     """One report, read as each plan's last line; :meth:`plans` may be called many times."""
 
     def __init__(self, path: Path) -> None:
-        if not path.is_file():
+        if not path.exists():
             raise ReportError(f"{path}: no such report")
         self.path = path
         self._superseded = _superseded(path)
@@ -116,7 +116,7 @@ _KEY = re.compile(rb'\{"project_id": "([^"\\]*)", "plan_id": "([^"\\]*)"')
 def _keys(path: Path) -> Iterator[tuple[int, int]]:
     """(line number, 64-bit hash of the plan's key) of every item line, parsed cheaply."""
     try:
-        with path.open("rb") as f:
+        with open_report(path) as f:
             for number, raw in enumerate(f, 1):
                 match = _KEY.match(raw)
                 if match is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -233,3 +234,12 @@ async def test_a_missing_report_is_a_clear_error(tmp_path: Path) -> None:
     result = await cli("report", str(tmp_path / "nope.jsonl"), env=no_credentials())
     assert result.code == 2
     assert result.err == f"batchthumb: {tmp_path / 'nope.jsonl'}: no such report\n"
+
+
+async def test_a_report_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
+    """A FIFO named as the report: refused at once with what it is (it would block), exit 2."""
+    fifo = tmp_path / "r.jsonl"
+    os.mkfifo(fifo)
+    result = await cli("report", str(fifo), env=no_credentials())
+    assert result.code == 2
+    assert result.err == f"batchthumb: {fifo}: is a FIFO (named pipe), not a regular file\n"

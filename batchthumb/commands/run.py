@@ -10,8 +10,9 @@ from pathlib import Path
 
 import anyio
 
-from batchthumb.auth import describe_auth
+from batchthumb.auth import describe_auth, load_credentials
 from batchthumb.check import Row, Status, compare_job, counts_line, format_row
+from batchthumb.client import IamTokens, make_transport
 from batchthumb.commands import Done
 from batchthumb.commands.flags import (
     add_connection_arguments,
@@ -19,7 +20,7 @@ from batchthumb.commands.flags import (
     settings_from_args,
 )
 from batchthumb.console import Console, Quiet
-from batchthumb.errors import BatchthumbError, CredentialsError, UsageError
+from batchthumb.errors import BatchthumbError, UsageError
 from batchthumb.jobfile import load_job
 from batchthumb.jobrun import RunResult, headline, plan_run, run_job
 from batchthumb.model import Item, Job, RunSettings
@@ -117,6 +118,10 @@ def dry_run(
     report = settings.report_for(job.path)
     plan = plan_run(job, settings, report)
     auth = settings.auth or job.auth
+    if not sandbox:
+        # Read and checked as a run would (a token with a line break is refused here too).
+        # Nothing is sent for it; an IAM token is fetched only to compare, below.
+        load_credentials(auth, issue=IamTokens(make_transport()), region=settings.region)
     lines = [
         f"dry run: {headline(job, plan, settings)}",
         f"report: {report}",
@@ -130,8 +135,8 @@ def dry_run(
     elif not sandbox:
         try:
             connection = connect(settings, job.auth, console or Quiet())
-        except (CredentialsError, UsageError) as exc:
-            why = f"no credentials or endpoint at hand: {exc}"
+        except UsageError as exc:
+            why = f"no endpoint at hand: {exc}"
     compared: list[str] = []
     if connection is not None:
         try:
