@@ -46,6 +46,14 @@ class Recorder(Protocol):
         ...
 
 
+class Listings(Protocol):
+    """The plans' thumbnails before the run, listed per project when first needed."""
+
+    async def ready(self, project_id: str) -> bool:
+        """Wait until the project's plans are known and journaled; False: send nothing."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class RunSummary:
     """What a run did, for the summary and the exit code."""
@@ -88,6 +96,7 @@ class _Batch:
     progress: Progress
     uploads: Uploads
     previous: Mapping[Key, str | None]
+    listings: Listings | None
     clock: Callable[[], float]
     stamp: Callable[[], str] = field(default_factory=lambda: UtcStamp())
     tally: Tally = field(default_factory=Tally)
@@ -121,6 +130,14 @@ class _Batch:
     async def process(self, item: Item) -> ItemResult | None:
         """Resolve the item's image, then PUT it; None when the run stopped first."""
         began = self.clock()
+        listings = self.listings
+        if listings is not None:  # the project's listing first: it is journaled before any change
+            try:
+                if not await listings.ready(item.project_id):
+                    return None
+            except ReportError as exc:
+                self.fail(exc)
+                return None
         img_url = item.img_url
         attempts = 0
         if img_url is None:  # an image to upload first; most items name their img_url
@@ -318,6 +335,7 @@ async def run_batch(
     progress: Progress | None = None,
     uploads: Uploads | None = None,
     previous: Mapping[Key, str | None] | None = None,
+    listings: Listings | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> RunSummary:
     """Set every item's thumbnail with ``concurrency`` workers; journal each outcome.
@@ -327,6 +345,8 @@ async def run_batch(
     same sender; ``uploads`` starts with what earlier runs uploaded. ``previous``
     maps the plans whose thumbnail is known to it (None: none): those are recorded as the
     previous state, and an item already showing its img_url is skipped without a PUT.
+    ``listings``, when given, is waited for before each item: it lists the item's project (once)
+    and fills ``previous``. The summary counts every request the sender sent, listings included.
     """
     run = _Batch(
         api=api,
@@ -334,11 +354,11 @@ async def run_batch(
         journal=journal,
         progress=progress or Silent(),
         uploads=uploads or Uploads(),
-        previous=previous or {},
+        previous=previous if previous is not None else {},
+        listings=listings,
         clock=clock,
     )
     began = clock()
-    requests_before = sender.requests  # list calls made before the run are not its requests
     shared = iter(items)  # one iterator for all workers: each item is taken exactly once
     async with anyio.create_task_group() as outer:
         outer.start_soon(run.progress.heartbeat, run.tally)
@@ -354,7 +374,7 @@ async def run_batch(
     return RunSummary(
         tally=run.tally,
         elapsed=clock() - began,
-        requests=sender.requests - requests_before,
+        requests=sender.requests,
         governor=sender.governor.stats,
         stopped=reason if reason != "aborted" else None,
         aborted=sender.aborted,

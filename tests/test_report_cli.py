@@ -222,7 +222,8 @@ async def test_run_lines_leave_resume_compaction_and_undo_working(
     assert resumed.code == 0, resumed.err
     assert "1 of 6 plans to set" in resumed.err
     lines = [json.loads(line) for line in run.report.read_text().splitlines()]
-    assert [line["requests"] for line in lines if line.get("kind") == "run"] == [6, 1]
+    # Each run: its list call, then its PUTs (5 and a throttled retry; then the one left).
+    assert [line["requests"] for line in lines if line.get("kind") == "run"] == [7, 2]
     assert len(read_report(run.report)) == 6  # compacted: each plan once
     undo = await cli("undo", str(run.report), "-o", str(tmp_path / "undo.yaml"))
     assert undo.code == 0, undo.err
