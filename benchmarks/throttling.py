@@ -120,7 +120,9 @@ def run_cell(cell: Cell, work: Path, index: int) -> dict[str, Any]:
     if "--rate" in cell.client:  # a configured rate allows no more than itself
         ideal = max(ideal, (items - 1) / float(cell.client[cell.client.index("--rate") + 1]))
     job = write_yaml_job(work / f"cell-{index}.yaml", items)
-    server_options = cell.server + (("--latency", f"{cell.latency:g}") if cell.latency else ())
+    # --autocreate: the job's plans are made up, and the sandbox knows none of them.
+    server_options = ("--autocreate", *cell.server)
+    server_options += ("--latency", f"{cell.latency:g}") if cell.latency else ()
     with Server(*server_options) as server:
         child = batchthumb(
             job, server, "--concurrency", str(cell.workers), *cell.client, timeout=900.0

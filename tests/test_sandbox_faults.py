@@ -61,10 +61,11 @@ async def running(sandbox: Sandbox) -> AsyncIterator[aiohttp.ClientSession]:
 def new_sandbox(
     faults: Faults | None = None, rate_limit: RateLimit | None = None, **kwargs: Any
 ) -> Sandbox:
-    """A sandbox accepting TOKEN, with plan PLAN in project P."""
+    """A sandbox accepting TOKEN, with plans PLAN and OTHER_PLAN in project P."""
     config = SandboxConfig(tokens=frozenset({TOKEN}), rate_limit=rate_limit)
     sandbox = Sandbox(config, faults=faults, **kwargs)
     sandbox.add_plan(P, "Roadmap", "gantt", plan_id=PLAN)
+    sandbox.add_plan(P, "Other", "mind", plan_id=OTHER_PLAN)
     return sandbox
 
 
@@ -319,12 +320,16 @@ async def test_limits_per_api_count_apart_and_a_shared_one_together() -> None:
 async def test_throttle_code_is_spelled_as_configured() -> None:
     """throttle_code APIG.0308 spells the rate limit's 429s and random 429s that way."""
     limit = RateLimit.per_second(1, burst=1)
-    config = SandboxConfig(tokens=frozenset({TOKEN}), rate_limit=limit, throttle_code="APIG.0308")
+    config = SandboxConfig(
+        tokens=frozenset({TOKEN}), rate_limit=limit, throttle_code="APIG.0308", autocreate=True
+    )
     sandbox = Sandbox(config, clock=FakeClock())
     async with running(sandbox) as http:
         first = await put(http)
         limited = await put(http)
-    unlimited = Sandbox(SandboxConfig(tokens=frozenset({TOKEN}), throttle_code="APIG.0308"))
+    unlimited = Sandbox(
+        SandboxConfig(tokens=frozenset({TOKEN}), throttle_code="APIG.0308", autocreate=True)
+    )
     unlimited.faults.script(Fault.status(429))
     async with running(unlimited) as http:
         scripted = await put(http)
