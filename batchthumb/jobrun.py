@@ -10,9 +10,14 @@ from __future__ import annotations
 import importlib.util
 import signal
 import threading
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from collections.abc import Set as AbstractSet
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import (
+    AbstractAsyncContextManager,
+    AsyncExitStack,
+    asynccontextmanager,
+    contextmanager,
+)
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -36,7 +41,7 @@ from batchthumb.errors import (
 )
 from batchthumb.jobwriter import Entry, render_job, write_text
 from batchthumb.logs import JsonEvents
-from batchthumb.model import Item, ItemStream, Job, RunSettings, Tally
+from batchthumb.model import Item, ItemResult, ItemStream, Job, RunSettings, Tally
 from batchthumb.plans import list_project, thumbnails
 from batchthumb.progress import Silent, choose_progress, format_duration
 from batchthumb.report import (
@@ -48,12 +53,16 @@ from batchthumb.report import (
     read_report,
     report_lock,
 )
-from batchthumb.runner import Key, RunSummary, Uploads, run_batch
-from batchthumb.sending import Events, NoEvents, Sender, Stop
+from batchthumb.runner import Key, Recorder, RunSummary, Uploads, run_batch
+from batchthumb.sending import Channel, Events, NoEvents, Sender, Stop
 from batchthumb.session import Connection, embedded_sandbox, make_sender
 from batchthumb.summary import format_summary
 
 TIME_LIMIT = "time limit reached"
+
+# Given the items about to be sent, what to call with each result once it is recorded
+# (a migration of many project pairs says when each pair is done).
+Watch = Callable[[ItemStream], Callable[[ItemResult], None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,9 +166,14 @@ def run_job(
     *,
     console: Console | None = None,
     connection: Connection | None = None,
+    source: Connection | None = None,
+    watch: Watch | None = None,
     watch_signals: bool = False,
 ) -> RunResult:
     """Run a job under its report's lock; ``connection`` None means an embedded sandbox.
+
+    ``source``: where a migration's source images are downloaded from, when that is another
+    endpoint or account than ``connection`` (its own session, credentials and pacing).
 
     With ``watch_signals`` (the CLI), the first SIGINT or SIGTERM stops gracefully and the
     second at once; only in the main thread, the only one Python delivers signals to.
@@ -179,7 +193,7 @@ def run_job(
             with _log_stream(settings, console) as log:
                 run = partial(
                     _run_in_loop, job, plan, settings, report, connection, console, log,
-                    watch_signals,
+                    watch_signals, source, watch,
                 )  # fmt: skip
                 summary = anyio.run(run, backend_options=_backend_options())
     return RunResult(report, len(job.items), plan.skipped, summary, settings.rate)
@@ -226,12 +240,16 @@ async def _run_in_loop(
     console: Console,
     log: TextIO | None,
     watch_signals: bool,
+    source: Connection | None,
+    watch: Watch | None,
 ) -> RunSummary:
     stop = Stop()
     async with _target(job, connection, console) as target:
         # Fetch the first IAM token here, outside any task group, so a wrong password is one
         # clear message (exit 3) rather than an exception group.
         await target.credentials.prepare()
+        if source is not None:
+            await source.credentials.prepare()
         failure: BatchthumbError | None = None
         async with anyio.create_task_group() as tasks:
             if watch_signals and threading.current_thread() is threading.main_thread():
@@ -247,6 +265,8 @@ async def _run_in_loop(
                     stop=stop,
                     console=console,
                     log=log,
+                    source=source,
+                    watch=watch,
                 )
             except BatchthumbError as exc:  # raised below, not wrapped in an exception group
                 failure = exc
@@ -288,11 +308,15 @@ async def run_plan(
     stop: Stop,
     console: Console,
     log: TextIO | None = None,
+    source: Connection | None = None,
+    watch: Watch | None = None,
 ) -> RunSummary:
     """Send the plan's items and journal every outcome; compact the report after a resume.
 
-    ``connection.credentials`` must be prepared already: a refused password is the
-    caller's to report, outside any task group.
+    ``connection.credentials`` (and ``source``'s) must be prepared already: a refused password
+    is the caller's to report, outside any task group. With ``source``, source images are
+    downloaded through a second session with its own credentials and its own sender (rate
+    limit, throttling), sharing the run's stop; nothing of one side is sent to the other.
 
     First, unless ``settings.snapshot`` is off, one paginated list call per project records
     each plan's current thumbnail (``previous_img_url``) and, with ``settings.backup``, writes
@@ -301,14 +325,16 @@ async def run_plan(
     appending = settings.resume or settings.retry_failed
     _prepare_report(report, plan, appending=appending)
     credentials = connection.credentials
+    sides = [credentials] if source is None else [credentials, source.credentials]
     # Read at each use: tokens renewed during the run are masked too.
-    redact = Redactor(lambda: credentials.secrets)
+    redact = Redactor(lambda: [secret for side in sides for secret in side.secrets])
     events: Events = NoEvents() if log is None else JsonEvents(log, redact=redact)
     events.emit(
         "start",
         items=len(plan.pending),
         skipped=plan.skipped,
         endpoint=connection.endpoint,
+        **({} if source is None else {"source_endpoint": source.endpoint}),
         concurrency=settings.concurrency,
         rate=settings.rate,
         report=str(report),
@@ -322,13 +348,12 @@ async def run_plan(
         )
     )
     sender = make_sender(settings, stop=stop, events=events)
-    async with open_api(
-        connection.endpoint,
-        credentials,
-        concurrency=settings.concurrency,
-        timeout=settings.timeout,
-        transport=connection.transport,
-    ) as api:
+    async with AsyncExitStack() as stack:
+        api = await stack.enter_async_context(_api(connection, settings))
+        downloads = None
+        if source is not None:
+            source_api = await stack.enter_async_context(_api(source, settings))
+            downloads = Channel(source_api, make_sender(settings, stop=stop, events=events))
         with Journal(report, redact=redact) as journal:
             previous: dict[Key, str | None] = {}
             if settings.snapshot:
@@ -346,15 +371,19 @@ async def run_plan(
                     write_backup(
                         settings.backup, plan.pending, previous, endpoint=connection.endpoint
                     )
+            recorder: Recorder = journal
+            if watch is not None:
+                recorder = _Watched(journal, watch(plan.pending))
             summary = await run_batch(
                 plan.pending,
                 api=api,
                 sender=sender,
-                journal=journal,
+                journal=recorder,
                 concurrency=settings.concurrency,
                 progress=progress,
                 uploads=Uploads(done=dict(plan.recorded.uploads)),
                 previous=previous,
+                downloads=downloads,
             )
     if appending and plan.recorded.lines:
         compact(report)
@@ -371,6 +400,31 @@ async def run_plan(
         aborted=summary.aborted,
     )
     return summary
+
+
+def _api(connection: Connection, settings: RunSettings) -> AbstractAsyncContextManager[PlanApi]:
+    return open_api(
+        connection.endpoint,
+        connection.credentials,
+        concurrency=settings.concurrency,
+        timeout=settings.timeout,
+        transport=connection.transport,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Watched:
+    """The journal, and a watcher told of each result once it is recorded."""
+
+    journal: Recorder
+    seen: Callable[[ItemResult], None]
+
+    def record(self, result: ItemResult) -> None:
+        self.journal.record(result)
+        self.seen(result)
+
+    def record_upload(self, project_id: str, cache_key: str, img_url: str) -> None:
+        self.journal.record_upload(project_id, cache_key, img_url)
 
 
 def _prepare_report(report: Path, plan: RunPlan, *, appending: bool) -> None:

@@ -30,6 +30,8 @@ class SandboxConfig:
     plans are created by the first PUT instead of being errors. ``strict_urls``: a PUT only
     accepts an ``img_url`` uploaded to that same project through the sandbox.
     ``list_wrapped``: list elements are ``{"result": plan, "status": "success"}``.
+    ``record_headers``: keep every request's headers in ``Stats.headers`` (tests that prove
+    which credentials reached which server).
     """
 
     tokens: frozenset[str] = frozenset()
@@ -39,6 +41,7 @@ class SandboxConfig:
     strict_urls: bool = False
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     list_wrapped: bool = False
+    record_headers: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tokens", frozenset(self.tokens))
