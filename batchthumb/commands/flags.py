@@ -14,7 +14,7 @@ from typing import Any
 
 from batchthumb.errors import UsageError
 from batchthumb.jobfile import load_auth
-from batchthumb.model import PROJECT_ID, RunSettings, endpoint_for_region
+from batchthumb.model import PROJECT_ID, RunSettings, Side, endpoint_for_region
 
 
 def _number(parse: Callable[[str], float], *, low: float, above: bool = False) -> Any:
@@ -102,6 +102,30 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bar or status lines"
+    )
+
+
+def add_side_arguments(parser: argparse.ArgumentParser, prefix: str, side: str) -> None:
+    """``--PREFIX-endpoint``/``--PREFIX-region`` and ``--PREFIX-auth`` for one side of a
+    migration; each defaults to the shared ``--endpoint``/``--region``/``--auth``."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(f"--{prefix}-endpoint", metavar="URL", help=f"API base URL of {side}")
+    where.add_argument(f"--{prefix}-region", metavar="REGION", help=f"region of {side}")
+    parser.add_argument(
+        f"--{prefix}-auth",
+        type=Path,
+        metavar="FILE",
+        help=f"YAML file with the `auth:` section {side} signs in with",
+    )
+
+
+def side_from_args(args: argparse.Namespace, prefix: str) -> Side:
+    """The side the ``--PREFIX-*`` flags describe (all None: the shared settings)."""
+    auth = getattr(args, f"{prefix}_auth")
+    return Side(
+        endpoint=getattr(args, f"{prefix}_endpoint"),
+        region=getattr(args, f"{prefix}_region"),
+        auth=None if auth is None else load_auth(auth),
     )
 
 
