@@ -1,0 +1,253 @@
+"""End to end: a migration between two regions, two sandboxes on two ports, each its own account.
+
+The source region accepts only its token; the target region accepts only its AK/SK signature.
+Both record the headers of every request, so the tests can show that no credential of one side
+ever reached the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from batchthumb.jobfile import load_job
+from batchthumb.sandbox import Sandbox, SandboxConfig
+from batchthumb.sandbox.faults import Fault
+from tests.clihelp import Result, cli, environment
+from tests.conftest import TOKEN
+from tests.test_images_cli import png
+
+pytestmark = pytest.mark.anyio
+
+SRC1, SRC2 = "1" * 32, "2" * 32
+DST1, DST2 = "a" * 32, "b" * 32
+SOURCE_TOKEN = "source-region-token-0123456789"
+TARGET_AK = "TARGETAKEXAMPLE0000"
+TARGET_SK = "target-secret-key-do-not-leak-0123456789"
+SECRETS = (SOURCE_TOKEN, TARGET_AK, TARGET_SK)
+
+
+def regions() -> tuple[Sandbox, Sandbox]:
+    """Two strict regions: the source takes only its token, the target only its AK/SK."""
+    source = Sandbox(SandboxConfig(tokens={SOURCE_TOKEN}, autocreate=False, record_headers=True))
+    target = Sandbox(
+        SandboxConfig(
+            aksk={TARGET_AK: TARGET_SK},
+            tokens={"another-token-nobody-sends-00"},
+            autocreate=False,
+            strict_urls=True,
+            record_headers=True,
+        )
+    )
+    return source, target
+
+
+def seed(source: Sandbox, target: Sandbox) -> None:
+    """Two project pairs; names differ in case and spacing; one plan per pair has no partner."""
+    for number, (src, dst) in enumerate(((SRC1, DST1), (SRC2, DST2))):
+        for n in range(4):
+            url = source.upload(src, png(10 * number + n))
+            source.add_plan(src, name=f"Plan {n}", type="mind", img_url=url)
+            target.add_plan(dst, name=f"  plan   {n} " if n % 2 else f"Plan {n}", type="mind")
+        source.add_plan(src, name="Only in the source", type="mind")
+        target.add_plan(dst, name="Plan 0", type="gantt")  # same name as a source plan, other type
+
+
+@asynccontextmanager
+async def serving(source: Sandbox, target: Sandbox) -> AsyncIterator[tuple[str, str]]:
+    async with source.serve() as source_url, target.serve() as target_url:
+        yield source_url, target_url
+
+
+def files(tmp_path: Path, pairs: str) -> None:
+    """The projects file and one auth file per side (references to secrets, not secrets)."""
+    (tmp_path / "projects.csv").write_text(pairs)
+    (tmp_path / "source.yaml").write_text("auth: {token_env: SOURCE_TOKEN}\n")
+    (tmp_path / "target.yaml").write_text("auth: {aksk: {ak_env: TARGET_AK, sk_env: TARGET_SK}}\n")
+
+
+async def migrate(tmp_path: Path, urls: tuple[str, str], *extra: str) -> Result:
+    """``migrate --projects`` from the source region (token) to the target region (AK/SK)."""
+    env = environment(SOURCE_TOKEN=SOURCE_TOKEN, TARGET_AK=TARGET_AK, TARGET_SK=TARGET_SK)
+    done = await cli(
+        "migrate", "--projects", "projects.csv",
+        "--from-endpoint", urls[0], "--from-auth", "source.yaml",
+        "--to-endpoint", urls[1], "--to-auth", "target.yaml",
+        "--no-progress", "--backoff", "0", *extra,
+        env=env, cwd=tmp_path,
+    )  # fmt: skip
+    for secret in SECRETS:
+        assert secret not in done.out + done.err
+    return done
+
+
+def header_values(sandbox: Sandbox) -> str:
+    """Every header name and value a sandbox received, as one text to search."""
+    return "\n".join(f"{k}: {v}" for headers in sandbox.stats.headers for k, v in headers.items())
+
+
+def assert_sides_kept_apart(source: Sandbox, target: Sandbox) -> None:
+    """The source saw only its token, the target only its signature; nothing crossed over."""
+    assert source.stats.headers and target.stats.headers
+    seen_by_source, seen_by_target = header_values(source), header_values(target)
+    assert TARGET_AK not in seen_by_source and "Authorization" not in seen_by_source
+    assert SOURCE_TOKEN not in seen_by_target and "X-Auth-Token" not in seen_by_target
+    assert all(h.get("X-Auth-Token") == SOURCE_TOKEN for h in source.stats.headers)
+    assert all(TARGET_AK in h.get("Authorization", "") for h in target.stats.headers)
+
+
+PAIRS = f"source_project,target_project\n{SRC1},{DST1}\n{SRC2},{DST2}\n"
+
+
+async def test_a_migration_between_regions_keeps_each_sides_credentials_to_itself(
+    tmp_path: Path,
+) -> None:
+    """Two pairs, token on the source and AK/SK on the target: every thumbnail moves, each
+    region receives only its own credentials, and the source is only read from."""
+    source, target = regions()
+    seed(source, target)
+    files(tmp_path, PAIRS)
+    async with serving(source, target) as urls:
+        done = await migrate(tmp_path, urls, "--match", "name-loose")
+    assert done.code == 0, done.err
+    assert_sides_kept_apart(source, target)
+    assert source.stats.puts == source.stats.uploads == 0
+    assert target.stats.downloads == 0
+    for src, dst in ((SRC1, DST1), (SRC2, DST2)):
+        originals = {p.name: p.img_url for p in source.plans(src)}
+        for plan in target.plans(dst):
+            if plan.type == "gantt":
+                assert plan.img_url is None
+                continue
+            assert plan.img_url is not None and target.store.uploads[plan.img_url].project_id == dst
+            name = " ".join(plan.name.split()).capitalize()
+            original = originals[name]
+            assert original is not None
+            assert target.image_bytes(plan.img_url) == source.image_bytes(original)
+    assert f"pair 1/2 {SRC1} -> {DST1}: 4 done, 0 failed, 0 not sent; 2 unpaired" in done.err
+    assert f"pair 2/2 {SRC2} -> {DST2}: 4 done, 0 failed, 0 not sent; 2 unpaired" in done.err
+    assert f"pair 2/2 {SRC2[:8]}->{DST2[:8]} finished: 4 set, 0 failed" in done.err
+    unpaired = (tmp_path / "migrate-projects.results.unpaired.csv").read_text().splitlines()
+    assert unpaired[0] == "source_project,target_project,side,plan_id,name,type,why,reason"
+    rows = sorted(line.split(",")[:3] + line.split(",")[5:7] for line in unpaired[1:])
+    assert rows == sorted(
+        [[src, dst, "source", "mind", "no partner"] for src, dst in ((SRC1, DST1), (SRC2, DST2))]
+        + [
+            [src, dst, "target", "gantt", "type mismatch"]
+            for src, dst in ((SRC1, DST1), (SRC2, DST2))
+        ]
+    )
+
+
+async def test_exact_names_leave_the_differently_spaced_plans_unpaired(tmp_path: Path) -> None:
+    """Without name-loose, "Plan 1" and "  plan   1 " do not pair: only the exact names move."""
+    source, target = regions()
+    seed(source, target)
+    files(tmp_path, PAIRS)
+    async with serving(source, target) as urls:
+        done = await migrate(tmp_path, urls)
+    assert done.code == 0, done.err
+    assert sum(p.img_url is not None for p in target.plans(DST1) + target.plans(DST2)) == 4
+
+
+async def test_an_unknown_project_names_its_line_and_nothing_is_sent(tmp_path: Path) -> None:
+    """A target project the target region does not know: exit 2 naming the line; every
+    project was listed first, so nothing was downloaded, uploaded or set."""
+    source, target = regions()
+    seed(source, target)
+    unknown = "c" * 32
+    files(tmp_path, f"{SRC1},{DST1}\n{SRC2},{unknown}\n")
+    async with serving(source, target) as urls:
+        done = await migrate(tmp_path, urls)
+    assert done.code == 2
+    assert f"projects.csv:2: target project {unknown} does not exist" in done.err
+    assert source.stats.downloads == target.stats.uploads == target.stats.puts == 0
+    assert source.stats.lists == 2 and target.stats.lists == 2
+
+
+async def test_resume_finishes_the_failed_items_of_every_pair_under_one_report(
+    tmp_path: Path,
+) -> None:
+    """One report covers both pairs: a plan refused in the second pair fails (exit 1), and
+    --resume sends only that plan, uploading nothing twice."""
+    source, target = regions()
+    seed(source, target)
+    files(tmp_path, PAIRS)
+    refused = next(p.id for p in target.plans(DST2) if p.name == "Plan 2")
+    target.faults.script(Fault.status(500), plan_id=refused)
+    async with serving(source, target) as urls:
+        first = await migrate(tmp_path, urls, "--retries", "0")
+        puts, uploads = target.stats.puts, target.stats.uploads
+        second = await migrate(tmp_path, urls, "--resume")
+    assert first.code == 1, first.err
+    assert f"pair 1/2 {SRC1} -> {DST1}: 2 done, 0 failed, 0 not sent" in first.err
+    assert f"pair 2/2 {SRC2} -> {DST2}: 1 done, 1 failed, 0 not sent" in first.err
+    assert second.code == 0, second.err
+    assert target.stats.puts == puts + 1
+    assert target.stats.uploads == uploads  # the refused plan's image was uploaded already
+    assert f"pair 2/2 {SRC2} -> {DST2}: 2 done, 0 failed, 0 not sent" in second.err
+    assert "1 of 4 plans to set, 3 already done" in second.err
+
+
+async def test_each_side_is_throttled_on_its_own(tmp_path: Path) -> None:
+    """The target region throttling its PUTs slows the target's sender only: the summary
+    names the target's throttling and none on the source."""
+    source, target = regions()
+    seed(source, target)
+    files(tmp_path, PAIRS)
+    target.faults.script(Fault.status(429), times=3)
+    async with serving(source, target) as urls:
+        done = await migrate(tmp_path, urls)
+    assert done.code == 0, done.err
+    assert "target: throttled 3 times" in done.err
+    assert "source: throttled" not in done.err
+
+
+async def test_migrate_o_between_regions_writes_the_targets_endpoint(tmp_path: Path) -> None:
+    """-o downloads from the source with its token and writes a job that runs against the target."""
+    source, target = regions()
+    seed(source, target)
+    files(tmp_path, PAIRS)
+    async with serving(source, target) as urls:
+        done = await migrate(tmp_path, urls, "-o", "move.yaml")
+        job = load_job(tmp_path / "move.yaml")
+    assert done.code == 0, done.err
+    assert job.settings.endpoint == urls[1]
+    assert len(job.items) == 4 and {item.project_id for item in job.items} == {DST1, DST2}
+    assert target.stats.requests == target.stats.lists == 2  # listed, nothing uploaded or set
+    assert_sides_kept_apart(source, target)
+
+
+async def test_projects_and_a_single_pair_do_not_go_together(tmp_path: Path) -> None:
+    """--projects with --from, or no projects at all, is a usage error (exit 2) before any request."""
+    files(tmp_path, PAIRS)
+    both = await cli("migrate", "--projects", "projects.csv", "--from", SRC1, cwd=tmp_path)
+    neither = await cli("migrate", "--endpoint", "http://127.0.0.1:9", cwd=tmp_path)
+    assert both.code == neither.code == 2
+    assert "--projects lists the pairs: drop --from and --to" in both.err
+    assert "--from SRC --to DST, or --projects MAP.csv" in neither.err
+
+
+async def test_a_source_side_without_its_own_auth_signs_in_with_the_shared_one(
+    tmp_path: Path,
+) -> None:
+    """--from-endpoint alone: the source uses the shared credentials ($BATCHTHUMB_TOKEN here),
+    the target its own AK/SK; still nothing crosses."""
+    _, target = regions()
+    source = Sandbox(SandboxConfig(tokens={TOKEN}, autocreate=False, record_headers=True))
+    seed(source, target)
+    files(tmp_path, PAIRS)
+    env = environment(TARGET_AK=TARGET_AK, TARGET_SK=TARGET_SK)
+    async with serving(source, target) as (source_url, target_url):
+        done = await cli(
+            "migrate", "--projects", "projects.csv", "--from-endpoint", source_url,
+            "--endpoint", target_url, "--to-auth", "target.yaml", "--no-progress",
+            env=env, cwd=tmp_path,
+        )  # fmt: skip
+    assert done.code == 0, done.err
+    assert all(h.get("X-Auth-Token") == TOKEN for h in source.stats.headers)
+    assert TOKEN not in header_values(target) and TARGET_AK not in header_values(source)
+    assert sum(p.img_url is not None for p in target.plans(DST1) + target.plans(DST2)) == 4
