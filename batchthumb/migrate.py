@@ -58,11 +58,6 @@ class PairPlan:
     pairing: Pairing
     migration: Migration
 
-    @property
-    def label(self) -> str:
-        """``SRC8..->DST8..``: short enough for a status line, distinct enough to read."""
-        return f"{self.source[:8]}->{self.target[:8]}"
-
 
 UNPAIRED_HEADER = (
     "source_project", "target_project", "side", "plan_id", "name", "type", "why", "reason",
@@ -167,7 +162,7 @@ class PairWatch:
         if self._left[target] == 0:
             number, pair = self._pairs[target]
             self._say(
-                f"pair {number}/{len(self._pairs)} {pair.label} finished: "
+                f"pair {number}/{len(self._pairs)} {pair.source} -> {pair.target} finished: "
                 f"{tally[Outcome.SUCCEEDED]} set, {tally[Outcome.FAILED]} failed, "
                 f"{tally[Outcome.SKIPPED]} already set"
             )

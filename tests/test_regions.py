@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from batchthumb.jobfile import load_job
+from batchthumb.model import RunSettings, Side, TokenAuth
 from batchthumb.sandbox import Sandbox, SandboxConfig
 from batchthumb.sandbox.faults import Fault
 from tests.clihelp import Result, cli, environment
@@ -129,7 +130,7 @@ async def test_a_migration_between_regions_keeps_each_sides_credentials_to_itsel
             assert target.image_bytes(plan.img_url) == source.image_bytes(original)
     assert f"pair 1/2 {SRC1} -> {DST1}: 4 done, 0 failed, 0 not sent; 2 unpaired" in done.err
     assert f"pair 2/2 {SRC2} -> {DST2}: 4 done, 0 failed, 0 not sent; 2 unpaired" in done.err
-    assert f"pair 2/2 {SRC2[:8]}->{DST2[:8]} finished: 4 set, 0 failed" in done.err
+    assert f"pair 2/2 {SRC2} -> {DST2} finished: 4 set, 0 failed" in done.err
     unpaired = (tmp_path / "migrate-projects.results.unpaired.csv").read_text().splitlines()
     assert unpaired[0] == "source_project,target_project,side,plan_id,name,type,why,reason"
     rows = sorted(line.split(",")[:3] + line.split(",")[5:7] for line in unpaired[1:])
@@ -251,3 +252,42 @@ async def test_a_source_side_without_its_own_auth_signs_in_with_the_shared_one(
     assert all(h.get("X-Auth-Token") == TOKEN for h in source.stats.headers)
     assert TOKEN not in header_values(target) and TARGET_AK not in header_values(source)
     assert sum(p.img_url is not None for p in target.plans(DST1) + target.plans(DST2)) == 4
+
+
+def test_a_side_overrides_only_what_it_names() -> None:
+    """A side's region sets its endpoint; its endpoint wins over a region; the rest is shared."""
+    shared = RunSettings(endpoint="https://shared.example", region="cn-north-4", rate=5)
+    auth = TokenAuth(env="OTHER_TOKEN")
+    assert Side().settings(shared) == shared
+    moved = Side(region="ap-southeast-3", auth=auth).settings(shared)
+    assert moved.endpoint == "https://projectman-ext.ap-southeast-3.myhuaweicloud.com"
+    assert (moved.region, moved.auth, moved.rate) == ("ap-southeast-3", auth, 5)
+    pinned = Side(endpoint="https://mirror.example/", region="ap-southeast-3").settings(shared)
+    assert pinned.endpoint == "https://mirror.example"
+
+
+async def test_an_empty_project_in_a_projects_file_is_a_warning_not_a_stop(tmp_path: Path) -> None:
+    """A listed project with no plans is named with its line; the other pairs still move."""
+    source, target = regions()
+    seed(source, target)
+    empty = "e" * 32
+    target.add_project(empty)
+    source.add_plan("f" * 32, name="Lonely", type="mind")
+    files(tmp_path, f"{SRC1},{DST1}\n{'f' * 32},{empty}\n")
+    async with serving(source, target) as urls:
+        done = await migrate(tmp_path, urls)
+    assert done.code == 0, done.err
+    assert f"warning: projects.csv:2: project {empty} has no plans" in done.err
+    assert sum(p.img_url is not None for p in target.plans(DST1)) == 2
+
+
+async def test_a_plan_mapping_file_is_for_one_pair_only(tmp_path: Path) -> None:
+    """--match MAPPING.csv with --projects is a usage error: a plan mapping pairs one project."""
+    files(tmp_path, PAIRS)
+    (tmp_path / "plans.csv").write_text("")
+    done = await cli(
+        "migrate", "--projects", "projects.csv", "--match", "plans.csv", "--endpoint",
+        "http://127.0.0.1:9", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.code == 2
+    assert "--match MAPPING.csv maps the plans of one pair; not with --projects" in done.err

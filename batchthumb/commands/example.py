@@ -19,7 +19,8 @@ from batchthumb.errors import UsageError, os_errors
 
 DESCRIPTION = (
     "Write the example jobs (example.yaml, local-images.yaml), their images and the "
-    "migration seed (seeds/migration.yaml) into DIR, which must not hold them already."
+    "migration seeds (seeds/migration.yaml, seeds/region-*.yaml) into DIR, which must not "
+    "hold them already."
 )
 
 
