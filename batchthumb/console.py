@@ -7,6 +7,7 @@ Commands never print; they are handed a :class:`Console`. The CLI passes a
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Protocol, TextIO
 
 
@@ -28,10 +29,14 @@ class Console(Protocol):
 
 
 class StderrConsole:
-    """The CLI's console: everything on standard error, where it does not mix with output."""
+    """The CLI's console: everything on standard error, where it does not mix with output.
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    ``mask`` is applied to every line (the CLI masks the secrets it has loaded).
+    """
+
+    def __init__(self, stream: TextIO | None = None, *, mask: Callable[[str], str] = str) -> None:
         self._stream = stream
+        self._mask = mask
 
     @property
     def stream(self) -> TextIO:
@@ -40,11 +45,11 @@ class StderrConsole:
 
     def status(self, message: str) -> None:
         """``batchthumb: message``, flushed: it may be the last line before a signal."""
-        print(f"batchthumb: {message}", file=self.stream, flush=True)
+        print(f"batchthumb: {self._mask(message)}", file=self.stream, flush=True)
 
     def warn(self, message: str) -> None:
         """``warning: message``."""
-        print(f"warning: {message}", file=self.stream)
+        print(f"warning: {self._mask(message)}", file=self.stream)
 
 
 class Quiet:

@@ -18,11 +18,12 @@ from typing import TypeVar, cast
 
 import yaml
 
-from batchthumb.auth import ENV_NAME
+from batchthumb.auth import ENV_NAME, URL_CREDENTIALS_ADVICE, url_has_credentials
 from batchthumb.errors import JobFileError, Problem
 from batchthumb.images import ImageProblem, inspect_image
 from batchthumb.model import (
     IMG_URL,
+    REGION,
     AkSkAuth,
     AuthConfig,
     IamAuth,
@@ -39,7 +40,6 @@ from batchthumb.model import (
 # libyaml's parser is several times faster on large jobs; fall back to the pure one.
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
 _BASE_URL = re.compile(r"https?://[^/\s]+/?")
 _SETTING_KEYS = (
     "endpoint",
@@ -510,8 +510,9 @@ def _read_iam(checker: _Checker, node: yaml.Node) -> IamAuth | None:
                 values[name] = env
         else:
             text = checker.text(value_node, key)
-            if text and name == "endpoint" and not _BASE_URL.fullmatch(text):
-                checker.problem(value_node, key, f"{text!r} is not a base URL like https://host")
+            problem = _endpoint_problem(text) if text and name == "endpoint" else None
+            if problem:
+                checker.problem(value_node, key, problem)
             elif text:
                 values[name] = text.rstrip("/") if name == "endpoint" else text
     if len(checker.problems) != before:
@@ -613,13 +614,23 @@ def _read_setting(checker: _Checker, name: str, node: yaml.Node) -> object:
     value = checker.text(node, name)
     if value is None:
         return None
-    if name == "region" and not _REGION.fullmatch(value):
+    if name == "region" and not REGION.fullmatch(value):
         checker.problem(node, name, f"{value!r} is not a region name like cn-north-4")
         return None
-    if name == "endpoint" and not _BASE_URL.fullmatch(value):
-        checker.problem(node, name, f"{value!r} is not a base URL like https://host[:port]")
+    problem = _endpoint_problem(value) if name == "endpoint" else None
+    if problem:
+        checker.problem(node, name, problem)
         return None
     return value
+
+
+def _endpoint_problem(url: str) -> str | None:
+    """What is wrong with an endpoint URL; never quotes one that holds a password."""
+    if url_has_credentials(url):
+        return URL_CREDENTIALS_ADVICE
+    if not _BASE_URL.fullmatch(url):
+        return f"{url!r} is not a base URL like https://host[:port]"
+    return None
 
 
 def _settings(checker: _Checker, root: _At, values: dict[str, object], base: Path) -> RunSettings:

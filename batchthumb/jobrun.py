@@ -41,7 +41,15 @@ from batchthumb.errors import (
 )
 from batchthumb.jobwriter import Entry, render_job, write_text
 from batchthumb.logs import JsonEvents
-from batchthumb.model import Item, ItemResult, ItemStream, Job, RunSettings, Tally
+from batchthumb.model import (
+    DEFAULT_MAX_LIST_PAGES,
+    Item,
+    ItemResult,
+    ItemStream,
+    Job,
+    RunSettings,
+    Tally,
+)
 from batchthumb.plans import list_project, thumbnails
 from batchthumb.progress import Silent, choose_progress, format_duration
 from batchthumb.report import (
@@ -360,7 +368,7 @@ async def run_plan(
                 try:
                     previous = await snapshot(
                         api, sender, plan.pending, journal=journal, known=plan.recorded,
-                        console=console,
+                        console=console, max_pages=settings.max_list_pages,
                     )  # fmt: skip
                 except RunAborted as exc:
                     progress.close()
@@ -409,6 +417,7 @@ def _api(connection: Connection, settings: RunSettings) -> AbstractAsyncContextM
         concurrency=settings.concurrency,
         timeout=settings.timeout,
         transport=connection.transport,
+        max_answer_bytes=settings.max_answer_bytes,
     )
 
 
@@ -445,6 +454,7 @@ async def snapshot(
     journal: Journal,
     known: ReportState,
     console: Console,
+    max_pages: int = DEFAULT_MAX_LIST_PAGES,
 ) -> dict[Key, str | None]:
     """The thumbnail of every plan the items name before the run: one list per project.
 
@@ -454,7 +464,7 @@ async def snapshot(
     """
     previous: dict[Key, str | None] = {}
     for project_id in dict.fromkeys(item.project_id for item in items):
-        plans = await list_project(api, sender, project_id)
+        plans = await list_project(api, sender, project_id, max_pages=max_pages)
         if any(not p.img_known for p in plans):
             console.warn(
                 f"the plan list of project {project_id} does not show img_url; previous "

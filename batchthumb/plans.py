@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from batchthumb.errors import JobFileError, Problem, ProjectNotFound, RunAborted
-from batchthumb.model import PROJECT_ID, Attempt, PlanPage, PlanSummary
+from batchthumb.model import DEFAULT_MAX_LIST_PAGES, PROJECT_ID, Attempt, PlanPage, PlanSummary
 from batchthumb.sending import Sender, ThumbnailApi
 
 # The documented maximum; the documented default is 1, so it is always sent (facts §1.1).
@@ -30,11 +30,25 @@ async def list_project(
     *,
     plan_type: str | None = None,
     search: str | None = None,
+    max_pages: int = DEFAULT_MAX_LIST_PAGES,
 ) -> tuple[PlanSummary, ...]:
-    """Every plan of a project, all pages; raise :class:`RunAborted` if a page cannot be had."""
-    plans: list[PlanSummary] = []
-    page_no = 1
-    while True:
+    """Every plan of a project, all pages; raise :class:`RunAborted` if a page cannot be had.
+
+    A server cannot keep it listing forever: it stops at ``max_pages``, and a page that repeats
+    what was listed, a ``total`` that changes between pages, more plans than the total, or a
+    page longer than asked for are each a clear failure. An empty page ends the list (the
+    documented way to stop should the total be off).
+    """
+    plans: dict[str, PlanSummary] = {}
+    total: int | None = None
+
+    def refuse(why: str) -> RunAborted:
+        return RunAborted(
+            f"cannot list the plans of project {project_id}: {why} (the server's list is "
+            "inconsistent; listing stopped there)"
+        )
+
+    for page_no in range(1, max_pages + 1):
 
         async def page(number: int = page_no) -> tuple[Attempt, PlanPage | None]:
             return await api.list_plans(
@@ -58,11 +72,31 @@ async def list_project(
             if attempt.error_code == NO_SUCH_PROJECT:
                 raise ProjectNotFound(project_id, message)
             raise RunAborted(message)
-        plans.extend(found.plans)
-        # Stop at the total, or at an empty page should the total be off (facts §1.1).
-        if not found.plans or page_no * PAGE_SIZE >= found.total:
-            return tuple(plans)
-        page_no += 1
+        if not found.plans:
+            return tuple(plans.values())
+        if len(found.plans) > PAGE_SIZE:
+            raise refuse(f"page {page_no} has {len(found.plans)} plans, {PAGE_SIZE} were asked for")
+        if page_no > 1 and found.total != total:
+            raise refuse(f"the total changed from {total} to {found.total} at page {page_no}")
+        total = found.total
+        new = {p.plan_id: p for p in found.plans if p.plan_id not in plans}
+        if not new:
+            raise refuse(f"page {page_no} repeats plans already listed")
+        # A plan seen twice (the list shifted while it was read) is kept once.
+        plans.update(new)
+        if total is not None and len(plans) > total:
+            raise refuse(
+                f"{len(plans)} plans listed by page {page_no}, more than its total {total}"
+            )
+        # Stop at the total; without one, at the first page shorter than asked for.
+        if total is None and len(found.plans) < PAGE_SIZE:
+            return tuple(plans.values())
+        if total is not None and page_no * PAGE_SIZE >= total:
+            return tuple(plans.values())
+    raise RunAborted(
+        f"cannot list the plans of project {project_id}: the list goes on past {max_pages:,} "
+        f"pages of {PAGE_SIZE} plans; stopped there (--max-list-pages raises the limit)"
+    )
 
 
 def thumbnails(plans: Iterable[PlanSummary]) -> dict[tuple[str, str], str | None]:

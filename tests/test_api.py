@@ -19,6 +19,7 @@ import batchthumb
 from batchthumb import cli
 from batchthumb.errors import UsageError
 from tests.clihelp import write_job
+from tests.conftest import TOKEN
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,8 +86,13 @@ def test_the_api_raises_and_prints_nothing(
     assert capsys.readouterr() == ("", "")
 
 
-def test_dry_run_and_validate_return_what_the_cli_prints(tmp_path: Path) -> None:
+def test_dry_run_and_validate_return_what_the_cli_prints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """dry_run lists the first requests and sends nothing; validate counts items and projects."""
+    monkeypatch.setenv(
+        "BATCHTHUMB_TOKEN", TOKEN
+    )  # a dry run checks the credentials a run would use
     path = write_job(tmp_path / "job.yaml", endpoint="https://h.example", plans=range(25))
     job = batchthumb.load_job(path)
     lines = batchthumb.dry_run(job=job).stdout_lines()

@@ -14,7 +14,15 @@ from typing import Any
 
 from batchthumb.errors import UsageError
 from batchthumb.jobfile import load_auth
-from batchthumb.model import PROJECT_ID, RunSettings, Side, endpoint_for_region
+from batchthumb.model import (
+    MAX_LIST_PAGES,
+    MIB,
+    PROJECT_ID,
+    REGION,
+    RunSettings,
+    Side,
+    endpoint_for_region,
+)
 
 
 def _number(parse: Callable[[str], float], *, low: float, above: bool = False) -> Any:
@@ -94,6 +102,18 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
         "--retries", type=_non_negative_int, help="extra attempts for retryable failures"
     )
     parser.add_argument("--timeout", type=_positive, help="seconds per attempt, once connected")
+    parser.add_argument(
+        "--max-answer-mb",
+        type=_positive,
+        metavar="MB",
+        help="largest JSON answer read, compressed or decoded (default 4); larger ones fail",
+    )
+    parser.add_argument(
+        "--max-list-pages",
+        type=_positive_int,
+        metavar="N",
+        help=f"most pages of 200 plans listed per project (default 500, at most {MAX_LIST_PAGES})",
+    )
     parser.add_argument(
         "--backoff",
         type=_non_negative,
@@ -198,9 +218,18 @@ def settings_from_args(args: argparse.Namespace, base: RunSettings) -> RunSettin
     for dest, name, value in _SWITCHES:
         if getattr(args, dest, False):
             overrides[name] = value
+    if args.max_answer_mb is not None:
+        overrides["max_answer_bytes"] = int(args.max_answer_mb * MIB)
+    if args.max_list_pages is not None:
+        if args.max_list_pages > MAX_LIST_PAGES:
+            raise UsageError(f"--max-list-pages: the API serves at most {MAX_LIST_PAGES} pages")
+        overrides["max_list_pages"] = args.max_list_pages
     if args.endpoint is not None:
         overrides["endpoint"] = args.endpoint.rstrip("/")
     if args.region is not None:
+        if not REGION.fullmatch(args.region):
+            # It becomes part of the endpoint's host name: nothing but a region may pass.
+            raise UsageError(f"--region {args.region!r} is not a region name like cn-north-4")
         overrides["region"] = args.region
         overrides["endpoint"] = endpoint_for_region(args.region)
     if args.auth is not None:

@@ -282,7 +282,10 @@ async def _list_all(
                 ("target", target, pair.target),
             ):
                 try:
-                    found.append(await list_project(api, sender, project))
+                    plans = await list_project(
+                        api, sender, project, max_pages=settings.max_list_pages
+                    )
+                    found.append(plans)
                 except ProjectNotFound:
                     if projects is None:
                         flag = "--from" if side == "source" else "--to"
