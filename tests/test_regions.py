@@ -12,13 +12,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from batchthumb.jobfile import load_job
 from batchthumb.model import RunSettings, Side, TokenAuth
-from batchthumb.sandbox import Sandbox, SandboxConfig
+from batchthumb.sandbox import IamUser, Sandbox, SandboxConfig
 from batchthumb.sandbox.faults import Fault
 from tests.clihelp import Result, cli, environment
-from tests.conftest import TOKEN
+from tests.conftest import TOKEN, SecretGuard
+from tests.hostile import serve
 from tests.test_images_cli import png
 
 pytestmark = pytest.mark.anyio
@@ -291,3 +293,68 @@ async def test_a_plan_mapping_file_is_for_one_pair_only(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.code == 2
     assert "--match MAPPING.csv maps the plans of one pair; not with --projects" in done.err
+
+
+async def test_a_source_refusing_its_token_aborts_naming_the_source_and_masks_it(
+    tmp_path: Path, guard: SecretGuard
+) -> None:
+    """A source region that lists but then refuses downloads with a 401 echoing its token:
+    exit 3, the abort names the source side, and the token is masked in the report and log."""
+    guard.watch(*SECRETS)
+    url = f"/v1/upload/{SRC1}/202506/1749730526922581392.png"
+    _, target = regions()
+    target.add_plan(DST1, name="Plan 1", type="mind")
+
+    async def source_region(request: web.Request) -> web.StreamResponse:
+        if request.path.endswith("/managements"):
+            plan = {"id": f"{1:032d}", "name": "Plan 1", "type": "mind", "img_url": url}
+            return web.json_response({"status": "success", "plans": [plan], "total": 1})
+        token = request.headers.get("X-Auth-Token", "")
+        body = {"error_code": "APIGW.0302", "error_msg": f"token {token} is not accepted"}
+        return web.json_response(body, status=401)
+
+    files(tmp_path, f"{SRC1},{DST1}\n")
+    async with serve(source_region) as source, target.serve() as target_url:
+        done = await migrate(
+            tmp_path, (source.url, target_url), "--log-json", "--log-file", "run.log"
+        )
+    guard.output("stderr", done.err)
+    assert done.code == 3, done.err
+    assert source.headers_named("X-Auth-Token")[-1] == SOURCE_TOKEN  # the echo held it
+    assert "aborted: the source side: the server rejected the credentials (HTTP 401" in done.err
+    assert "token *** is not accepted" in (tmp_path / "migrate-projects.results.jsonl").read_text()
+    assert "token *** is not accepted" in (tmp_path / "run.log").read_text()
+    assert target.stats.puts == target.stats.uploads == 0
+
+
+async def test_an_iam_user_on_the_source_gets_its_token_from_the_source_only(
+    tmp_path: Path, guard: SecretGuard
+) -> None:
+    """--from-auth with an IAM user: the source region issues and receives its token, the
+    target (AK/SK) never sees the password or the issued token; every thumbnail moves."""
+    password = "source-iam-password-0123"
+    guard.watch(password, *SECRETS)
+    user = IamUser("acme", "bot", password, "cn-north-4")
+    source = Sandbox(SandboxConfig(iam_users=(user,), autocreate=False, record_headers=True))
+    _, target = regions()
+    seed(source, target)
+    files(tmp_path, PAIRS)
+    async with serving(source, target) as urls:
+        (tmp_path / "source.yaml").write_text(
+            f"auth:\n  iam: {{endpoint: {urls[0]}, domain: acme, user: bot, "
+            "password_env: SOURCE_PW, project: cn-north-4}\n"
+        )
+        env = environment(SOURCE_PW=password, TARGET_AK=TARGET_AK, TARGET_SK=TARGET_SK)
+        done = await cli(
+            "migrate", "--projects", "projects.csv",
+            "--from-endpoint", urls[0], "--from-auth", "source.yaml",
+            "--to-endpoint", urls[1], "--to-auth", "target.yaml", "--no-progress",
+            env=env, cwd=tmp_path,
+        )  # fmt: skip
+    guard.output("stderr", done.err)
+    assert done.code == 0, done.err
+    issued = {h["X-Auth-Token"] for h in source.stats.headers if "X-Auth-Token" in h}
+    assert issued and source.stats.tokens_issued >= 1
+    assert not any(token in header_values(target) for token in issued)
+    assert password not in header_values(target) and "X-Auth-Token" not in header_values(target)
+    assert sum(p.img_url is not None for p in target.plans(DST1) + target.plans(DST2)) == 4
