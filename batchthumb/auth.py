@@ -28,6 +28,7 @@ import anyio
 
 from batchthumb import signing
 from batchthumb.errors import CredentialsError, RunAborted, os_errors
+from batchthumb.files import SECRET_FILE_LIMIT, FileRefused, describe, open_regular
 from batchthumb.model import AkSkAuth, AuthConfig, IamAuth, TokenAuth
 
 TOKEN_ENV = "BATCHTHUMB_TOKEN"
@@ -432,16 +433,26 @@ def profile_credentials(path: Path) -> AkSk:
 
 
 def read_secret_file(path: Path) -> str:
-    """The text of a file holding secrets, refused if other users may read it."""
+    """The text of a file holding secrets, refused if other users may read it.
+
+    Regular files only (a FIFO would block the run), of at most 64 KB.
+    """
     try:
-        with os_errors(path, "read", CredentialsError), path.open(encoding="utf-8") as file:
+        with os_errors(path, "read", CredentialsError), open_regular(path) as file:
             mode = stat.S_IMODE(os.fstat(file.fileno()).st_mode)
             if os.name == "posix" and mode & 0o077:
                 raise CredentialsError(
                     f"{path}: other users can read this file (mode {mode:04o}); "
                     f"secrets must be private: run chmod 600 {path}"
                 )
-            return file.read()
+            data = file.read(SECRET_FILE_LIMIT + 1)
+    except FileRefused as exc:
+        raise CredentialsError(f"{path}: {exc.reason}") from None
+    if len(data) > SECRET_FILE_LIMIT:
+        limit = describe(SECRET_FILE_LIMIT)
+        raise CredentialsError(f"{path}: larger than {limit}, the limit for a file of secrets")
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         raise CredentialsError(f"{path}: not UTF-8 text") from None
 

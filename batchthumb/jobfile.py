@@ -20,9 +20,11 @@ import yaml
 
 from batchthumb.auth import ENV_NAME, URL_CREDENTIALS_ADVICE, url_has_credentials
 from batchthumb.errors import JobFileError, Problem
+from batchthumb.files import AUTH_FILE_LIMIT, JOB_FILE_LIMIT, FileRefused, read_regular
 from batchthumb.images import ImageProblem, inspect_image
 from batchthumb.model import (
     IMG_URL,
+    MAXIMA,
     REGION,
     AkSkAuth,
     AuthConfig,
@@ -179,9 +181,15 @@ class _Checker:
         if not isinstance(node, yaml.ScalarNode) or node.tag != _INT:
             self.problem(node, key, f"must be a whole number, not {_kind(node)}")
             return None
-        value = int(node.value.replace("_", ""), 0)
-        if value < minimum:
+        try:
+            value = int(node.value.replace("_", ""), 0)
+        except ValueError:  # more digits than int() takes: far past any maximum
+            value = None
+        if value is not None and value < minimum:
             self.problem(node, key, f"must be at least {minimum}, not {value}")
+            return None
+        if value is None or value > MAXIMA[key]:
+            self.problem(node, key, f"must be at most {MAXIMA[key]:,g}, not {node.value[:40]}")
             return None
         return value
 
@@ -196,7 +204,10 @@ class _Checker:
             return None
         if not value < float("inf") or (value <= 0 if positive else value < 0):
             bound = "greater than 0" if positive else "0 or more"
-            self.problem(node, key, f"must be {bound}, not {node.value}")
+            self.problem(node, key, f"must be {bound}, not {node.value[:40]}")
+            return None
+        if value > MAXIMA[key]:
+            self.problem(node, key, f"must be at most {MAXIMA[key]:,g}, not {node.value[:40]}")
             return None
         return value
 
@@ -346,7 +357,13 @@ class _Sections:
 def load_job(path: Path) -> Job:
     """Read and validate a job file; raise :class:`JobFileError` listing every problem."""
     checker = _Checker(path)
-    found = _parse(path, checker, lambda events: _walk_job(events, path.parent))
+    found = _parse(
+        path,
+        checker,
+        lambda events: _walk_job(events, path.parent),
+        limit=JOB_FILE_LIMIT,
+        what="a job file",
+    )
     settings = _settings(checker, found.root, found.values, path.parent)
     items: ItemStream = ()
     if found.items_given and found.items_file is not None:
@@ -362,7 +379,13 @@ def load_job(path: Path) -> Job:
             checker.warnings.clear()  # only items warn; they are judged again below
             checker.reported.clear()
             before = len(checker.problems)
-            found.items = _parse(path, checker, lambda events: _walk_to_items(events, found))
+            found.items = _parse(
+                path,
+                checker,
+                lambda events: _walk_to_items(events, found),
+                limit=JOB_FILE_LIMIT,
+                what="a job file",
+            )
             found.item_problems = checker.problems[before:]
             del checker.problems[before:]
         # Item problems follow those of the other sections, wherever `items:` stands.
@@ -440,7 +463,13 @@ def _root_mapping(events: _Events) -> yaml.MappingStartEvent | None:
 def load_auth(path: Path) -> AuthConfig:
     """Read a YAML file holding just an ``auth:`` section (``run --auth FILE``)."""
     checker = _Checker(path)
-    return _parse(path, checker, lambda events: _walk_auth(events, path.parent))
+    return _parse(
+        path,
+        checker,
+        lambda events: _walk_auth(events, path.parent),
+        limit=AUTH_FILE_LIMIT,
+        what="an auth file",
+    )
 
 
 def _walk_auth(events: _Events, base: Path) -> AuthConfig:
@@ -576,12 +605,14 @@ def _path(checker: _Checker, node: yaml.Node, key: str, base: Path) -> Path | No
     return base / Path(text).expanduser()
 
 
-def _parse(path: Path, checker: _Checker, walk: Callable[[_Events], _T]) -> _T:
+def _parse(
+    path: Path, checker: _Checker, walk: Callable[[_Events], _T], *, limit: int, what: str
+) -> _T:
     """Walk the parser's events of a YAML file; a file that is not YAML is one problem."""
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise JobFileError([Problem(str(path), 0, "", f"cannot read: {exc.strerror}")]) from None
+        data = read_regular(path, limit=limit, what=what)
+    except FileRefused as exc:
+        raise JobFileError([Problem(str(path), 0, "", exc.reason)]) from None
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -598,6 +629,11 @@ def _parse(path: Path, checker: _Checker, walk: Callable[[_Events], _T]) -> _T:
         line = mark.line + 1 if mark is not None else 0
         reason = exc.problem or exc.context or "invalid YAML"
         raise JobFileError([Problem(str(path), line, "", f"not valid YAML: {reason}")]) from None
+    except yaml.reader.ReaderError as exc:
+        # A control character: libyaml gives its byte offset, but no mark to take a line from.
+        line = data.count(b"\n", 0, exc.position) + 1
+        reason = f"not valid YAML: {exc.reason} (character {exc.character:#04x})"
+        raise JobFileError([Problem(str(path), line, "", reason)]) from None
     except yaml.YAMLError as exc:
         raise JobFileError([Problem(str(path), 0, "", f"not valid YAML: {exc}")]) from None
     finally:

@@ -7,6 +7,7 @@ talks through a :class:`~batchthumb.console.Console`) and never exits: it return
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import signal
 import threading
@@ -222,8 +223,13 @@ def _log_stream(settings: RunSettings, console: Console) -> Iterator[TextIO | No
     else:
         with os_errors(settings.log_file, "write the log", UsageError):
             stream = settings.log_file.open("a", encoding="utf-8")
-        with stream:
+        try:
             yield stream
+        finally:
+            # Each event is flushed as written: a close that fails repeats an error the run
+            # has already reported.
+            with contextlib.suppress(OSError):
+                stream.close()
 
 
 @asynccontextmanager
@@ -331,12 +337,19 @@ async def run_plan(
     it as a job file; a project that cannot be listed aborts the run before any change.
     """
     appending = settings.resume or settings.retry_failed
-    _prepare_report(report, plan, appending=appending)
     credentials = connection.credentials
     sides = [credentials] if source is None else [credentials, source.credentials]
     # Read at each use: tokens renewed during the run are masked too.
     redact = Redactor(lambda: [secret for side in sides for secret in side.secrets])
-    events: Events = NoEvents() if log is None else JsonEvents(log, redact=redact)
+    # A log that cannot be written stops the run gracefully: what is in flight is journaled.
+    logger = None
+    if log is not None:
+        logger = JsonEvents(
+            log, redact=redact, on_error=lambda exc: stop.request("the log cannot be written")
+        )
+    events: Events = NoEvents() if logger is None else logger
+    # No more workers, nor pooled connections, than there are items to send.
+    workers = max(1, min(settings.concurrency, len(plan.pending)))
     events.emit(
         "start",
         items=len(plan.pending),
@@ -344,9 +357,13 @@ async def run_plan(
         endpoint=connection.endpoint,
         **({} if source is None else {"source_endpoint": source.endpoint}),
         concurrency=settings.concurrency,
+        workers=workers,
         rate=settings.rate,
         report=str(report),
     )
+    if logger is not None:
+        logger.check()  # before the report is touched: a log that fails at once changes nothing
+    _prepare_report(report, plan, appending=appending)
     stream = console.stream
     progress = (
         Silent()
@@ -357,10 +374,10 @@ async def run_plan(
     )
     sender = make_sender(settings, stop=stop, events=events)
     async with AsyncExitStack() as stack:
-        api = await stack.enter_async_context(_api(connection, settings))
+        api = await stack.enter_async_context(_api(connection, settings, workers))
         downloads = None
         if source is not None:
-            source_api = await stack.enter_async_context(_api(source, settings))
+            source_api = await stack.enter_async_context(_api(source, settings, workers))
             downloads = Channel(source_api, make_sender(settings, stop=stop, events=events))
         with Journal(report, redact=redact) as journal:
             previous: dict[Key, str | None] = {}
@@ -387,7 +404,7 @@ async def run_plan(
                 api=api,
                 sender=sender,
                 journal=recorder,
-                concurrency=settings.concurrency,
+                concurrency=workers,
                 progress=progress,
                 uploads=Uploads(done=dict(plan.recorded.uploads)),
                 previous=previous,
@@ -407,14 +424,18 @@ async def run_plan(
         stopped=summary.stopped,
         aborted=summary.aborted,
     )
+    if logger is not None:
+        logger.check()
     return summary
 
 
-def _api(connection: Connection, settings: RunSettings) -> AbstractAsyncContextManager[PlanApi]:
+def _api(
+    connection: Connection, settings: RunSettings, workers: int
+) -> AbstractAsyncContextManager[PlanApi]:
     return open_api(
         connection.endpoint,
         connection.credentials,
-        concurrency=settings.concurrency,
+        concurrency=workers,
         timeout=settings.timeout,
         transport=connection.transport,
         max_answer_bytes=settings.max_answer_bytes,

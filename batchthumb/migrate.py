@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from batchthumb.errors import RunAborted, os_errors
+from batchthumb.files import open_new
 from batchthumb.images import image_type, upload_name
-from batchthumb.jobwriter import Entry, write_text
+from batchthumb.jobwriter import Entry, csv_cell, write_text
 from batchthumb.model import Attempt, Item, ItemResult, Outcome, SourceImage
 from batchthumb.plans import Pairing
 from batchthumb.report import ReportState
@@ -72,10 +73,9 @@ def unpaired_csv(pairs: Iterable[PairPlan]) -> str:
     for pair in pairs:
         for entry in pair.pairing.unpaired:
             plan = entry.plan
-            writer.writerow(
-                [pair.source, pair.target, entry.side, plan.plan_id, plan.name, plan.type,
-                 entry.why, entry.reason]
-            )  # fmt: skip
+            cells = (pair.source, pair.target, entry.side, plan.plan_id, plan.name, plan.type,
+                     entry.why, entry.reason)  # fmt: skip
+            writer.writerow([csv_cell(cell) for cell in cells])
     return out.getvalue()
 
 
@@ -118,7 +118,8 @@ def write_bytes(path: Path, data: bytes) -> None:
     """Write a downloaded image."""
     with os_errors(path, "write the image"):
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        with open_new(path) as file:  # never through a symlink planted in the folder
+            file.write(data)
 
 
 def write_unpaired(path: Path, pairs: Iterable[PairPlan]) -> None:

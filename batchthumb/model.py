@@ -46,6 +46,22 @@ MAX_LIST_PAGES = 9999
 # hostile list cannot fill memory through them.
 MAX_PLAN_FIELD_CHARS = 1024
 
+# The largest value each setting takes, in the job file and on the command line (README,
+# "Limits"). Past them a value is a typo or an attack: it costs memory, file descriptors or
+# hours, and never speed, since the API's own rate limit comes first.
+MAXIMA: dict[str, float] = {
+    "concurrency": 512,  # each worker holds a connection: a file descriptor of the 1024 usual
+    "rate": 10_000,  # requests per second; one machine sends about 8,000 at most
+    "burst": 1_000,
+    "retries": 100,
+    "timeout": 3_600,  # seconds per attempt
+    "backoff": 60,  # seconds; retry delays are capped at 60 anyway
+    "lock_wait": 86_400,  # a day
+    "max_duration": 7 * 86_400,  # a week
+    "max_answer_mb": 1_024,
+    "max_list_pages": MAX_LIST_PAGES,
+}
+
 
 def field_problem(name: str, value: str) -> str | None:
     """What is wrong with one item field's value, or None if it is well-formed."""

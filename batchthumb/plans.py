@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from batchthumb.errors import JobFileError, Problem, ProjectNotFound, RunAborted
+from batchthumb.files import MAPPING_FILE_LIMIT, FileRefused, read_regular
 from batchthumb.model import DEFAULT_MAX_LIST_PAGES, PROJECT_ID, Attempt, PlanPage, PlanSummary
 from batchthumb.sending import Sender, ThumbnailApi
 
@@ -192,14 +193,28 @@ def _types_by_name(groups: dict[tuple[str, str], list[PlanSummary]]) -> dict[str
     return types
 
 
-def csv_rows(path: Path, header: Sequence[str]) -> Iterator[tuple[int, list[str]]]:
-    """(line number, stripped cells) of a CSV file; blank lines, ``#`` comments and a first
-    line equal to ``header`` left out. A file that cannot be read is a :class:`JobFileError`."""
+def csv_rows(path: Path, header: Sequence[str], what: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number, stripped cells) of a CSV file (``what``: "a mapping file"...); blank
+    lines, ``#`` comments and a first line equal to ``header`` left out.
+
+    A file that cannot be read, is too large, is not UTF-8 or not valid CSV is a
+    :class:`JobFileError` naming its line, raised before any row is given out.
+    """
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise JobFileError([Problem(str(path), 0, "", f"cannot read: {exc}")]) from None
-    for number, row in enumerate(csv.reader(text.splitlines()), 1):
+        data = read_regular(path, limit=MAPPING_FILE_LIMIT, what=what)
+        text = data.decode("utf-8-sig")
+    except FileRefused as exc:
+        raise JobFileError([Problem(str(path), 0, "", exc.reason)]) from None
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise JobFileError([Problem(str(path), line, "", "not UTF-8 text")]) from None
+    reader = csv.reader(text.splitlines(), strict=True)
+    try:
+        rows = [(reader.line_num, row) for row in reader]
+    except csv.Error as exc:
+        bad = Problem(str(path), reader.line_num, "", f"not valid CSV: {exc}")
+        raise JobFileError([bad]) from None
+    for number, row in rows:
         cells = [cell.strip() for cell in row]
         if not any(cells) or cells[0].startswith("#"):
             continue
@@ -229,7 +244,7 @@ def read_project_pairs(path: Path, *, same_side: bool) -> tuple[ProjectPair, ...
     problems: list[Problem] = []
     pairs: list[ProjectPair] = []
     seen: dict[str, dict[str, int]] = {"source": {}, "target": {}}
-    for number, cells in csv_rows(path, PROJECTS_HEADER):
+    for number, cells in csv_rows(path, PROJECTS_HEADER, "a projects file"):
 
         def problem(message: str, line: int = number) -> None:
             problems.append(Problem(str(path), line, "", message))
@@ -273,7 +288,8 @@ def pair_by_mapping(
     pairs: list[tuple[PlanSummary, PlanSummary]] = []
     seen_source: dict[str, int] = {}
     seen_target: dict[str, int] = {}
-    for number, cells in csv_rows(path, ("source_plan_id", "target_plan_id")):
+    rows = csv_rows(path, ("source_plan_id", "target_plan_id"), "a mapping file")
+    for number, cells in rows:
 
         def problem(message: str, line: int = number) -> None:
             problems.append(Problem(str(path), line, "", message))

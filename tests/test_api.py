@@ -40,7 +40,7 @@ def test_the_readme_api_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert out.getvalue().splitlines() == [
         "24 plans set; report: try/example.results.jsonl",
         "resumed: 24 already done, nothing sent: True",
-        "exit code 2: try/missing.yaml: cannot read: No such file or directory",
+        "exit code 2: try/missing.yaml: no such file",
     ]
 
 

@@ -32,6 +32,7 @@ from batchthumb.model import AkSkAuth, IamAuth, Item, Job, RunSettings, TokenAut
 from batchthumb.sandbox import Fault, IamUser, Sandbox, SandboxConfig
 from batchthumb.sending import Stop
 from batchthumb.session import Connection
+from tests.imagedata import png
 
 if TYPE_CHECKING:
     from conftest import SecretGuard
@@ -45,7 +46,7 @@ AK = "AKSENTINEL0000000001"
 SK = "sk-SENTINEL-b8d2e6f04a1c93e7d5"
 SECURITY_TOKEN = "st-SENTINEL-4c1e9a7b"
 T0 = 1_800_000_000.0
-PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 32
+PNG = png()
 
 
 def plan_id(n: int) -> str:

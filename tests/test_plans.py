@@ -14,6 +14,7 @@ from batchthumb.plans import (
     TYPE_MISMATCH,
     ProjectPair,
     loose_name,
+    pair_by_mapping,
     pair_by_name,
     read_project_pairs,
 )
@@ -115,3 +116,33 @@ def test_a_project_may_pair_with_its_namesake_on_another_side(tmp_path: Path) ->
     path = tmp_path / "projects.csv"
     path.write_text(f"{S},{S}\n")
     assert read_project_pairs(path, same_side=False) == (ProjectPair(1, S, S),)
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (
+            b'source_plan_id,target_plan_id\n"unclosed,x\n',
+            ":2: not valid CSV: unexpected end of data",
+        ),
+        (b"source_plan_id,target_plan_id\n\xff\xfe,x\n", ":2: not UTF-8 text"),
+    ],
+)
+def test_a_broken_mapping_file_is_one_problem_naming_its_line(
+    tmp_path: Path, content: bytes, expected: str
+) -> None:
+    """Quoting errors and bytes that are not UTF-8 in a mapping CSV name their line."""
+    path = tmp_path / "map.csv"
+    path.write_bytes(content)
+    with pytest.raises(JobFileError) as raised:
+        pair_by_mapping(path, [plan(S, 1, "A")], [plan(T, 1, "A")])
+    assert [str(p) for p in raised.value.problems] == [f"{path}{expected}"]
+
+
+def test_a_projects_file_that_is_not_utf8_names_its_line(tmp_path: Path) -> None:
+    """A projects CSV is read as carefully as a mapping file: bad bytes name their line."""
+    path = tmp_path / "projects.csv"
+    path.write_bytes(f"{S},{T}\n".encode() + b"\xff\xfe,x\n")
+    with pytest.raises(JobFileError) as raised:
+        read_project_pairs(path, same_side=True)
+    assert [str(p) for p in raised.value.problems] == [f"{path}:2: not UTF-8 text"]

@@ -16,6 +16,7 @@ from batchthumb.errors import UsageError
 from batchthumb.jobfile import load_auth
 from batchthumb.model import (
     MAX_LIST_PAGES,
+    MAXIMA,
     MIB,
     PROJECT_ID,
     REGION,
@@ -25,27 +26,30 @@ from batchthumb.model import (
 )
 
 
-def _number(parse: Callable[[str], float], *, low: float, above: bool = False) -> Any:
-    """An argparse type: a finite number at least ``low`` (greater than it with ``above``)."""
+def _number(
+    parse: Callable[[str], float], *, low: float, above: bool = False, name: str | None = None
+) -> Any:
+    """An argparse type: a finite number at least ``low`` (greater than it with ``above``),
+    and at most the setting ``name``'s maximum (:data:`~batchthumb.model.MAXIMA`)."""
     kind = "a whole number" if parse is int else "a number"
+    high = MAXIMA[name] if name is not None else float("inf")
 
     def check(text: str) -> float:
         try:
             value = parse(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
-        if (value <= low if above else value < low) or not value < float("inf"):
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not {kind}") from None
+        if (value <= low if above else value < low) or value != value:
             bound = f"greater than {low:g}" if above else f"{low:g} or more"
-            raise argparse.ArgumentTypeError(f"must be {bound}, not {text}")
+            raise argparse.ArgumentTypeError(f"must be {bound}, not {text[:40]}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high:,g}, not {text[:40]}")
         return value
 
     return check
 
 
-_positive_int = _number(int, low=1)
 _non_negative_int = _number(int, low=0)
-_non_negative = _number(float, low=0)
-_positive = _number(float, low=0, above=True)
 
 
 def _duration(text: str) -> float:
@@ -55,10 +59,12 @@ def _duration(text: str) -> float:
         value = float(number) * units[unit]
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a duration like 90s, 30m or 2h"
+            f"{text[:40]!r} is not a duration like 90s, 30m or 2h"
         ) from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, not {text[:40]}")
+    if value > MAXIMA["max_duration"]:
+        raise argparse.ArgumentTypeError(f"must be at most 7 days (168h), not {text[:40]}")
     return value
 
 
@@ -91,34 +97,48 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--report", type=Path, help="results report (JSON lines); default from the job"
     )
-    parser.add_argument("--concurrency", type=_positive_int, help="requests in flight at most")
     parser.add_argument(
-        "--rate", type=_non_negative, help="requests started per second at most; 0 = no cap"
+        "--concurrency",
+        type=_number(int, low=1, name="concurrency"),
+        help="requests in flight at most (1 to 512)",
     )
     parser.add_argument(
-        "--burst", type=_positive_int, help="requests that may start at once (token bucket size)"
+        "--rate",
+        type=_number(float, low=0, name="rate"),
+        help="requests started per second at most, up to 10000; 0 = no cap",
     )
     parser.add_argument(
-        "--retries", type=_non_negative_int, help="extra attempts for retryable failures"
+        "--burst",
+        type=_number(int, low=1, name="burst"),
+        help="requests that may start at once (token bucket size; at most 1000)",
     )
-    parser.add_argument("--timeout", type=_positive, help="seconds per attempt, once connected")
+    parser.add_argument(
+        "--retries",
+        type=_number(int, low=0, name="retries"),
+        help="extra attempts for retryable failures (at most 100)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_number(float, low=0, above=True, name="timeout"),
+        help="seconds per attempt, once connected (at most 3600)",
+    )
     parser.add_argument(
         "--max-answer-mb",
-        type=_positive,
+        type=_number(float, low=0, above=True, name="max_answer_mb"),
         metavar="MB",
         help="largest JSON answer read, compressed or decoded (default 4); larger ones fail",
     )
     parser.add_argument(
         "--max-list-pages",
-        type=_positive_int,
+        type=_number(int, low=1, name="max_list_pages"),
         metavar="N",
         help=f"most pages of 200 plans listed per project (default 500, at most {MAX_LIST_PAGES})",
     )
     parser.add_argument(
         "--backoff",
-        type=_non_negative,
+        type=_number(float, low=0, name="backoff"),
         metavar="SECONDS",
-        help="base delay before a retry, doubled each time (default 1; 0 = retry at once)",
+        help="base delay before a retry, doubled each time (default 1, at most 60; 0 = at once)",
     )
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bar or status lines"
@@ -161,15 +181,15 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--lock-wait",
-        type=_non_negative,
+        type=_number(float, low=0, name="lock_wait"),
         metavar="SECONDS",
-        help="wait this long for another run using the same report",
+        help="wait this long for another run using the same report (at most 86400)",
     )
     parser.add_argument(
         "--max-duration",
         type=_duration,
         metavar="DURATION",
-        help="start nothing new after this long (90s, 30m, 2h); exit 4",
+        help="start nothing new after this long (90s, 30m, 2h; at most 168h); exit 4",
     )
     parser.add_argument("--log-json", action="store_true", help="log events as JSON lines")
     parser.add_argument(
@@ -221,8 +241,6 @@ def settings_from_args(args: argparse.Namespace, base: RunSettings) -> RunSettin
     if args.max_answer_mb is not None:
         overrides["max_answer_bytes"] = int(args.max_answer_mb * MIB)
     if args.max_list_pages is not None:
-        if args.max_list_pages > MAX_LIST_PAGES:
-            raise UsageError(f"--max-list-pages: the API serves at most {MAX_LIST_PAGES} pages")
         overrides["max_list_pages"] = args.max_list_pages
     if args.endpoint is not None:
         overrides["endpoint"] = args.endpoint.rstrip("/")
