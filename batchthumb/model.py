@@ -243,6 +243,11 @@ class Side:
     region: str | None = None  # sets the endpoint too, unless ``endpoint`` is given
     auth: AuthConfig | None = None
 
+    def __post_init__(self) -> None:
+        if self.region is not None and not REGION.fullmatch(self.region):
+            # It becomes part of the endpoint's host name: nothing but a region may pass.
+            raise UsageError(f"region {self.region!r} is not a region name like cn-north-4")
+
     def settings(self, shared: RunSettings) -> RunSettings:
         """``shared`` with this side's endpoint, region and credentials on top."""
         changes: dict[str, object] = {}

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from batchthumb.errors import UsageError
 from batchthumb.jobfile import load_job
 from batchthumb.model import RunSettings, Side, TokenAuth
 from batchthumb.sandbox import IamUser, Sandbox, SandboxConfig
@@ -266,6 +267,8 @@ def test_a_side_overrides_only_what_it_names() -> None:
     assert (moved.region, moved.auth, moved.rate) == ("ap-southeast-3", auth, 5)
     pinned = Side(endpoint="https://mirror.example/", region="ap-southeast-3").settings(shared)
     assert pinned.endpoint == "https://mirror.example"
+    with pytest.raises(UsageError, match="is not a region name"):
+        Side(region="evil.example/x#")
 
 
 async def test_an_empty_project_in_a_projects_file_is_a_warning_not_a_stop(tmp_path: Path) -> None:
@@ -358,3 +361,15 @@ async def test_an_iam_user_on_the_source_gets_its_token_from_the_source_only(
     assert not any(token in header_values(target) for token in issued)
     assert password not in header_values(target) and "X-Auth-Token" not in header_values(target)
     assert sum(p.img_url is not None for p in target.plans(DST1) + target.plans(DST2)) == 4
+
+
+async def test_a_side_region_that_is_not_one_is_refused_before_it_becomes_a_host(
+    tmp_path: Path,
+) -> None:
+    """--to-region is checked like --region: anything but a region name is exit 2, unsent."""
+    files(tmp_path, PAIRS)
+    done = await cli(
+        "migrate", "--projects", "projects.csv", "--to-region", "evil.example/x#", cwd=tmp_path
+    )
+    assert done.code == 2
+    assert "--to-region 'evil.example/x#' is not a region name like cn-north-4" in done.err
