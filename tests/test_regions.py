@@ -7,10 +7,17 @@ ever reached the other.
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import signal
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio
+import anyio.abc
 import pytest
 from aiohttp import web
 
@@ -18,6 +25,7 @@ from batchthumb.errors import UsageError
 from batchthumb.jobfile import load_job
 from batchthumb.model import RunSettings, Side, TokenAuth
 from batchthumb.sandbox import IamUser, Sandbox, SandboxConfig
+from batchthumb.sandbox.command import READY_LINE
 from batchthumb.sandbox.faults import Fault
 from tests.clihelp import Result, cli, environment
 from tests.conftest import TOKEN, SecretGuard
@@ -32,6 +40,7 @@ SOURCE_TOKEN = "source-region-token-0123456789"
 TARGET_AK = "TARGETAKEXAMPLE0000"
 TARGET_SK = "target-secret-key-do-not-leak-0123456789"
 SECRETS = (SOURCE_TOKEN, TARGET_AK, TARGET_SK)
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def regions() -> tuple[Sandbox, Sandbox]:
@@ -373,3 +382,67 @@ async def test_a_side_region_that_is_not_one_is_refused_before_it_becomes_a_host
     )
     assert done.code == 2
     assert "--to-region 'evil.example/x#' is not a region name like cn-north-4" in done.err
+
+
+async def start_sandbox(*options: str) -> tuple[anyio.abc.Process, str]:
+    """A ``batchthumb sandbox`` process on a free port, and its URL once it is ready."""
+    command = [sys.executable, "-m", "batchthumb.sandbox", "--port", "0", *options]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    process = await anyio.open_process(command, env=env, cwd=ROOT)
+    assert process.stdout is not None
+    line = b""
+    with anyio.fail_after(30):  # interpreter and aiohttp start-up on a loaded machine
+        while not line.endswith(b"\n"):
+            line += await process.stdout.receive()
+    match = re.fullmatch(
+        re.escape(READY_LINE.format(url="")) + r"(http://127\.0\.0\.1:\d+)\n", line.decode()
+    )
+    assert match is not None, line
+    return process, match.group(1)
+
+
+async def stop_sandbox(process: anyio.abc.Process) -> None:
+    """SIGTERM, and wait for the process to write its recorded headers and exit 0."""
+    process.send_signal(signal.SIGTERM)
+    with anyio.fail_after(20):
+        assert await process.wait() == 0
+    await process.aclose()
+
+
+async def test_two_sandbox_processes_as_two_regions_never_see_each_others_credentials(
+    tmp_path: Path,
+) -> None:
+    """The walkthrough's seeds in two `batchthumb sandbox` processes, a token on one and AK/SK
+    on the other: the migration succeeds, and each process's recorded headers hold only its
+    own credential."""
+    seeds = ROOT / "jobs" / "seeds"
+    source, source_url = await start_sandbox(
+        "--strict", "--token", SOURCE_TOKEN, "--seed", str(seeds / "region-source.yaml"),
+        "--record-headers", str(tmp_path / "source-headers.jsonl"),
+    )  # fmt: skip
+    try:
+        target, target_url = await start_sandbox(
+            "--strict", "--aksk", f"{TARGET_AK}:{TARGET_SK}",
+            "--seed", str(seeds / "region-target.yaml"),
+            "--record-headers", str(tmp_path / "target-headers.jsonl"),
+        )  # fmt: skip
+        try:
+            pairs = "c40000000000000000000000000000a1,ap3000000000000000000000000000b1\n"
+            pairs += "c40000000000000000000000000000a2,ap3000000000000000000000000000b2\n"
+            files(tmp_path, pairs)
+            done = await migrate(tmp_path, (source_url, target_url), "--match", "name-loose")
+        finally:
+            await stop_sandbox(target)
+    finally:
+        await stop_sandbox(source)
+    assert done.code == 0, done.err
+    assert "5 succeeded, 0 failed" in done.err
+    seen_by_source = (tmp_path / "source-headers.jsonl").read_text().splitlines()
+    seen_by_target = (tmp_path / "target-headers.jsonl").read_text().splitlines()
+    assert (
+        len(seen_by_source) == 6 and len(seen_by_target) == 13
+    )  # lists, downloads; lists, uploads, PUTs
+    assert all(json.loads(line)["X-Auth-Token"] == SOURCE_TOKEN for line in seen_by_source)
+    assert all(TARGET_AK in json.loads(line)["Authorization"] for line in seen_by_target)
+    assert not any(TARGET_AK in line or TARGET_SK in line for line in seen_by_source)
+    assert not any(SOURCE_TOKEN in line for line in seen_by_target)
