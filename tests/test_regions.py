@@ -8,10 +8,7 @@ ever reached the other.
 from __future__ import annotations
 
 import json
-import os
-import re
 import signal
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,9 +22,8 @@ from batchthumb.errors import UsageError
 from batchthumb.jobfile import load_job
 from batchthumb.model import RunSettings, Side, TokenAuth
 from batchthumb.sandbox import IamUser, Sandbox, SandboxConfig
-from batchthumb.sandbox.command import READY_LINE
 from batchthumb.sandbox.faults import Fault
-from tests.clihelp import Result, cli, environment
+from tests.clihelp import ROOT, Result, cli, environment, start_sandbox
 from tests.conftest import TOKEN, SecretGuard
 from tests.hostile import serve
 from tests.test_images_cli import png
@@ -40,7 +36,6 @@ SOURCE_TOKEN = "source-region-token-0123456789"
 TARGET_AK = "TARGETAKEXAMPLE0000"
 TARGET_SK = "target-secret-key-do-not-leak-0123456789"
 SECRETS = (SOURCE_TOKEN, TARGET_AK, TARGET_SK)
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def regions() -> tuple[Sandbox, Sandbox]:
@@ -382,23 +377,6 @@ async def test_a_side_region_that_is_not_one_is_refused_before_it_becomes_a_host
     )
     assert done.code == 2
     assert "--to-region 'evil.example/x#' is not a region name like cn-north-4" in done.err
-
-
-async def start_sandbox(*options: str) -> tuple[anyio.abc.Process, str]:
-    """A ``batchthumb sandbox`` process on a free port, and its URL once it is ready."""
-    command = [sys.executable, "-m", "batchthumb.sandbox", "--port", "0", *options]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    process = await anyio.open_process(command, env=env, cwd=ROOT)
-    assert process.stdout is not None
-    line = b""
-    with anyio.fail_after(30):  # interpreter and aiohttp start-up on a loaded machine
-        while not line.endswith(b"\n"):
-            line += await process.stdout.receive()
-    match = re.fullmatch(
-        re.escape(READY_LINE.format(url="")) + r"(http://127\.0\.0\.1:\d+)\n", line.decode()
-    )
-    assert match is not None, line
-    return process, match.group(1)
 
 
 async def stop_sandbox(process: anyio.abc.Process) -> None:
