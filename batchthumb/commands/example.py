@@ -1,4 +1,4 @@
-"""``batchthumb example DIR``: write the example jobs, their images and the migration seed.
+"""``batchthumb example DIR``: write the example jobs, their images and the migration seeds.
 
 They ship in the wheel as package data (``batchthumb/examples``, from the repository's
 ``jobs/`` folder), so they are reachable after ``pip install .``; in a source checkout the
