@@ -11,7 +11,8 @@ import contextlib
 import importlib.util
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from contextlib import (
     AbstractAsyncContextManager,
@@ -19,7 +20,7 @@ from contextlib import (
     asynccontextmanager,
     contextmanager,
 )
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import TextIO
@@ -36,22 +37,12 @@ from batchthumb.errors import (
     EXIT_OK,
     EXIT_SOME_FAILED,
     BatchthumbError,
-    RunAborted,
     UsageError,
     os_errors,
 )
 from batchthumb.jobwriter import Entry, render_job, write_text
 from batchthumb.logs import JsonEvents
-from batchthumb.model import (
-    DEFAULT_MAX_LIST_PAGES,
-    Item,
-    ItemResult,
-    ItemStream,
-    Job,
-    RunSettings,
-    Tally,
-)
-from batchthumb.plans import list_project, thumbnails
+from batchthumb.model import Item, ItemResult, ItemStream, Job, RunSettings, Tally
 from batchthumb.progress import Silent, choose_progress, format_duration
 from batchthumb.report import (
     Journal,
@@ -65,6 +56,7 @@ from batchthumb.report import (
 from batchthumb.runner import Key, Recorder, RunSummary, Uploads, run_batch
 from batchthumb.sending import Channel, Events, NoEvents, Sender, Stop
 from batchthumb.session import Connection, embedded_sandbox, make_sender
+from batchthumb.snapshot import Snapshot
 from batchthumb.summary import format_summary
 
 TIME_LIMIT = "time limit reached"
@@ -139,6 +131,7 @@ class RunPlan:
     pending: ItemStream
     skipped: int  # already done according to the report
     recorded: ReportState  # what the report says was done, when resuming
+    projects: int = 0  # projects the pending items name: what the snapshot lists
 
     def estimate(self, settings: RunSettings) -> float | None:
         """Seconds the run should take at the configured rate, if it has one."""
@@ -150,14 +143,19 @@ class RunPlan:
 def plan_run(job: Job, settings: RunSettings, report: Path) -> RunPlan:
     """Read the report (when resuming) and pick the items still to send."""
     if not (settings.resume or settings.retry_failed):
-        return RunPlan(job.items, 0, ReportState())
+        return RunPlan(job.items, 0, ReportState(), len(job.projects))
     recorded = read_report(report)
     keys = recorded.failed if settings.retry_failed else recorded.done
     wanted = settings.retry_failed
     # Counted in one streaming pass: a large job is never held as a list of pending items.
-    count = sum((key_digest(item.key) in keys) is wanted for item in job.items)
+    count = 0
+    projects: set[str] = set()
+    for item in job.items:
+        if (key_digest(item.key) in keys) is wanted:
+            count += 1
+            projects.add(item.project_id)
     pending = Remaining(job.items, keys, wanted, count)
-    return RunPlan(pending, len(job.items) - count, recorded)
+    return RunPlan(pending, len(job.items) - count, recorded, len(projects))
 
 
 def headline(job: Job, plan: RunPlan, settings: RunSettings) -> str:
@@ -332,9 +330,11 @@ async def run_plan(
     downloaded through a second session with its own credentials and its own sender (rate
     limit, throttling), sharing the run's stop; nothing of one side is sent to the other.
 
-    First, unless ``settings.snapshot`` is off, one paginated list call per project records
-    each plan's current thumbnail (``previous_img_url``) and, with ``settings.backup``, writes
-    it as a job file; a project that cannot be listed aborts the run before any change.
+    Unless ``settings.snapshot`` is off, one paginated listing per project records each plan's
+    current thumbnail (``previous_img_url``), journaled before that project's first change:
+    the workers list each project when its first item comes (:mod:`batchthumb.snapshot`), so
+    listings and PUTs overlap. With ``settings.backup`` every project is listed first (the
+    backup is written before any change). A project that cannot be listed aborts the run.
     """
     appending = settings.resume or settings.retry_failed
     credentials = connection.credentials
@@ -380,36 +380,46 @@ async def run_plan(
             source_api = await stack.enter_async_context(_api(source, settings, workers))
             downloads = Channel(source_api, make_sender(settings, stop=stop, events=events))
         with Journal(report, redact=redact) as journal:
-            previous: dict[Key, str | None] = {}
+            began = time.monotonic()
+            listings = None
+            # The projects in job order, read apart from the workers' stream (see snapshot).
+            ahead = (item.project_id for item in plan.pending)
             if settings.snapshot:
-                try:
-                    previous = await snapshot(
-                        api, sender, plan.pending, journal=journal, known=plan.recorded,
-                        console=console, max_pages=settings.max_list_pages,
-                    )  # fmt: skip
-                except RunAborted as exc:
-                    progress.close()
-                    return RunSummary(
-                        Tally(), 0.0, sender.requests, sender.governor.stats, aborted=str(exc)
-                    )
-                if settings.backup is not None:
+                listings = Snapshot(
+                    api, sender, journal, console, progress, known=plan.recorded,
+                    total=plan.projects, ahead=ahead, max_pages=settings.max_list_pages,
+                )  # fmt: skip
+            try:
+                if listings is not None and settings.backup is not None:
+                    # The backup is written before the first change: every project listed first.
+                    if not await listings.list_all(ahead, concurrency=settings.concurrency):
+                        progress.close()
+                        return _unstarted(sender, time.monotonic() - began)
                     write_backup(
-                        settings.backup, plan.pending, previous, endpoint=connection.endpoint
+                        settings.backup,
+                        plan.pending,
+                        listings.previous,
+                        endpoint=connection.endpoint,
                     )
-            recorder: Recorder = journal
-            if watch is not None:
-                recorder = _Watched(journal, watch(plan.pending))
-            summary = await run_batch(
-                plan.pending,
-                api=api,
-                sender=sender,
-                journal=recorder,
-                concurrency=workers,
-                progress=progress,
-                uploads=Uploads(done=dict(plan.recorded.uploads)),
-                previous=previous,
-                downloads=downloads,
-            )
+                recorder: Recorder = journal
+                if watch is not None:
+                    recorder = _Watched(journal, watch(plan.pending))
+                summary = await run_batch(
+                    plan.pending,
+                    api=api,
+                    sender=sender,
+                    journal=recorder,
+                    concurrency=workers,
+                    progress=progress,
+                    uploads=Uploads(done=dict(plan.recorded.uploads)),
+                    previous=listings.previous if listings is not None else None,
+                    listings=listings,
+                    downloads=downloads,
+                )
+            finally:
+                ahead.close()  # a job file read for it is closed at once
+            # The summary's time includes the listings made before the run (--backup).
+            summary = replace(summary, elapsed=max(summary.elapsed, time.monotonic() - began))
     if appending and plan.recorded.lines:
         compact(report)
     events.emit(
@@ -467,40 +477,21 @@ def _prepare_report(report: Path, plan: RunPlan, *, appending: bool) -> None:
         report.replace(report.with_name(report.name + ".1"))
 
 
-async def snapshot(
-    api: PlanApi,
-    sender: Sender,
-    items: Iterable[Item],
-    *,
-    journal: Journal,
-    known: ReportState,
-    console: Console,
-    max_pages: int = DEFAULT_MAX_LIST_PAGES,
-) -> dict[Key, str | None]:
-    """The thumbnail of every plan the items name before the run: one list per project.
-
-    Each project's list is journaled before any change, once: when a resumed run meets a
-    project the journal already has, the journaled state wins, since the listing now may
-    show changes of the run that was interrupted.
-    """
-    previous: dict[Key, str | None] = {}
-    for project_id in dict.fromkeys(item.project_id for item in items):
-        plans = await list_project(api, sender, project_id, max_pages=max_pages)
-        if any(not p.img_known for p in plans):
-            console.warn(
-                f"the plan list of project {project_id} does not show img_url; previous "
-                "thumbnails are unknown there, so undo cannot restore them"
-            )
-        current = thumbnails(plans)
-        previous.update(current)
-        if project_id not in known.snapshotted and current:
-            journal.record_snapshot(project_id, {plan: url for (_, plan), url in current.items()})
-    previous.update(known.previous)
-    return previous
+def _unstarted(sender: Sender, elapsed: float) -> RunSummary:
+    """The summary of a run that stopped or gave up while listing, before any change."""
+    reason = sender.stop.reason
+    return RunSummary(
+        Tally(),
+        elapsed,
+        sender.requests,
+        sender.governor.stats,
+        stopped=reason if reason != "aborted" else None,
+        aborted=sender.aborted,
+    )
 
 
 def write_backup(
-    path: Path, items: Iterable[Item], previous: dict[Key, str | None], *, endpoint: str
+    path: Path, items: Iterable[Item], previous: Mapping[Key, str | None], *, endpoint: str
 ) -> None:
     """Write the thumbnails the items are about to replace as a job that restores them."""
     entries: list[Entry] = []

@@ -46,6 +46,14 @@ class Recorder(Protocol):
         ...
 
 
+class Listings(Protocol):
+    """The plans' thumbnails before the run, listed per project when first needed."""
+
+    async def ready(self, project_id: str) -> bool:
+        """Wait until the project's plans are known and journaled; False: send nothing."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class RunSummary:
     """What a run did, for the summary and the exit code."""
@@ -89,6 +97,7 @@ class _Batch:
     progress: Progress
     uploads: Uploads
     previous: Mapping[Key, str | None]
+    listings: Listings | None
     clock: Callable[[], float]
     downloads: Channel  # where source images come from: this side, or a migration's source
     stamp: Callable[[], str] = field(default_factory=lambda: UtcStamp())
@@ -123,6 +132,14 @@ class _Batch:
     async def process(self, item: Item) -> ItemResult | None:
         """Resolve the item's image, then PUT it; None when the run stopped first."""
         began = self.clock()
+        listings = self.listings
+        if listings is not None:  # the project's listing first: it is journaled before any change
+            try:
+                if not await listings.ready(item.project_id):
+                    return None
+            except ReportError as exc:
+                self.fail(exc)
+                return None
         img_url = item.img_url
         attempts = 0
         if img_url is None:  # an image to upload first; most items name their img_url
@@ -322,6 +339,7 @@ async def run_batch(
     uploads: Uploads | None = None,
     previous: Mapping[Key, str | None] | None = None,
     downloads: Channel | None = None,
+    listings: Listings | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> RunSummary:
     """Set every item's thumbnail with ``concurrency`` workers; journal each outcome.
@@ -333,6 +351,8 @@ async def run_batch(
     previous state, and an item already showing its img_url is skipped without a PUT.
     Source images are downloaded through ``downloads`` (a migration's source side, with its
     own API and sender sharing ``sender``'s stop), else through ``api`` and ``sender``.
+    ``listings``, when given, is waited for before each item: it lists the item's project (once)
+    and fills ``previous``. The summary counts every request the sender sent, listings included.
     """
     separate = downloads is not None
     downloads = downloads or Channel(api, sender)
@@ -342,13 +362,12 @@ async def run_batch(
         journal=journal,
         progress=progress or Silent(),
         uploads=uploads or Uploads(),
-        previous=previous or {},
+        previous=previous if previous is not None else {},
+        listings=listings,
         clock=clock,
         downloads=downloads,
     )
     began = clock()
-    # List calls made before the run are not its requests.
-    requests_before = sender.requests + (downloads.sender.requests if separate else 0)
     shared = iter(items)  # one iterator for all workers: each item is taken exactly once
     async with anyio.create_task_group() as outer:
         outer.start_soon(run.progress.heartbeat, run.tally)
@@ -361,6 +380,7 @@ async def run_batch(
     if run.fatal is not None:
         raise run.fatal  # outside the task groups: one clear error, not an exception group
     reason = sender.stop.reason
+    # Every request the senders sent, listings included; a migration's source has its own.
     requests = sender.requests + (downloads.sender.requests if separate else 0)
     aborted = sender.aborted
     if separate and aborted is None and downloads.sender.aborted is not None:
@@ -368,7 +388,7 @@ async def run_batch(
     return RunSummary(
         tally=run.tally,
         elapsed=clock() - began,
-        requests=requests - requests_before,
+        requests=requests,
         governor=sender.governor.stats,
         stopped=reason if reason != "aborted" else None,
         aborted=aborted,
