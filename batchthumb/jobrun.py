@@ -187,7 +187,7 @@ def run_job(
     """
     console = console or Quiet()
     report = settings.report_for(job.path)
-    with report_lock(report, wait=settings.lock_wait):
+    with report_lock(report, wait=settings.lock_wait, on_wait=console.status):
         plan = plan_run(job, settings, report)
         if plan.recorded.torn_line:
             console.warn(

@@ -457,11 +457,14 @@ def _refuse_link(report: Path) -> None:
 
 
 @contextmanager
-def report_lock(report: Path, *, wait: float = 0.0) -> Iterator[Path]:
+def report_lock(
+    report: Path, *, wait: float = 0.0, on_wait: Callable[[str], None] = lambda message: None
+) -> Iterator[Path]:
     """Hold an exclusive lock beside the report for as long as a run uses it.
 
     flock locks die with the process, so a run killed with -9 never leaves a stale lock behind.
-    With ``wait`` > 0, poll for up to that many seconds before giving up.
+    With ``wait`` > 0, poll for up to that many seconds before giving up, telling ``on_wait``
+    once that it waits.
     """
     if sys.platform == "win32":
         raise UsageError(POSIX_ONLY)
@@ -480,6 +483,7 @@ def report_lock(report: Path, *, wait: float = 0.0) -> Iterator[Path]:
         raise ReportError(f"{path}: cannot use as the lock file: it has other hard links")
     try:
         deadline = time.monotonic() + wait
+        waiting = False
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -491,6 +495,9 @@ def report_lock(report: Path, *, wait: float = 0.0) -> Iterator[Path]:
                         f"{report} is in use by {holder}; wait for it to finish, or pass "
                         "--lock-wait SECONDS to wait for it"
                     ) from None
+                if not waiting:
+                    waiting = True
+                    on_wait(f"{report} is in use; waiting up to {wait:g} s for it (--lock-wait)")
                 time.sleep(min(0.2, max(deadline - time.monotonic(), 0.0)))
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)

@@ -74,12 +74,20 @@ def files(tmp_path: Path, pairs: str) -> None:
     """The projects file and one auth file per side (references to secrets, not secrets)."""
     (tmp_path / "projects.csv").write_text(pairs)
     (tmp_path / "source.yaml").write_text("auth: {token_env: SOURCE_TOKEN}\n")
-    (tmp_path / "target.yaml").write_text("auth: {aksk: {ak_env: TARGET_AK, sk_env: TARGET_SK}}\n")
+
+
+def target_auth(tmp_path: Path, url: str) -> None:
+    """The target's AK/SK, its X-Project-Id looked up from the target region's IAM only."""
+    (tmp_path / "target.yaml").write_text(
+        "auth: {aksk: {ak_env: TARGET_AK, sk_env: TARGET_SK, "
+        f"iam_endpoint: {url}, project: cn-north-4}}}}\n"
+    )
 
 
 async def migrate(tmp_path: Path, urls: tuple[str, str], *extra: str) -> Result:
     """``migrate --projects`` from the source region (token) to the target region (AK/SK)."""
     env = environment(SOURCE_TOKEN=SOURCE_TOKEN, TARGET_AK=TARGET_AK, TARGET_SK=TARGET_SK)
+    target_auth(tmp_path, urls[1])
     done = await cli(
         "migrate", "--projects", "projects.csv",
         "--from-endpoint", urls[0], "--from-auth", "source.yaml",
@@ -225,7 +233,8 @@ async def test_migrate_o_between_regions_writes_the_targets_endpoint(tmp_path: P
     assert done.code == 0, done.err
     assert job.settings.endpoint == urls[1]
     assert len(job.items) == 4 and {item.project_id for item in job.items} == {DST1, DST2}
-    assert target.stats.requests == target.stats.lists == 2  # listed, nothing uploaded or set
+    # Listed (after one X-Project-Id lookup at the target's IAM); nothing uploaded or set.
+    assert (target.stats.lists, target.stats.project_lookups, target.stats.requests) == (2, 1, 3)
     assert_sides_kept_apart(source, target)
 
 
@@ -250,6 +259,7 @@ async def test_a_source_side_without_its_own_auth_signs_in_with_the_shared_one(
     files(tmp_path, PAIRS)
     env = environment(TARGET_AK=TARGET_AK, TARGET_SK=TARGET_SK)
     async with serving(source, target) as (source_url, target_url):
+        target_auth(tmp_path, target_url)
         done = await cli(
             "migrate", "--projects", "projects.csv", "--from-endpoint", source_url,
             "--endpoint", target_url, "--to-auth", "target.yaml", "--no-progress",
@@ -352,6 +362,7 @@ async def test_an_iam_user_on_the_source_gets_its_token_from_the_source_only(
             "password_env: SOURCE_PW, project: cn-north-4}\n"
         )
         env = environment(SOURCE_PW=password, TARGET_AK=TARGET_AK, TARGET_SK=TARGET_SK)
+        target_auth(tmp_path, urls[1])
         done = await cli(
             "migrate", "--projects", "projects.csv",
             "--from-endpoint", urls[0], "--from-auth", "source.yaml",
@@ -417,9 +428,9 @@ async def test_two_sandbox_processes_as_two_regions_never_see_each_others_creden
     assert "5 succeeded, 0 failed" in done.err
     seen_by_source = (tmp_path / "source-headers.jsonl").read_text().splitlines()
     seen_by_target = (tmp_path / "target-headers.jsonl").read_text().splitlines()
-    assert (
-        len(seen_by_source) == 6 and len(seen_by_target) == 13
-    )  # lists, downloads; lists, uploads, PUTs
+    # The source: 2 lists, 4 downloads; the target: its X-Project-Id lookup, 4 lists (pairing
+    # and snapshot), 4 uploads, 5 PUTs.
+    assert len(seen_by_source) == 6 and len(seen_by_target) == 14
     assert all(json.loads(line)["X-Auth-Token"] == SOURCE_TOKEN for line in seen_by_source)
     assert all(TARGET_AK in json.loads(line)["Authorization"] for line in seen_by_target)
     assert not any(TARGET_AK in line or TARGET_SK in line for line in seen_by_source)
