@@ -21,9 +21,10 @@ from contextlib import (
     contextmanager,
 )
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import anyio
 
@@ -40,6 +41,7 @@ from batchthumb.errors import (
     UsageError,
     os_errors,
 )
+from batchthumb.gallery import write_gallery
 from batchthumb.jobwriter import Entry, render_job, write_text
 from batchthumb.logs import JsonEvents
 from batchthumb.model import Item, ItemResult, ItemStream, Job, RunSettings, Tally
@@ -57,6 +59,7 @@ from batchthumb.runner import Key, Recorder, RunSummary, Uploads, run_batch
 from batchthumb.sending import Channel, Events, NoEvents, Sender, Stop
 from batchthumb.session import Connection, embedded_sandbox, make_sender
 from batchthumb.snapshot import Snapshot
+from batchthumb.summarize import ReportFile
 from batchthumb.summary import format_summary
 
 TIME_LIMIT = "time limit reached"
@@ -285,6 +288,10 @@ async def _run_in_loop(
             tasks.cancel_scope.cancel()
         if failure is not None:
             raise failure
+        if settings.gallery is not None and not summary.aborted:
+            # Here, while the target is still there: an embedded sandbox ends with the run.
+            made = await write_gallery([ReportFile(report)], settings.gallery, target, settings)
+            console.status(f"gallery of {made.plans} plans: {made.index}")
     return summary
 
 
@@ -381,6 +388,7 @@ async def run_plan(
             downloads = Channel(source_api, make_sender(settings, stop=stop, events=events))
         with Journal(report, redact=redact) as journal:
             began = time.monotonic()
+            started_at = _now()
             listings = None
             # The projects in job order, read apart from the workers' stream (see snapshot).
             ahead = (item.project_id for item in plan.pending)
@@ -420,6 +428,7 @@ async def run_plan(
                 ahead.close()  # a job file read for it is closed at once
             # The summary's time includes the listings made before the run (--backup).
             summary = replace(summary, elapsed=max(summary.elapsed, time.monotonic() - began))
+            journal.record_run(run_facts(summary, settings, started_at=started_at))
     if appending and plan.recorded.lines:
         compact(report)
     events.emit(
@@ -465,6 +474,30 @@ class _Watched:
 
     def record_upload(self, project_id: str, cache_key: str, img_url: str) -> None:
         self.journal.record_upload(project_id, cache_key, img_url)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def run_facts(summary: RunSummary, settings: RunSettings, *, started_at: str) -> dict[str, Any]:
+    """The run line of the report: what ``batchthumb report`` says about timing and throttling."""
+    gov = summary.governor
+    return {
+        "started_at": started_at,
+        "finished_at": _now(),
+        "elapsed_ms": round(summary.elapsed * 1000),
+        "requests": summary.requests,
+        "succeeded": summary.tally.succeeded,
+        "failed": summary.tally.failed,
+        "skipped": summary.tally.skipped,
+        "configured_rate": settings.rate,
+        "throttled": gov.throttled,
+        "rate_cuts": gov.rate_cuts,
+        "settled_rate": gov.rate,
+        "stopped": summary.stopped,
+        "aborted": summary.aborted,
+    }
 
 
 def _prepare_report(report: Path, plan: RunPlan, *, appending: bool) -> None:

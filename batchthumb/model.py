@@ -225,6 +225,7 @@ class RunSettings:
     progress: bool = True  # a bar on a terminal, status lines elsewhere
     log_json: bool = False  # JSON-lines events
     log_file: Path | None = None  # where they go; None: the console's stream (stderr)
+    gallery: Path | None = None  # after the run, write its before/after gallery here
 
     def __post_init__(self) -> None:
         if self.resume and self.retry_failed:

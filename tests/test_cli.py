@@ -200,11 +200,13 @@ async def test_retry_failed_sends_only_failed_items(
 async def test_dry_run_shows_the_plan_and_sends_nothing(
     tmp_path: Path, sandbox: tuple[Sandbox, str]
 ) -> None:
-    """--dry-run prints the count, the rate estimate and the requests, and sends nothing."""
+    """--dry-run --no-check prints the count, the rate estimate and the requests, and sends
+    nothing at all (without --no-check it compares first: tests/test_check_cli.py)."""
     box, url = sandbox
     job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(30), settings="rate: 10")
-    result = await cli("run", str(job), "--dry-run")
+    result = await cli("run", str(job), "--dry-run", "--no-check")
     assert result.code == 0
+    assert "not compared with the API (not asked to (--no-check))" in result.out
     assert result.out.startswith(
         "dry run: 30 of 30 plans to set, 0 already done, about 3 s at 10/s"
     )

@@ -221,12 +221,18 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="skip listing each project first (no previous_img_url, no undo, no --backup)",
     )
+    parser.add_argument(
+        "--gallery",
+        type=Path,
+        metavar="DIR",
+        help="after the run, write a before/after HTML gallery of its report into DIR",
+    )
 
 
 # Flags whose value, when given, replaces the settings field of the same name.
 _VALUES = (
     "concurrency", "rate", "burst", "retries", "timeout", "backoff", "breaker", "report",
-    "ca_bundle", "backup", "lock_wait", "max_duration", "log_file",
+    "ca_bundle", "backup", "lock_wait", "max_duration", "log_file", "gallery",
 )  # fmt: skip
 # Switches that set a field when present: (flag's dest, field, value when present).
 _SWITCHES = (

@@ -423,7 +423,10 @@ class Routes:
         if plan_type:
             plans = [p for p in plans if p.type == plan_type]
         start = (page_no - 1) * page_size
-        items: list[dict[str, Any]] = [p.to_json() for p in plans[start : start + page_size]]
+        with_img = self.sandbox.config.list_img
+        items: list[dict[str, Any]] = [
+            p.to_json(with_img=with_img) for p in plans[start : start + page_size]
+        ]
         if self.sandbox.config.list_wrapped:
             items = [{"result": item, "status": "success"} for item in items]
         return json_response(

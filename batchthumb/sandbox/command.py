@@ -128,6 +128,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="answer DownloadImageFile 400 PM.02174103, as for an IAM user without "
         "codeartsreq:attachment:download",
     )
+    parser.add_argument(
+        "--list-without-img",
+        action="store_true",
+        help="list plans without their img_url (thumbnails unknown to the client)",
+    )
     faults = parser.add_argument_group("faults")
     faults.add_argument(
         "--latency", type=_non_negative, default=0.0, help="seconds per PUT and list call"
@@ -186,6 +191,7 @@ def build_sandbox(args: argparse.Namespace) -> Sandbox:
         non_member_projects=frozenset(args.non_member),
         download_permission=not args.no_download_permission,
         record_headers=args.record_headers is not None,
+        list_img=not args.list_without_img,
     )
     faults = Faults(
         latency=args.latency,
