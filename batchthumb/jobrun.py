@@ -12,18 +12,24 @@ import importlib.util
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import (
+    AbstractAsyncContextManager,
+    AsyncExitStack,
+    asynccontextmanager,
+    contextmanager,
+)
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import anyio
 
 from batchthumb.auth import Redactor
-from batchthumb.client import open_api
+from batchthumb.client import PlanApi, open_api
 from batchthumb.console import Console, Quiet
 from batchthumb.errors import (
     EXIT_ABORTED,
@@ -35,9 +41,10 @@ from batchthumb.errors import (
     UsageError,
     os_errors,
 )
+from batchthumb.gallery import write_gallery
 from batchthumb.jobwriter import Entry, render_job, write_text
 from batchthumb.logs import JsonEvents
-from batchthumb.model import Item, ItemStream, Job, RunSettings, Tally
+from batchthumb.model import Item, ItemResult, ItemStream, Job, RunSettings, Tally
 from batchthumb.progress import Silent, choose_progress, format_duration
 from batchthumb.report import (
     Journal,
@@ -48,13 +55,18 @@ from batchthumb.report import (
     read_report,
     report_lock,
 )
-from batchthumb.runner import Key, RunSummary, Uploads, run_batch
-from batchthumb.sending import Events, NoEvents, Sender, Stop
+from batchthumb.runner import Key, Recorder, RunSummary, Uploads, run_batch
+from batchthumb.sending import Channel, Events, NoEvents, Sender, Stop
 from batchthumb.session import Connection, embedded_sandbox, make_sender
 from batchthumb.snapshot import Snapshot
+from batchthumb.summarize import ReportFile
 from batchthumb.summary import format_summary
 
 TIME_LIMIT = "time limit reached"
+
+# Given the items about to be sent, what to call with each result once it is recorded
+# (a migration of many project pairs says when each pair is done).
+Watch = Callable[[ItemStream], Callable[[ItemResult], None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,16 +176,21 @@ def run_job(
     *,
     console: Console | None = None,
     connection: Connection | None = None,
+    source: Connection | None = None,
+    watch: Watch | None = None,
     watch_signals: bool = False,
 ) -> RunResult:
     """Run a job under its report's lock; ``connection`` None means an embedded sandbox.
+
+    ``source``: where a migration's source images are downloaded from, when that is another
+    endpoint or account than ``connection`` (its own session, credentials and pacing).
 
     With ``watch_signals`` (the CLI), the first SIGINT or SIGTERM stops gracefully and the
     second at once; only in the main thread, the only one Python delivers signals to.
     """
     console = console or Quiet()
     report = settings.report_for(job.path)
-    with report_lock(report, wait=settings.lock_wait):
+    with report_lock(report, wait=settings.lock_wait, on_wait=console.status):
         plan = plan_run(job, settings, report)
         if plan.recorded.torn_line:
             console.warn(
@@ -186,7 +203,7 @@ def run_job(
             with _log_stream(settings, console) as log:
                 run = partial(
                     _run_in_loop, job, plan, settings, report, connection, console, log,
-                    watch_signals,
+                    watch_signals, source, watch,
                 )  # fmt: skip
                 summary = anyio.run(run, backend_options=_backend_options())
     return RunResult(report, len(job.items), plan.skipped, summary, settings.rate)
@@ -238,12 +255,16 @@ async def _run_in_loop(
     console: Console,
     log: TextIO | None,
     watch_signals: bool,
+    source: Connection | None,
+    watch: Watch | None,
 ) -> RunSummary:
     stop = Stop()
     async with _target(job, connection, console) as target:
         # Fetch the first IAM token here, outside any task group, so a wrong password is one
         # clear message (exit 3) rather than an exception group.
         await target.credentials.prepare()
+        if source is not None:
+            await source.credentials.prepare()
         failure: BatchthumbError | None = None
         async with anyio.create_task_group() as tasks:
             if watch_signals and threading.current_thread() is threading.main_thread():
@@ -259,12 +280,18 @@ async def _run_in_loop(
                     stop=stop,
                     console=console,
                     log=log,
+                    source=source,
+                    watch=watch,
                 )
             except BatchthumbError as exc:  # raised below, not wrapped in an exception group
                 failure = exc
             tasks.cancel_scope.cancel()
         if failure is not None:
             raise failure
+        if settings.gallery is not None and not summary.aborted:
+            # Here, while the target is still there: an embedded sandbox ends with the run.
+            made = await write_gallery([ReportFile(report)], settings.gallery, target, settings)
+            console.status(f"gallery of {made.plans} plans: {made.index}")
     return summary
 
 
@@ -300,11 +327,15 @@ async def run_plan(
     stop: Stop,
     console: Console,
     log: TextIO | None = None,
+    source: Connection | None = None,
+    watch: Watch | None = None,
 ) -> RunSummary:
     """Send the plan's items and journal every outcome; compact the report after a resume.
 
-    ``connection.credentials`` must be prepared already: a refused password is the
-    caller's to report, outside any task group.
+    ``connection.credentials`` (and ``source``'s) must be prepared already: a refused password
+    is the caller's to report, outside any task group. With ``source``, source images are
+    downloaded through a second session with its own credentials and its own sender (rate
+    limit, throttling), sharing the run's stop; nothing of one side is sent to the other.
 
     Unless ``settings.snapshot`` is off, one paginated listing per project records each plan's
     current thumbnail (``previous_img_url``), journaled before that project's first change:
@@ -314,8 +345,9 @@ async def run_plan(
     """
     appending = settings.resume or settings.retry_failed
     credentials = connection.credentials
+    sides = [credentials] if source is None else [credentials, source.credentials]
     # Read at each use: tokens renewed during the run are masked too.
-    redact = Redactor(lambda: credentials.secrets)
+    redact = Redactor(lambda: [secret for side in sides for secret in side.secrets])
     # A log that cannot be written stops the run gracefully: what is in flight is journaled.
     logger = None
     if log is not None:
@@ -330,6 +362,7 @@ async def run_plan(
         items=len(plan.pending),
         skipped=plan.skipped,
         endpoint=connection.endpoint,
+        **({} if source is None else {"source_endpoint": source.endpoint}),
         concurrency=settings.concurrency,
         workers=workers,
         rate=settings.rate,
@@ -347,16 +380,15 @@ async def run_plan(
         )
     )
     sender = make_sender(settings, stop=stop, events=events)
-    async with open_api(
-        connection.endpoint,
-        credentials,
-        concurrency=workers,
-        timeout=settings.timeout,
-        transport=connection.transport,
-        max_answer_bytes=settings.max_answer_bytes,
-    ) as api:
+    async with AsyncExitStack() as stack:
+        api = await stack.enter_async_context(_api(connection, settings, workers))
+        downloads = None
+        if source is not None:
+            source_api = await stack.enter_async_context(_api(source, settings, workers))
+            downloads = Channel(source_api, make_sender(settings, stop=stop, events=events))
         with Journal(report, redact=redact) as journal:
             began = time.monotonic()
+            started_at = _now()
             listings = None
             # The projects in job order, read apart from the workers' stream (see snapshot).
             ahead = (item.project_id for item in plan.pending)
@@ -377,21 +409,26 @@ async def run_plan(
                         listings.previous,
                         endpoint=connection.endpoint,
                     )
+                recorder: Recorder = journal
+                if watch is not None:
+                    recorder = _Watched(journal, watch(plan.pending))
                 summary = await run_batch(
                     plan.pending,
                     api=api,
                     sender=sender,
-                    journal=journal,
+                    journal=recorder,
                     concurrency=workers,
                     progress=progress,
                     uploads=Uploads(done=dict(plan.recorded.uploads)),
                     previous=listings.previous if listings is not None else None,
                     listings=listings,
+                    downloads=downloads,
                 )
             finally:
                 ahead.close()  # a job file read for it is closed at once
             # The summary's time includes the listings made before the run (--backup).
             summary = replace(summary, elapsed=max(summary.elapsed, time.monotonic() - began))
+            journal.record_run(run_facts(summary, settings, started_at=started_at))
     if appending and plan.recorded.lines:
         compact(report)
     events.emit(
@@ -409,6 +446,58 @@ async def run_plan(
     if logger is not None:
         logger.check()
     return summary
+
+
+def _api(
+    connection: Connection, settings: RunSettings, workers: int
+) -> AbstractAsyncContextManager[PlanApi]:
+    return open_api(
+        connection.endpoint,
+        connection.credentials,
+        concurrency=workers,
+        timeout=settings.timeout,
+        transport=connection.transport,
+        max_answer_bytes=settings.max_answer_bytes,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Watched:
+    """The journal, and a watcher told of each result once it is recorded."""
+
+    journal: Recorder
+    seen: Callable[[ItemResult], None]
+
+    def record(self, result: ItemResult) -> None:
+        self.journal.record(result)
+        self.seen(result)
+
+    def record_upload(self, project_id: str, cache_key: str, img_url: str) -> None:
+        self.journal.record_upload(project_id, cache_key, img_url)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def run_facts(summary: RunSummary, settings: RunSettings, *, started_at: str) -> dict[str, Any]:
+    """The run line of the report: what ``batchthumb report`` says about timing and throttling."""
+    gov = summary.governor
+    return {
+        "started_at": started_at,
+        "finished_at": _now(),
+        "elapsed_ms": round(summary.elapsed * 1000),
+        "requests": summary.requests,
+        "succeeded": summary.tally.succeeded,
+        "failed": summary.tally.failed,
+        "skipped": summary.tally.skipped,
+        "configured_rate": settings.rate,
+        "throttled": gov.throttled,
+        "rate_cuts": gov.rate_cuts,
+        "settled_rate": gov.rate,
+        "stopped": summary.stopped,
+        "aborted": summary.aborted,
+    }
 
 
 def _prepare_report(report: Path, plan: RunPlan, *, appending: bool) -> None:

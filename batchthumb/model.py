@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -15,11 +15,13 @@ from batchthumb.errors import Problem, UsageError
 PROJECT_ID = re.compile(r"[A-Za-z0-9]{32}")
 # The docs give no pattern for plan_id; the list call returns 32-character ids (facts §1).
 PLAN_ID = re.compile(r"[A-Za-z0-9]{32}")
-# The documented pattern /v1/upload/%s/\d{6}/[a-zA-Z0-9]+.[a-zA-Z], read strictly and anchored.
 # A region name as Huawei Cloud spells them (cn-north-4, ap-southeast-1); it becomes part of a
 # host name, so nothing else may pass.
 REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
-IMG_URL = re.compile(r"/v1/upload/(?P<project>[A-Za-z0-9]{32})/\d{6}/[A-Za-z0-9]+\.[A-Za-z]+")
+# The documented pattern /v1/upload/%s/\d{6}/[a-zA-Z0-9]+.[a-zA-Z], anchored and bounded. What
+# %s holds is unproven (facts §0: upload examples answer another id than the request's
+# project); the download page allows 1 to 32 characters there, so any such id is accepted.
+IMG_URL = re.compile(r"/v1/upload/[A-Za-z0-9]{1,32}/\d{6}/[A-Za-z0-9]{1,64}\.[A-Za-z]{1,8}")
 
 ITEM_KEYS = ("project_id", "plan_id", "img_url")
 
@@ -70,7 +72,7 @@ def field_problem(name: str, value: str) -> str | None:
     if name == "plan_id" and not PLAN_ID.fullmatch(value):
         return "must be 32 letters or digits (the plan id)"
     if name == "img_url" and not IMG_URL.fullmatch(value):
-        return "must look like /v1/upload/<32 letters or digits>/<yyyymm>/<name>.<ext>"
+        return "must look like /v1/upload/<id>/<yyyymm>/<name>.<ext>"
     return None
 
 
@@ -108,6 +110,9 @@ class AkSkAuth:
     ak_env: str = AK_ENV
     sk_env: str = SK_ENV
     credentials_file: Path | None = None  # default: $HUAWEICLOUD_SDK_CREDENTIALS_FILE or ~/...
+    # Where the IAM project id is looked up when none is configured (facts §4.3).
+    iam_endpoint: str | None = None  # default: $HUAWEICLOUD_SDK_IAM_ENDPOINT, the region's, ...
+    project: str | None = None  # the IAM project (region) name; default: the job's region
 
 
 AuthConfig = TokenAuth | IamAuth | AkSkAuth
@@ -220,6 +225,7 @@ class RunSettings:
     progress: bool = True  # a bar on a terminal, status lines elsewhere
     log_json: bool = False  # JSON-lines events
     log_file: Path | None = None  # where they go; None: the console's stream (stderr)
+    gallery: Path | None = None  # after the run, write its before/after gallery here
 
     def __post_init__(self) -> None:
         if self.resume and self.retry_failed:
@@ -232,6 +238,33 @@ class RunSettings:
         if self.report is not None:
             return self.report
         return job_path.with_name(f"{job_path.stem}.results.jsonl")
+
+
+@dataclass(frozen=True, slots=True)
+class Side:
+    """One side of a migration, where it differs from the shared settings: its endpoint or
+    region, and its credentials (another region or account signs in on its own)."""
+
+    endpoint: str | None = None
+    region: str | None = None  # sets the endpoint too, unless ``endpoint`` is given
+    auth: AuthConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.region is not None and not REGION.fullmatch(self.region):
+            # It becomes part of the endpoint's host name: nothing but a region may pass.
+            raise UsageError(f"region {self.region!r} is not a region name like cn-north-4")
+
+    def settings(self, shared: RunSettings) -> RunSettings:
+        """``shared`` with this side's endpoint, region and credentials on top."""
+        changes: dict[str, object] = {}
+        if self.region is not None:
+            changes["region"] = self.region
+            changes["endpoint"] = endpoint_for_region(self.region)
+        if self.endpoint is not None:
+            changes["endpoint"] = self.endpoint.rstrip("/")
+        if self.auth is not None:
+            changes["auth"] = self.auth
+        return replace(shared, **changes)  # type: ignore[arg-type]
 
 
 class ItemStream(Protocol):
@@ -278,6 +311,7 @@ class Verdict(enum.Enum):
     THROTTLED = "throttled"  # the whole run must slow down
     PERMANENT = "permanent"  # the request itself is wrong; retrying changes nothing
     REJECTED = "rejected"  # credentials refused: the run cannot go on
+    FORBIDDEN = "forbidden"  # the identity lacks a role or permission: the run cannot go on
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,10 @@ Each finished item is one line, written whole and flushed before the next item c
 crash loses nothing already done. Each image upload is a line too (``"kind": "upload"``),
 written as soon as the upload succeeds, so a resumed run never uploads the same image twice.
 The last line may be torn by a hard kill; reading tolerates that, and a resumed run compacts
-the journal so each item appears once, with its last outcome.
+the journal so each item appears once, with its last outcome. A run that ends (however it
+ends, short of a kill) appends one ``"kind": "run"`` line with its start, end, request and
+throttling counts, for ``batchthumb report``; every reader skips lines of a kind it does not
+use, so older readers and newer kinds get along.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 from batchthumb.errors import LockHeldError, ReportError, UsageError, os_errors
 from batchthumb.files import NOFOLLOW, FileRefused, open_fd, open_new, open_regular
@@ -51,6 +54,7 @@ FIELDS = (
 )
 UPLOAD = "upload"
 SNAPSHOT = "snapshot"
+RUN = "run"
 CHECK_EVERY = 1.0  # seconds between checks that the report is still where it was opened
 _APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT
 
@@ -96,12 +100,17 @@ class ReportState:
             self.done.add(digest)
 
 
-def _records(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
-    """(line number, record or None if unparseable, raw line) for every line of a report."""
+def open_report(path: Path) -> BinaryIO:
+    """The report opened for reading in binary; a FIFO, device or directory is refused."""
     try:
-        binary = open_regular(path)
+        return open_regular(path)
     except FileRefused as exc:
         raise ReportError(f"{path}: {exc.reason}") from None
+
+
+def _records(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
+    """(line number, record or None if unparseable, raw line) for every line of a report."""
+    binary = open_report(path)
     try:
         with io.TextIOWrapper(binary, encoding="utf-8", newline="\n") as f:
             for number, raw in enumerate(f, 1):
@@ -148,7 +157,7 @@ def read_report(path: Path) -> ReportState:
         if upload is not None:
             state.uploads[upload[0]] = upload[1]
             continue
-        if _snapshot(record, state):
+        if _snapshot(record, state) or _other_kind(record):
             continue
         key = _key(record)
         outcome = _outcome(record)
@@ -178,6 +187,18 @@ def last_records(path: Path) -> dict[Key, dict[str, Any]]:
     return last
 
 
+def read_uploads(path: Path) -> dict[Key, str]:
+    """(project_id, cache key) -> img_url of every upload a report journals; {} without one."""
+    if not path.is_file():
+        return {}
+    uploads: dict[Key, str] = {}
+    for _, record in scan(path):
+        upload = _upload(record)
+        if upload is not None:
+            uploads[upload[0]] = upload[1]
+    return uploads
+
+
 def _upload(record: dict[str, Any] | None) -> tuple[Key, str] | None:
     """((project_id, cache key), img_url) of an upload line; None for any other line."""
     if record is None or record.get("kind") != UPLOAD:
@@ -203,6 +224,25 @@ def _snapshot(record: dict[str, Any] | None, state: ReportState) -> bool:
         for plan_id, img_url in plans.items():
             state.previous[(project, plan_id)] = img_url if isinstance(img_url, str) else None
     return True
+
+
+def _other_kind(record: dict[str, Any] | None) -> bool:
+    """A line of a kind resume does not use (a run line, or a kind of a newer version)."""
+    kind = None if record is None else record.get("kind")
+    return isinstance(kind, str) and kind not in (UPLOAD, SNAPSHOT)
+
+
+def scan(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) of every whole JSON-object line of a report, streamed.
+
+    Lines that are not (a torn last line, damage) are left out; :func:`read_report` is the
+    reader that insists on them.
+    """
+    if not path.exists():
+        raise ReportError(f"{path}: no such report")
+    for number, record, _ in _records(path):
+        if record is not None:
+            yield number, record
 
 
 def _outcome(record: dict[str, Any] | None) -> Outcome | None:
@@ -317,6 +357,10 @@ class Journal:
         when resumed, what that plan showed before: undo depends on it.
         """
         self._write({"kind": SNAPSHOT, "project_id": project_id, "plans": plans})
+
+    def record_run(self, facts: dict[str, Any]) -> None:
+        """Append what a run as a whole did: start and end, requests, throttling, the end's why."""
+        self._write({"kind": RUN, **facts})
 
     def record_upload(self, project_id: str, cache_key: str, img_url: str) -> None:
         """Append one upload: ``cache_key`` is ``sha256:HEX`` or ``source:IMG_URL``."""
@@ -458,11 +502,14 @@ def _refuse_link(report: Path) -> None:
 
 
 @contextmanager
-def report_lock(report: Path, *, wait: float = 0.0) -> Iterator[Path]:
+def report_lock(
+    report: Path, *, wait: float = 0.0, on_wait: Callable[[str], None] = lambda message: None
+) -> Iterator[Path]:
     """Hold an exclusive lock beside the report for as long as a run uses it.
 
     flock locks die with the process, so a run killed with -9 never leaves a stale lock behind.
-    With ``wait`` > 0, poll for up to that many seconds before giving up.
+    With ``wait`` > 0, poll for up to that many seconds before giving up, telling ``on_wait``
+    once that it waits.
     """
     if sys.platform == "win32":
         raise UsageError(POSIX_ONLY)
@@ -481,6 +528,7 @@ def report_lock(report: Path, *, wait: float = 0.0) -> Iterator[Path]:
         raise ReportError(f"{path}: cannot use as the lock file: it has other hard links")
     try:
         deadline = time.monotonic() + wait
+        waiting = False
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -492,6 +540,9 @@ def report_lock(report: Path, *, wait: float = 0.0) -> Iterator[Path]:
                         f"{report} is in use by {holder}; wait for it to finish, or pass "
                         "--lock-wait SECONDS to wait for it"
                     ) from None
+                if not waiting:
+                    waiting = True
+                    on_wait(f"{report} is in use; waiting up to {wait:g} s for it (--lock-wait)")
                 time.sleep(min(0.2, max(deadline - time.monotonic(), 0.0)))
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)

@@ -1,8 +1,9 @@
 """Sending one request of a run: pacing, retries, throttling, the abort rule, and stopping.
 
-Every request of a run (PUTs, uploads, downloads, list calls) goes through one :class:`Sender`,
-so the runner, the plan listing and the migration share it; they import it from here, below
-all of them.
+Every request of a run (PUTs, uploads, downloads, list calls) to one endpoint goes through one
+:class:`Sender`, so the runner, the plan listing and the migration share it; they import it from
+here, below all of them. A migration between regions or accounts has two: a :class:`Channel`
+per side, each with its own rate limit and throttling, since each side's gateway has its own.
 """
 
 from __future__ import annotations
@@ -64,6 +65,10 @@ class NoEvents:
 
     def emit(self, event: str, **fields: Any) -> None:
         """Nothing to record."""
+
+
+# An item gives up after this many 429s per allowed retry (retries count other failures).
+THROTTLE_PATIENCE = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +166,7 @@ class Sender:
         comes through here, and a closure per item was a measurable share of the client's CPU.
         """
         attempts = 0
+        throttles = 0
         while True:
             started = None if self.stop.requested else self.governor.try_acquire()
             if started is None:
@@ -174,15 +180,19 @@ class Sender:
             if verdict is Verdict.OK:
                 self.governor.on_success()
                 return attempt, attempts
-            if verdict is Verdict.REJECTED:
+            if verdict is Verdict.REJECTED or verdict is Verdict.FORBIDDEN:
                 self.abort(attempt)
                 return attempt, attempts
             if verdict is Verdict.PERMANENT:
                 return attempt, attempts
             if verdict is Verdict.THROTTLED:
+                throttles += 1
                 self.governor.on_throttle(started_at=started, retry_after=attempt.retry_after)
                 self.events.emit("throttled", subject=subject, **_attempt_fields(attempt))
-            if attempts > self.retry.retries:
+            # A 429 is the whole run's wait (the governor's), not this item's failure: a window
+            # closed for a minute must not fail the items that probe it. Bounded all the same.
+            retries = self.retry.retries
+            if attempts - throttles > retries or throttles > THROTTLE_PATIENCE * retries:
                 return attempt, attempts
             self.events.emit("retry", subject=subject, attempt=attempts, **_attempt_fields(attempt))
             if verdict is Verdict.RETRY:
@@ -204,9 +214,14 @@ class Sender:
         return delay
 
     def abort(self, attempt: Attempt) -> None:
-        """Give up the run: the server refused the credentials."""
+        """Give up the run: the server refused the credentials or the permission."""
         if self.aborted is None:
-            if attempt.http_status is None:  # refused before sending: renewal failed
+            if attempt.verdict is Verdict.FORBIDDEN:
+                code = f" {attempt.error_code}" if attempt.error_code else ""
+                self.aborted = (
+                    f"permission refused (HTTP {attempt.http_status}{code}): {attempt.error}"
+                )
+            elif attempt.http_status is None:  # refused before sending: renewal failed
                 self.aborted = f"the credentials could not be renewed: {attempt.error}"
             else:
                 code = f" {attempt.error_code}" if attempt.error_code else ""
@@ -216,6 +231,14 @@ class Sender:
                     f"{detail})"
                 )
         self.stop.request("aborted")
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """One side of a migration: an API and the sender that paces the requests to it."""
+
+    api: ThumbnailApi
+    sender: Sender
 
 
 def _attempt_fields(attempt: Attempt) -> dict[str, Any]:

@@ -459,6 +459,7 @@ async def test_a_run_starts_no_more_workers_than_it_has_items(
 # -- the log file ----------------------------------------------------------------------
 
 
+@pytest.mark.subprocess
 async def test_a_log_file_on_a_full_disk_is_a_clear_error_and_the_report_untouched(
     tmp_path: Path, sandbox: tuple[Sandbox, str]
 ) -> None:

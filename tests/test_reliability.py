@@ -19,7 +19,8 @@ import anyio
 import anyio.abc
 import pytest
 
-from batchthumb.sandbox import Fault, Faults, Sandbox, SandboxConfig, Stats
+from batchthumb.report import report_lock
+from batchthumb.sandbox import Fault, Faults, RateLimit, Sandbox, SandboxConfig, Stats
 from tests.clihelp import (
     CLI_TIMEOUT,
     by_plan,
@@ -68,16 +69,15 @@ async def start(*args: str) -> anyio.abc.Process:
 
 
 async def until(box: Sandbox, predicate: Callable[[Stats], bool]) -> None:
-    """Wait for the sandbox to reach ``predicate``, failing the test after CLI_TIMEOUT."""
+    """Wait until the sandbox's stats satisfy ``predicate``, with a deadline of its own."""
     with anyio.fail_after(CLI_TIMEOUT):
         await box.wait_until(predicate)
 
 
-async def kill(process: anyio.abc.Process) -> None:
-    """SIGKILL the process and reap it, failing the test after CLI_TIMEOUT."""
-    process.kill()
+async def ended(process: anyio.abc.Process) -> int:
+    """Wait for a killed or signalled process to exit, with a deadline of its own."""
     with anyio.fail_after(CLI_TIMEOUT):
-        await process.wait()
+        return await process.wait()
 
 
 async def read_until(process: anyio.abc.Process, marker: str) -> str:
@@ -113,7 +113,8 @@ async def test_kill_9_mid_run_then_resume_completes_exactly_the_rest(
     report = tmp_path / "job.results.jsonl"
     process = await start("run", str(job), "--no-progress")
     await until(box, lambda s: s.puts >= 120)
-    await kill(process)
+    process.kill()
+    await ended(process)
     done_before = {k for k, o in journaled(report).items() if o == "succeeded"}
     assert 0 < len(done_before) < 400
     applied_before = Counter(box.stats.applied)
@@ -145,7 +146,8 @@ async def test_undo_after_a_kill_and_resume_restores_every_plan_exactly(
     await until(box, lambda s: s.puts >= 40)
     box.gate.close()  # requests from now on are held, and applied only after the kill
     await until(box, lambda s: s.waiting_at_gate >= 1)
-    await kill(process)
+    process.kill()
+    await ended(process)
     box.gate.open()
     await until(box, lambda s: s.applied_total == s.puts)  # the held ones applied too
     assert (await cli_process("run", str(job), "--no-progress", "--resume")).code == 0
@@ -326,6 +328,22 @@ async def test_an_overlapping_run_exits_75_and_sends_nothing(
     assert_each_item_once_and_succeeded(tmp_path / "job.results.jsonl", 5)
 
 
+async def test_lock_wait_waits_for_the_other_run_then_proceeds(
+    tmp_path: Path, sandbox: tuple[Sandbox, str]
+) -> None:
+    """With --lock-wait a second run waits (and says so) while the report is locked, then runs
+    once the lock is released, instead of exiting 75."""
+    box, url = sandbox
+    job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(3))
+    with report_lock(tmp_path / "job.results.jsonl"):
+        waiting = await start("run", str(job), "--no-progress", "--lock-wait", "60")
+        seen = await read_until(waiting, "waiting up to 60 s for it (--lock-wait)")
+        assert box.stats.requests == 0
+    code, err = await finish(waiting, seen)
+    assert code == 0, err
+    assert_each_item_once_and_succeeded(tmp_path / "job.results.jsonl", 3)
+
+
 async def test_max_duration_stops_starting_items_and_exits_4(
     tmp_path: Path, sandbox: tuple[Sandbox, str]
 ) -> None:
@@ -363,7 +381,7 @@ async def test_the_breaker_stops_a_run_that_fails_the_same_way_every_time(
 async def test_chaos_ends_with_every_item_succeeded(tmp_path: Path) -> None:
     """3,000 items through 10% 5xx, 5% 429 and 2% dropped connections all end succeeded."""
     faults = Faults(p500=0.05, p503=0.05, p429=0.05, retry_after="0", p_drop=0.02, seed=7)
-    box = Sandbox(SandboxConfig(tokens=frozenset({TOKEN})), faults=faults)
+    box = Sandbox(SandboxConfig(tokens=frozenset({TOKEN}), autocreate=True), faults=faults)
     async with box.serve() as url:
         job = write_job(
             tmp_path / "job.yaml", endpoint=url, plans=range(3000), settings="concurrency: 16"
@@ -380,7 +398,8 @@ async def test_chaos_ends_with_every_item_succeeded(tmp_path: Path) -> None:
 
 async def test_a_rate_limited_server_slows_the_whole_run_down(tmp_path: Path) -> None:
     """Against 50 requests/s and no --rate, few requests are wasted on 429 and the rate settles near 50."""
-    box = Sandbox(SandboxConfig(tokens=frozenset({TOKEN})), faults=Faults(rate_limit=50))
+    limit = RateLimit.per_second(50)
+    box = Sandbox(SandboxConfig(tokens=frozenset({TOKEN}), autocreate=True, rate_limit=limit))
     async with box.serve() as url:
         job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(500))
         result = await cli_process("run", str(job), "--no-progress")

@@ -59,9 +59,10 @@ class ScriptedApi:
             self.in_flight -= 1
 
     async def wait_arrived(self, count: int) -> None:
-        while self.arrived < count:
-            self.arrival = anyio.Event()
-            await self.arrival.wait()
+        with anyio.fail_after(WAIT):
+            while self.arrived < count:
+                self.arrival = anyio.Event()
+                await self.arrival.wait()
 
 
 class Journal:
@@ -76,7 +77,7 @@ class Journal:
 
 
 NO_WAIT = RetryPolicy(retries=3, backoff=0.0)
-WAIT = 20  # seconds: a backstop, so a run that hangs fails its test instead of the session
+WAIT = 30  # seconds: the deadline of each wait, so a regression fails instead of hanging
 
 
 async def run(api: ScriptedApi, work: list[Item], **kwargs: object) -> tuple[Journal, object]:
@@ -215,6 +216,16 @@ async def test_throttling_is_retried_and_slows_the_governor() -> None:
     assert governor.stats.throttled == 1
 
 
+async def test_throttles_do_not_use_up_an_items_retries() -> None:
+    """10 throttles then success with 3 retries: succeeded; past 5 per retry, the item fails."""
+    throttled = Attempt(Verdict.THROTTLED, 429, "APIGW.0308")
+    api = ScriptedApi({plan(0): [throttled] * 10, plan(1): [throttled] * 16})
+    journal, _ = await run(api, items(2))
+    results = journal.by_plan()
+    assert (results[plan(0)].outcome, results[plan(0)].attempts) == (Outcome.SUCCEEDED, 11)
+    assert (results[plan(1)].outcome, results[plan(1)].attempts) == (Outcome.FAILED, 16)
+
+
 async def test_rejected_credentials_abort_the_run_early() -> None:
     """A 401 stops the run: nothing new is started after it, and the summary says why."""
     api = ScriptedApi(
@@ -244,6 +255,29 @@ async def test_mixed_failures_do_not_trip_the_breaker() -> None:
     api = ScriptedApi(script)
     _, summary = await run(
         api, items(100), concurrency=1, retry=RetryPolicy(retries=0, backoff=0.0, breaker=10)
+    )
+    assert summary.aborted is None  # type: ignore[attr-defined]
+
+
+async def test_server_errors_that_run_out_of_retries_do_not_trip_the_breaker() -> None:
+    """5xx failures are passing trouble, not a wrong job: 30 in a row do not stop the run."""
+    down = Attempt(Verdict.RETRY, 503, "SANDBOX.0503", "Service unavailable")
+    api = ScriptedApi({plan(n): [down] for n in range(30)})
+    journal, summary = await run(
+        api, items(30), concurrency=1, retry=RetryPolicy(retries=0, backoff=0.0, breaker=10)
+    )
+    assert summary.aborted is None  # type: ignore[attr-defined]
+    assert len(journal.results) == 30
+    assert all(r.outcome is Outcome.FAILED for r in journal.results)
+
+
+async def test_alternating_failures_do_not_trip_the_breaker() -> None:
+    """Only failures of the same signature count: two codes taking turns never reach 10."""
+    one = Attempt(Verdict.PERMANENT, 400, "PM.02175006", "invalid parameter")
+    other = Attempt(Verdict.PERMANENT, 404, "APIGW.0101", "The API does not exist")
+    api = ScriptedApi({plan(n): [one if n % 2 else other] for n in range(30)})
+    _, summary = await run(
+        api, items(30), concurrency=1, retry=RetryPolicy(retries=0, backoff=0.0, breaker=10)
     )
     assert summary.aborted is None  # type: ignore[attr-defined]
 
@@ -342,7 +376,7 @@ async def test_a_journal_that_fails_stops_the_run_and_raises_plainly() -> None:
 
     api = ScriptedApi()
     journal = FullDisk()
-    with anyio.fail_after(WAIT), pytest.raises(ReportError, match="No space left"):
+    with pytest.raises(ReportError, match="No space left"), anyio.fail_after(WAIT):
         await run_batch(
             items(100), api=api, journal=journal, concurrency=1,
             sender=Sender(governor=RateGovernor(), retry=NO_WAIT),

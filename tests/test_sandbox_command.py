@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import signal
 import socket
-import sys
 from pathlib import Path
 
 import aiohttp
 import anyio
 import pytest
 
-from batchthumb.sandbox.command import READY_LINE, add_arguments, build_sandbox, main
+from batchthumb.sandbox.command import add_arguments, build_sandbox, main
+from batchthumb.sandbox.limits import RateLimit, RetryAfter, Shape
+from tests.clihelp import start_sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 P = "919bb351ef424e2daaf3dd80c179fae9"
@@ -36,7 +35,10 @@ def test_options_build_the_described_sandbox() -> None:
         parse(
             "--token", "t1-0123456789", "--token", "t2-0123456789", "--strict",
             "--latency", "0.5", "--p500", "0.1", "--p503", "0.2", "--p429", "0.3",
-            "--retry-after", "4", "--p-drop", "0.05", "--rate-limit", "7.5",
+            "--retry-after", "4", "--p-drop", "0.05", "--rate-limit", "7.5@0,2@3",
+            "--limit-shape", "fixed", "--limit-window", "60", "--limit-burst", "3",
+            "--limit-scope", "shared", "--limit-retry-after", "date", "--jitter", "0.25",
+            "--throttle-code", "APIG.0308",
             "--fail-first", "3", "--seed-random", "9", "--aksk", "AK1:SK1",
             "--iam-user", "acme/bot:pw:with:colons",
         )
@@ -48,16 +50,41 @@ def test_options_build_the_described_sandbox() -> None:
     user = config.iam_users[0]
     assert (user.domain, user.name, user.password) == ("acme", "bot", "pw:with:colons")
     assert (faults.latency, faults.p500, faults.p503, faults.p429) == (0.5, 0.1, 0.2, 0.3)
-    assert (faults.retry_after, faults.rate_limit_retry_after) == ("4", "4")
-    assert (faults.p_drop, faults.rate_limit, faults.seed) == (0.05, 7.5, 9)
+    assert (faults.retry_after, faults.jitter) == ("4", 0.25)
+    assert (faults.p_drop, faults.seed) == (0.05, 9)
+    assert config.rate_limit == RateLimit(
+        ((0.0, 7.5), (3.0, 2.0)),
+        shape=Shape.FIXED,
+        burst=3,
+        window=60.0,
+        per_api=False,
+        retry_after=RetryAfter.DATE,
+    )
+    assert config.throttle_code == "APIG.0308"
     assert faults.scripted_remaining == 3
 
 
 def test_defaults_and_rejected_values(capsys: pytest.CaptureFixture[str]) -> None:
-    """Defaults are 127.0.0.1:8080 with autocreate; a probability above 1 is a usage error."""
+    """Defaults are 127.0.0.1:8080 and the documented behaviour (no autocreate, wrapped list
+    elements, X-Project-Id required); a probability above 1 is a usage error."""
     args = parse()
     assert (args.host, args.port, args.strict) == ("127.0.0.1", 8080, False)
-    assert build_sandbox(args).config.autocreate
+    config = build_sandbox(args).config
+    assert (config.autocreate, config.list_wrapped, config.require_project_id) == (
+        False,
+        True,
+        True,
+    )
+    assert (config.download_permission, config.non_member_projects) == (True, frozenset())
+    loose = build_sandbox(
+        parse(
+            "--autocreate", "--list-bare", "--no-project-id-check", "--no-download-permission",
+            "--non-member", "919bb351ef424e2daaf3dd80c179fae9",
+        )
+    ).config  # fmt: skip
+    assert (loose.autocreate, loose.list_wrapped, loose.require_project_id) == (True, False, False)
+    assert not loose.download_permission
+    assert loose.non_member_projects == {"919bb351ef424e2daaf3dd80c179fae9"}
     with pytest.raises(SystemExit) as raised:
         parse("--p500", "1.5")
     assert raised.value.code == 2
@@ -83,22 +110,9 @@ async def test_subprocess_serves_until_sigint(tmp_path: Path) -> None:
         f"projects:\n  {P}:\n    plans:\n      - {{id: {PLAN}, name: Roadmap}}\n",
         encoding="utf-8",
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    command = [
-        sys.executable, "-m", "batchthumb.sandbox", "--port", "0", "--token", TOKEN,
-        "--seed", str(seed), "--fail-first", "1",
-    ]  # fmt: skip
-    async with await anyio.open_process(command, env=env, cwd=ROOT) as process:
+    process, url = await start_sandbox("--token", TOKEN, "--seed", str(seed), "--fail-first", "1")
+    async with process:
         assert process.stdout is not None
-        line = b""
-        with anyio.fail_after(30):  # interpreter and aiohttp start-up on a loaded machine
-            while not line.endswith(b"\n"):
-                line += await process.stdout.receive()
-        match = re.fullmatch(
-            re.escape(READY_LINE.format(url="")) + r"(http://127\.0\.0\.1:\d+)\n", line.decode()
-        )
-        assert match is not None, line
-        url = match.group(1)
         path = f"/v3/plan/{P}/management/{PLAN}/img"
         with anyio.fail_after(20):
             async with aiohttp.ClientSession(url, headers={"X-Auth-Token": TOKEN}) as http:

@@ -21,6 +21,7 @@ from batchthumb.model import (
     PROJECT_ID,
     REGION,
     RunSettings,
+    Side,
     endpoint_for_region,
 )
 
@@ -144,6 +145,39 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_side_arguments(parser: argparse.ArgumentParser, prefix: str, side: str) -> None:
+    """``--PREFIX-endpoint``/``--PREFIX-region`` and ``--PREFIX-auth`` for one side of a
+    migration; each defaults to the shared ``--endpoint``/``--region``/``--auth``."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(f"--{prefix}-endpoint", metavar="URL", help=f"API base URL of {side}")
+    where.add_argument(f"--{prefix}-region", metavar="REGION", help=f"region of {side}")
+    parser.add_argument(
+        f"--{prefix}-auth",
+        type=Path,
+        metavar="FILE",
+        help=f"YAML file with the `auth:` section {side} signs in with",
+    )
+
+
+def side_from_args(args: argparse.Namespace, prefix: str) -> Side:
+    """The side the ``--PREFIX-*`` flags describe (all None: the shared settings)."""
+    auth = getattr(args, f"{prefix}_auth")
+    region = getattr(args, f"{prefix}_region")
+    return Side(
+        endpoint=getattr(args, f"{prefix}_endpoint"),
+        region=None if region is None else _region(region, f"--{prefix}-region"),
+        auth=None if auth is None else load_auth(auth),
+    )
+
+
+def _region(value: str, flag: str) -> str:
+    """``value`` if it is a region name; it becomes part of the endpoint's host name, so
+    nothing but a region may pass."""
+    if not REGION.fullmatch(value):
+        raise UsageError(f"{flag} {value!r} is not a region name like cn-north-4")
+    return value
+
+
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """How a run that changes plans is reported, resumed, bounded and logged."""
     parser.add_argument(
@@ -187,12 +221,18 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="skip listing each project first (no previous_img_url, no undo, no --backup)",
     )
+    parser.add_argument(
+        "--gallery",
+        type=Path,
+        metavar="DIR",
+        help="after the run, write a before/after HTML gallery of its report into DIR",
+    )
 
 
 # Flags whose value, when given, replaces the settings field of the same name.
 _VALUES = (
     "concurrency", "rate", "burst", "retries", "timeout", "backoff", "breaker", "report",
-    "ca_bundle", "backup", "lock_wait", "max_duration", "log_file",
+    "ca_bundle", "backup", "lock_wait", "max_duration", "log_file", "gallery",
 )  # fmt: skip
 # Switches that set a field when present: (flag's dest, field, value when present).
 _SWITCHES = (
@@ -220,10 +260,7 @@ def settings_from_args(args: argparse.Namespace, base: RunSettings) -> RunSettin
     if args.endpoint is not None:
         overrides["endpoint"] = args.endpoint.rstrip("/")
     if args.region is not None:
-        if not REGION.fullmatch(args.region):
-            # It becomes part of the endpoint's host name: nothing but a region may pass.
-            raise UsageError(f"--region {args.region!r} is not a region name like cn-north-4")
-        overrides["region"] = args.region
+        overrides["region"] = _region(args.region, "--region")
         overrides["endpoint"] = endpoint_for_region(args.region)
     if args.auth is not None:
         overrides["auth"] = load_auth(args.auth)

@@ -23,7 +23,8 @@ from aiohttp.multipart import parse_content_disposition
 from batchthumb import signing
 from batchthumb.images import image_type
 from batchthumb.sandbox.config import SandboxConfig
-from batchthumb.sandbox.faults import Fault, FaultKind, Faults, default_error
+from batchthumb.sandbox.faults import THROTTLE_CODE, Fault, FaultKind, Faults, default_error
+from batchthumb.sandbox.limits import Limits, retry_after_value
 from batchthumb.sandbox.state import (
     IMG_URL_PATTERN,
     PLAN_TYPES,
@@ -33,6 +34,12 @@ from batchthumb.sandbox.state import (
     Stats,
     Store,
     is_id,
+)
+from batchthumb.sandbox.undocumented import (
+    MISSING_PROJECT_ID,
+    NO_PERMISSION,
+    NOT_A_MEMBER,
+    UNKNOWN_PLAN,
 )
 
 JSON_CONTENT_TYPE = "application/json;charset=UTF-8"
@@ -61,6 +68,7 @@ class Sandbox(Protocol):
     gate: Gate
     list_gates: dict[str, Gate]
     store: Store
+    limits: Limits | None
     clock: Callable[[], float]
     wall_clock: Callable[[], float]
 
@@ -82,10 +90,11 @@ class ApiError(Exception):
         self.headers = headers or {}
 
     @classmethod
-    def from_fault(cls, fault: Fault) -> ApiError:
-        """The error answer a status fault asks for."""
+    def from_fault(cls, fault: Fault, throttle_code: str = THROTTLE_CODE) -> ApiError:
+        """The error answer a status fault asks for, a throttling code spelled as configured."""
         headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else None
-        return cls(fault.http_status, fault.error_code, fault.error_msg, headers)
+        code = throttle_code if fault.error_code == THROTTLE_CODE else fault.error_code
+        return cls(fault.http_status, code, fault.error_msg, headers)
 
     def response(self) -> web.Response:
         """Render the error as a JSON response."""
@@ -195,6 +204,8 @@ class Routes:
         """Count the request, render errors, stamp ``X-Request-Id``, count the status."""
         stats = self.stats
         stats.requests += 1
+        if self.sandbox.config.record_headers:
+            stats.headers.append(dict(request.headers))
         try:
             response = await handler(request)
         except ApiError as exc:
@@ -215,12 +226,23 @@ class Routes:
         self.sandbox.notify()
         return response
 
-    def authenticate(self, request: web.Request, body: bytes | None) -> None:
-        """Accept an ``X-Auth-Token`` or an ``SDK-HMAC-SHA256`` signature, else raise 401."""
+    def authenticate(self, request: web.Request, body: bytes | None, *, iam: bool = False) -> None:
+        """Accept an ``X-Auth-Token`` or an ``SDK-HMAC-SHA256`` signature, else raise 401.
+
+        A signed API call (``iam`` False) must also carry a known ``X-Project-Id`` unless
+        the config says otherwise, as the SDK always sends it (facts §4.3).
+        """
         headers = request.headers
         authorization = headers.get("Authorization")
         if authorization is not None and authorization.startswith(signing.ALGORITHM):
             self._verify_signature(request, body)
+            config = self.sandbox.config
+            if (
+                not iam
+                and config.require_project_id
+                and headers.get("X-Project-Id") not in config.iam_project_ids
+            ):
+                raise ApiError(401, "APIGW.0301", MISSING_PROJECT_ID)
             return
         token = headers.get("X-Auth-Token")
         if token is None:
@@ -267,6 +289,8 @@ class Routes:
         project_id = request.match_info["project_id"]
         if not is_id(project_id):
             raise invalid("project_id", "must be 32 letters or digits")
+        if project_id in self.sandbox.config.non_member_projects:
+            raise ApiError(*NOT_A_MEMBER)
         return project_id
 
     def plans_of(self, project_id: str, *, create: bool) -> dict[str, Plan]:
@@ -278,11 +302,28 @@ class Routes:
             raise ApiError(400, "PM.02152005", "The project does not exist or has been deleted.")
         return self.store.ensure_project(project_id) if create else {}
 
-    def admit(self) -> None:
-        """Apply the rate limit; raise the 429 ``APIGW.0308`` above it."""
-        faults = self.sandbox.faults
-        if not faults.admit(self.sandbox.clock()):
-            raise ApiError.from_fault(faults.throttle_fault())
+    async def admit(self, api: str, request: web.Request, body: bytes | None) -> None:
+        """Hold the request for the latency, authenticate it, then apply ``api``'s rate limit.
+
+        The latency stands for the round trip, so every route sleeps it whatever the answer;
+        the limit is per user, so it counts only authenticated requests (429 above it).
+        """
+        sandbox = self.sandbox
+        delay = sandbox.faults.delay()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        self.authenticate(request, body)
+        limits = sandbox.limits
+        if limits is None:
+            return
+        now = sandbox.clock()
+        refused = limits.admit(api, now)
+        if refused is None:
+            return
+        wait, limiter = refused
+        retry_after = retry_after_value(limits.limit.retry_after, wait, sandbox.wall_clock())
+        headers = {"Retry-After": retry_after} if retry_after is not None else None
+        raise ApiError(429, sandbox.config.throttle_code, limiter.message(now), headers)
 
     # -- CodeArts Req -------------------------------------------------------------------
 
@@ -310,11 +351,8 @@ class Routes:
                 sandbox.notify()
         if gate.aborted:  # the server is stopping
             _drop(request)
+        await self.admit("put", request, body)
         faults = sandbox.faults
-        if faults.latency > 0:
-            await asyncio.sleep(faults.latency)
-        self.authenticate(request, body)
-        self.admit()
         plan_id = request.match_info["plan_id"]
         fault = faults.take(plan_id)
         drop_after_apply = False
@@ -333,7 +371,7 @@ class Routes:
                     }
                 )
             else:
-                raise ApiError.from_fault(fault)
+                raise ApiError.from_fault(fault, sandbox.config.throttle_code)
 
         project_id = self.project(request)
         if not is_id(plan_id):
@@ -347,8 +385,7 @@ class Routes:
         plan = plans.get(plan_id)
         if plan is None:
             if not sandbox.config.autocreate:
-                # The real code for an unknown plan is not documented (facts §5.2, §7.4).
-                raise invalid("plan_id", f"plan {plan_id} does not exist")
+                raise _unknown_plan(plan_id)
             plan = self.store.add_plan(project_id, f"Plan {plan_id[:8]}", "mind", plan_id=plan_id)
         if sandbox.config.strict_urls:
             upload = self.store.uploads.get(img_url)
@@ -372,9 +409,7 @@ class Routes:
             await gate.wait()
             if gate.aborted:  # the server is stopping
                 _drop(request)
-        if sandbox.faults.latency > 0:  # a round trip, as for PUTs
-            await asyncio.sleep(sandbox.faults.latency)
-        self.authenticate(request, body)
+        await self.admit("list", request, body)
         project_id = self.project(request)
         params = _json_body(body, allow_empty=True)
         page_no = _int_param(params, "page_no", 1, 9999)
@@ -403,7 +438,10 @@ class Routes:
         if plan_type:
             plans = [p for p in plans if p.type == plan_type]
         start = (page_no - 1) * page_size
-        items: list[dict[str, Any]] = [p.to_json() for p in plans[start : start + page_size]]
+        with_img = self.sandbox.config.list_img
+        items: list[dict[str, Any]] = [
+            p.to_json(with_img=with_img) for p in plans[start : start + page_size]
+        ]
         if self.sandbox.config.list_wrapped:
             items = [{"result": item, "status": "success"} for item in items]
         return json_response(
@@ -414,7 +452,7 @@ class Routes:
         """``POST /v3/plan/{project_id}/management``: create a plan."""
         self.stats.creates += 1
         body = await request.read()
-        self.authenticate(request, body)
+        await self.admit("create", request, body)
         project_id = self.project(request)
         params = _json_body(body)
         name = params.get("name")
@@ -430,14 +468,15 @@ class Routes:
     async def plan_info(self, request: web.Request) -> web.StreamResponse:
         """``GET /v3/plan/{project_id}/{plan_id}/info``: one plan, without its img_url."""
         self.stats.infos += 1
-        self.authenticate(request, await request.read())
+        body = await request.read()
+        await self.admit("info", request, body)
         project_id = self.project(request)
         plan_id = request.match_info["plan_id"]
         if not is_id(plan_id):
             raise invalid("plan_id", "must be 32 letters or digits")
         plan = self.plans_of(project_id, create=False).get(plan_id)
         if plan is None:
-            raise invalid("plan_id", f"plan {plan_id} does not exist")
+            raise _unknown_plan(plan_id)
         result = plan.to_json(with_img=False)
         result["updater"] = plan.creator.to_json()
         result["created_on"] = str(plan.created_on)
@@ -450,11 +489,8 @@ class Routes:
         """``POST /v2/{project_id}/img``: store a multipart ``file`` image, return its URL."""
         sandbox = self.sandbox
         self.stats.uploads += 1
-        if sandbox.faults.latency > 0:
-            await asyncio.sleep(sandbox.faults.latency)
         body = await request.read()
-        self.authenticate(request, body)
-        self.admit()
+        await self.admit("upload", request, body)
         project_id = self.project(request)
         self.plans_of(project_id, create=True)
         data = _multipart_file(request.headers.get("Content-Type", ""), body)
@@ -472,19 +508,67 @@ class Routes:
     async def download_img(self, request: web.Request) -> web.StreamResponse:
         """``GET /v4/projects/{project_id}/image-file?image_uri=...``: the stored image."""
         self.stats.downloads += 1
-        self.authenticate(request, await request.read())
+        body = await request.read()
+        await self.admit("download", request, body)
+        if not self.sandbox.config.download_permission:
+            # The identity policy codeartsreq:attachment:download, checked before any role.
+            raise ApiError(*NO_PERMISSION)
         self.project(request)
         upload = self.store.uploads.get(request.query.get("image_uri", ""))
         if upload is None:
             raise invalid("image_uri", "no such image")
         return web.Response(body=upload.data, headers={"Content-Type": upload.content_type})
 
+    async def download_v3(self, request: web.Request) -> web.StreamResponse:
+        """``GET /v3/upload/{project_id}/{yyyymm}/{name}``: the img_url with v1 swapped for v3.
+
+        Documented on the UploadIssuesImg page; it needs no identity policy (facts §0).
+        """
+        self.stats.downloads += 1
+        body = await request.read()
+        await self.admit("download", request, body)
+        if request.match_info["project_id"] in self.sandbox.config.non_member_projects:
+            raise ApiError(*NOT_A_MEMBER)
+        img_url = "/v1/" + request.path.removeprefix("/v3/")
+        upload = self.store.uploads.get(img_url)
+        if upload is None:
+            raise invalid("img_url", "no such image")
+        return web.Response(body=upload.data, headers={"Content-Type": upload.content_type})
+
     # -- IAM ----------------------------------------------------------------------------
+
+    async def list_iam_projects(self, request: web.Request) -> web.StreamResponse:
+        """``GET /v3/projects?name=``: Keystone's project list, as the SDK's lookup reads it."""
+        self.stats.project_lookups += 1
+        self.authenticate(request, await request.read(), iam=True)
+        name = request.query.get("name", "")
+        config = self.sandbox.config
+        names = [name] if "name" in request.query else list(config.iam_projects)
+        projects = [
+            {
+                "id": project_id,
+                "name": region,
+                "domain_id": _stable_id("domain", "sandbox"),
+                "parent_id": _stable_id("domain", "sandbox"),
+                "is_domain": False,
+                "enabled": True,
+                "description": "",
+                "links": {"self": f"{request.url.origin()}/v3/projects/{project_id}"},
+            }
+            for region in names
+            for project_id in config.iam_projects.get(region, ())
+        ]
+        links = {"self": str(request.url), "previous": None, "next": None}
+        return json_response({"projects": projects, "links": links})
 
     async def issue_token(self, request: web.Request) -> web.StreamResponse:
         """``POST /v3/auth/tokens``: a password-scoped token in ``X-Subject-Token``."""
+        raw = await request.read()
+        delay = self.sandbox.faults.delay()  # IAM is another service: latency, no API limit
+        if delay > 0:
+            await asyncio.sleep(delay)
         try:
-            doc = json.loads(await request.read())
+            doc = json.loads(raw)
             auth = doc["auth"]
             identity = auth["identity"]
             if "password" not in identity["methods"]:
@@ -540,6 +624,11 @@ class Routes:
         return json_response(body, 201, {"X-Subject-Token": token})
 
 
+def _unknown_plan(plan_id: str) -> ApiError:
+    status, code = UNKNOWN_PLAN
+    return ApiError(status, code, f"Invalid parameter plan_id: plan {plan_id} does not exist")
+
+
 def _stable_id(*parts: str) -> str:
     return hashlib.md5("/".join(parts).encode(), usedforsecurity=False).hexdigest()
 
@@ -555,5 +644,7 @@ def build_app(sandbox: Sandbox) -> web.Application:
     add.add_get("/v3/plan/{project_id}/{plan_id}/info", routes.plan_info)
     add.add_post("/v2/{project_id}/img", routes.upload_img)
     add.add_get("/v4/projects/{project_id}/image-file", routes.download_img)
+    add.add_get("/v3/upload/{project_id}/{yyyymm}/{name}", routes.download_v3)
     add.add_post("/v3/auth/tokens", routes.issue_token)
+    add.add_get("/v3/projects", routes.list_iam_projects)
     return app
