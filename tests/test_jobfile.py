@@ -740,3 +740,41 @@ def test_an_items_file_that_lists_nothing_or_is_given_images_is_refused(tmp_path
     (tmp_path / "items.csv").write_text("not a csv the job would read")
     path = write(tmp_path, "items_file: items.csv\nrate: -1\n")
     assert problems(path) == [f"{path}:2: rate: must be 0 or more, not -1"]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("concurrency: 0", "concurrency: must be at least 1, not 0"),
+        ("concurrency: 513", "concurrency: must be at most 512, not 513"),
+        ("concurrency: 2.5", "concurrency: must be a whole number, not 2.5"),
+        ("concurrency: " + "9" * 5000, "concurrency: must be at most 512, not " + "9" * 40),
+        ("retries: -1", "retries: must be at least 0, not -1"),
+        ("burst: 0", "burst: must be at least 1, not 0"),
+        ("auth: {token_env: ~}", f"auth.token_env: {ENV_ADVICE}"),
+        ("auth: {token_env: " + "A" * 129 + "}", f"auth.token_env: {ENV_ADVICE}"),
+        ("auth: {token_env: 1A}", f"auth.token_env: {ENV_ADVICE}"),
+    ],
+)
+def test_each_bad_whole_number_or_variable_name_is_one_problem(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    """Whole numbers below their minimum, past their maximum or fractional; names that are not
+    variable names (too long, a leading digit, null): each one problem, the value cut short."""
+    path = write(tmp_path, text + "\n" + ITEMS)
+    assert problems(path) == [f"{path}:1: {problem}"]
+
+
+def test_whole_numbers_take_their_bounds_hex_and_underscores(tmp_path: Path) -> None:
+    """512 workers and 0 retries are allowed; 0x10 and 1_0 read as YAML integers do."""
+    for text, field_name, value in (
+        ("concurrency: 512", "concurrency", 512),
+        ("concurrency: 0x10", "concurrency", 16),
+        ("concurrency: 1_0", "concurrency", 10),
+        ("retries: 0", "retries", 0),
+    ):
+        settings = load_job(write(tmp_path, text + "\n" + ITEMS)).settings
+        assert getattr(settings, field_name) == value
+    for name in ("A" * 128, "_A1"):
+        job = load_job(write(tmp_path, f"auth: {{token_env: {name}}}\n" + ITEMS))
+        assert job.auth == TokenAuth(env=name)
