@@ -14,9 +14,9 @@ import anyio
 import pytest
 from aiohttp import web
 
-from batchthumb.auth import IamIdentity, IssuedToken, StaticToken
-from batchthumb.client import IamTokens, PlanApi, check_url, make_transport, open_api
-from batchthumb.errors import RunAborted, UsageError
+from batchthumb.auth import AkSk, IamIdentity, IssuedToken, StaticToken
+from batchthumb.client import IamProjects, IamTokens, PlanApi, check_url, make_transport, open_api
+from batchthumb.errors import CredentialsError, RunAborted, UsageError
 from batchthumb.model import MAX_IMAGE_ANSWER_BYTES, MIB, Attempt, Verdict
 from batchthumb.sandbox import Fault, RateLimit, Sandbox, SandboxConfig
 from tests.conftest import P1, TOKEN, img_url, plan_id
@@ -519,3 +519,68 @@ async def test_an_unreachable_iam_is_named_with_the_error_kind() -> None:
         "no token for IAM user bot of account acme: cannot reach IAM at http://127.0.0.1:9 "
         "(ClientConnectorError)"
     )
+
+
+PROJECT = "0" * 31 + "a"
+
+
+async def look_up(handler: Handler) -> tuple[Server, object]:
+    """Ask a recording IAM stand-in for the project id of cn-north-4, signed with an AK/SK."""
+    async with serve(handler) as iam:
+        lookup = IamProjects(make_transport(), timeout=5)
+        signer = AkSk("AKSENTINEL0000000001", "sk-SENTINEL-1", project_id="p" * 32)
+        try:
+            with anyio.fail_after(20):
+                return iam, await lookup(iam.url, "cn-north-4", signer)
+        except (RunAborted, CredentialsError) as exc:
+            return iam, exc
+
+
+async def test_a_project_lookup_is_the_signed_keystone_listing_by_name() -> None:
+    """GET /v3/projects?name=REGION, signed; the one project's id is the answer."""
+    iam, found = await look_up(json_answer({"projects": [{"id": PROJECT, "name": "cn-north-4"}]}))
+    assert found == PROJECT
+    [seen] = iam.seen
+    assert (seen.method, seen.path) == ("GET", "/v3/projects?name=cn-north-4")
+    assert seen.headers["Authorization"].startswith("SDK-HMAC-SHA256 Access=AKSENTINEL0000000001")
+
+
+@pytest.mark.parametrize(
+    ("handler", "message"),
+    [
+        (
+            json_answer({"error": {"code": "IAM.0001", "message": "bad sig"}}, 401),
+            "refused (HTTP 401: IAM.0001 bad sig); check the access key pair, or set "
+            "HUAWEICLOUD_SDK_PROJECT_ID",
+        ),
+        (
+            json_answer({}, 500),
+            "refused (HTTP 500); try again later, or set HUAWEICLOUD_SDK_PROJECT_ID",
+        ),
+        (
+            redirect(302, lambda request: "https://elsewhere.example/"),
+            "redirected, and redirects are not followed (HTTP 302)",
+        ),
+        (json_answer({"projects": {}}), "answered without a `projects` list"),
+        (
+            json_answer({"projects": []}),
+            "has no project named cn-north-4; check the region, or set "
+            "HUAWEICLOUD_SDK_PROJECT_ID to the project to use",
+        ),
+        (
+            json_answer({"projects": [{"id": "a"}, {"id": "b"}, "junk"]}),
+            "has 2 projects named cn-north-4 (a, b); check the region",
+        ),
+        (json_answer({"projects": [{"id": "not an id"}]}), "answered an unusable project id"),
+        (json_answer({"projects": [{"id": 5}]}), "answered an unusable project id"),
+    ],
+)
+async def test_each_failed_project_lookup_says_why(handler: Handler, message: str) -> None:
+    """Refused (with the advice that fits the status), redirected, no list, none, several or a
+    bad id: each stops with a message naming the region and IAM's endpoint."""
+    iam, found = await look_up(handler)
+    assert isinstance(found, RunAborted | CredentialsError)
+    prefix = f"cannot look up the IAM project id of cn-north-4 for X-Project-Id: IAM at {iam.url} "
+    assert str(found).startswith(prefix)
+    assert message in str(found)
+    assert isinstance(found, CredentialsError) == ("named" in message)
