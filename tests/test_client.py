@@ -584,3 +584,38 @@ async def test_each_failed_project_lookup_says_why(handler: Handler, message: st
     assert str(found).startswith(prefix)
     assert message in str(found)
     assert isinstance(found, CredentialsError) == ("named" in message)
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "said", "hint"),
+    [
+        (
+            400,
+            "PM.02150010",
+            "denied",
+            f"the user is not a member of project {P1} (denied); add the IAM user to that "
+            "CodeArts Req project with a role that may edit plans",
+        ),
+        (
+            400,
+            "PM.02174103",
+            "无操作权限",
+            f"no permission in project {P1} (无操作权限): the user's role there does not allow this",
+        ),
+        (
+            403,
+            "PM.00000403",
+            "go away",
+            f"forbidden in project {P1} (go away): the identity lacks a role in the project or an IAM permission",
+        ),
+    ],
+)
+async def test_a_permission_refusal_says_what_to_grant_in_which_project(
+    sandbox: tuple[Sandbox, str], status: int, code: str, said: str, hint: str
+) -> None:
+    """Not a member, no permission, or a bare 403: the error names the project and the fix."""
+    box, url = sandbox
+    box.faults.script(Fault.status(status, code, said))
+    attempt = await put(url)
+    assert attempt.error is not None
+    assert attempt.error.endswith(hint), attempt.error
