@@ -1080,3 +1080,11 @@ async def test_a_token_renewed_mid_run_is_masked_even_where_the_client_does_not_
     text = report.read_text()
     assert RENEWED not in text and RENEWED not in log.getvalue()
     assert text.count('"request_id": "req-***"') == 6
+
+
+def test_credentials_show_no_secret_in_their_repr_and_keys_are_not_renewed() -> None:
+    """repr() of a token or key pair names what it is, never the secret; AK/SK never renews."""
+    assert repr(StaticToken("t" * 20)) == "StaticToken(<redacted>)"
+    aksk = AkSk(AK, SK, project_id="proj")
+    assert repr(aksk) == f"AkSk(ak={AK!r}, <redacted>)"
+    assert anyio.run(aksk.renew, {}) is False
