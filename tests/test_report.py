@@ -20,6 +20,7 @@ from batchthumb.report import (
     last_records,
     read_report,
     report_lock,
+    scan,
 )
 
 P = "919bb351ef424e2daaf3dd80c179fae9"
@@ -573,3 +574,33 @@ def test_the_lock_refuses_a_report_path_it_cannot_use(tmp_path: Path) -> None:
         with pytest.raises(ReportError) as info, report_lock(report):
             pass
         assert str(info.value) == message
+
+
+def test_compact_keeps_only_the_newest_of_three_lines_for_an_item(tmp_path: Path) -> None:
+    """An item recorded three times keeps its third line alone; the first two are dropped."""
+    path = tmp_path / "r.jsonl"
+    with Journal(path) as journal:
+        journal.record(result("a" * 32, Outcome.FAILED, "one"))
+        journal.record(result("a" * 32, Outcome.FAILED, "two"))
+        journal.record(result("a" * 32))
+    compact(path)
+    [line] = path.read_text().splitlines()
+    assert json.loads(line)["outcome"] == "succeeded"
+
+
+def test_scanning_a_missing_report_says_there_is_none(tmp_path: Path) -> None:
+    """scan() of a path with no report is a ReportError saying so, not an empty scan."""
+    with pytest.raises(ReportError) as info:
+        list(scan(tmp_path / "none.jsonl"))
+    assert str(info.value) == f"{tmp_path / 'none.jsonl'}: no such report"
+
+
+def test_a_journal_never_writes_through_a_symlink(tmp_path: Path) -> None:
+    """A report path that is a symlink is refused with a message, and its target stays absent."""
+    path = tmp_path / "r.jsonl"
+    path.symlink_to(tmp_path / "target.jsonl")
+    with pytest.raises(ReportError) as info, Journal(path):
+        pass
+    assert str(info.value).startswith(f"{path}: cannot write the report: ")
+    assert len(str(info.value)) > len(f"{path}: cannot write the report: ")
+    assert not (tmp_path / "target.jsonl").exists()
