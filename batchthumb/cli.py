@@ -33,6 +33,7 @@ COMMANDS = {
     "export": "write a job file that sets every plan's current thumbnail (a backup)",
     "migrate": "copy thumbnails from one project's plans to another's",
     "undo": "write the job that restores what a run changed",
+    "history": "list a report's kept history: each run's date, counts and changes",
     "validate": "check a job file; send nothing",
     "sandbox": "serve a local sandbox of the CodeArts Req plan API",
 }
@@ -124,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = module.from_args(args, StderrConsole())
     except JobFileError as exc:
+        if exc.shown:
+            return exc.exit_code
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         count = len(exc.problems)
@@ -133,7 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return exc.exit_code
     except BatchthumbError as exc:
-        print(f"batchthumb: {exc}", file=sys.stderr)
+        if not exc.shown:
+            print(f"batchthumb: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("batchthumb: interrupted", file=sys.stderr)

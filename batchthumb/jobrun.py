@@ -8,11 +8,12 @@ talks through a :class:`~batchthumb.console.Console`) and never exits: it return
 from __future__ import annotations
 
 import importlib.util
+import shlex
 import signal
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
-from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import TextIO
@@ -30,12 +31,12 @@ from batchthumb.errors import (
     EXIT_SOME_FAILED,
     BatchthumbError,
     RunAborted,
-    UsageError,
 )
-from batchthumb.jobwriter import Entry, render_job, write_text
-from batchthumb.logs import JsonEvents
-from batchthumb.model import Item, ItemSource, Job, RunSettings, Tally
-from batchthumb.plans import list_project, thumbnails
+from batchthumb.history import remembered_uploads, rotate
+from batchthumb.jobwriter import Entry, render_job, write_job
+from batchthumb.model import Attempt, Item, ItemSource, Job, RunSettings, Tally
+from batchthumb.output import RunOutput, open_output
+from batchthumb.plans import ListingFailed, list_project, thumbnails
 from batchthumb.progress import Silent, choose_progress, format_duration
 from batchthumb.report import (
     Journal,
@@ -47,7 +48,7 @@ from batchthumb.report import (
     report_lock,
 )
 from batchthumb.runner import Key, RunSummary, Uploads, run_batch
-from batchthumb.sending import Events, NoEvents, Sender, Stop
+from batchthumb.sending import Sender, Stop
 from batchthumb.session import Connection, embedded_sandbox, make_sender
 from batchthumb.summary import format_summary
 
@@ -56,43 +57,82 @@ TIME_LIMIT = "time limit reached"
 
 @dataclass(frozen=True, slots=True)
 class RunResult:
-    """What a run did: the counts before it, and the runner's summary if anything was sent."""
+    """What a run did: the counts before it, the runner's summary, and what is left to do."""
 
     report: Path
     total: int  # items in the job
     skipped: int  # already done according to the report
     summary: RunSummary | None  # None: nothing was left to send
     configured_rate: float
+    unfinished: int = 0  # items the report does not record as done once the run is over
+    unattempted: int = 0  # --retry-failed: items the report records neither done nor failed
+    rerun: tuple[str, ...] = ()  # the command line that runs this job again (no --resume)
+    quiet: bool = False  # print the summary only when the job is not done
+    json_only: bool = False  # stderr holds JSON events only: the summary is one of them
 
     @property
     def exit_code(self) -> int:
-        """0 all done, 1 some failed, 3 aborted, 4 out of time, 130 interrupted."""
+        """0 every item done, 1 some failed, 3 aborted, 4 out of time or never attempted,
+        130 interrupted."""
         summary = self.summary
-        if summary is None:
-            return EXIT_OK
-        if summary.aborted:
-            return EXIT_ABORTED
-        if summary.stopped == TIME_LIMIT:
-            return EXIT_INCOMPLETE
-        if summary.stopped:
-            return EXIT_INTERRUPTED
-        return EXIT_SOME_FAILED if summary.tally.failed else EXIT_OK
+        if summary is not None:
+            if summary.aborted:
+                return EXIT_ABORTED
+            if summary.stopped == TIME_LIMIT:
+                return EXIT_INCOMPLETE
+            if summary.stopped:
+                return EXIT_INTERRUPTED
+            if summary.tally.failed:
+                return EXIT_SOME_FAILED
+        return EXIT_INCOMPLETE if self.unfinished else EXIT_OK
 
     def stdout_lines(self) -> list[str]:
         """Nothing: a run's output is its report."""
         return []
 
     def stderr_lines(self) -> list[str]:
-        """The summary, and why the run gave up if it did."""
-        if self.summary is None:
+        """The summary, why the run gave up if it did, the report, and how to finish."""
+        if self.json_only or (self.quiet and self.exit_code == EXIT_OK):
             return []
-        text = format_summary(
-            self.summary, configured_rate=self.configured_rate, skipped=self.skipped
-        )
-        lines = [text]
-        if self.summary.aborted:
-            lines.append(f"batchthumb: aborted: {self.summary.aborted}")
+        return self.lines()
+
+    def lines(self) -> list[str]:
+        """The whole summary, whoever reads it (stderr, the log file)."""
+        lines = []
+        if self.summary is not None:
+            lines.append(
+                format_summary(
+                    self.summary, configured_rate=self.configured_rate, skipped=self.skipped
+                )
+            )
+            if self.summary.aborted:
+                lines.append(f"batchthumb: aborted: {self.summary.aborted}")
+        if self.unattempted:
+            lines.append(
+                f"batchthumb: {self.unattempted} items were never attempted (the run that "
+                "wrote the report stopped before them); --retry-failed does not send them"
+            )
+        lines.append(f"report: {self.report}")
+        finish = self.finish_command()
+        if finish:
+            lines.append(f"to finish: {finish}")
         return lines
+
+    def finish_command(self) -> str | None:
+        """The command that finishes the job: ``--resume`` when items were never sent, else
+        ``--retry-failed`` for the failed ones; None when nothing is left."""
+        if not self.unfinished or not self.rerun:
+            return None
+        summary = self.summary
+        failed_only = (
+            summary is not None
+            and not summary.stopped
+            and not summary.aborted
+            and self.unattempted == 0
+            and summary.tally.failed == self.unfinished
+        )
+        flag = "--retry-failed" if failed_only else "--resume"
+        return shlex.join((*self.rerun, flag))
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +159,9 @@ class RunPlan:
     pending: ItemSource
     skipped: int  # already done according to the report
     journal: JournalState
+    unattempted: int = 0  # --retry-failed: items neither done nor failed (not sent)
+    # Uploads earlier reports of the history record, trusted once a plan is seen showing them.
+    remembered: dict[Key, str] = field(default_factory=dict)
 
     def estimate(self, settings: RunSettings) -> float | None:
         """Seconds the run should take at the configured rate, if it has one."""
@@ -128,25 +171,44 @@ class RunPlan:
 
 
 def plan_run(job: Job, settings: RunSettings, report: Path) -> RunPlan:
-    """Read the report (when resuming) and pick the items still to send."""
+    """Read the report (when resuming) and its history, and pick the items still to send."""
+    remembered = remembered_uploads(report)
     if not (settings.resume or settings.retry_failed):
-        return RunPlan(job.items, 0, JournalState())
+        return RunPlan(job.items, 0, JournalState(), remembered=remembered)
     journal = read_journal(report)
-    keys = journal.failed if settings.retry_failed else journal.done
-    wanted = settings.retry_failed
+    done = failed = 0
     # Counted in one streaming pass: a large job is never held as a list of pending items.
-    count = sum((key_digest(item.key) in keys) is wanted for item in job.items)
-    pending = Remaining(job.items, keys, wanted, count)
-    return RunPlan(pending, len(job.items) - count, journal)
+    for item in job.items:
+        digest = key_digest(item.key)
+        done += digest in journal.done
+        failed += digest in journal.failed
+    if settings.retry_failed:
+        pending = Remaining(job.items, journal.failed, True, failed)
+        unattempted = len(job.items) - done - failed
+    else:
+        pending = Remaining(job.items, journal.done, False, len(job.items) - done)
+        unattempted = 0
+    return RunPlan(pending, done, journal, unattempted, remembered)
 
 
 def headline(job: Job, plan: RunPlan, settings: RunSettings) -> str:
-    """``N of M plans to set, K already done[, about T at R/s]``."""
+    """``N of M plans to set, K already done[, U never attempted][, about T at R/s]``."""
     estimate = plan.estimate(settings)
     took = f", about {format_duration(estimate)} at {settings.rate:g}/s" if estimate else ""
+    never = f", {plan.unattempted} never attempted" if plan.unattempted else ""
+    verb = "retry" if settings.retry_failed else "set"
     return (
-        f"{len(plan.pending)} of {len(job.items)} plans to set, {plan.skipped} already done{took}"
+        f"{len(plan.pending)} of {len(job.items)} plans to {verb}, {plan.skipped} already done"
+        f"{never}{took}"
     )
+
+
+def rerun_command(job: Job, settings: RunSettings, report: Path) -> tuple[str, ...]:
+    """``batchthumb run JOB --report R [--endpoint E]``: this job again, as it was run."""
+    command = ["batchthumb", "run", str(job.path), "--report", str(report)]
+    if settings.endpoint is not None and settings.endpoint != job.settings.endpoint:
+        command += ["--endpoint", settings.endpoint]
+    return tuple(command)
 
 
 def run_job(
@@ -156,52 +218,50 @@ def run_job(
     console: Console | None = None,
     connection: Connection | None = None,
     watch_signals: bool = False,
+    rerun: Sequence[str] | None = None,
 ) -> RunResult:
     """Run a job under its report's lock; ``connection`` None means an embedded sandbox.
 
     With ``watch_signals`` (the CLI; only in the main thread), the first SIGINT or SIGTERM
-    stops gracefully and the second at once.
+    stops gracefully and the second at once. ``rerun`` is the command line that runs the job
+    again, for the summary's hint (default: :func:`rerun_command`).
     """
-    console = console or Quiet()
     report = settings.report_for(job.path)
-    with report_lock(report, wait=settings.lock_wait):
-        plan = plan_run(job, settings, report)
-        if plan.journal.torn_line:
-            console.warn(
-                f"{report}:{plan.journal.torn_line}: ignoring a torn last line "
-                "(the previous run was killed while writing it)"
-            )
-        console.status(f"{headline(job, plan, settings)}; report: {report}")
-        summary = None
-        if len(plan.pending):
-            with _log_stream(settings, console) as log:
+    with open_output(settings, console or Quiet()) as output:
+        with report_lock(report, wait=settings.lock_wait):
+            plan = plan_run(job, settings, report)
+            if plan.journal.torn_line:
+                output.warn(
+                    f"{report}:{plan.journal.torn_line}: ignoring a torn last line "
+                    "(the previous run was killed while writing it)"
+                )
+            output.status(f"{headline(job, plan, settings)}; report: {report}")
+            summary = None
+            if len(plan.pending):
                 run = partial(
-                    _run_in_loop, job, plan, settings, report, connection, console, log,
-                    watch_signals,
-                )  # fmt: skip
+                    _run_in_loop, job, plan, settings, report, connection, output, watch_signals
+                )
                 summary = anyio.run(run, backend_options=_backend_options())
-    return RunResult(report, len(job.items), plan.skipped, summary, settings.rate)
+        tally = summary.tally if summary is not None else Tally()
+        result = RunResult(
+            report,
+            len(job.items),
+            plan.skipped,
+            summary,
+            settings.rate,
+            unfinished=len(job.items) - plan.skipped - tally.succeeded - tally.skipped,
+            unattempted=plan.unattempted,
+            rerun=tuple(rerun) if rerun is not None else rerun_command(job, settings, report),
+            quiet=settings.quiet,
+            json_only=output.json_on_console,
+        )
+        output.log_only(result.lines())
+    return result
 
 
 def _backend_options() -> dict[str, object]:
     """uvloop when it is installed (the ``uvloop`` extra): less CPU per request."""
     return {"use_uvloop": True} if importlib.util.find_spec("uvloop") else {}
-
-
-@contextmanager
-def _log_stream(settings: RunSettings, console: Console) -> Iterator[TextIO | None]:
-    """Where JSON events go: ``log_file``, else the console's stream; None without log_json."""
-    if not settings.log_json:
-        yield None
-    elif settings.log_file is None:
-        yield console.stream
-    else:
-        try:
-            stream = settings.log_file.open("a", encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"{settings.log_file}: cannot write the log: {exc.strerror}") from None
-        with stream:
-            yield stream
 
 
 @asynccontextmanager
@@ -223,21 +283,20 @@ async def _run_in_loop(
     settings: RunSettings,
     report: Path,
     connection: Connection | None,
-    console: Console,
-    log: TextIO | None,
+    output: RunOutput,
     watch_signals: bool,
 ) -> RunSummary:
     stop = Stop()
-    async with _target(job, connection, console) as target:
+    async with _target(job, connection, output) as target:
         # Fetch the first IAM token here, outside any task group, so a wrong password is one
         # clear message (exit 3) rather than an exception group.
         await target.credentials.prepare()
         failure: BatchthumbError | None = None
         async with anyio.create_task_group() as tasks:
             if watch_signals:
-                tasks.start_soon(_watch_signals, stop, console)
+                tasks.start_soon(_watch_signals, stop, output, report)
             if settings.max_duration is not None:
-                tasks.start_soon(_stop_at_deadline, stop, settings.max_duration, console)
+                tasks.start_soon(_stop_at_deadline, stop, settings.max_duration, output)
             try:
                 summary = await run_plan(
                     plan,
@@ -245,8 +304,7 @@ async def _run_in_loop(
                     report=report,
                     connection=target,
                     stop=stop,
-                    console=console,
-                    log=log,
+                    console=output,
                 )
             except BatchthumbError as exc:  # raised below, not wrapped in an exception group
                 failure = exc
@@ -262,7 +320,7 @@ async def _stop_at_deadline(stop: Stop, seconds: float, console: Console) -> Non
     stop.request(TIME_LIMIT)
 
 
-async def _watch_signals(stop: Stop, console: Console) -> None:
+async def _watch_signals(stop: Stop, console: Console, report: Path) -> None:
     """First SIGINT/SIGTERM: graceful stop; the second: stop at once."""
     signals_seen = 0
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -271,8 +329,8 @@ async def _watch_signals(stop: Stop, console: Console) -> None:
             name = signal.Signals(signum).name
             if signals_seen == 1:
                 console.status(
-                    f"{name}: finishing requests in flight, then stopping "
-                    "(send it again to stop at once)"
+                    f"{name}: finishing requests in flight, then stopping (send it again to "
+                    f"stop at once); {report} keeps what is done, --resume finishes the job"
                 )
                 stop.request("interrupted")
             else:
@@ -292,19 +350,24 @@ async def run_plan(
     """Send the plan's items and journal every outcome; compact the report after a resume.
 
     ``connection.credentials`` must be prepared already: a refused password is the
-    caller's to report, outside any task group.
+    caller's to report, outside any task group. ``console`` is the run's
+    :class:`~batchthumb.output.RunOutput`, or any console (then ``log``, if given, gets the
+    JSON events).
 
     First, unless ``settings.snapshot`` is off, one paginated list call per project records
     each plan's current thumbnail (``previous_img_url``) and, with ``settings.backup``, writes
-    it as a job file; a project that cannot be listed aborts the run before any change.
+    it as a job file. A project that cannot be listed fails its own items; rejected
+    credentials abort the run before any change.
     """
+    if not isinstance(console, RunOutput):
+        console = RunOutput(console, replace(settings, log_json=log is not None), log)
+    output = console
     appending = settings.resume or settings.retry_failed
-    _prepare_report(report, plan, appending=appending)
+    _prepare_report(report, plan, appending=appending, keep=settings.history)
     credentials = connection.credentials
     # Read at each use: tokens renewed during the run are masked too.
-    redact = Redactor(lambda: credentials.secrets)
-    events: Events = NoEvents() if log is None else JsonEvents(log, redact=redact)
-    events.emit(
+    output.redact = Redactor(lambda: credentials.secrets)
+    output.emit(
         "start",
         items=len(plan.pending),
         skipped=plan.skipped,
@@ -313,7 +376,7 @@ async def run_plan(
         rate=settings.rate,
         report=str(report),
     )
-    stream = console.stream
+    stream = output.stream
     progress = (
         Silent()
         if stream is None
@@ -321,7 +384,7 @@ async def run_plan(
             stream, enabled=settings.progress, total=len(plan.pending), skipped=plan.skipped
         )
     )
-    sender = make_sender(settings, stop=stop, events=events)
+    sender = make_sender(settings, stop=stop, events=output)
     async with open_api(
         connection.endpoint,
         credentials,
@@ -329,13 +392,20 @@ async def run_plan(
         timeout=settings.timeout,
         transport=connection.transport,
     ) as api:
-        with Journal(report, redact=redact) as journal:
+        with Journal(report, redact=output.redact) as journal:
+            journal.record_run(
+                endpoint=connection.endpoint,
+                items=len(plan.pending),
+                resumed=settings.resume,
+                retry_failed=settings.retry_failed,
+            )
             previous: dict[Key, str | None] = {}
+            unlisted: dict[str, Attempt] = {}
             if settings.snapshot:
                 try:
-                    previous = await snapshot(
+                    previous, unlisted = await snapshot(
                         api, sender, plan.pending, journal=journal, known=plan.journal,
-                        console=console,
+                        console=output,
                     )  # fmt: skip
                 except RunAborted as exc:
                     progress.close()
@@ -344,8 +414,15 @@ async def run_plan(
                     )
                 if settings.backup is not None:
                     write_backup(
-                        settings.backup, plan.pending, previous, endpoint=connection.endpoint
-                    )
+                        settings.backup, plan.pending, previous,
+                        endpoint=connection.endpoint, console=output,
+                    )  # fmt: skip
+            uploads = dict(plan.journal.uploads)
+            for (project_id, cache_key), img_url in _verified(plan.remembered, previous).items():
+                if (project_id, cache_key) not in uploads:
+                    uploads[(project_id, cache_key)] = img_url
+                    # Into this report too: the history may be rotated away, the upload not.
+                    journal.record_upload(project_id, cache_key, img_url)
             summary = await run_batch(
                 plan.pending,
                 api=api,
@@ -353,12 +430,13 @@ async def run_plan(
                 journal=journal,
                 concurrency=settings.concurrency,
                 progress=progress,
-                uploads=Uploads(done=dict(plan.journal.uploads)),
+                uploads=Uploads(done=uploads),
                 previous=previous,
+                unlisted=unlisted,
             )
     if appending and plan.journal.lines:
         compact(report)
-    events.emit(
+    output.emit(
         "summary",
         succeeded=summary.tally.succeeded,
         failed=summary.tally.failed,
@@ -369,18 +447,25 @@ async def run_plan(
         settled_rate=summary.governor.rate,
         stopped=summary.stopped,
         aborted=summary.aborted,
+        errors=summary.tally.error_codes or None,
+        report=str(report),
     )
     return summary
 
 
-def _prepare_report(report: Path, plan: RunPlan, *, appending: bool) -> None:
-    """Resuming: drop a torn last line. Else keep the last report as ``REPORT.1``."""
+def _verified(remembered: dict[Key, str], previous: dict[Key, str | None]) -> dict[Key, str]:
+    """The remembered uploads some plan of their project shows now: the server has them."""
+    shown = {(project_id, url) for (project_id, _), url in previous.items() if url}
+    return {key: url for key, url in remembered.items() if (key[0], url) in shown}
+
+
+def _prepare_report(report: Path, plan: RunPlan, *, appending: bool, keep: int) -> None:
+    """Resuming: drop a torn last line. Else start a fresh report, keeping the history."""
     if appending and report.exists():
         drop_torn_tail(report, plan.journal)
-    elif report.exists():
-        # A fresh run starts a fresh report, keeping the last one: a run started without
-        # --resume by mistake must not destroy what undo needs.
-        report.replace(report.with_name(report.name + ".1"))
+    elif not appending:
+        # A run started without --resume by mistake must not destroy what undo needs.
+        rotate(report, keep=keep)
 
 
 async def snapshot(
@@ -391,16 +476,26 @@ async def snapshot(
     journal: Journal,
     known: JournalState,
     console: Console,
-) -> dict[Key, str | None]:
+) -> tuple[dict[Key, str | None], dict[str, Attempt]]:
     """The thumbnail of every plan the items name before the run: one list per project.
 
     Each project's list is journaled before any change, once: when a resumed run meets a
     project the journal already has, the journaled state wins, since the listing now may
-    show changes of the run that was interrupted.
+    show changes of the run that was interrupted. Returns the thumbnails, and the projects
+    that could not be listed with the answer that said so (their items fail with it).
+    Rejected credentials raise :class:`RunAborted`: no other project would fare better.
     """
     previous: dict[Key, str | None] = {}
+    unlisted: dict[str, Attempt] = {}
     for project_id in dict.fromkeys(item.project_id for item in items):
-        plans = await list_project(api, sender, project_id)
+        try:
+            plans = await list_project(api, sender, project_id)
+        except ListingFailed as exc:
+            if exc.credentials:
+                raise
+            console.warn(f"{exc}; its items fail, the other projects go on")
+            unlisted[project_id] = exc.attempt
+            continue
         if any(not p.img_known for p in plans):
             console.warn(
                 f"the plan list of project {project_id} does not show img_url; previous "
@@ -411,13 +506,22 @@ async def snapshot(
         if project_id not in known.snapshotted and current:
             journal.record_snapshot(project_id, {plan: url for (_, plan), url in current.items()})
     previous.update(known.previous)
-    return previous
+    return previous, unlisted
 
 
 def write_backup(
-    path: Path, items: Iterable[Item], previous: dict[Key, str | None], *, endpoint: str
+    path: Path,
+    items: Iterable[Item],
+    previous: dict[Key, str | None],
+    *,
+    endpoint: str,
+    console: Console,
 ) -> None:
-    """Write the thumbnails the items are about to replace as a job that restores them."""
+    """Write the thumbnails the items are about to replace as a job that restores them.
+
+    When no plan had one there is nothing to restore: no file (an empty job is not a valid
+    one), and the console says so.
+    """
     entries: list[Entry] = []
     comments: list[str] = []
     for item in items:
@@ -427,5 +531,15 @@ def write_backup(
             comments.append(f"plan {item.plan_id}: had no thumbnail")
         else:
             entries.append(Entry(item.project_id, item.plan_id, img_url=previous[item.key]))
+    if not entries:
+        console.warn(
+            f"--backup: none of the {len(comments)} plans has a thumbnail to back up; "
+            f"{path} not written"
+        )
+        return
     header = ["The thumbnails before the run; `batchthumb run` this file to restore them."]
-    write_text(path, render_job(entries, header=header, comments=comments, endpoint=endpoint))
+    written = write_job(
+        path, render_job(entries, header=header, comments=comments, endpoint=endpoint)
+    )
+    kept = f" (the previous one kept as {written.kept})" if written.kept else ""
+    console.status(f"backup of {len(entries)} thumbnails: {path}{kept}")

@@ -12,12 +12,40 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from batchthumb.client import PERMISSION_CODES
 from batchthumb.errors import JobFileError, Problem, RunAborted
 from batchthumb.model import Attempt, PlanPage, PlanSummary
 from batchthumb.sending import Sender, ThumbnailApi
 
 # The documented maximum; the documented default is 1, so it is always sent (facts §1.1).
 PAGE_SIZE = 200
+
+
+class ListingFailed(RunAborted):
+    """A project's plans could not be listed; ``attempt`` is the answer that said so."""
+
+    def __init__(self, project_id: str, attempt: Attempt, rejected: str | None) -> None:
+        self.project_id = project_id
+        self.attempt = attempt
+        # The credentials, not the project: no other project would fare better.
+        self.credentials = rejected is not None or attempt.error_code in PERMISSION_CODES
+        if rejected is not None:
+            message = f"{rejected}; check the credentials (listing project {project_id})"
+        elif self.credentials:
+            message = (
+                f"the credentials have no access to project {project_id} ({describe(attempt)}); "
+                "check that their user is a member with permission"
+            )
+        else:
+            message = f"cannot list the plans of project {project_id}: {describe(attempt)}"
+        super().__init__(message)
+
+
+def describe(attempt: Attempt) -> str:
+    """``HTTP 404 PM.02174100: the project does not exist`` or ``no answer: ...``."""
+    code = f" {attempt.error_code}" if attempt.error_code else ""
+    status = f"HTTP {attempt.http_status}" if attempt.http_status else "no answer"
+    return f"{status}{code}: {attempt.error}"
 
 
 async def list_project(
@@ -28,7 +56,10 @@ async def list_project(
     plan_type: str | None = None,
     search: str | None = None,
 ) -> tuple[PlanSummary, ...]:
-    """Every plan of a project, all pages; raise :class:`RunAborted` if a page cannot be had."""
+    """Every plan of a project, all pages; raise :class:`ListingFailed` if a page cannot be had.
+
+    Rejected credentials (401, 403 and the permission codes) say so in the message.
+    """
     plans: list[PlanSummary] = []
     page_no = 1
     while True:
@@ -47,11 +78,7 @@ async def list_project(
             raise RunAborted(f"stopped while listing the plans of project {project_id}")
         attempt, found, _ = sent
         if found is None:
-            code = f" {attempt.error_code}" if attempt.error_code else ""
-            status = f"HTTP {attempt.http_status}" if attempt.http_status else "no answer"
-            raise RunAborted(
-                f"cannot list the plans of project {project_id}: {status}{code}: {attempt.error}"
-            )
+            raise ListingFailed(project_id, attempt, sender.aborted)
         plans.extend(found.plans)
         # Stop at the total, or at an empty page should the total be off (facts §1.1).
         if not found.plans or page_no * PAGE_SIZE >= found.total:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -41,6 +42,7 @@ FIELDS = (
 )
 UPLOAD = "upload"
 SNAPSHOT = "snapshot"
+RUN = "run"  # one line per run (fresh or resumed): when, where, how many items
 
 
 def key_digest(key: tuple[str, ...]) -> bytes:
@@ -117,7 +119,7 @@ def read_journal(path: Path) -> JournalState:
         if upload is not None:
             state.uploads[upload[0]] = upload[1]
             continue
-        if _snapshot(record, state):
+        if _snapshot(record, state) or (record is not None and record.get("kind") == RUN):
             continue
         key = _key(record)
         if record is None or key is None:
@@ -142,6 +144,13 @@ def last_records(path: Path) -> dict[Key, dict[str, Any]]:
         if key is not None and record is not None:
             last[key] = record
     return last
+
+
+def report_lines(path: Path) -> Iterator[dict[str, Any]]:
+    """Every well-formed line of a report, in order (a torn last line left out)."""
+    for _, record, _raw in _records(path):
+        if record is not None:
+            yield record
 
 
 def _upload(record: dict[str, Any] | None) -> tuple[Key, str] | None:
@@ -231,6 +240,11 @@ class Journal:
         when resumed, what that plan showed before: undo depends on it.
         """
         self._write({"kind": SNAPSHOT, "project_id": project_id, "plans": plans})
+
+    def record_run(self, **fields: object) -> None:
+        """Append the line that starts a run: its time and the fields given (endpoint...)."""
+        started = datetime.now(UTC).isoformat(timespec="seconds")
+        self._write({"kind": RUN, "started_at": started, **fields})
 
     def record_upload(self, project_id: str, cache_key: str, img_url: str) -> None:
         """Append one upload: ``cache_key`` is ``sha256:HEX`` or ``source:IMG_URL``."""

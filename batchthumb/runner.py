@@ -89,6 +89,7 @@ class _Run:
     uploads: Uploads
     previous: Mapping[Key, str | None]
     clock: Callable[[], float]
+    unlisted: Mapping[str, Attempt] = field(default_factory=dict)
     stamp: Callable[[], str] = field(default_factory=lambda: UtcStamp())
     tally: Tally = field(default_factory=Tally)
     streak: tuple[object, int] = (None, 0)  # (failure signature, items in a row)
@@ -123,6 +124,9 @@ class _Run:
         began = self.clock()
         img_url = item.img_url
         attempts = 0
+        if self.unlisted and item.project_id in self.unlisted:
+            listing = _prefixed(self.unlisted[item.project_id], "listing the project")
+            return self.result(item, img_url, listing, Outcome.FAILED, 0, began)
         if img_url is None:  # an image to upload first; most items name their img_url
             resolved = await self.resolve(item)
             if resolved is None:
@@ -318,6 +322,7 @@ async def run_batch(
     progress: Progress | None = None,
     uploads: Uploads | None = None,
     previous: Mapping[Key, str | None] | None = None,
+    unlisted: Mapping[str, Attempt] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> RunSummary:
     """Set every item's thumbnail with ``concurrency`` workers; journal each outcome.
@@ -327,6 +332,7 @@ async def run_batch(
     same sender; ``uploads`` starts with what earlier runs uploaded. ``previous``
     maps the plans whose thumbnail is known to it (None: none): those are recorded as the
     previous state, and an item already showing its img_url is skipped without a PUT.
+    Items of the projects in ``unlisted`` fail with the answer their listing got, unsent.
     """
     run = _Run(
         api=api,
@@ -336,6 +342,7 @@ async def run_batch(
         uploads=uploads or Uploads(),
         previous=previous or {},
         clock=clock,
+        unlisted=unlisted or {},
     )
     began = clock()
     requests_before = sender.requests  # list calls made before the run are not its requests

@@ -154,12 +154,12 @@ async def test_a_torn_last_line_is_ignored_with_a_warning(
     report = tmp_path / "job.results.jsonl"
     assert (await cli("run", str(job), "--no-progress")).code == 0
     lines = report.read_text().splitlines(keepends=True)
-    report.write_text("".join(lines[:3]) + lines[3][:40])
-    torn = json.loads(lines[3])["plan_id"]
+    report.write_text("".join(lines[:-1]) + lines[-1][:40])
+    torn = json.loads(lines[-1])["plan_id"]
     # Without the snapshot the resumed run cannot see that the plan is already set.
     result = await cli("run", str(job), "--no-progress", "--resume", "--no-snapshot")
     assert result.code == 0
-    assert f"{report}:4: ignoring a torn last line" in result.err
+    assert f"{report}:{len(lines)}: ignoring a torn last line" in result.err
     assert box.stats.applied[(P1, torn)] == 2
     assert sum(box.stats.applied.values()) == 5
     assert_each_item_once_and_succeeded(report, 4)
@@ -200,7 +200,7 @@ async def test_first_signal_finishes_in_flight_requests_and_exits_130(
     box.gate.open()
     code, err = await finish(process, seen)
     assert code == 130
-    assert "run again with --resume" in err
+    assert f"to finish: batchthumb run {job} --report {report} --resume" in err
     assert box.stats.puts == 4
     assert len(journaled(report)) == 4
     result = await cli("run", str(job), "--no-progress", "--resume")
@@ -395,7 +395,9 @@ async def test_json_logs_record_each_kind_of_event_with_secrets_masked(
     check_no_leak(text)
     events = [json.loads(line) for line in text.splitlines()]
     kinds = [event["event"] for event in events]
-    assert kinds[0] == "start"
+    assert kinds[0] == "status"  # the plan line, as a person would read it on stderr
+    assert "4 of 4 plans to set" in events[0]["message"]
+    assert "start" in kinds
     assert kinds[-1] == "summary"
     assert {"retry", "throttled", "item_failed"} <= set(kinds)
     failed = next(event for event in events if event["event"] == "item_failed")

@@ -14,7 +14,7 @@ from typing import Any
 
 from batchthumb.errors import UsageError
 from batchthumb.jobfile import load_auth
-from batchthumb.model import PROJECT_ID, RunSettings, endpoint_for_region
+from batchthumb.model import PROJECT_ID, RunSettings, endpoint_for_region, parse_duration
 
 
 def _number(parse: Callable[[str], float], *, low: float, above: bool = False) -> Any:
@@ -41,17 +41,10 @@ _positive = _number(float, low=0, above=True)
 
 
 def _duration(text: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600}
-    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
     try:
-        value = float(number) * units[unit]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a duration like 90s, 30m or 2h"
-        ) from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
-    return value
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,9 +73,6 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="allow plain http:// to hosts other than loopback (credentials unencrypted!)",
     )
-    parser.add_argument(
-        "--report", type=Path, help="results report (JSON lines); default from the job"
-    )
     parser.add_argument("--concurrency", type=_positive_int, help="requests in flight at most")
     parser.add_argument(
         "--rate", type=_non_negative, help="requests started per second at most; 0 = no cap"
@@ -101,12 +91,26 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
         help="base delay before a retry, doubled each time (default 1; 0 = retry at once)",
     )
     parser.add_argument(
-        "--no-progress", action="store_true", help="no progress bar or status lines"
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help="a bar on a terminal, a status line every 10 s elsewhere (default on)",
     )
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """How a run that changes plans is reported, resumed, bounded and logged."""
+    """How a run that changes plans is reported, resumed, bounded and logged.
+
+    Each has a job-file key of the same name (``--no-snapshot`` is ``snapshot: false``).
+    """
+    parser.add_argument(
+        "--report", type=Path, help="results report (JSON lines); default JOB.results.jsonl"
+    )
+    parser.add_argument(
+        "--history",
+        type=_positive_int,
+        metavar="N",
+        help="earlier reports that changed something to keep as REPORT.1..N for undo (default 5)",
+    )
     parser.add_argument(
         "--resume", action="store_true", help="skip items the report records as done"
     )
@@ -127,9 +131,25 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DURATION",
         help="start nothing new after this long (90s, 30m, 2h); exit 4",
     )
-    parser.add_argument("--log-json", action="store_true", help="log events as JSON lines")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument(
+        "-q", "--quiet", action="store_true", default=None,
+        help="print nothing unless something failed (then the summary and the failures)",
+    )  # fmt: skip
+    output.add_argument(
+        "-v", "--verbose", action="store_true", default=None,
+        help="also show each retry and throttling",
+    )  # fmt: skip
     parser.add_argument(
-        "--log-file", type=Path, metavar="FILE", help="where --log-json goes (default stderr)"
+        "--log-json",
+        action=argparse.BooleanOptionalAction,
+        help="log events as JSON lines (to --log-file, else stderr, which then holds only JSON)",
+    )
+    parser.add_argument(
+        "--log-file",
+        type=Path,
+        metavar="FILE",
+        help="append the log here: JSON lines with --log-json, else the lines printed, dated",
     )
     parser.add_argument(
         "--breaker",
@@ -141,28 +161,28 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--backup",
         type=Path,
         metavar="FILE",
-        help="write the plans' current thumbnails as a job file before the first change",
+        help="write the plans' current thumbnails as a job file before the first change "
+        "(an existing FILE is kept as FILE.1)",
     )
     parser.add_argument(
-        "--no-snapshot",
-        action="store_true",
-        help="skip listing each project first (no previous_img_url, no undo, no --backup)",
+        "--snapshot",
+        action=argparse.BooleanOptionalAction,
+        help='list each project first: previous_img_url, undo, --backup, "already set" '
+        "(default on)",
     )
 
 
 # Flags whose value, when given, replaces the settings field of the same name.
 _VALUES = (
     "concurrency", "rate", "burst", "retries", "timeout", "backoff", "breaker", "report",
-    "ca_bundle", "backup", "lock_wait", "max_duration", "log_file",
+    "ca_bundle", "backup", "lock_wait", "max_duration", "log_file", "history", "progress",
+    "snapshot", "log_json", "quiet", "verbose",
 )  # fmt: skip
 # Switches that set a field when present: (flag's dest, field, value when present).
 _SWITCHES = (
     ("insecure", "insecure", True),
-    ("no_progress", "progress", False),
     ("resume", "resume", True),
     ("retry_failed", "retry_failed", True),
-    ("log_json", "log_json", True),
-    ("no_snapshot", "snapshot", False),
 )
 
 
@@ -174,6 +194,11 @@ def settings_from_args(args: argparse.Namespace, base: RunSettings) -> RunSettin
     for dest, name, value in _SWITCHES:
         if getattr(args, dest, False):
             overrides[name] = value
+    # The flag wins over the job file's opposite setting.
+    if overrides.get("quiet"):
+        overrides["verbose"] = False
+    if overrides.get("verbose"):
+        overrides["quiet"] = False
     if args.endpoint is not None:
         overrides["endpoint"] = args.endpoint.rstrip("/")
     if args.region is not None:

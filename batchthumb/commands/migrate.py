@@ -18,9 +18,10 @@ from batchthumb.commands.flags import (
 from batchthumb.console import Console, Quiet
 from batchthumb.errors import UsageError
 from batchthumb.jobrun import RunResult, run_job
-from batchthumb.jobwriter import Entry, render_job, write_text
+from batchthumb.jobwriter import STDOUT, Entry, render_job, write_job
 from batchthumb.migrate import fetch_images, plan_migration, summary_lines, write_unpaired
 from batchthumb.model import Job, PlanSummary, RunSettings
+from batchthumb.output import open_output
 from batchthumb.plans import list_project, pair_by_mapping, pair_by_name
 from batchthumb.session import connect, open_session
 
@@ -38,10 +39,12 @@ class MigrationJobResult(Done):
     output: Path
     plans: int
     images: Path
+    kept: Path | None = None  # the job file it replaced, renamed
 
     def stdout_lines(self) -> list[str]:
         """``OUT: N plans; images in DIR``."""
-        return [f"{self.output}: {self.plans} plans; images in {self.images}"]
+        kept = f" (the previous one is kept as {self.kept})" if self.kept else ""
+        return [f"{self.output}: {self.plans} plans; images in {self.images}{kept}"]
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -60,7 +63,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--output",
         type=Path,
         metavar="JOB.yaml",
-        help="write a job (images downloaded next to it) instead of running",
+        help="write a job (images downloaded next to it) instead of running; an existing "
+        "file is kept as JOB.yaml.1",
     )
     add_connection_arguments(parser)
     add_run_arguments(parser)
@@ -99,12 +103,37 @@ def migrate(
     """
     if source == target:
         raise UsageError("--from and --to name the same project")
+    if output == STDOUT:
+        raise UsageError("migrate -o writes its images next to the job: name a file, not -")
     settings = settings or RunSettings()
     console = console or Quiet()
     if output is None and settings.report is None:
         settings = replace(
             settings, report=Path(f"migrate-{source[:8]}-{target[:8]}.results.jsonl")
         )
+    with open_output(settings, console) as said:  # a failure before the run is logged too
+        return _migrate(
+            source,
+            target,
+            mapping,
+            output_path=output,
+            settings=settings,
+            console=said,
+            signals=signals,
+        )
+
+
+def _migrate(
+    source: str,
+    target: str,
+    mapping: Path | None,
+    *,
+    output_path: Path | None,
+    settings: RunSettings,
+    console: Console,
+    signals: bool,
+) -> RunResult | MigrationJobResult:
+    output = output_path
     connection = connect(settings, None, console)
 
     async def listing() -> tuple[tuple[PlanSummary, ...], tuple[PlanSummary, ...]]:
@@ -134,7 +163,15 @@ def migrate(
         raise UsageError("no paired source plan has a thumbnail; nothing to migrate")
     if output is None:
         job = Job(path=beside, settings=settings, items=migration.items)
-        return run_job(job, settings, console=console, connection=connection, watch_signals=signals)
+        rerun = ["batchthumb", "migrate", "--from", source, "--to", target, "--report", str(beside)]
+        if mapping is not None:
+            rerun += ["--match", str(mapping)]
+        if settings.endpoint is not None:
+            rerun += ["--endpoint", settings.endpoint]
+        return run_job(
+            job, settings, console=console, connection=connection, watch_signals=signals,
+            rerun=rerun,
+        )  # fmt: skip
     folder = output.with_name(f"{output.stem}.images")
 
     async def fetching() -> list[Entry]:
@@ -146,5 +183,5 @@ def migrate(
     text = render_job(
         entries, header=header, comments=migration.nothing, endpoint=connection.endpoint
     )
-    write_text(output, text)
-    return MigrationJobResult(output, len(entries), folder)
+    written = write_job(output, text)
+    return MigrationJobResult(output, len(entries), folder, written.kept)
