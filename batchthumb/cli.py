@@ -45,9 +45,10 @@ exit codes:
   {EXIT_USAGE}    invalid usage, job file or credentials (nothing was sent), or a report
        that cannot be read or written (the run stops at once)
   {EXIT_ABORTED}    aborted: credentials rejected, or items kept failing the same way
-  {EXIT_INCOMPLETE}    --max-duration reached; run again with --resume to finish
+  {EXIT_INCOMPLETE}    not finished: --max-duration reached, or items never attempted (after
+       --retry-failed); the summary ends with the command that finishes the job
   {EXIT_LOCKED}   another run holds the report's lock
-  {EXIT_INTERRUPTED}  interrupted (SIGINT or SIGTERM); run again with --resume to finish
+  {EXIT_INTERRUPTED}  interrupted (SIGINT or SIGTERM); the summary says how to --resume
 """
 
 

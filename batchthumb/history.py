@@ -16,7 +16,7 @@ from typing import Any
 
 from batchthumb.errors import ReportError
 from batchthumb.model import Outcome
-from batchthumb.report import RUN, Key, last_records, read_journal, report_lines
+from batchthumb.report import RUN, Key, last_records, read_uploads, report_lines
 
 
 def history_paths(report: Path) -> list[Path]:
@@ -35,10 +35,13 @@ def _numbered(report: Path, number: int) -> Path:
 
 
 def changed_anything(path: Path) -> bool:
-    """Whether a report records any item as succeeded: a change undo may need."""
-    return any(
-        record.get("outcome") == Outcome.SUCCEEDED.value for record in last_records(path).values()
-    )
+    """Whether a report records any item as succeeded: a change undo may need.
+
+    A succeeded item is never sent again within its report (resume skips it), so the first
+    such line decides; most reports that changed something answer within a few lines.
+    """
+    succeeded = Outcome.SUCCEEDED.value
+    return any(record.get("outcome") == succeeded for record in report_lines(path))
 
 
 def rotate(report: Path, *, keep: int) -> None:
@@ -74,7 +77,7 @@ def remembered_uploads(report: Path) -> dict[Key, str]:
     uploads: dict[Key, str] = {}
     for path in reversed(history_paths(report)):
         with contextlib.suppress(ReportError):  # a damaged old report only costs an upload
-            uploads.update(read_journal(path).uploads)
+            uploads.update(read_uploads(path))
     return uploads
 
 

@@ -294,7 +294,7 @@ async def _run_in_loop(
         failure: BatchthumbError | None = None
         async with anyio.create_task_group() as tasks:
             if watch_signals:
-                tasks.start_soon(_watch_signals, stop, output, report)
+                tasks.start_soon(_watch_signals, stop, output)
             if settings.max_duration is not None:
                 tasks.start_soon(_stop_at_deadline, stop, settings.max_duration, output)
             try:
@@ -320,7 +320,7 @@ async def _stop_at_deadline(stop: Stop, seconds: float, console: Console) -> Non
     stop.request(TIME_LIMIT)
 
 
-async def _watch_signals(stop: Stop, console: Console, report: Path) -> None:
+async def _watch_signals(stop: Stop, console: Console) -> None:
     """First SIGINT/SIGTERM: graceful stop; the second: stop at once."""
     signals_seen = 0
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -329,8 +329,8 @@ async def _watch_signals(stop: Stop, console: Console, report: Path) -> None:
             name = signal.Signals(signum).name
             if signals_seen == 1:
                 console.status(
-                    f"{name}: finishing requests in flight, then stopping (send it again to "
-                    f"stop at once); {report} keeps what is done, --resume finishes the job"
+                    f"{name}: finishing requests in flight, then stopping "
+                    "(send it again to stop at once)"
                 )
                 stop.request("interrupted")
             else:

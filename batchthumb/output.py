@@ -73,8 +73,9 @@ class RunOutput:
 
     def log_only(self, lines: list[str]) -> None:
         """Lines the CLI prints itself (the summary): into the human log file too."""
-        for line in lines:
-            self._write_log(line)
+        for text in lines:
+            for line in text.splitlines():
+                self._write_log(line)
 
     def emit(self, event: str, **fields: Any) -> None:
         """One event: a JSON line with log_json; a status line for retries with verbose."""

@@ -153,6 +153,27 @@ def report_lines(path: Path) -> Iterator[dict[str, Any]]:
             yield record
 
 
+def read_uploads(path: Path) -> dict[Key, str]:
+    """The upload lines of a report only: (project_id, cache key) -> img_url.
+
+    Upload lines start with their kind (see :meth:`Journal.record_upload`), so the item lines
+    of a large report are passed over without being parsed.
+    """
+    prefix = _ENCODE({"kind": UPLOAD})[:-1]
+    uploads: dict[Key, str] = {}
+    try:
+        with path.open("r", encoding="utf-8", newline="\n") as f:
+            for raw in f:
+                if raw.startswith(prefix) and raw.endswith("\n"):
+                    with contextlib.suppress(ValueError):
+                        upload = _upload(json.loads(raw))
+                        if upload is not None:
+                            uploads[upload[0]] = upload[1]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReportError(f"{path}: cannot read: {exc}") from None
+    return uploads
+
+
 def _upload(record: dict[str, Any] | None) -> tuple[Key, str] | None:
     """((project_id, cache key), img_url) of an upload line; None for any other line."""
     if record is None or record.get("kind") != UPLOAD:

@@ -140,8 +140,9 @@ class _Run:
             already = Attempt(Verdict.OK, error="already set")
             return self.result(item, img_url, already, Outcome.SKIPPED, attempts, began)
         api = self.api
+        subject = f"plan {item.plan_id}"
         sent = await self.sender.send_attempt(
-            api.set_thumbnail, item.project_id, item.plan_id, img_url, subject=item.plan_id
+            api.set_thumbnail, item.project_id, item.plan_id, img_url, subject=subject
         )
         if sent is None:
             return None

@@ -26,7 +26,10 @@ from tests.clihelp import (
     cli,
     command,
     environment,
+    finish,
     read_report,
+    read_until,
+    start,
     write_job,
 )
 from tests.conftest import P1, TOKEN, img_url, plan_id
@@ -59,32 +62,6 @@ def assert_each_item_once_and_succeeded(
         key = (record["project_id"], record["plan_id"])
         allowed = {"succeeded", "skipped"} if key in already_set else {"succeeded"}
         assert record["outcome"] in allowed
-
-
-async def start(*args: str) -> anyio.abc.Process:
-    return await anyio.open_process(command(*args), env=environment())
-
-
-async def read_until(process: anyio.abc.Process, marker: str) -> str:
-    """Read the process's stderr until ``marker`` appears (the process says it got there)."""
-    assert process.stderr is not None
-    seen = ""
-    with anyio.fail_after(CLI_TIMEOUT):
-        while marker not in seen:
-            seen += (await process.stderr.receive()).decode()
-    return seen
-
-
-async def finish(process: anyio.abc.Process, already: str = "") -> tuple[int, str]:
-    """Wait for the process to exit; return its code and all of its stderr."""
-    assert process.stderr is not None
-    err = already
-    with anyio.fail_after(CLI_TIMEOUT):
-        async for chunk in process.stderr:
-            err += chunk.decode()
-        code = await process.wait()
-    check_no_leak(err)
-    return code, err
 
 
 async def test_kill_9_mid_run_then_resume_completes_exactly_the_rest(

@@ -270,6 +270,8 @@ class Routes:
 
     def plans_of(self, project_id: str, *, create: bool) -> dict[str, Plan]:
         """The plans of a known project; unknown: created, empty, or 400 ``PM.02152005``."""
+        if project_id in self.sandbox.config.not_member_of:
+            raise ApiError(400, "PM.02150010", "The user is not a member of the project.")
         plans = self.store.projects.get(project_id)
         if plans is not None:
             return plans

@@ -30,6 +30,7 @@ class SandboxConfig:
     plans are created by the first PUT instead of being errors. ``strict_urls``: a PUT only
     accepts an ``img_url`` uploaded to that same project through the sandbox.
     ``list_wrapped``: list elements are ``{"result": plan, "status": "success"}``.
+    ``not_member_of``: projects whose plans answer 400 ``PM.02150010`` (not a member).
     """
 
     tokens: frozenset[str] = frozenset()
@@ -39,6 +40,7 @@ class SandboxConfig:
     strict_urls: bool = False
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     list_wrapped: bool = False
+    not_member_of: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tokens", frozenset(self.tokens))
