@@ -26,7 +26,7 @@ from typing import Protocol
 import anyio
 
 from batchthumb import signing
-from batchthumb.errors import CredentialsError
+from batchthumb.errors import CredentialsError, os_errors
 from batchthumb.model import AkSkAuth, AuthConfig, IamAuth, TokenAuth
 
 TOKEN_ENV = "BATCHTHUMB_TOKEN"
@@ -382,7 +382,7 @@ def profile_credentials(path: Path) -> AkSk:
 def read_secret_file(path: Path) -> str:
     """The text of a file holding secrets, refused if other users may read it."""
     try:
-        with path.open(encoding="utf-8") as file:
+        with os_errors(path, "read", CredentialsError), path.open(encoding="utf-8") as file:
             mode = stat.S_IMODE(os.fstat(file.fileno()).st_mode)
             if os.name == "posix" and mode & 0o077:
                 raise CredentialsError(
@@ -390,8 +390,6 @@ def read_secret_file(path: Path) -> str:
                     f"secrets must be private: run chmod 600 {path}"
                 )
             return file.read()
-    except OSError as exc:
-        raise CredentialsError(f"{path}: cannot read: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise CredentialsError(f"{path}: not UTF-8 text") from None
 

@@ -36,6 +36,7 @@ COMMANDS = {
     "history": "list a report's kept history: each run's date, counts and changes",
     "validate": "check a job file; send nothing",
     "sandbox": "serve a local sandbox of the CodeArts Req plan API",
+    "example": "write the example jobs, images and sandbox seed into a folder",
 }
 
 EXIT_CODES = f"""\

@@ -13,8 +13,10 @@ A failed item is data (an outcome in the report); these are for what stops a com
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from os import PathLike
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
@@ -76,3 +78,18 @@ class RunAborted(BatchthumbError):
     """The run stopped early because going on would only repeat the same failure."""
 
     exit_code = EXIT_ABORTED
+
+
+@contextmanager
+def os_errors(
+    path: str | PathLike[str], doing: str, error: type[BatchthumbError] = ReportError
+) -> Iterator[None]:
+    """Turn an ``OSError`` in the block into ``error("PATH: cannot DOING: reason")``.
+
+    The one place where a file batchthumb reads or writes (job files, images, the report,
+    the lock, secret files, logs) becomes a message instead of a traceback.
+    """
+    try:
+        yield
+    except OSError as exc:
+        raise error(f"{path}: cannot {doing}: {exc.strerror or exc}") from exc

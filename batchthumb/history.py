@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from batchthumb.errors import ReportError
+from batchthumb.errors import ReportError, os_errors
 from batchthumb.model import Outcome
 from batchthumb.report import RUN, Key, last_records, read_uploads, report_lines
 
@@ -51,9 +51,9 @@ def rotate(report: Path, *, keep: int) -> None:
     A report that changed nothing is removed instead. Renames only: a crash here loses no
     report that changed something.
     """
-    if report.exists() and not changed_anything(report):
-        report.unlink()
-    try:
+    with os_errors(report, "keep the previous report"):
+        if report.exists() and not changed_anything(report):
+            report.unlink()
         if report.exists():
             for number in range(keep, 0, -1):
                 older = _numbered(report, number)
@@ -65,8 +65,6 @@ def rotate(report: Path, *, keep: int) -> None:
             if not extra.exists():
                 break
             extra.unlink()
-    except OSError as exc:
-        raise ReportError(f"{report}: cannot keep the previous report: {exc.strerror}") from None
 
 
 def remembered_uploads(report: Path) -> dict[Key, str]:

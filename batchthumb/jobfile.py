@@ -27,7 +27,7 @@ from batchthumb.model import (
     AuthConfig,
     IamAuth,
     Item,
-    ItemSource,
+    ItemStream,
     Job,
     LocalImage,
     RunSettings,
@@ -371,7 +371,7 @@ def load_job(path: Path) -> Job:
     checker = _Checker(path)
     found = _parse(path, checker, lambda events: _walk_job(events, path.parent))
     settings = _settings(checker, found.root, found.values, path.parent)
-    items: ItemSource = ()
+    items: ItemStream = ()
     if found.items_given and found.items_file is not None:
         checker.problem(
             found.items_file[1], "items_file", "give either `items` or `items_file`, not both"
@@ -712,7 +712,7 @@ def _check_field(checker: _Checker, node: _At, key: str, name: str, value: str) 
 
 def _read_items_file(
     checker: _Checker, path: Path, defaults: dict[str, tuple[str, _At]]
-) -> ItemSource:
+) -> ItemStream:
     from batchthumb.itemsfile import read_items_file
 
     if checker.problems:

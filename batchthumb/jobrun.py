@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import shlex
 import signal
+import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from contextlib import asynccontextmanager
@@ -34,17 +35,17 @@ from batchthumb.errors import (
 )
 from batchthumb.history import remembered_uploads, rotate
 from batchthumb.jobwriter import Entry, render_job, write_job
-from batchthumb.model import Attempt, Item, ItemSource, Job, RunSettings, Tally
+from batchthumb.model import Attempt, Item, ItemStream, Job, RunSettings, Tally
 from batchthumb.output import RunOutput, open_output
 from batchthumb.plans import ListingFailed, list_project, thumbnails
 from batchthumb.progress import Silent, choose_progress, format_duration
 from batchthumb.report import (
     Journal,
-    JournalState,
+    ReportState,
     compact,
     drop_torn_tail,
     key_digest,
-    read_journal,
+    read_report,
     report_lock,
 )
 from batchthumb.runner import Key, RunSummary, Uploads, run_batch
@@ -139,7 +140,7 @@ class RunResult:
 class Remaining:
     """The items of a job still to send, filtered as they stream by and counted once."""
 
-    items: ItemSource
+    items: ItemStream
     keys: AbstractSet[bytes]  # key digests (report.key_digest)
     wanted: bool  # True: only the items in ``keys``; False: all but those
     count: int
@@ -156,9 +157,9 @@ class Remaining:
 class RunPlan:
     """What a run is about to do, known before the first request."""
 
-    pending: ItemSource
+    pending: ItemStream
     skipped: int  # already done according to the report
-    journal: JournalState
+    recorded: ReportState  # what the report says was done, when resuming
     unattempted: int = 0  # --retry-failed: items neither done nor failed (not sent)
     # Uploads earlier reports of the history record, trusted once a plan is seen showing them.
     remembered: dict[Key, str] = field(default_factory=dict)
@@ -174,21 +175,21 @@ def plan_run(job: Job, settings: RunSettings, report: Path) -> RunPlan:
     """Read the report (when resuming) and its history, and pick the items still to send."""
     remembered = remembered_uploads(report)
     if not (settings.resume or settings.retry_failed):
-        return RunPlan(job.items, 0, JournalState(), remembered=remembered)
-    journal = read_journal(report)
+        return RunPlan(job.items, 0, ReportState(), remembered=remembered)
+    recorded = read_report(report)
     done = failed = 0
     # Counted in one streaming pass: a large job is never held as a list of pending items.
     for item in job.items:
         digest = key_digest(item.key)
-        done += digest in journal.done
-        failed += digest in journal.failed
+        done += digest in recorded.done
+        failed += digest in recorded.failed
     if settings.retry_failed:
-        pending = Remaining(job.items, journal.failed, True, failed)
+        pending = Remaining(job.items, recorded.failed, True, failed)
         unattempted = len(job.items) - done - failed
     else:
-        pending = Remaining(job.items, journal.done, False, len(job.items) - done)
+        pending = Remaining(job.items, recorded.done, False, len(job.items) - done)
         unattempted = 0
-    return RunPlan(pending, done, journal, unattempted, remembered)
+    return RunPlan(pending, done, recorded, unattempted, remembered)
 
 
 def headline(job: Job, plan: RunPlan, settings: RunSettings) -> str:
@@ -222,17 +223,18 @@ def run_job(
 ) -> RunResult:
     """Run a job under its report's lock; ``connection`` None means an embedded sandbox.
 
-    With ``watch_signals`` (the CLI; only in the main thread), the first SIGINT or SIGTERM
-    stops gracefully and the second at once. ``rerun`` is the command line that runs the job
-    again, for the summary's hint (default: :func:`rerun_command`).
+    With ``watch_signals`` (the CLI), the first SIGINT or SIGTERM stops gracefully and the
+    second at once; only in the main thread, the only one Python delivers signals to.
+    ``rerun`` is the command line that runs the job again, for the summary's hint (default:
+    :func:`rerun_command`).
     """
     report = settings.report_for(job.path)
     with open_output(settings, console or Quiet()) as output:
         with report_lock(report, wait=settings.lock_wait):
             plan = plan_run(job, settings, report)
-            if plan.journal.torn_line:
+            if plan.recorded.torn_line:
                 output.warn(
-                    f"{report}:{plan.journal.torn_line}: ignoring a torn last line "
+                    f"{report}:{plan.recorded.torn_line}: ignoring a torn last line "
                     "(the previous run was killed while writing it)"
                 )
             output.status(f"{headline(job, plan, settings)}; report: {report}")
@@ -293,7 +295,7 @@ async def _run_in_loop(
         await target.credentials.prepare()
         failure: BatchthumbError | None = None
         async with anyio.create_task_group() as tasks:
-            if watch_signals:
+            if watch_signals and threading.current_thread() is threading.main_thread():
                 tasks.start_soon(_watch_signals, stop, output)
             if settings.max_duration is not None:
                 tasks.start_soon(_stop_at_deadline, stop, settings.max_duration, output)
@@ -404,7 +406,7 @@ async def run_plan(
             if settings.snapshot:
                 try:
                     previous, unlisted = await snapshot(
-                        api, sender, plan.pending, journal=journal, known=plan.journal,
+                        api, sender, plan.pending, journal=journal, known=plan.recorded,
                         console=output,
                     )  # fmt: skip
                 except RunAborted as exc:
@@ -417,7 +419,7 @@ async def run_plan(
                         settings.backup, plan.pending, previous,
                         endpoint=connection.endpoint, console=output,
                     )  # fmt: skip
-            uploads = dict(plan.journal.uploads)
+            uploads = dict(plan.recorded.uploads)
             for (project_id, cache_key), img_url in _verified(plan.remembered, previous).items():
                 if (project_id, cache_key) not in uploads:
                     uploads[(project_id, cache_key)] = img_url
@@ -434,7 +436,7 @@ async def run_plan(
                 previous=previous,
                 unlisted=unlisted,
             )
-    if appending and plan.journal.lines:
+    if appending and plan.recorded.lines:
         compact(report)
     output.emit(
         "summary",
@@ -462,7 +464,7 @@ def _verified(remembered: dict[Key, str], previous: dict[Key, str | None]) -> di
 def _prepare_report(report: Path, plan: RunPlan, *, appending: bool, keep: int) -> None:
     """Resuming: drop a torn last line. Else start a fresh report, keeping the history."""
     if appending and report.exists():
-        drop_torn_tail(report, plan.journal)
+        drop_torn_tail(report, plan.recorded)
     elif not appending:
         # A run started without --resume by mistake must not destroy what undo needs.
         rotate(report, keep=keep)
@@ -474,7 +476,7 @@ async def snapshot(
     items: Iterable[Item],
     *,
     journal: Journal,
-    known: JournalState,
+    known: ReportState,
     console: Console,
 ) -> tuple[dict[Key, str | None], dict[str, Attempt]]:
     """The thumbnail of every plan the items name before the run: one list per project.

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from batchthumb.errors import ReportError
+from batchthumb.errors import os_errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +93,8 @@ def write_job(path: Path, text: str) -> Written:
         return Written(path, text=text)
     kept = path.with_name(path.name + ".1") if path.exists() else None
     if kept is not None:
-        try:
+        with os_errors(path, "keep the previous file"):
             path.replace(kept)
-        except OSError as exc:
-            raise ReportError(f"{path}: cannot keep the previous file: {exc.strerror}") from None
     write_text(path, text)
     return Written(path, kept=kept)
 
@@ -104,12 +102,10 @@ def write_job(path: Path, text: str) -> Written:
 def write_text(path: Path, text: str) -> None:
     """Write a file whole (temporary file, then rename), so a crash never leaves half of it."""
     tmp = path.with_name(path.name + ".tmp")
-    try:
+    with os_errors(path, "write"):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
-    except OSError as exc:
-        raise ReportError(f"{path}: cannot write: {exc.strerror}") from None
 
 
 def _quote(value: str) -> str:

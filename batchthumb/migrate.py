@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from batchthumb.errors import RunAborted
+from batchthumb.errors import RunAborted, os_errors
 from batchthumb.images import image_type, upload_name
 from batchthumb.jobwriter import Entry, write_text
 from batchthumb.model import Attempt, Item, SourceImage
@@ -95,8 +95,9 @@ async def fetch_images(
 
 def write_bytes(path: Path, data: bytes) -> None:
     """Write a downloaded image."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
+    with os_errors(path, "write the image"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
 
 
 def write_unpaired(path: Path, pairing: Pairing) -> None:

@@ -126,7 +126,7 @@ class SourceImage:
         return f"source:{self.img_url}"
 
 
-ImageSource = LocalImage | SourceImage
+ItemImage = LocalImage | SourceImage
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,14 +141,14 @@ class Item:
     plan_id: str
     img_url: str | None
     line: int = 0
-    image: ImageSource | None = None
+    image: ItemImage | None = None
 
     def __post_init__(self) -> None:
         if (self.img_url is None) == (self.image is None):
             raise ValueError("an item has either img_url or image, not both or neither")
 
     @property
-    def source(self) -> str:
+    def thumbnail(self) -> str:
         """The thumbnail as a user would name it: the URL, the file, or the source URL."""
         if self.img_url is not None:
             return self.img_url
@@ -215,7 +215,7 @@ class RunSettings:
         return job_path.with_name(f"{job_path.stem}.results.jsonl")
 
 
-class ItemSource(Protocol):
+class ItemStream(Protocol):
     """Items that can be counted and iterated more than once: a tuple, or a file read lazily."""
 
     def __len__(self) -> int:
@@ -233,7 +233,7 @@ class Job:
 
     path: Path
     settings: RunSettings  # what the job file says; a run replaces fields on top
-    items: ItemSource
+    items: ItemStream
     warnings: tuple[Problem, ...] = ()
     auth: AuthConfig | None = None  # None: $BATCHTHUMB_TOKEN
 

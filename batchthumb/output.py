@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from batchthumb.console import Console
-from batchthumb.errors import BatchthumbError, UsageError
+from batchthumb.errors import BatchthumbError, UsageError, os_errors
 from batchthumb.logs import JsonEvents
 from batchthumb.model import RunSettings
 
@@ -130,11 +130,9 @@ def open_output(settings: RunSettings, console: Console) -> Iterator[RunOutput]:
         return
     log: TextIO | None = None
     if settings.log_file is not None:
-        try:
+        with os_errors(settings.log_file, "write the log", UsageError):
             settings.log_file.parent.mkdir(parents=True, exist_ok=True)
             log = settings.log_file.open("a", encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"{settings.log_file}: cannot write the log: {exc.strerror}") from None
     output = RunOutput(console, settings, log)
     try:
         yield output

@@ -1,4 +1,4 @@
-"""The report: a JSON-lines journal of item outcomes, and what it says when read back.
+"""The report: a JSON-lines file of item outcomes, written as a journal, and read back.
 
 Each finished item is one line, written whole and flushed before the next item counts, so a
 crash loses nothing already done. Each image upload is a line too (``"kind": "upload"``),
@@ -10,10 +10,10 @@ the journal so each item appears once, with its last outcome.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,8 +22,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from batchthumb.errors import LockHeldError, ReportError
+from batchthumb.errors import LockHeldError, ReportError, UsageError, os_errors
 from batchthumb.model import ItemResult, Outcome
+
+if sys.platform != "win32":  # the lock is flock(2): POSIX only (Linux, macOS)
+    import fcntl
+
+POSIX_ONLY = (
+    "batchthumb needs a POSIX system (Linux or macOS; on Windows, WSL) for the report's lock"
+)
 
 Key = tuple[str, str]
 FIELDS = (
@@ -51,7 +58,7 @@ def key_digest(key: tuple[str, ...]) -> bytes:
 
 
 @dataclass(slots=True)
-class JournalState:
+class ReportState:
     """What a report says was done: the last outcome of every item, uploads, the snapshot.
 
     Items are held as :func:`key_digest` values, not as their ids, so resuming a run of a
@@ -98,13 +105,13 @@ def _records(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
                 yield number, record if isinstance(record, dict) else None, raw
     except UnicodeDecodeError:
         raise ReportError(f"{path}: not a batchthumb report (not UTF-8 text)") from None
-    except OSError as exc:
-        raise ReportError(f"{path}: cannot read: {exc.strerror}") from None
+    except OSError as exc:  # not os_errors: a generator cannot be wrapped from outside
+        raise ReportError(f"{path}: cannot read: {exc.strerror}") from exc
 
 
-def read_journal(path: Path) -> JournalState:
+def read_report(path: Path) -> ReportState:
     """Read a report back for ``--resume``; a missing report means nothing was done yet."""
-    state = JournalState()
+    state = ReportState()
     if not path.exists():
         return state
     bad: tuple[int, str] | None = None
@@ -161,16 +168,13 @@ def read_uploads(path: Path) -> dict[Key, str]:
     """
     prefix = _ENCODE({"kind": UPLOAD})[:-1]
     uploads: dict[Key, str] = {}
-    try:
-        with path.open("r", encoding="utf-8", newline="\n") as f:
-            for raw in f:
-                if raw.startswith(prefix) and raw.endswith("\n"):
-                    with contextlib.suppress(ValueError):
-                        upload = _upload(json.loads(raw))
-                        if upload is not None:
-                            uploads[upload[0]] = upload[1]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ReportError(f"{path}: cannot read: {exc}") from None
+    with os_errors(path, "read"), path.open("r", encoding="utf-8", errors="replace") as f:
+        for raw in f:
+            if raw.startswith(prefix) and raw.endswith("\n"):
+                with contextlib.suppress(ValueError):
+                    upload = _upload(json.loads(raw))
+                    if upload is not None:
+                        uploads[upload[0]] = upload[1]
     return uploads
 
 
@@ -187,7 +191,7 @@ def _upload(record: dict[str, Any] | None) -> tuple[Key, str] | None:
     return None
 
 
-def _snapshot(record: dict[str, Any] | None, state: JournalState) -> bool:
+def _snapshot(record: dict[str, Any] | None, state: ReportState) -> bool:
     """Take a snapshot line into ``state`` (the earliest one of a project wins)."""
     if record is None or record.get("kind") != SNAPSHOT:
         return False
@@ -211,7 +215,11 @@ def _key(record: dict[str, Any] | None) -> Key | None:
 
 
 class Journal:
-    """Appends item results to the report, one flushed line each."""
+    """The report's writer: appends each outcome, upload and snapshot as one flushed line.
+
+    "Report" is the file users read; "journal" names only this way of writing it (append,
+    flush, before the next item counts), which is what makes a run resumable.
+    """
 
     def __init__(self, path: Path, *, redact: Callable[[str], str] = str) -> None:
         self.path = path
@@ -219,11 +227,9 @@ class Journal:
         self._file: IO[str] | None = None
 
     def __enter__(self) -> Journal:
-        try:
+        with os_errors(self.path, "write the report"):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = self.path.open("a", encoding="utf-8", newline="\n")
-        except OSError as exc:
-            raise ReportError(f"{self.path}: cannot write the report: {exc.strerror}") from None
         return self
 
     def __exit__(self, exc_type: object, *exc_info: object) -> None:
@@ -247,12 +253,10 @@ class Journal:
     def _write(self, record: dict[str, Any]) -> None:
         assert self._file is not None, "use Journal as a context manager"
         line = _ENCODE(record)
-        try:
+        with os_errors(self.path, "write the report"):
             # One write per line: a kill mid-run tears at most the line being written.
             self._file.write(self._redact(line) + "\n")
             self._file.flush()
-        except OSError as exc:
-            raise ReportError(f"{self.path}: cannot write the report: {exc.strerror}") from None
 
     def record_snapshot(self, project_id: str, plans: dict[str, str | None]) -> None:
         """Append the thumbnails of a project's plans before anything is changed.
@@ -324,7 +328,7 @@ def _as_record(result: ItemResult) -> dict[str, Any]:
     return record
 
 
-def drop_torn_tail(path: Path, state: JournalState) -> None:
+def drop_torn_tail(path: Path, state: ReportState) -> None:
     """Cut a torn last line off, so that appended lines start on a line of their own."""
     if state.torn_line is None:
         return
@@ -391,12 +395,12 @@ def report_lock(report: Path, *, wait: float = 0.0) -> Iterator[Path]:
     flock locks die with the process, so a run killed with -9 never leaves a stale lock behind.
     With ``wait`` > 0, poll for up to that many seconds before giving up.
     """
+    if sys.platform == "win32":
+        raise UsageError(POSIX_ONLY)
     path = report.with_name(report.name + ".lock")
-    try:
+    with os_errors(path, "create the lock file"):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise ReportError(f"{path}: cannot create the lock file: {exc.strerror}") from None
     try:
         deadline = time.monotonic() + wait
         while True:

@@ -81,7 +81,7 @@ class Uploads:
 
 
 @dataclass(slots=True)
-class _Run:
+class _Batch:
     api: ThumbnailApi
     sender: Sender
     journal: Recorder
@@ -335,7 +335,7 @@ async def run_batch(
     previous state, and an item already showing its img_url is skipped without a PUT.
     Items of the projects in ``unlisted`` fail with the answer their listing got, unsent.
     """
-    run = _Run(
+    run = _Batch(
         api=api,
         sender=sender,
         journal=journal,

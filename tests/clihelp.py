@@ -1,11 +1,14 @@
-"""Running the real CLI in a subprocess, and writing job files for it."""
+"""Running the real CLI (in process, or in a subprocess), and writing job files for it."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
+from batchthumb import cli as batchthumb_cli
 from tests.conftest import P1, TOKEN, img_url, plan_id
 
 SECRETS = (TOKEN,)
@@ -47,7 +51,55 @@ def check_no_leak(*texts: str) -> None:
 
 
 async def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Result:
-    """Run ``batchthumb ARGS`` to completion; check that no secret leaked."""
+    """Run ``batchthumb ARGS`` in this process (``cli.main`` in a thread); no secret leaked.
+
+    The thread has its own event loop, so a sandbox served by the test's loop answers it over
+    loopback as it would a subprocess. Signals need the main thread: those tests use
+    :func:`cli_process`.
+    """
+    with anyio.fail_after(CLI_TIMEOUT):
+        result = await anyio.to_thread.run_sync(
+            _main, list(args), env or environment(), cwd, abandon_on_cancel=True
+        )
+    check_no_leak(result.out, result.err)
+    return result
+
+
+_IN_PROCESS = threading.Lock()  # the environment, directory and sys.stdout are process-wide
+
+
+def _main(args: list[str], env: dict[str, str], cwd: Path | None) -> Result:
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        _IN_PROCESS,
+        _environment(env),
+        contextlib.chdir(cwd or Path.cwd()),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        try:
+            code = batchthumb_cli.main(args)
+        except SystemExit as exc:  # argparse: usage errors, --help, --version
+            code = exc.code if isinstance(exc.code, int) else 2
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+@contextlib.contextmanager
+def _environment(env: dict[str, str]) -> Iterator[None]:
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+async def cli_process(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Result:
+    """Run ``batchthumb ARGS`` in a subprocess to completion; no secret leaked, no traceback."""
     with anyio.fail_after(CLI_TIMEOUT):
         done = await anyio.run_process(
             command(*args), env=env or environment(), cwd=cwd, check=False

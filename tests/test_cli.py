@@ -1,4 +1,4 @@
-"""The `batchthumb` command end to end: real job files, a real subprocess, the sandbox over HTTP."""
+"""The `batchthumb` command: real job files, the sandbox over HTTP; in process, a few in a subprocess."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from batchthumb.report import report_lock
 from batchthumb.sandbox import Fault, Sandbox, load_seed
-from tests.clihelp import by_plan, cli, environment, read_report, write_job
+from tests.clihelp import by_plan, cli, cli_process, environment, read_report, write_job
 from tests.conftest import P1, plan_id
 
 pytestmark = pytest.mark.anyio
@@ -37,7 +37,7 @@ async def test_a_bad_job_exits_2_with_every_problem_and_sends_nothing(
         f"endpoint: {url}\nconcurrency: -1\nitems:\n"
         f"  - {{project_id: {P1}, plan_id: short, img_url: /v1/upload/x.png}}\n"
     )
-    result = await cli("run", str(job), "--no-progress")
+    result = await cli_process("run", str(job), "--no-progress")
     assert result.code == 2
     assert result.err.splitlines() == [
         f"{job}:2: concurrency: must be at least 1, not -1",
@@ -56,7 +56,7 @@ async def test_a_large_job_sets_every_plan_exactly_once(
     job = write_job(
         tmp_path / "job.yaml", endpoint=url, plans=range(2000), settings="concurrency: 16"
     )
-    result = await cli("run", str(job), "--no-progress")
+    result = await cli_process("run", str(job), "--no-progress")
     assert result.code == 0, result.err
     assert len(box.stats.applied) == 2000
     assert set(box.stats.applied.values()) == {1}

@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import anyio
 import pytest
 
 from batchthumb.sandbox import IamUser, Sandbox, SandboxConfig
+from tests.clihelp import cli
 
 if TYPE_CHECKING:
     from conftest import SecretGuard
 
 pytestmark = pytest.mark.anyio
 
-ROOT = Path(__file__).resolve().parent.parent
 P = "919bb351ef424e2daaf3dd80c179fae9"
 URL = f"/v1/upload/{P}/202506/1749730526922581391.png"
 PASSWORD = "pw-SENTINEL-cli-93b1"
@@ -59,21 +57,15 @@ def write_job(tmp_path: Path, endpoint: str, auth: str) -> Path:
 async def run_cli(
     guard: SecretGuard, tmp_path: Path, args: Sequence[str], env: dict[str, str] | None = None
 ) -> Result:
-    """Run the CLI in a clean environment (no inherited credentials, HOME in tmp_path)."""
+    """Run the CLI in process in a clean environment (no inherited credentials, HOME in tmp_path)."""
     clean = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("HUAWEICLOUD_", "BATCHTHUMB_")) and "proxy" not in k.lower()
     }
-    clean.update(PYTHONPATH=str(ROOT), HOME=str(tmp_path / "home"), **(env or {}))
-    with anyio.fail_after(60):
-        done = await anyio.run_process(
-            [sys.executable, "-m", "batchthumb", *args],
-            env=clean,
-            cwd=tmp_path,
-            check=False,
-        )
-    result = Result(done.returncode, done.stdout.decode(), done.stderr.decode())
+    clean.update(HOME=str(tmp_path / "home"), **(env or {}))
+    done = await cli(*args, env=clean, cwd=tmp_path)  # in process
+    result = Result(done.code, done.out, done.err)
     guard.output("stdout", result.stdout)
     guard.output("stderr", result.stderr)
     return result

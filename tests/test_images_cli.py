@@ -15,6 +15,7 @@ import pytest
 
 from batchthumb.jobfile import load_job
 from batchthumb.sandbox import Sandbox, SandboxConfig
+from tests.clihelp import cli as in_process
 
 pytestmark = pytest.mark.anyio
 
@@ -40,9 +41,9 @@ def png(seed: int) -> bytes:
 
 
 async def cli(*args: str, cwd: Path, check: int | None = 0) -> subprocess.CompletedProcess[bytes]:
-    done = await anyio.run_process(
-        [sys.executable, "-m", "batchthumb", *args], cwd=cwd, env=ENV, check=False
-    )
+    """``batchthumb ARGS`` in process (:func:`tests.clihelp.cli`), shaped like a subprocess's."""
+    result = await in_process(*args, env={**ENV, "BATCHTHUMB_TOKEN": TOKEN}, cwd=cwd)
+    done = subprocess.CompletedProcess(args, result.code, result.out.encode(), result.err.encode())
     if check is not None:
         assert done.returncode == check, done.stderr.decode()
     return done
@@ -314,3 +315,20 @@ async def test_resume_after_a_kill_during_a_migration_uploads_nothing_twice(tmp_
     data = uploads_to(sandbox, DST)
     assert len(data) == len(set(data)) == 40
     assert all(p.img_url is not None for p in sandbox.plans(DST))
+
+
+async def test_migrate_o_says_why_its_images_folder_cannot_be_created(tmp_path: Path) -> None:
+    """A file where migrate -o puts its images folder: one message, exit 2, nothing downloaded."""
+    sandbox = strict()
+    seed_migration(sandbox, 3)
+    (tmp_path / "move.images").write_text("in the way\n")
+    async with sandbox.serve() as url:
+        done = await cli(
+            "migrate", "--from", SRC, "--to", DST, "--endpoint", url, "-o", "move.yaml",
+            cwd=tmp_path, check=2,
+        )  # fmt: skip
+    assert done.stderr.decode().splitlines()[-1] == (
+        "batchthumb: move.images: cannot create the images folder: File exists"
+    )
+    assert sandbox.stats.downloads == 0
+    assert not (tmp_path / "move.yaml").exists()

@@ -135,7 +135,8 @@ async def test_an_unchanged_image_job_uploads_and_puts_nothing_the_next_night(
     tmp_path: Path,
 ) -> None:
     """Night 2 of a local-image job is all "already set" with no upload and no PUT; a new plan
-    using the same file gets one PUT and no upload; a changed file is uploaded once."""
+    using the same file gets one PUT and no upload; a changed file is uploaded once; an upload
+    no plan shows any more is not trusted and is uploaded again."""
     box = Sandbox(SandboxConfig(tokens=frozenset({TOKEN}), strict_urls=True, autocreate=False))
     for n in range(4):
         box.add_plan(P1, name=f"Plan {n}", plan_id=plan_id(n))
@@ -165,6 +166,13 @@ async def test_an_unchanged_image_job_uploads_and_puts_nothing_the_next_night(
         assert (await cli("run", str(job), "--no-progress")).code == 0
         assert (box.stats.uploads, box.stats.puts) == (3, 5)
         assert box.image_bytes(shown(box, 2) or "") == png(3)
+        # Once no plan shows logo.png's upload any more, it is not trusted: uploaded again.
+        elsewhere = box.upload(P1, png(9))
+        job_of(tmp_path / "plain.yaml", url, {n: elsewhere for n in (0, 1, 3)})
+        assert (await cli("run", str(tmp_path / "plain.yaml"), "--no-progress")).code == 0
+        assert (await cli("run", str(write(range(4))), "--no-progress")).code == 0
+        assert (box.stats.uploads, box.stats.puts) == (4, 11)
+        assert {box.image_bytes(shown(box, n) or "") for n in (0, 1, 3)} == {png(1)}
 
 
 async def test_quiet_says_nothing_when_all_is_done_and_the_summary_when_something_failed(

@@ -23,7 +23,7 @@ from tests.clihelp import (
     CLI_TIMEOUT,
     by_plan,
     check_no_leak,
-    cli,
+    cli_process,
     command,
     environment,
     finish,
@@ -81,7 +81,7 @@ async def test_kill_9_mid_run_then_resume_completes_exactly_the_rest(
     assert 0 < len(done_before) < 400
     applied_before = Counter(box.stats.applied)
 
-    result = await cli("run", str(job), "--no-progress", "--resume")
+    result = await cli_process("run", str(job), "--no-progress", "--resume")
     assert result.code == 0, result.err
     for key in done_before:
         assert box.stats.applied[key] == applied_before[key] == 1
@@ -112,12 +112,12 @@ async def test_undo_after_a_kill_and_resume_restores_every_plan_exactly(
     await process.wait()
     box.gate.open()
     await box.wait_until(lambda s: s.applied_total == s.puts)  # the held ones applied too
-    assert (await cli("run", str(job), "--no-progress", "--resume")).code == 0
+    assert (await cli_process("run", str(job), "--no-progress", "--resume")).code == 0
     assert all(box.plan(P1, p).img_url != url_before for p, url_before in before.items())
 
     undo = tmp_path / "undo.yaml"
-    assert (await cli("undo", str(report), "-o", str(undo))).code == 0
-    restored = await cli("run", str(undo), "--endpoint", url, "--no-progress")
+    assert (await cli_process("undo", str(report), "-o", str(undo))).code == 0
+    restored = await cli_process("run", str(undo), "--endpoint", url, "--no-progress")
     assert restored.code == 0, restored.err
     assert {p: box.plan(P1, p).img_url for p in before} == before
 
@@ -129,12 +129,12 @@ async def test_a_torn_last_line_is_ignored_with_a_warning(
     box, url = sandbox
     job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(4))
     report = tmp_path / "job.results.jsonl"
-    assert (await cli("run", str(job), "--no-progress")).code == 0
+    assert (await cli_process("run", str(job), "--no-progress")).code == 0
     lines = report.read_text().splitlines(keepends=True)
     report.write_text("".join(lines[:-1]) + lines[-1][:40])
     torn = json.loads(lines[-1])["plan_id"]
     # Without the snapshot the resumed run cannot see that the plan is already set.
-    result = await cli("run", str(job), "--no-progress", "--resume", "--no-snapshot")
+    result = await cli_process("run", str(job), "--no-progress", "--resume", "--no-snapshot")
     assert result.code == 0
     assert f"{report}:{len(lines)}: ignoring a torn last line" in result.err
     assert box.stats.applied[(P1, torn)] == 2
@@ -150,9 +150,9 @@ async def test_resume_after_editing_the_job_goes_by_plan_not_by_line(
     for n in (2, 5):
         box.faults.script(Fault.status(400), plan_id=plan_id(n))
     job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(8))
-    assert (await cli("run", str(job), "--no-progress")).code == 1
+    assert (await cli_process("run", str(job), "--no-progress")).code == 1
     edited = write_job(tmp_path / "job.yaml", endpoint=url, plans=[9, 5, 7, 2, 3, 8, 1])
-    result = await cli("run", str(edited), "--no-progress", "--resume")
+    result = await cli_process("run", str(edited), "--no-progress", "--resume")
     assert result.code == 0
     assert "4 of 7 plans to set, 3 already done" in result.err
     sent_again = {key[1] for key, count in box.stats.applied.items() if count > 1}
@@ -180,7 +180,7 @@ async def test_first_signal_finishes_in_flight_requests_and_exits_130(
     assert f"to finish: batchthumb run {job} --report {report} --resume" in err
     assert box.stats.puts == 4
     assert len(journaled(report)) == 4
-    result = await cli("run", str(job), "--no-progress", "--resume")
+    result = await cli_process("run", str(job), "--no-progress", "--resume")
     assert result.code == 0
     assert set(box.stats.applied.values()) == {1}
     assert_each_item_once_and_succeeded(report, 50)
@@ -208,7 +208,7 @@ async def test_a_second_signal_stops_at_once_and_leaves_a_valid_report(
     # The three held requests reached the server: they are applied once the gate opens.
     await box.wait_until(lambda s: s.applied_total == 3)
     in_flight = frozenset(box.stats.applied)
-    result = await cli("run", str(job), "--no-progress", "--resume")
+    result = await cli_process("run", str(job), "--no-progress", "--resume")
     assert result.code == 0
     assert_each_item_once_and_succeeded(report, 20, already_set=in_flight)
 
@@ -230,7 +230,7 @@ async def test_throttled_items_are_retried_and_the_summary_counts_them(
     box, url = sandbox
     box.faults.script(fault, times=3)
     job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(10), settings="concurrency: 1")
-    result = await cli("run", str(job), "--no-progress", "--backoff", "0")
+    result = await cli_process("run", str(job), "--no-progress", "--backoff", "0")
     assert result.code == 0, result.err
     assert "throttled 3 times" in result.err
     assert box.stats.puts == 13
@@ -246,7 +246,7 @@ async def test_dropped_connections_are_retried(
     box, url = sandbox
     box.faults.script(fault, times=2, plan_id=plan_id(1))
     job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(3))
-    result = await cli("run", str(job), "--no-progress", "--backoff", "0")
+    result = await cli_process("run", str(job), "--no-progress", "--backoff", "0")
     assert result.code == 0
     record = by_plan(read_report(tmp_path / "job.results.jsonl"))[plan_id(1)]
     assert record["attempts"] == 3
@@ -261,7 +261,7 @@ async def test_unanswered_requests_that_run_out_of_retries_say_they_may_have_app
     box, url = sandbox
     box.faults.script(Fault.drop_after_apply(), times=3, plan_id=plan_id(0))
     job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(1))
-    result = await cli("run", str(job), "--no-progress", "--backoff", "0", "--retries", "2")
+    result = await cli_process("run", str(job), "--no-progress", "--backoff", "0", "--retries", "2")
     assert result.code == 1
     [record] = read_report(tmp_path / "job.results.jsonl")
     assert record["outcome"] == "failed"
@@ -278,7 +278,7 @@ async def test_an_overlapping_run_exits_75_and_sends_nothing(
     first = await start("run", str(job), "--no-progress")
     try:
         await box.wait_until(lambda s: s.waiting_at_gate == 1)
-        second = await cli("run", str(job), "--no-progress")
+        second = await cli_process("run", str(job), "--no-progress")
         assert second.code == 75
         assert "--lock-wait" in second.err
         assert box.stats.puts == 1
@@ -296,13 +296,13 @@ async def test_max_duration_stops_starting_items_and_exits_4(
     """At the deadline the run stops starting items, finishes in-flight ones, and exits 4."""
     box, url = sandbox
     job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(200), settings="rate: 20")
-    result = await cli("run", str(job), "--no-progress", "--max-duration", "1s")
+    result = await cli_process("run", str(job), "--no-progress", "--max-duration", "1s")
     assert result.code == 4
     assert "--max-duration reached" in result.err
     done = len(read_report(tmp_path / "job.results.jsonl"))
     assert 0 < done < 200
     assert box.stats.puts == done
-    resumed = await cli("run", str(job), "--no-progress", "--resume", "--rate", "0")
+    resumed = await cli_process("run", str(job), "--no-progress", "--resume", "--rate", "0")
     assert resumed.code == 0
     assert set(box.stats.applied.values()) == {1}
     assert_each_item_once_and_succeeded(tmp_path / "job.results.jsonl", 200)
@@ -318,7 +318,7 @@ async def test_the_breaker_stops_a_run_that_fails_the_same_way_every_time(
         job = write_job(
             tmp_path / "job.yaml", endpoint=url, plans=range(1000), settings="concurrency: 2"
         )
-        result = await cli("run", str(job), "--no-progress")
+        result = await cli_process("run", str(job), "--no-progress")
     assert result.code == 3
     assert "25 items in a row failed with HTTP 400 PM.02175006" in result.err
     assert box.stats.puts < 40
@@ -332,7 +332,9 @@ async def test_chaos_ends_with_every_item_succeeded(tmp_path: Path) -> None:
         job = write_job(
             tmp_path / "job.yaml", endpoint=url, plans=range(3000), settings="concurrency: 16"
         )
-        result = await cli("run", str(job), "--no-progress", "--backoff", "0", "--retries", "12")
+        result = await cli_process(
+            "run", str(job), "--no-progress", "--backoff", "0", "--retries", "12"
+        )
     assert result.code == 0, result.err
     assert box.stats.status_counts[429] > 0
     assert box.stats.status_counts[500] + box.stats.status_counts[503] > 0
@@ -345,7 +347,7 @@ async def test_a_rate_limited_server_slows_the_whole_run_down(tmp_path: Path) ->
     box = Sandbox(SandboxConfig(tokens=frozenset({TOKEN})), faults=Faults(rate_limit=50))
     async with box.serve() as url:
         job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(500))
-        result = await cli("run", str(job), "--no-progress")
+        result = await cli_process("run", str(job), "--no-progress")
     assert result.code == 0, result.err
     throttled = box.stats.status_counts[429]
     assert throttled < 0.2 * box.stats.puts
@@ -366,7 +368,7 @@ async def test_json_logs_record_each_kind_of_event_with_secrets_masked(
     job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(4))
     log = tmp_path / "events.jsonl"
     options = ("--no-progress", "--backoff", "0", "--log-json", "--log-file", str(log))
-    result = await cli("run", str(job), *options)
+    result = await cli_process("run", str(job), *options)
     assert result.code == 1
     text = log.read_text()
     check_no_leak(text)

@@ -10,7 +10,7 @@ import pytest
 from batchthumb.auth import Redactor
 from batchthumb.errors import LockHeldError, ReportError
 from batchthumb.model import ItemResult, Outcome
-from batchthumb.report import FIELDS, Journal, compact, drop_torn_tail, read_journal, report_lock
+from batchthumb.report import FIELDS, Journal, compact, drop_torn_tail, read_report, report_lock
 
 P = "919bb351ef424e2daaf3dd80c179fae9"
 
@@ -62,7 +62,7 @@ def test_reading_back_keeps_the_last_outcome_per_item(tmp_path: Path) -> None:
         journal.record(result("a" * 32, Outcome.FAILED))
         journal.record(result("b" * 32, Outcome.FAILED))
         journal.record(result("a" * 32))
-    state = read_journal(path)
+    state = read_report(path)
     assert state.is_done((P, "a" * 32))
     assert not state.has_failed((P, "a" * 32))
     assert state.has_failed((P, "b" * 32))
@@ -76,7 +76,7 @@ def test_a_torn_last_line_is_ignored_and_cut_off(tmp_path: Path) -> None:
         journal.record(result("a" * 32))
     with path.open("a") as f:
         f.write('{"project_id": "919bb351ef424e2daaf3dd80c179fae9", "plan_id": "bbb')
-    state = read_journal(path)
+    state = read_report(path)
     assert state.torn_line == 2
     assert state.is_done((P, "a" * 32))
     assert len(state.done) == 1
@@ -96,12 +96,12 @@ def test_damage_before_the_last_line_is_an_error_naming_the_line(tmp_path: Path)
     with Journal(path) as journal:
         journal.record(result("c" * 32))
     with pytest.raises(ReportError, match=r"r\.jsonl:2: not a report line"):
-        read_journal(path)
+        read_report(path)
 
 
 def test_a_missing_report_means_nothing_done(tmp_path: Path) -> None:
     """Resuming with no report yet starts from scratch."""
-    state = read_journal(tmp_path / "none.jsonl")
+    state = read_report(tmp_path / "none.jsonl")
     assert state.done == state.failed == set()
     assert state.lines == 0
 
@@ -164,7 +164,7 @@ def test_the_earliest_snapshot_of_a_project_is_the_previous_state(tmp_path: Path
         journal.record_snapshot(P, {"a" * 32: "/old.png", "b" * 32: None})
         journal.record(result("a" * 32))
         journal.record_snapshot(P, {"a" * 32: "/new.png", "b" * 32: None})
-    state = read_journal(path)
+    state = read_report(path)
     assert state.previous == {(P, "a" * 32): "/old.png", (P, "b" * 32): None}
     assert state.snapshotted == {P}
     assert state.is_done((P, "a" * 32))
@@ -180,7 +180,7 @@ def test_compact_keeps_the_first_snapshot_line(tmp_path: Path) -> None:
         journal.record_snapshot(P, {"a" * 32: "/new.png"})
         journal.record(result("a" * 32))
     compact(path)
-    assert read_journal(path).previous == {(P, "a" * 32): "/old.png"}
+    assert read_report(path).previous == {(P, "a" * 32): "/old.png"}
     assert len(path.read_text().splitlines()) == 2
 
 

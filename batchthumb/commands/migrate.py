@@ -16,7 +16,7 @@ from batchthumb.commands.flags import (
     settings_from_args,
 )
 from batchthumb.console import Console, Quiet
-from batchthumb.errors import UsageError
+from batchthumb.errors import UsageError, os_errors
 from batchthumb.jobrun import RunResult, run_job
 from batchthumb.jobwriter import STDOUT, Entry, render_job, write_job
 from batchthumb.migrate import fetch_images, plan_migration, summary_lines, write_unpaired
@@ -173,6 +173,8 @@ def _migrate(
             rerun=rerun,
         )  # fmt: skip
     folder = output.with_name(f"{output.stem}.images")
+    with os_errors(folder, "create the images folder"):  # before any download
+        folder.mkdir(parents=True, exist_ok=True)
 
     async def fetching() -> list[Entry]:
         async with open_session(connection, settings) as (api, sender):

@@ -134,7 +134,7 @@ def dry_run(
     ]
     for item in itertools.islice(plan.pending, PREVIEW):
         lines.append(
-            f"  PUT /v3/plan/{item.project_id}/management/{item.plan_id}/img  {item.source}"
+            f"  PUT /v3/plan/{item.project_id}/management/{item.plan_id}/img  {item.thumbnail}"
         )
     if len(plan.pending) > PREVIEW:
         lines.append(f"  ... and {len(plan.pending) - PREVIEW} more")

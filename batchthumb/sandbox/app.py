@@ -28,7 +28,7 @@ from batchthumb.sandbox.state import (
     IMG_URL_PATTERN,
     PLAN_TYPES,
     Gate,
-    IssuedToken,
+    GrantedToken,
     Plan,
     Stats,
     Store,
@@ -512,7 +512,7 @@ class Routes:
             )
         issued_at = self.sandbox.wall_clock()
         token = "MIIsandbox" + secrets.token_urlsafe(144)
-        self.store.tokens[token] = IssuedToken(name, scope, issued_at + match.token_ttl)
+        self.store.tokens[token] = GrantedToken(name, scope, issued_at + match.token_ttl)
         self.stats.tokens_issued += 1
         body = {
             "token": {

@@ -94,7 +94,7 @@ class Upload:
 
 
 @dataclass(frozen=True, slots=True)
-class IssuedToken:
+class GrantedToken:
     """A token the sandbox's IAM issued, valid until ``expires_at`` (wall clock seconds)."""
 
     user: str
@@ -181,7 +181,7 @@ class Store:
         self._wall_clock = wall_clock
         self.projects: dict[str, dict[str, Plan]] = {}
         self.uploads: dict[str, Upload] = {}
-        self.tokens: dict[str, IssuedToken] = {}
+        self.tokens: dict[str, GrantedToken] = {}
         self._upload_seq = 0
 
     def now_ms(self) -> int:
