@@ -168,7 +168,7 @@ async def test_an_unchanged_image_job_uploads_and_puts_nothing_the_next_night(
         assert box.image_bytes(shown(box, 2) or "") == png(3)
         # Once no plan shows logo.png's upload any more, it is not trusted: uploaded again.
         elsewhere = box.upload(P1, png(9))
-        job_of(tmp_path / "plain.yaml", url, {n: elsewhere for n in (0, 1, 3)})
+        job_of(tmp_path / "plain.yaml", url, dict.fromkeys((0, 1, 3), elsewhere))
         assert (await cli("run", str(tmp_path / "plain.yaml"), "--no-progress")).code == 0
         assert (await cli("run", str(write(range(4))), "--no-progress")).code == 0
         assert (box.stats.uploads, box.stats.puts) == (4, 11)
