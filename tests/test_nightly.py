@@ -147,9 +147,9 @@ async def test_an_unchanged_image_job_uploads_and_puts_nothing_the_next_night(
         images = {0: "logo.png", 1: "logo.png", 2: "other.png", 3: "logo.png"}
         items = [f"  - {{plan_id: {plan_id(n)}, image: {images[n]}}}" for n in plans]
         path = tmp_path / "images.yaml"
-        path.write_text(
-            f"endpoint: {url}\ndefaults:\n  project_id: {P1}\nitems:\n" + "\n".join(items) + "\n"
-        )
+        # history 1: uploads must be carried from report to report, not found in old ones.
+        head = f"endpoint: {url}\nhistory: 1\ndefaults:\n  project_id: {P1}\nitems:\n"
+        path.write_text(head + "\n".join(items) + "\n")
         return path
 
     async with box.serve() as url:
@@ -166,6 +166,9 @@ async def test_an_unchanged_image_job_uploads_and_puts_nothing_the_next_night(
         assert (await cli("run", str(job), "--no-progress")).code == 0
         assert (box.stats.uploads, box.stats.puts) == (3, 5)
         assert box.image_bytes(shown(box, 2) or "") == png(3)
+        # The report of the first upload of logo.png has been rotated away: still known.
+        assert (await cli("run", str(job), "--no-progress")).code == 0
+        assert (box.stats.uploads, box.stats.puts) == (3, 5)
         # Once no plan shows logo.png's upload any more, it is not trusted: uploaded again.
         elsewhere = box.upload(P1, png(9))
         job_of(tmp_path / "plain.yaml", url, dict.fromkeys((0, 1, 3), elsewhere))
@@ -431,3 +434,6 @@ async def test_every_run_setting_is_a_job_key_checked_with_file_and_line_and_fla
     assert loud.code == 0
     assert "0 succeeded, 0 failed, 1 skipped" in loud.err
     assert "0 succeeded, 0 failed, 1 skipped" in (tmp_path / "h.log").read_text()
+    chatty = job_of(tmp_path / "chatty.yaml", url, {0: img_url(0)}, settings="verbose: true")
+    hushed = await cli("run", str(chatty), "-q")
+    assert (hushed.code, hushed.err) == (0, "")
