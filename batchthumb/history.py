@@ -16,7 +16,7 @@ from typing import Any
 
 from batchthumb.errors import ReportError, os_errors
 from batchthumb.model import Outcome
-from batchthumb.report import RUN, Key, last_records, read_uploads, report_lines
+from batchthumb.report import END, RUN, Key, last_records, read_uploads, report_lines
 
 
 def history_paths(report: Path) -> list[Path]:
@@ -35,13 +35,23 @@ def _numbered(report: Path, number: int) -> Path:
 
 
 def changed_anything(path: Path) -> bool:
-    """Whether a report records any item as succeeded: a change undo may need.
+    """Whether a report may record a change undo needs: an item that succeeded, or a run
+    that never ended (killed: a PUT may have been applied before its line was written).
 
     A succeeded item is never sent again within its report (resume skips it), so the first
     such line decides; most reports that changed something answer within a few lines.
     """
     succeeded = Outcome.SUCCEEDED.value
-    return any(record.get("outcome") == succeeded for record in report_lines(path))
+    running = False
+    for record in report_lines(path):
+        kind = record.get("kind")
+        if kind == RUN:
+            running = True
+        elif kind == END:
+            running = False
+        elif record.get("outcome") == succeeded:
+            return True
+    return running
 
 
 def rotate(report: Path, *, keep: int) -> None:

@@ -411,6 +411,7 @@ async def run_plan(
                     )  # fmt: skip
                 except RunAborted as exc:
                     progress.close()
+                    journal.record_end(aborted=str(exc))
                     return RunSummary(
                         Tally(), 0.0, sender.requests, sender.governor.stats, aborted=str(exc)
                     )
@@ -435,6 +436,14 @@ async def run_plan(
                 uploads=Uploads(done=uploads),
                 previous=previous,
                 unlisted=unlisted,
+            )
+            tally = summary.tally
+            journal.record_end(
+                succeeded=tally.succeeded,
+                failed=tally.failed,
+                skipped=tally.skipped,
+                stopped=summary.stopped,
+                aborted=summary.aborted,
             )
     if appending and plan.recorded.lines:
         compact(report)

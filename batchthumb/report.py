@@ -50,6 +50,7 @@ FIELDS = (
 UPLOAD = "upload"
 SNAPSHOT = "snapshot"
 RUN = "run"  # one line per run (fresh or resumed): when, where, how many items
+END = "end"  # the run finished (done, stopped or aborted): its counts; none after a kill
 
 
 def key_digest(key: tuple[str, ...]) -> bytes:
@@ -126,7 +127,7 @@ def read_report(path: Path) -> ReportState:
         if upload is not None:
             state.uploads[upload[0]] = upload[1]
             continue
-        if _snapshot(record, state) or (record is not None and record.get("kind") == RUN):
+        if _snapshot(record, state) or (record is not None and record.get("kind") in (RUN, END)):
             continue
         key = _key(record)
         if record is None or key is None:
@@ -270,6 +271,10 @@ class Journal:
         """Append the line that starts a run: its time and the fields given (endpoint...)."""
         started = datetime.now(UTC).isoformat(timespec="seconds")
         self._write({"kind": RUN, "started_at": started, **fields})
+
+    def record_end(self, **fields: object) -> None:
+        """Append the line that ends a run (a killed run has none): its counts."""
+        self._write({"kind": END, **fields})
 
     def record_upload(self, project_id: str, cache_key: str, img_url: str) -> None:
         """Append one upload: ``cache_key`` is ``sha256:HEX`` or ``source:IMG_URL``."""
