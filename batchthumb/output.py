@@ -83,7 +83,7 @@ class RunOutput:
             if self._json_events is None:
                 self._json_events = JsonEvents(self.json, redact=lambda text: self.redact(text))
             self._json_events.emit(event, **fields)
-        if event in _VERBOSE:
+        if event in _VERBOSE and not fields.get("throttled"):  # its "throttled" line said it
             line = self.redact(_describe(event, fields))
             self._write_log(line)
             if self._verbose and not self.json_on_console:

@@ -184,7 +184,11 @@ class Sender:
                 self.events.emit("throttled", subject=subject, **_attempt_fields(attempt))
             if attempts > self.retry.retries:
                 return attempt, attempts
-            self.events.emit("retry", subject=subject, attempt=attempts, **_attempt_fields(attempt))
+            throttled = verdict is Verdict.THROTTLED or None  # None: left out of the event
+            self.events.emit(
+                "retry", subject=subject, attempt=attempts, throttled=throttled,
+                **_attempt_fields(attempt),
+            )  # fmt: skip
             if verdict is Verdict.RETRY:
                 delay = self.backoff(attempts, attempt.retry_after)
                 if delay > 0 and await self.stop.wait(partial(self.pause, delay)) is None:

@@ -227,7 +227,7 @@ async def test_the_finishing_command_repeats_the_report_and_endpoint_flags_given
 async def test_verbose_shows_each_retry_and_throttling(
     tmp_path: Path, sandbox: tuple[Sandbox, str]
 ) -> None:
-    """-v prints a line for a retried 503 and for a 429; without it neither shows."""
+    """-v prints a line for a retried 503 and one for a 429; without it neither shows."""
     box, url = sandbox
     job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(3))
     for verbose in (False, True):
@@ -239,6 +239,7 @@ async def test_verbose_shows_each_retry_and_throttling(
         retried = f"retrying plan {plan_id(0)} (attempt 1 failed: HTTP 503" in result.err
         throttled = f"throttled on plan {plan_id(1)}: HTTP 429" in result.err
         assert (retried, throttled) == (verbose, verbose)
+        assert f"retrying plan {plan_id(1)}" not in result.err  # one line for the 429
 
 
 async def test_the_log_file_gets_the_human_lines_dated_and_a_failure_before_any_request(

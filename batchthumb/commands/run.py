@@ -64,10 +64,9 @@ def from_args(args: argparse.Namespace, console: Console) -> RunResult | DryRunR
         flags = RunSettings(log_file=args.log_file, log_json=bool(args.log_json))
         with open_output(flags, console):
             raise
-    for warning in job.warnings:
-        if not settings.quiet:
-            console.warn(str(warning))
     if args.dry_run:
+        for warning in job.warnings:
+            console.warn(str(warning))
         return dry_run(job=job, settings=settings, sandbox=args.sandbox)
     return run(
         job=job,
@@ -112,6 +111,8 @@ def run(
     """
     settings = settings or job.settings
     with open_output(settings, console or Quiet()) as output:  # logs a failure to connect too
+        for warning in job.warnings:
+            output.warn(str(warning))
         connection = None if sandbox else connect(settings, job.auth, output)
         return run_job(
             job, settings, console=output, connection=connection, watch_signals=signals,
