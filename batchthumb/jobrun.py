@@ -258,6 +258,14 @@ def run_job(
             json_only=output.json_on_console,
         )
         output.log_only(result.lines())
+        output.emit(
+            "result",
+            exit_code=result.exit_code,
+            unfinished=result.unfinished,
+            unattempted=result.unattempted or None,
+            report=str(report),
+            finish=result.finish_command(),
+        )
     return result
 
 

@@ -276,7 +276,12 @@ async def test_log_json_alone_makes_stderr_json_only_even_when_the_run_cannot_st
     events = [json.loads(line) for line in result.err.splitlines()]
     kinds = [event["event"] for event in events]
     assert {"status", "start", "item_failed", "summary"} <= set(kinds)
-    assert events[-1]["errors"] == {"PM.02175006": 1}
+    summary = next(event for event in events if event["event"] == "summary")
+    assert summary["errors"] == {"PM.02175006": 1}
+    report = tmp_path / "job.results.jsonl"
+    assert events[-1]["event"] == "result"
+    assert (events[-1]["exit_code"], events[-1]["unfinished"]) == (1, 1)
+    assert events[-1]["finish"] == f"batchthumb run {job} --report {report} --retry-failed"
     env = {k: v for k, v in environment().items() if k != "BATCHTHUMB_TOKEN"}
     refused = await cli("run", str(job), "--log-json", env=env)
     assert refused.code == 2
@@ -430,11 +435,16 @@ async def test_every_run_setting_is_a_job_key_checked_with_file_and_line_and_fla
     quiet = await cli("run", str(good))
     assert (quiet.code, quiet.err) == (0, "")
     events = [json.loads(line) for line in (tmp_path / "logs/run.jsonl").read_text().splitlines()]
-    assert events[-1]["event"] == "summary"
+    assert [event["event"] for event in events[-2:]] == ["summary", "result"]
+
     loud = await cli("run", str(good), "-v", "--no-log-json", "--log-file", str(tmp_path / "h.log"))
     assert loud.code == 0
     assert "0 succeeded, 0 failed, 1 skipped" in loud.err
     assert "0 succeeded, 0 failed, 1 skipped" in (tmp_path / "h.log").read_text()
+    assert (tmp_path / "backup.yaml").exists()  # the plan has a thumbnail to keep now
+    unbacked = await cli("run", str(good), "--no-snapshot")  # the flag beats `backup:`
+    assert unbacked.code == 0
+    assert not (tmp_path / "backup.yaml.1").exists()
     chatty = job_of(tmp_path / "chatty.yaml", url, {0: img_url(0)}, settings="verbose: true")
     hushed = await cli("run", str(chatty), "-q")
     assert (hushed.code, hushed.err) == (0, "")

@@ -195,6 +195,8 @@ def settings_from_args(args: argparse.Namespace, base: RunSettings) -> RunSettin
         if getattr(args, dest, False):
             overrides[name] = value
     # The flag wins over the job file's opposite setting.
+    if overrides.get("snapshot") is False and "backup" not in overrides:
+        overrides["backup"] = None  # --no-snapshot over the job's `backup:`
     if overrides.get("quiet"):
         overrides["verbose"] = False
     if overrides.get("verbose"):
