@@ -48,11 +48,6 @@ class RunOutput:
             return None
         return self._console.stream
 
-    @property
-    def quiet(self) -> bool:
-        """Whether the console hears only about failures."""
-        return self._quiet
-
     def status(self, message: str) -> None:
         """A status line: on the console unless quiet, in the log file, as a JSON event."""
         self._say("status", message)
