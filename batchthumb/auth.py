@@ -22,11 +22,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import anyio
 
 from batchthumb import signing
-from batchthumb.errors import CredentialsError, os_errors
+from batchthumb.errors import CredentialsError, RunAborted, os_errors
+from batchthumb.files import SECRET_FILE_LIMIT, FileRefused, describe, open_regular
 from batchthumb.model import AkSkAuth, AuthConfig, IamAuth, TokenAuth
 
 TOKEN_ENV = "BATCHTHUMB_TOKEN"
@@ -42,6 +44,41 @@ GLOBAL_IAM_ENDPOINT = "https://iam.myhuaweicloud.com"
 # Renew this long before a token expires, at most; short-lived tokens get a tenth of their life.
 RENEW_MARGIN = 3600.0
 ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
+# What may go into an HTTP header: visible ASCII. A CR or LF would split the header (aiohttp
+# refuses with a ValueError that quotes the value); no real token or key holds anything else.
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
+URL_CREDENTIALS_ADVICE = (
+    "must not hold a user name or password (they would be sent as Basic auth and logged); "
+    "credentials belong in an `auth:` section or $BATCHTHUMB_TOKEN (see Credentials in the README)"
+)
+
+
+def url_has_credentials(url: str) -> bool:
+    """True when ``url`` carries userinfo (``https://user:pw@host``)."""
+    return "@" in urlsplit(url).netloc
+
+
+def check_header_value(value: str, what: str) -> str:
+    """``value`` if it can travel in an HTTP header; else a CredentialsError naming ``what``.
+
+    The message says where the bad character is, never the value itself.
+    """
+    if _HEADER_SAFE.fullmatch(value):
+        return value
+    if not value:
+        raise CredentialsError(f"{what} is empty")
+    position = next(i for i, char in enumerate(value) if not _HEADER_SAFE.fullmatch(char))
+    char = value[position]
+    if char in "\r\n":
+        kind = "a line break"
+    elif char == " ":
+        kind = "a space"
+    else:
+        kind = "a control or non-ASCII character"
+    raise CredentialsError(
+        f"{what} contains {kind} (U+{ord(char):04X} at character {position + 1}); a token or "
+        "key is one line of visible ASCII: check for a stray line break, space or escape code"
+    )
 
 
 def iam_endpoint_for_region(region: str) -> str:
@@ -94,12 +131,13 @@ class Credentials(Protocol):
 class StaticToken:
     """An ``X-Auth-Token`` that the user obtained elsewhere (valid for 24 hours at most)."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, *, source: str = "the token") -> None:
         if len(token) not in TOKEN_LENGTH:
             raise CredentialsError(
-                f"the token is {len(token)} characters long; CodeArts tokens are 10 to 32768"
+                f"{source} is {len(token)} characters long; CodeArts tokens are 10 to 32768"
             )
-        self._token = token
+        self._token = check_header_value(token, source)
+        loaded(self)
 
     def __repr__(self) -> str:
         return "StaticToken(<redacted>)"
@@ -173,6 +211,7 @@ class IamPassword:
         self._renew_at = 0.0
         self._issued: list[str] = []  # old tokens too: they may still echo in a late answer
         self.generation = 0  # how many tokens were fetched
+        loaded(self)
 
     def __repr__(self) -> str:
         return f"IamPassword({self.identity!r}, <redacted>)"
@@ -206,7 +245,13 @@ class IamPassword:
             if self.generation != seen:
                 return  # someone renewed while this worker waited for the lock
             issued = await self._issue(self.identity, self._password)
-            self._issued.append(issued.value)
+            self._issued.append(issued.value)  # masked from here on, even if refused below
+            try:
+                check_header_value(
+                    issued.value, f"the token IAM at {self.identity.endpoint} issued"
+                )
+            except CredentialsError as exc:
+                raise RunAborted(str(exc)) from None
             self._token = issued.value
             margin = min(RENEW_MARGIN, issued.lifetime / 10)
             self._renew_at = self._clock() + issued.lifetime - margin
@@ -227,12 +272,17 @@ class AkSk:
         project_id: str | None = None,
         security_token: str | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        source: str = "the access key",
     ) -> None:
-        self.ak = ak
+        # Each of these travels in a header (the AK inside Authorization).
+        self.ak = check_header_value(ak, f"{source}: ak")
         self._sk = sk
-        self.project_id = project_id
-        self._security_token = security_token
+        self.project_id = project_id and check_header_value(project_id, f"{source}: project_id")
+        self._security_token = security_token and check_header_value(
+            security_token, f"{source}: security_token"
+        )
         self._now = now
+        loaded(self)
 
     def __repr__(self) -> str:
         return f"AkSk(ak={self.ak!r}, <redacted>)"
@@ -288,7 +338,8 @@ def load_credentials(
         return token_from_env(environ)
     if isinstance(config, TokenAuth):
         if config.file is not None:
-            return StaticToken(read_secret_file(config.file).strip())
+            token = read_secret_file(config.file).strip()
+            return StaticToken(token, source=f"the token in {config.file}")
         return token_from_env(environ, config.env or TOKEN_ENV)
     if isinstance(config, IamAuth):
         return _iam_password(config, issue=issue, region=region, environ=environ)
@@ -303,7 +354,7 @@ def token_from_env(environ: Mapping[str, str] = os.environ, name: str = TOKEN_EN
             f"no credentials: set {name} to an IAM token (the X-Subject-Token of "
             "POST /v3/auth/tokens), use an `auth:` section, or rehearse with --sandbox"
         )
-    return StaticToken(token)
+    return StaticToken(token, source=f"the token in ${name}")
 
 
 def _iam_password(
@@ -339,6 +390,7 @@ def _aksk(config: AkSkAuth, environ: Mapping[str, str]) -> AkSk:
             sk,
             project_id=environ.get(PROJECT_ID_ENV, "").strip() or None,
             security_token=environ.get(SECURITY_TOKEN_ENV, "").strip() or None,
+            source="the access key from the environment",
         )
     if ak or sk:
         missing = config.sk_env if ak else config.ak_env
@@ -376,20 +428,31 @@ def profile_credentials(path: Path) -> AkSk:
         sk,
         project_id=basic.get("project_id", "").strip() or None,
         security_token=basic.get("security_token", "").strip() or None,
+        source=f"{path} [basic]",
     )
 
 
 def read_secret_file(path: Path) -> str:
-    """The text of a file holding secrets, refused if other users may read it."""
+    """The text of a file holding secrets, refused if other users may read it.
+
+    Regular files only (a FIFO would block the run), of at most 64 KB.
+    """
     try:
-        with os_errors(path, "read", CredentialsError), path.open(encoding="utf-8") as file:
+        with os_errors(path, "read", CredentialsError), open_regular(path) as file:
             mode = stat.S_IMODE(os.fstat(file.fileno()).st_mode)
             if os.name == "posix" and mode & 0o077:
                 raise CredentialsError(
                     f"{path}: other users can read this file (mode {mode:04o}); "
                     f"secrets must be private: run chmod 600 {path}"
                 )
-            return file.read()
+            data = file.read(SECRET_FILE_LIMIT + 1)
+    except FileRefused as exc:
+        raise CredentialsError(f"{path}: {exc.reason}") from None
+    if len(data) > SECRET_FILE_LIMIT:
+        limit = describe(SECRET_FILE_LIMIT)
+        raise CredentialsError(f"{path}: larger than {limit}, the limit for a file of secrets")
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         raise CredentialsError(f"{path}: not UTF-8 text") from None
 
@@ -422,3 +485,20 @@ class Redactor:
             if secret in text:
                 text = text.replace(secret, self.MASK)
         return text
+
+
+# Every credential this process has loaded, whatever loaded it: the CLI's last line of defence
+# masks their secrets in any message it prints. A process loads a handful at most.
+_LOADED: list[Credentials] = []
+
+
+def loaded(credentials: Credentials) -> None:
+    """Remember ``credentials``, so that :func:`mask_secrets` masks what they hold."""
+    _LOADED.append(credentials)
+
+
+def _loaded_secrets() -> Iterable[str]:
+    return tuple(secret for credentials in _LOADED for secret in credentials.secrets)
+
+
+mask_secrets = Redactor(_loaded_secrets)

@@ -120,17 +120,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _masked(message: str) -> str:
+    """``message`` with every loaded secret masked: the last line of defence for stderr."""
+    from batchthumb.auth import mask_secrets
+
+    return mask_secrets(message)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     args = build_parser().parse_args(argv)
     module: _Command = args.module
     try:
-        result = module.from_args(args, StderrConsole())
+        result = module.from_args(args, StderrConsole(mask=_masked))
     except JobFileError as exc:
         if exc.shown:
             return exc.exit_code
         for problem in exc.problems:
-            print(problem, file=sys.stderr)
+            print(_masked(str(problem)), file=sys.stderr)
         count = len(exc.problems)
         print(
             f"batchthumb: {count} problem{'s' if count > 1 else ''} found; nothing was sent",
@@ -139,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except BatchthumbError as exc:
         if not exc.shown:
-            print(f"batchthumb: {exc}", file=sys.stderr)
+            print(f"batchthumb: {_masked(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("batchthumb: interrupted", file=sys.stderr)
@@ -147,5 +154,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     for line in result.stdout_lines():
         print(line)
     for line in result.stderr_lines():
-        print(line, file=sys.stderr)
+        print(_masked(line), file=sys.stderr)
     return result.exit_code

@@ -26,10 +26,26 @@ import aiohttp
 import anyio
 
 from batchthumb import __version__
-from batchthumb.auth import Credentials, IamIdentity, IssuedToken
+from batchthumb.auth import (
+    URL_CREDENTIALS_ADVICE,
+    Credentials,
+    IamIdentity,
+    IssuedToken,
+    Redactor,
+    url_has_credentials,
+)
 from batchthumb.errors import RunAborted, UsageError
 from batchthumb.images import CONTENT_TYPES, image_type
-from batchthumb.model import Attempt, PlanPage, PlanSummary, Verdict
+from batchthumb.model import (
+    DEFAULT_MAX_ANSWER_BYTES,
+    MAX_ERROR_CHARS,
+    MAX_IMAGE_ANSWER_BYTES,
+    MAX_PLAN_FIELD_CHARS,
+    Attempt,
+    PlanPage,
+    PlanSummary,
+    Verdict,
+)
 
 USER_AGENT = f"batchthumb/{__version__}"
 JSON = "application/json;charset=UTF-8"
@@ -41,6 +57,11 @@ THROTTLE_CODES = frozenset({"APIGW.0308", "APIG.0308", "PM.02153001"})
 PERMISSION_CODES = frozenset({"PM.02150010", "PM.02174103"})
 # A stale token (facts §4.1): worth one renewal before the run gives up.
 STALE_TOKEN_CODES = frozenset({"APIGW.0301", "PM.10001002"})
+# Error codes are short (PM.02175006); anything longer is cut like other server text.
+MAX_CODE_CHARS = 64
+# Bytes asked of the answer stream at a time; aiohttp decodes gzip in steps of this size too.
+READ_CHUNK = 64 * 1024
+MAX_TOKEN_HEADER = 40 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +124,11 @@ def is_loopback(host: str) -> bool:
 
 
 def check_url(url: str, *, insecure: bool, what: str = "endpoint") -> str | None:
-    """Refuse plain ``http://`` to anything but loopback unless ``insecure``; then warn."""
+    """Refuse userinfo in ``url``, and plain ``http://`` to anything but loopback unless
+    ``insecure`` (then return a warning)."""
+    if url_has_credentials(url):
+        # Never echo the URL: the password is in it.
+        raise UsageError(f"the {what} URL {URL_CREDENTIALS_ADVICE}")
     parts = urlsplit(url)
     if parts.scheme != "http" or is_loopback(parts.hostname or ""):
         return None
@@ -116,7 +141,12 @@ def check_url(url: str, *, insecure: bool, what: str = "endpoint") -> str | None
 
 
 class PlanApi:
-    """The plan endpoints of one CodeArts Req endpoint, through one shared session."""
+    """The plan endpoints of one CodeArts Req endpoint, through one shared session.
+
+    Nothing a server sends is trusted further than needed: redirects are never followed (the
+    credentials would go with them), answers are read up to a size limit, and the server's text
+    is masked (it may echo a secret) and cut short before it goes into an :class:`Attempt`.
+    """
 
     def __init__(
         self,
@@ -127,6 +157,7 @@ class PlanApi:
         timeout: float,
         proxy: str | None = None,
         wall_clock: Callable[[], float] = time.time,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
     ) -> None:
         self._session = session
         self._endpoint = endpoint.rstrip("/")
@@ -137,6 +168,9 @@ class PlanApi:
         # client's CPU per item in the benchmark's profile. It runs until the body is read.
         self._request_timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=timeout)
         self._wall_clock = wall_clock
+        self._max_answer = max_answer_bytes
+        # Read at each use: tokens renewed during the run are masked too.
+        self._redact = Redactor(lambda: credentials.secrets)
 
     async def set_thumbnail(self, project_id: str, plan_id: str, img_url: str) -> Attempt:
         """``PUT /v3/plan/{project_id}/management/{plan_id}/img``: set one plan's thumbnail."""
@@ -144,10 +178,10 @@ class PlanApi:
         # The bytes json.dumps({"img_url": img_url}) gives, without its generic encoder.
         body = ('{"img_url": ' + encode_basestring_ascii(img_url) + "}").encode()
         # The hot path: straight to _send, one coroutine less than request().
-        attempt, _, sent = await self._send("PUT", url, body, JSON, False)
+        attempt, _, sent = await self._send("PUT", url, body, JSON, "result")
         if not _stale_token(attempt):
             return attempt
-        return (await self._renewed(attempt, sent, "PUT", url, body, JSON, False)).attempt
+        return (await self._renewed(attempt, sent, "PUT", url, body, JSON, "result")).attempt
 
     async def list_plans(
         self,
@@ -164,12 +198,14 @@ class PlanApi:
             query["type"] = plan_type
         if search is not None:
             query["search"] = search
-        reply = await self.request("POST", f"/v3/plan/{project_id}/managements", json_body=query)
+        reply = await self.request(
+            "POST", f"/v3/plan/{project_id}/managements", json_body=query, expect="plans"
+        )
         if reply.attempt.verdict is not Verdict.OK:
             return reply.attempt, None
         page = _plan_page(project_id, reply.body)
-        if page is None:
-            return _unexpected(reply.attempt, "the plan list has no `plans` array"), None
+        if isinstance(page, str):
+            return _unexpected(reply.attempt, page), None
         return reply.attempt, page
 
     async def upload_image(
@@ -189,6 +225,7 @@ class PlanApi:
             f"/v2/{project_id}/img",
             body=body,
             content_type=f"multipart/form-data; boundary={boundary}",
+            expect="img_url",
         )
         if reply.attempt.verdict is not Verdict.OK:
             return reply.attempt, None
@@ -200,7 +237,7 @@ class PlanApi:
     async def download_image(self, project_id: str, img_url: str) -> tuple[Attempt, bytes | None]:
         """``GET /v4/projects/{project_id}/image-file?image_uri=...``: an image's bytes."""
         path = f"/v4/projects/{project_id}/image-file?image_uri={quote(img_url, safe='/')}"
-        reply = await self.request("GET", path, raw=True)
+        reply = await self.request("GET", path, expect=None)
         if reply.attempt.verdict is not Verdict.OK:
             return reply.attempt, None
         return reply.attempt, bytes(reply.body)
@@ -213,21 +250,22 @@ class PlanApi:
         json_body: object = None,
         body: bytes | None = None,
         content_type: str | None = None,
-        raw: bool = False,
+        expect: str | None = "result",
     ) -> Reply:
         """Send one request, renewing stale credentials once; never raises for HTTP trouble.
 
         Give ``json_body``, or raw ``body`` bytes with their ``content_type`` (a multipart
-        upload); either way the exact bytes sent are what gets signed. With ``raw``, a 200
-        answer is kept as bytes instead of being read as JSON.
+        upload); either way the exact bytes sent are what gets signed. A 200 answer is JSON
+        that says ``"status": "success"``, or has no ``status`` but the key ``expect``. With
+        ``expect=None`` it is raw bytes instead (an image, up to its own size limit).
         """
         if json_body is not None:
             body, content_type = json.dumps(json_body).encode(), JSON
         url = self._endpoint + path
-        attempt, data, sent = await self._send(method, url, body, content_type, raw)
+        attempt, data, sent = await self._send(method, url, body, content_type, expect)
         if not _stale_token(attempt):
             return Reply(attempt, data)
-        return await self._renewed(attempt, sent, method, url, body, content_type, raw)
+        return await self._renewed(attempt, sent, method, url, body, content_type, expect)
 
     async def _renewed(
         self,
@@ -237,28 +275,34 @@ class PlanApi:
         url: str,
         body: bytes | None,
         content_type: str | None,
-        raw: bool,
+        expect: str | None,
     ) -> Reply:
         """Renew the credentials the server called stale, then send once more."""
         try:
             renewed = await self._credentials.renew(sent)
         except RunAborted as exc:
-            error = f"{attempt.error}; renewing the token failed: {exc}"
+            error = self._server_text(f"{attempt.error}; renewing the token failed: {exc}")
             return Reply(replace(attempt, error=error))
         if not renewed:
             return Reply(attempt)
-        attempt, data, _ = await self._send(method, url, body, content_type, raw)
+        attempt, data, _ = await self._send(method, url, body, content_type, expect)
         return Reply(attempt, data)
 
     async def _send(
-        self, method: str, url: str, body: bytes | None, content_type: str | None, raw: bool
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        content_type: str | None,
+        expect: str | None,
     ) -> tuple[Attempt, Any, dict[str, str]]:
         """One attempt: the classified answer, its decoded body, and the headers sent."""
         headers = {"Content-Type": content_type} if content_type is not None else {}
         try:
             await self._credentials.authorize(method, url, headers, body)
         except RunAborted as exc:  # a token due for renewal could not be renewed
-            return _rejected(str(exc)), None, headers
+            return _rejected(self._server_text(str(exc))), None, headers
+        limit = self._max_answer if expect is not None else MAX_IMAGE_ANSWER_BYTES
         try:
             # Workers never outnumber pooled connections, so this clock starts once the
             # request holds a connection, not while it queues for one.
@@ -269,21 +313,32 @@ class PlanApi:
                 headers=headers,
                 proxy=self._proxy,
                 timeout=self._request_timeout,
+                # A redirect would take the credentials to another host, or to plain http.
+                allow_redirects=False,
             ) as resp:
-                data = await resp.read()
-                if raw and resp.status == 200:
+                data = await read_limited(resp, limit)
+                if data is None:
+                    return _too_large(resp, limit, json=expect is not None), None, headers
+                if expect is None and resp.status == 200:
                     return Attempt(Verdict.OK, 200), data, headers
-                attempt, decoded = self._classify(resp, data)
+                attempt, decoded = self._classify(resp, data, expect or "result")
                 return attempt, decoded, headers
         except TimeoutError:
             return _no_answer(f"no answer within {self._timeout:g} s"), None, headers
         except aiohttp.ClientConnectorError as exc:
             # Never connected, so never sent: a clean, retryable failure.
             return Attempt(Verdict.RETRY, error=f"cannot connect: {exc.os_error}"), None, headers
+        except aiohttp.ClientHttpProxyError as exc:
+            # The proxy refused the tunnel (CONNECT): nothing reached the server.
+            reason = self._server_text(f"HTTP {exc.status} {exc.message}".strip())
+            error = f"cannot connect: the proxy refused the tunnel ({reason})"
+            return Attempt(Verdict.RETRY, error=error), None, headers
         except aiohttp.ClientError as exc:
             return _no_answer(f"connection lost: {type(exc).__name__}"), None, headers
 
-    def _classify(self, resp: aiohttp.ClientResponse, raw: bytes) -> tuple[Attempt, Any]:
+    def _classify(
+        self, resp: aiohttp.ClientResponse, raw: bytes, expect: str
+    ) -> tuple[Attempt, Any]:
         """The verdict on one answer, and its decoded body (kept only for a success)."""
         status = resp.status
         headers = resp.headers
@@ -293,15 +348,23 @@ class PlanApi:
         retry_after = _retry_after(headers.get("Retry-After"), self._wall_clock)
         if status == 200:
             if isinstance(body, dict):
-                said = body.get("status", "success")
-                if said == "success":
+                said = body.get("status")
+                if said == "success" or (said is None and expect in body):
                     return Attempt(Verdict.OK, 200, code, None, request_id, retry_after), body
                 if said == "error":
                     message = message or "the API answered status error"
-                    return Attempt(
+                    return self._attempt(
                         Verdict.PERMANENT, 200, code, message, request_id, retry_after
                     ), None
-            message = "unexpected answer: " + raw[:200].decode(errors="replace")
+            message = f"unexpected answer (no `status` or `{expect}`): " + _quote(raw)
+            verdict = Verdict.PERMANENT
+        elif 300 <= status < 400:
+            # Not followed (allow_redirects=False): name where it pointed, and fail for good.
+            where = headers.get("Location", "nowhere")
+            message = (
+                f"the server redirected to {where}; redirects are not followed, so credentials "
+                "never leave the endpoint: check the endpoint URL"
+            )
             verdict = Verdict.PERMANENT
         elif status == 429 or code in THROTTLE_CODES:
             verdict = Verdict.THROTTLED
@@ -312,7 +375,82 @@ class PlanApi:
         else:
             verdict = Verdict.PERMANENT
             message = message or resp.reason or f"HTTP {status}"
-        return Attempt(verdict, status, code, message, request_id, retry_after), None
+        return self._attempt(verdict, status, code, message, request_id, retry_after), None
+
+    def _attempt(
+        self,
+        verdict: Verdict,
+        status: int,
+        code: str | None,
+        message: str | None,
+        request_id: str | None,
+        retry_after: float | None,
+    ) -> Attempt:
+        """An answer that is not a success: the server's words masked and cut short."""
+        if code is not None:
+            code = self._server_text(code, MAX_CODE_CHARS)
+        if message is not None:
+            message = self._server_text(message)
+        return Attempt(verdict, status, code, message, request_id, retry_after)
+
+    def _server_text(self, text: str, limit: int = MAX_ERROR_CHARS) -> str:
+        """Text a server chose, fit for the report and messages: secrets masked, then cut.
+
+        Masked before it is cut, so that a cut never leaves part of a secret behind.
+        """
+        return shorten(self._redact(text), limit)
+
+
+def _too_large(resp: aiohttp.ClientResponse, limit: int, *, json: bool) -> Attempt:
+    """An answer past its size limit: a failure, not retried (it would be as large again)."""
+    error = f"the answer (HTTP {resp.status}) is larger than {limit:,} bytes; it was not read"
+    if json:
+        error += " (--max-answer-mb raises this limit)"
+    applied = resp.status < 300
+    if applied:
+        error += "; the server may have applied the request"
+    return Attempt(
+        Verdict.PERMANENT,
+        resp.status,
+        error=error,
+        request_id=resp.headers.get("X-Request-Id"),
+        ambiguous=applied,
+    )
+
+
+def shorten(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """``text`` cut to at most ``limit`` characters, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit:,} more characters)"
+
+
+def _quote(raw: bytes) -> str:
+    """An answer's bytes as text to quote in an error (cut later, after masking)."""
+    return raw[: MAX_ERROR_CHARS * 8].decode(errors="replace") or "an empty body"
+
+
+async def read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The answer's body, or None once it passes ``limit`` bytes, compressed or decoded.
+
+    A declared ``Content-Length`` is checked before anything is read. aiohttp decodes gzip
+    in bounded steps as the body is read, so a small bomb never inflates past the limit.
+    """
+    length = resp.content_length
+    if length is not None and length > limit:
+        return None
+    if length is not None and "Content-Encoding" not in resp.headers:
+        return await resp.read()  # exactly ``length`` bytes: the common case, one call
+    chunks: list[bytes] = []
+    total = 0
+    stream = resp.content
+    while chunk := await stream.read(READ_CHUNK):
+        total += len(chunk)
+        # The wire bytes too: a stream that decodes to little must not run on unbounded.
+        if total > limit or (getattr(stream, "total_compressed_bytes", None) or 0) > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _stale_token(attempt: Attempt) -> bool:
@@ -337,28 +475,40 @@ def _unexpected(attempt: Attempt, why: str) -> Attempt:
     )
 
 
-def _plan_page(project_id: str, body: Any) -> PlanPage | None:
-    """A list answer's plans, bare or wrapped as ``{result, status}`` (facts §1.1: unknown)."""
+def _plan_page(project_id: str, body: Any) -> PlanPage | str:
+    """A list answer's plans, bare or wrapped as ``{result, status}`` (facts §1.1: unknown),
+    or why the answer is not a plan list."""
     if not isinstance(body, dict) or not isinstance(body.get("plans"), list):
-        return None
+        return "the plan list has no `plans` array"
     plans: list[PlanSummary] = []
     for element in body["plans"]:
         plan = element.get("result", element) if isinstance(element, dict) else None
         if not isinstance(plan, dict) or not isinstance(plan.get("id"), str):
             continue
         img_url = plan.get("img_url")
+        fields = {
+            "id": plan["id"],
+            "name": str(plan.get("name", "")),
+            "type": str(plan.get("type", "")),
+        }
+        if isinstance(img_url, str):
+            fields["img_url"] = img_url
+        for key, value in fields.items():
+            if len(value) > MAX_PLAN_FIELD_CHARS:
+                return f"a plan's {key} is {len(value):,} characters long"
         plans.append(
             PlanSummary(
                 project_id=project_id,
-                plan_id=plan["id"],
-                name=str(plan.get("name", "")),
-                type=str(plan.get("type", "")),
+                plan_id=fields["id"],
+                name=fields["name"],
+                type=fields["type"],
                 img_url=img_url if isinstance(img_url, str) and img_url else None,
                 img_known="img_url" in plan,
             )
         )
     total = body.get("total")
-    return PlanPage(tuple(plans), total if isinstance(total, int) else len(plans))
+    valid = isinstance(total, int) and not isinstance(total, bool) and total >= 0
+    return PlanPage(tuple(plans), total if valid else None)
 
 
 def _no_answer(reason: str) -> Attempt:
@@ -429,6 +579,7 @@ async def open_api(
     concurrency: int,
     timeout: float,  # noqa: ASYNC109 - per attempt, enforced inside PlanApi
     transport: Transport | None = None,
+    max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
 ) -> AsyncIterator[PlanApi]:
     """A :class:`PlanApi` on a session whose pool has a connection for every worker."""
     transport = transport or make_transport()
@@ -452,6 +603,7 @@ async def open_api(
             credentials,
             timeout=timeout,
             proxy=transport.proxy_for(endpoint),
+            max_answer_bytes=max_answer_bytes,
         )
 
 
@@ -477,22 +629,29 @@ class IamTokens:
             }
         }
         who = f"IAM user {identity.user} of account {identity.domain}"
+        redact = Redactor([password])
         connector = aiohttp.TCPConnector(ssl=self._transport.ssl)
         try:
             with anyio.fail_after(self._timeout):
                 async with (
                     aiohttp.ClientSession(
-                        connector=connector, headers={"User-Agent": USER_AGENT}, trust_env=False
+                        connector=connector,
+                        headers={"User-Agent": USER_AGENT},
+                        trust_env=False,
+                        # X-Subject-Token may be as long as a token may be (32,768).
+                        max_field_size=MAX_TOKEN_HEADER,
                     ) as session,
                     session.post(
                         url,
                         data=json.dumps(payload).encode(),
                         headers={"Content-Type": "application/json;charset=utf8"},
                         proxy=self._transport.proxy_for(url),
+                        allow_redirects=False,  # the password must not follow a redirect
                     ) as resp,
                 ):
-                    raw = await resp.read()
+                    raw = await read_limited(resp, DEFAULT_MAX_ANSWER_BYTES)
                     status, token = resp.status, resp.headers.get("X-Subject-Token")
+                    location = resp.headers.get("Location", "nowhere")
         except TimeoutError:
             raise RunAborted(
                 f"no token for {who}: IAM at {identity.endpoint} did not answer "
@@ -503,11 +662,22 @@ class IamTokens:
                 f"no token for {who}: cannot reach IAM at {identity.endpoint} "
                 f"({type(exc).__name__})"
             ) from None
+        where = f"IAM at {identity.endpoint}"
+        if 300 <= status < 400:
+            raise RunAborted(
+                f"{where} redirected to {shorten(redact(location))}; redirects are not followed, "
+                "so the password never leaves IAM's endpoint: check auth.iam.endpoint"
+            )
+        if raw is None:
+            raise RunAborted(
+                f"{where} answered more than {DEFAULT_MAX_ANSWER_BYTES:,} bytes (HTTP {status}); "
+                "it was not read"
+            )
         body = _decode(raw)
         if status != 201 or not token:
             code, message = _error_fields(body)
             said = " ".join(str(part) for part in (code, message) if part)
-            said = said.replace(password, "***") if password else said
+            said = shorten(redact(said))
             raise RunAborted(
                 f"IAM at {identity.endpoint} refused a token for {who}, project "
                 f"{identity.project} (HTTP {status}{': ' + said if said else ''}); check the "

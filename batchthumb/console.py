@@ -51,10 +51,14 @@ class Console(Protocol):
 
 
 class StderrConsole:
-    """The CLI's console: everything on standard error, where it does not mix with output."""
+    """The CLI's console: everything on standard error, where it does not mix with output.
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    ``mask`` is applied to every line (the CLI masks the secrets it has loaded).
+    """
+
+    def __init__(self, stream: TextIO | None = None, *, mask: Callable[[str], str] = str) -> None:
         self._stream = stream
+        self._mask = mask
 
     @property
     def stream(self) -> TextIO:
@@ -63,11 +67,11 @@ class StderrConsole:
 
     def status(self, message: str) -> None:
         """``batchthumb: message``, flushed: it may be the last line before a signal."""
-        write_line(self.stream, f"batchthumb: {message}")
+        write_line(self.stream, f"batchthumb: {self._mask(message)}")
 
     def warn(self, message: str) -> None:
         """``warning: message``."""
-        write_line(self.stream, f"warning: {message}")
+        write_line(self.stream, f"warning: {self._mask(message)}")
 
 
 class Quiet:

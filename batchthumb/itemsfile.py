@@ -8,6 +8,7 @@ per item for finding duplicates, so a million items cost tens of megabytes, not 
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import json
@@ -16,48 +17,81 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from batchthumb.errors import Problem
+from batchthumb.files import ITEMS_FILE_LIMIT, ITEMS_LINE_LIMIT, FileRefused, describe, open_regular
 from batchthumb.model import IMG_URL, ITEM_KEYS, Item, field_problem
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 # A file with a million bad lines should not print a million lines.
 MAX_PROBLEMS = 100
+MAX_DEPTH = 32  # JSON nesting allowed in a line before parsing it
 
 _Row = tuple[int, str, dict[str, str] | None]  # (line, key prefix, fields or None if unusable)
 
 
-class _NotUtf8(Exception):
-    def __init__(self, line: int, offset: int) -> None:
+class _Unreadable(Exception):
+    """The file cannot be read on from ``line``: the message says why."""
+
+    def __init__(self, line: int, message: str) -> None:
         self.line = line
-        self.offset = offset
+        self.message = message
 
 
 @dataclass(slots=True)
 class _Lines:
-    """The lines of a file decoded one by one, so that a bad byte names its line."""
+    """The lines of a file decoded one by one, so that a bad byte names its line.
+
+    Bounded however the file lies about itself: each line is read with a cap, and the bytes
+    are counted as they stream by. A UTF-8 byte order mark at the start is skipped.
+    """
 
     path: Path
     number: int = 0
 
     def __iter__(self) -> Iterator[str]:
         offset = 0
-        with self.path.open("rb") as f:
-            for raw in f:
+        try:
+            file = open_regular(self.path)
+        except FileRefused as exc:
+            raise _Unreadable(0, f"items_file: {exc.reason}") from None
+        with file:
+            while raw := file.readline(ITEMS_LINE_LIMIT + 1):
                 self.number += 1
+                if len(raw) > ITEMS_LINE_LIMIT:
+                    raise _Unreadable(self.number, f"line longer than {describe(ITEMS_LINE_LIMIT)}")
+                if offset + len(raw) > ITEMS_FILE_LIMIT:
+                    raise _Unreadable(self.number, f"larger than {describe(ITEMS_FILE_LIMIT)}")
+                if not offset and raw.startswith(codecs.BOM_UTF8):
+                    raw = raw[len(codecs.BOM_UTF8) :]
+                    offset = len(codecs.BOM_UTF8)
                 try:
                     yield raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
-                    raise _NotUtf8(self.number, offset + exc.start) from None
+                    message = f"not UTF-8 text (byte {offset + exc.start})"
+                    raise _Unreadable(self.number, message) from None
                 offset += len(raw)
 
 
 def _csv_rows(path: Path, defaults: Mapping[str, str], problems: list[Problem]) -> Iterator[_Row]:
     lines = _Lines(path)
+    try:
+        yield from _csv_records(path, lines, defaults, problems)
+    except csv.Error as exc:
+        raise _Unreadable(lines.number, f"not valid CSV: {exc}") from None
+
+
+def _csv_records(
+    path: Path, lines: _Lines, defaults: Mapping[str, str], problems: list[Problem]
+) -> Iterator[_Row]:
     reader = csv.reader(lines, strict=True)
     header = next(reader, None)
     if header is None:
         problems.append(Problem(str(path), 0, "", "is empty; it needs a header line"))
         return
     columns = [name.strip() for name in header]
+    repeated = [name for number, name in enumerate(columns) if name in columns[:number]]
+    if repeated:
+        problems.append(Problem(str(path), 1, "", f"column {repeated[0]!r} appears twice"))
+        return
     unknown = [name for name in columns if name not in ITEM_KEYS]
     missing = [name for name in ITEM_KEYS if name not in columns and name not in defaults]
     if unknown:
@@ -101,9 +135,9 @@ def _jsonl_rows(path: Path, problems: list[Problem]) -> Iterator[_Row]:
         where = f"items[{index}]"
         index += 1
         try:
-            record = json.loads(text)
+            record = _json_object(text)
         except ValueError as exc:
-            reason = getattr(exc, "msg", "invalid JSON")
+            reason = getattr(exc, "msg", None) or str(exc)
             problems.append(Problem(str(path), line, where, f"not valid JSON: {reason}"))
             yield line, where, None
             continue
@@ -125,6 +159,47 @@ def _jsonl_rows(path: Path, problems: list[Problem]) -> Iterator[_Row]:
             else:
                 fields[name] = value
         yield line, where, fields if usable else None
+
+
+def _json_object(text: str) -> object:
+    """``json.loads``, refusing repeated keys and nesting too deep to parse safely.
+
+    An item is a flat object of strings: past :data:`MAX_DEPTH` brackets the line is not one,
+    and a line of ten thousand ``[`` would exhaust the parser's recursion.
+    """
+    if text.count("[") + text.count("{") > MAX_DEPTH and _depth(text) > MAX_DEPTH:
+        raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
+    return json.loads(text, object_pairs_hook=_unique)
+
+
+def _depth(text: str) -> int:
+    """How deep the brackets of a JSON text nest, not counting those in strings."""
+    deepest = depth = 0
+    quoted = escaped = False
+    for char in text:
+        if quoted:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                quoted = False
+        elif char == '"':
+            quoted = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _unique(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    record = dict(pairs)
+    if len(record) != len(pairs):
+        repeated = next(key for number, (key, _) in enumerate(pairs) if key in dict(pairs[:number]))
+        raise ValueError(f"key {repeated!r} appears twice")
+    return record
 
 
 def _rows(
@@ -176,9 +251,6 @@ def read_items_file(
         known = ", ".join(FORMATS)
         problems.append(Problem(str(path), 0, "", f"items_file must end in one of {known}"))
         return None
-    if not path.is_file():
-        problems.append(Problem(str(path), 0, "", "items_file: no such file"))
-        return None
     found: list[Problem] = []
     seen: set[int] = set()
     repeated: set[int] = set()
@@ -215,10 +287,8 @@ def read_items_file(
                         "img_url was uploaded to another project; the API may refuse it there",
                     )
                 )
-    except _NotUtf8 as exc:
-        found.append(Problem(str(path), exc.line, "", f"not UTF-8 text (byte {exc.offset})"))
-    except csv.Error as exc:
-        found.append(Problem(str(path), 0, "", f"not valid CSV: {exc}"))
+    except _Unreadable as exc:
+        found.append(Problem(str(path), exc.line, "", exc.message))
     del seen
     if repeated and not found:
         found.extend(_duplicates(path, kind, defaults, repeated))

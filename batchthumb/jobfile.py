@@ -18,11 +18,15 @@ from typing import TypeVar, cast
 
 import yaml
 
-from batchthumb.auth import ENV_NAME
+from batchthumb.auth import ENV_NAME, URL_CREDENTIALS_ADVICE, url_has_credentials
 from batchthumb.errors import JobFileError, Problem, UsageError
+from batchthumb.files import AUTH_FILE_LIMIT, JOB_FILE_LIMIT, FileRefused, read_regular
 from batchthumb.images import ImageProblem, inspect_image
 from batchthumb.model import (
     IMG_URL,
+    MAXIMA,
+    MIB,
+    REGION,
     AkSkAuth,
     AuthConfig,
     IamAuth,
@@ -40,7 +44,6 @@ from batchthumb.model import (
 # libyaml's parser is several times faster on large jobs; fall back to the pure one.
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
 _BASE_URL = re.compile(r"https?://[^/\s]+/?")
 _SETTING_KEYS = (
     "endpoint",
@@ -63,6 +66,8 @@ _SETTING_KEYS = (
     "verbose",
     "log_json",
     "log_file",
+    "max_answer_mb",
+    "max_list_pages",
 )
 _BOOL_SETTINGS = ("snapshot", "progress", "quiet", "verbose", "log_json")
 # Paths in a job file are relative to the job file, so cron's working directory is moot.
@@ -196,9 +201,15 @@ class _Checker:
         if not isinstance(node, yaml.ScalarNode) or node.tag != _INT:
             self.problem(node, key, f"must be a whole number, not {_kind(node)}")
             return None
-        value = int(node.value.replace("_", ""), 0)
-        if value < minimum:
+        try:
+            value = int(node.value.replace("_", ""), 0)
+        except ValueError:  # more digits than int() takes: far past any maximum
+            value = None
+        if value is not None and value < minimum:
             self.problem(node, key, f"must be at least {minimum}, not {value}")
+            return None
+        if value is None or value > MAXIMA[key]:
+            self.problem(node, key, f"must be at most {MAXIMA[key]:,g}, not {node.value[:40]}")
             return None
         return value
 
@@ -219,7 +230,10 @@ class _Checker:
             return None
         if not value < float("inf") or (value <= 0 if positive else value < 0):
             bound = "greater than 0" if positive else "0 or more"
-            self.problem(node, key, f"must be {bound}, not {node.value}")
+            self.problem(node, key, f"must be {bound}, not {node.value[:40]}")
+            return None
+        if value > MAXIMA[key]:
+            self.problem(node, key, f"must be at most {MAXIMA[key]:,g}, not {node.value[:40]}")
             return None
         return value
 
@@ -369,7 +383,13 @@ class _Sections:
 def load_job(path: Path) -> Job:
     """Read and validate a job file; raise :class:`JobFileError` listing every problem."""
     checker = _Checker(path)
-    found = _parse(path, checker, lambda events: _walk_job(events, path.parent))
+    found = _parse(
+        path,
+        checker,
+        lambda events: _walk_job(events, path.parent),
+        limit=JOB_FILE_LIMIT,
+        what="a job file",
+    )
     settings = _settings(checker, found.root, found.values, path.parent)
     items: ItemStream = ()
     if found.items_given and found.items_file is not None:
@@ -385,7 +405,13 @@ def load_job(path: Path) -> Job:
             checker.warnings.clear()  # only items warn; they are judged again below
             checker.reported.clear()
             before = len(checker.problems)
-            found.items = _parse(path, checker, lambda events: _walk_to_items(events, found))
+            found.items = _parse(
+                path,
+                checker,
+                lambda events: _walk_to_items(events, found),
+                limit=JOB_FILE_LIMIT,
+                what="a job file",
+            )
             found.item_problems = checker.problems[before:]
             del checker.problems[before:]
         # Item problems follow those of the other sections, wherever `items:` stands.
@@ -463,7 +489,13 @@ def _root_mapping(events: _Events) -> yaml.MappingStartEvent | None:
 def load_auth(path: Path) -> AuthConfig:
     """Read a YAML file holding just an ``auth:`` section (``run --auth FILE``)."""
     checker = _Checker(path)
-    return _parse(path, checker, lambda events: _walk_auth(events, path.parent))
+    return _parse(
+        path,
+        checker,
+        lambda events: _walk_auth(events, path.parent),
+        limit=AUTH_FILE_LIMIT,
+        what="an auth file",
+    )
 
 
 def _walk_auth(events: _Events, base: Path) -> AuthConfig:
@@ -533,8 +565,9 @@ def _read_iam(checker: _Checker, node: yaml.Node) -> IamAuth | None:
                 values[name] = env
         else:
             text = checker.text(value_node, key)
-            if text and name == "endpoint" and not _BASE_URL.fullmatch(text):
-                checker.problem(value_node, key, f"{text!r} is not a base URL like https://host")
+            problem = _endpoint_problem(text) if text and name == "endpoint" else None
+            if problem:
+                checker.problem(value_node, key, problem)
             elif text:
                 values[name] = text.rstrip("/") if name == "endpoint" else text
     if len(checker.problems) != before:
@@ -598,12 +631,14 @@ def _path(checker: _Checker, node: yaml.Node, key: str, base: Path) -> Path | No
     return base / Path(text).expanduser()
 
 
-def _parse(path: Path, checker: _Checker, walk: Callable[[_Events], _T]) -> _T:
+def _parse(
+    path: Path, checker: _Checker, walk: Callable[[_Events], _T], *, limit: int, what: str
+) -> _T:
     """Walk the parser's events of a YAML file; a file that is not YAML is one problem."""
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise JobFileError([Problem(str(path), 0, "", f"cannot read: {exc.strerror}")]) from None
+        data = read_regular(path, limit=limit, what=what)
+    except FileRefused as exc:
+        raise JobFileError([Problem(str(path), 0, "", exc.reason)]) from None
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -620,6 +655,11 @@ def _parse(path: Path, checker: _Checker, walk: Callable[[_Events], _T]) -> _T:
         line = mark.line + 1 if mark is not None else 0
         reason = exc.problem or exc.context or "invalid YAML"
         raise JobFileError([Problem(str(path), line, "", f"not valid YAML: {reason}")]) from None
+    except yaml.reader.ReaderError as exc:
+        # A control character: libyaml gives its byte offset, but no mark to take a line from.
+        line = data.count(b"\n", 0, exc.position) + 1
+        reason = f"not valid YAML: {exc.reason} (character {exc.character:#04x})"
+        raise JobFileError([Problem(str(path), line, "", reason)]) from None
     except yaml.YAMLError as exc:
         raise JobFileError([Problem(str(path), 0, "", f"not valid YAML: {exc}")]) from None
     finally:
@@ -627,12 +667,12 @@ def _parse(path: Path, checker: _Checker, walk: Callable[[_Events], _T]) -> _T:
 
 
 def _read_setting(checker: _Checker, name: str, node: yaml.Node) -> object:
-    if name in ("concurrency", "burst", "history"):
+    if name in ("concurrency", "burst", "history", "max_list_pages"):
         return checker.integer(node, name, minimum=1)
     if name in ("retries", "breaker"):
         return checker.integer(node, name, minimum=0)
-    if name in ("rate", "timeout", "backoff", "lock_wait"):
-        return checker.number(node, name, positive=name == "timeout")
+    if name in ("rate", "timeout", "backoff", "lock_wait", "max_answer_mb"):
+        return checker.number(node, name, positive=name in ("timeout", "max_answer_mb"))
     if name in _BOOL_SETTINGS:
         return checker.boolean(node, name)
     if name == "max_duration":
@@ -640,11 +680,12 @@ def _read_setting(checker: _Checker, name: str, node: yaml.Node) -> object:
     value = checker.text(node, name)
     if value is None:
         return None
-    if name == "region" and not _REGION.fullmatch(value):
+    if name == "region" and not REGION.fullmatch(value):
         checker.problem(node, name, f"{value!r} is not a region name like cn-north-4")
         return None
-    if name == "endpoint" and not _BASE_URL.fullmatch(value):
-        checker.problem(node, name, f"{value!r} is not a base URL like https://host[:port]")
+    problem = _endpoint_problem(value) if name == "endpoint" else None
+    if problem:
+        checker.problem(node, name, problem)
         return None
     return value
 
@@ -663,6 +704,15 @@ def _max_duration(checker: _Checker, node: yaml.Node) -> float | None:
         return None
 
 
+def _endpoint_problem(url: str) -> str | None:
+    """What is wrong with an endpoint URL; never quotes one that holds a password."""
+    if url_has_credentials(url):
+        return URL_CREDENTIALS_ADVICE
+    if not _BASE_URL.fullmatch(url):
+        return f"{url!r} is not a base URL like https://host[:port]"
+    return None
+
+
 def _settings(checker: _Checker, root: _At, values: dict[str, object], base: Path) -> RunSettings:
     if "endpoint" in values and "region" in values:
         checker.problem(root, "region", "give either `endpoint` or `region`, not both")
@@ -674,6 +724,8 @@ def _settings(checker: _Checker, root: _At, values: dict[str, object], base: Pat
     for name in _PATH_SETTINGS:
         if isinstance(given.get(name), str):
             given[name] = base / str(given[name])
+    if "max_answer_mb" in given:
+        given["max_answer_bytes"] = int(float(str(given.pop("max_answer_mb"))) * MIB)
     try:
         return RunSettings(**given)  # type: ignore[arg-type]  # each value checked above
     except UsageError as exc:  # settings that contradict each other, e.g. quiet and verbose

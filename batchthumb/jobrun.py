@@ -35,7 +35,15 @@ from batchthumb.errors import (
 )
 from batchthumb.history import remembered_uploads, rotate
 from batchthumb.jobwriter import Entry, render_job, write_job
-from batchthumb.model import Attempt, Item, ItemStream, Job, RunSettings, Tally
+from batchthumb.model import (
+    DEFAULT_MAX_LIST_PAGES,
+    Attempt,
+    Item,
+    ItemStream,
+    Job,
+    RunSettings,
+    Tally,
+)
 from batchthumb.output import RunOutput, open_output
 from batchthumb.plans import ListingFailed, list_project, thumbnails
 from batchthumb.progress import Silent, choose_progress, format_duration
@@ -373,19 +381,25 @@ async def run_plan(
         console = RunOutput(console, replace(settings, log_json=log is not None), log)
     output = console
     appending = settings.resume or settings.retry_failed
-    _prepare_report(report, plan, appending=appending, keep=settings.history)
     credentials = connection.credentials
     # Read at each use: tokens renewed during the run are masked too.
     output.redact = Redactor(lambda: credentials.secrets)
+    # A log that cannot be written stops the run gracefully: what is in flight is journaled.
+    output.on_log_error = lambda exc: stop.request("the log cannot be written")
+    # No more workers, nor pooled connections, than there are items to send.
+    workers = max(1, min(settings.concurrency, len(plan.pending)))
     output.emit(
         "start",
         items=len(plan.pending),
         skipped=plan.skipped,
         endpoint=connection.endpoint,
         concurrency=settings.concurrency,
+        workers=workers,
         rate=settings.rate,
         report=str(report),
     )
+    output.check_log()  # before the report is touched: a log that fails at once changes nothing
+    _prepare_report(report, plan, appending=appending, keep=settings.history)
     stream = output.stream
     progress = (
         Silent()
@@ -398,9 +412,10 @@ async def run_plan(
     async with open_api(
         connection.endpoint,
         credentials,
-        concurrency=settings.concurrency,
+        concurrency=workers,
         timeout=settings.timeout,
         transport=connection.transport,
+        max_answer_bytes=settings.max_answer_bytes,
     ) as api:
         with Journal(report, redact=output.redact) as journal:
             journal.record_run(
@@ -415,7 +430,7 @@ async def run_plan(
                 try:
                     previous, unlisted = await snapshot(
                         api, sender, plan.pending, journal=journal, known=plan.recorded,
-                        console=output,
+                        console=output, max_pages=settings.max_list_pages,
                     )  # fmt: skip
                 except RunAborted as exc:
                     progress.close()
@@ -439,7 +454,7 @@ async def run_plan(
                 api=api,
                 sender=sender,
                 journal=journal,
-                concurrency=settings.concurrency,
+                concurrency=workers,
                 progress=progress,
                 uploads=Uploads(done=uploads),
                 previous=previous,
@@ -469,6 +484,7 @@ async def run_plan(
         errors=summary.tally.error_codes or None,
         report=str(report),
     )
+    output.check_log()
     return summary
 
 
@@ -495,6 +511,7 @@ async def snapshot(
     journal: Journal,
     known: ReportState,
     console: Console,
+    max_pages: int = DEFAULT_MAX_LIST_PAGES,
 ) -> tuple[dict[Key, str | None], dict[str, Attempt]]:
     """The thumbnail of every plan the items name before the run: one list per project.
 
@@ -508,7 +525,7 @@ async def snapshot(
     unlisted: dict[str, Attempt] = {}
     for project_id in dict.fromkeys(item.project_id for item in items):
         try:
-            plans = await list_project(api, sender, project_id)
+            plans = await list_project(api, sender, project_id, max_pages=max_pages)
         except ListingFailed as exc:
             if exc.credentials:
                 raise

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from batchthumb.errors import os_errors
+from batchthumb.files import open_new
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +37,7 @@ def render_job(
     endpoint: str | None = None,
 ) -> str:
     """The text of a job file setting ``entries``; ``comments`` list what it leaves out."""
-    lines = [f"# {line}" for line in header]
+    lines = [f"# {_one_line(line)}" for line in header]
     if endpoint is not None:
         lines.append(f"endpoint: {_quote(endpoint)}")
     projects = {entry.project_id for entry in entries}
@@ -104,13 +106,49 @@ def write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with os_errors(path, "write"):
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text, encoding="utf-8")
+        with open_new(tmp) as file:
+            file.write(text.encode("utf-8"))
         os.replace(tmp, path)
 
 
+# What is never written raw, whatever a plan name holds: the C0 and C1 controls and DEL (YAML
+# refuses them, a terminal obeys them), NEL and the line and paragraph separators (YAML ends a
+# comment at them), bidirectional overrides and isolates and zero-width marks (text that reads
+# otherwise than it parses), BOM, lone surrogates (not encodable) and the non-characters.
+_UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff"
+    "\ud800-\udfff\ufff9-\uffff]"
+)
+# What a spreadsheet takes a cell beginning with for a formula (OWASP's list).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def printable(text: str) -> str:
+    """``text`` with each unsafe character shown as its ``\\uXXXX`` escape, on one line."""
+    return _UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
+def csv_cell(text: str) -> str:
+    """A CSV cell that a spreadsheet shows as text: unsafe characters escaped, and a leading
+    ``'`` on a cell that would start a formula."""
+    cell = printable(text)
+    return "'" + cell if cell.startswith(_FORMULA_STARTS) else cell
+
+
 def _quote(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    """A YAML double-quoted scalar (JSON's syntax is a subset) that reads back as ``value``.
+
+    json.dumps escapes C0 itself; the rest of the unsafe characters become YAML ``\\u``
+    escapes, which read back exactly. Surrogates cannot be read back; U+FFFD stands in.
+    """
+    quoted = json.dumps(value, ensure_ascii=False)
+    return _UNSAFE.sub(lambda match: f"\\u{_codepoint(match.group()):04x}", quoted)
+
+
+def _codepoint(char: str) -> int:
+    code = ord(char)
+    return 0xFFFD if 0xD800 <= code <= 0xDFFF else code
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    return printable(" ".join(text.split()))

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from batchthumb.errors import RunAborted, os_errors
+from batchthumb.files import open_new
 from batchthumb.images import image_type, upload_name
-from batchthumb.jobwriter import Entry, write_text
+from batchthumb.jobwriter import Entry, csv_cell, write_text
 from batchthumb.model import Attempt, Item, SourceImage
 from batchthumb.plans import Pairing
 from batchthumb.sending import Sender, ThumbnailApi
@@ -54,7 +55,8 @@ def unpaired_csv(pairing: Pairing) -> str:
     writer.writerow(["side", "plan_id", "name", "type", "reason"])
     for entry in pairing.unpaired:
         plan = entry.plan
-        writer.writerow([entry.side, plan.plan_id, plan.name, plan.type, entry.reason])
+        cells = (entry.side, plan.plan_id, plan.name, plan.type, entry.reason)
+        writer.writerow([csv_cell(cell) for cell in cells])
     return out.getvalue()
 
 
@@ -97,7 +99,8 @@ def write_bytes(path: Path, data: bytes) -> None:
     """Write a downloaded image."""
     with os_errors(path, "write the image"):
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        with open_new(path) as file:  # never through a symlink planted in the folder
+            file.write(data)
 
 
 def write_unpaired(path: Path, pairing: Pairing) -> None:

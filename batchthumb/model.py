@@ -16,6 +16,9 @@ PROJECT_ID = re.compile(r"[A-Za-z0-9]{32}")
 # The docs give no pattern for plan_id; the list call returns 32-character ids (facts §1).
 PLAN_ID = re.compile(r"[A-Za-z0-9]{32}")
 # The documented pattern /v1/upload/%s/\d{6}/[a-zA-Z0-9]+.[a-zA-Z], read strictly and anchored.
+# A region name as Huawei Cloud spells them (cn-north-4, ap-southeast-1); it becomes part of a
+# host name, so nothing else may pass.
+REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
 IMG_URL = re.compile(r"/v1/upload/(?P<project>[A-Za-z0-9]{32})/\d{6}/[A-Za-z0-9]+\.[A-Za-z]+")
 
 ITEM_KEYS = ("project_id", "plan_id", "img_url")
@@ -23,6 +26,43 @@ ITEM_KEYS = ("project_id", "plan_id", "img_url")
 # The SDK's environment variables for an access key pair (what `auth: aksk` reads by default).
 AK_ENV = "HUAWEICLOUD_SDK_AK"
 SK_ENV = "HUAWEICLOUD_SDK_SK"
+
+# What a server's answer may cost at most (issue 10). Each breach fails the request and says
+# which limit; none of them can be met by an honest answer.
+MIB = 1024 * 1024
+# A JSON answer, compressed and decoded: a page of 200 plans is some 100 KB. Configurable
+# (--max-answer-mb), should a project's plans carry unusually large fields.
+DEFAULT_MAX_ANSWER_BYTES = 4 * MIB
+# A downloaded image: the 5 MB upload limit (facts §2.1) plus a margin; a larger one could
+# not be uploaded again anyway.
+MAX_IMAGE_ANSWER_BYTES = 6 * MIB
+# Server text (error_msg, a bad answer quoted) kept in the report and in messages.
+MAX_ERROR_CHARS = 500
+# Pages of one project's plan list: 100,000 plans at 200 a page. A list that goes on is
+# refused, not followed. Configurable (--max-list-pages) up to the documented 9,999.
+DEFAULT_MAX_LIST_PAGES = 500
+MAX_LIST_PAGES = 9999
+# A listed plan's name, type or img_url longer than this makes the page unexpected, so a
+# hostile list cannot fill memory through them.
+MAX_PLAN_FIELD_CHARS = 1024
+
+# The largest value each setting takes, in the job file and on the command line (README,
+# "Limits"). Past them a value is a typo or an attack: it costs memory, file descriptors or
+# hours, and never speed, since the API's own rate limit comes first.
+MAXIMA: dict[str, float] = {
+    "concurrency": 512,  # each worker holds a connection: a file descriptor of the 1024 usual
+    "rate": 10_000,  # requests per second; one machine sends about 8,000 at most
+    "burst": 1_000,
+    "retries": 100,
+    "timeout": 3_600,  # seconds per attempt
+    "backoff": 60,  # seconds; retry delays are capped at 60 anyway
+    "lock_wait": 86_400,  # a day
+    "max_duration": 7 * 86_400,  # a week
+    "max_answer_mb": 1_024,
+    "max_list_pages": MAX_LIST_PAGES,
+    "history": 100,  # reports kept beside the report
+    "breaker": 100_000,
+}
 
 
 def field_problem(name: str, value: str) -> str | None:
@@ -50,9 +90,11 @@ def parse_duration(text: str) -> float:
     try:
         value = float(number) * DURATION_UNITS[unit]
     except ValueError:
-        raise ValueError(f"{text!r} is not a duration like 90s, 30m or 2h") from None
-    if not 0 < value < float("inf"):
-        raise ValueError(f"must be greater than 0, not {text}")
+        raise ValueError(f"{text[:40]!r} is not a duration like 90s, 30m or 2h") from None
+    if not value > 0:
+        raise ValueError(f"must be greater than 0, not {text[:40]}")
+    if not value <= MAXIMA["max_duration"]:
+        raise ValueError(f"must be at most 7 days (168h), not {text[:40]}")
     return value
 
 
@@ -175,6 +217,9 @@ class RunSettings:
     burst: int = 1
     retries: int = 6
     timeout: float = 30.0  # seconds per attempt, once connected
+    # What a server's answers may cost (issue 10).
+    max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES  # a JSON answer, compressed or decoded
+    max_list_pages: int = DEFAULT_MAX_LIST_PAGES  # pages of one project's plan list
     backoff: float = 1.0  # base delay before a retry, doubled each time; 0 = retry at once
     breaker: int = 25  # items in a row failing the same permanent way that stop a run; 0 = never
     # Credentials and transport.
@@ -350,4 +395,4 @@ class PlanPage:
     """One page of a project's plan list, and how many plans match in all."""
 
     plans: tuple[PlanSummary, ...]
-    total: int
+    total: int | None  # None: the answer did not say

@@ -11,6 +11,7 @@ One :class:`RunOutput` per run wraps the command's console with the run's settin
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -40,6 +41,10 @@ class RunOutput:
         self._log = None if settings.log_json else log  # the human log file
         self._json_events: JsonEvents | None = None
         self.redact: Callable[[str], str] = str
+        # A log write that fails never raises into the run: it is kept, the run told once.
+        self.log_error: OSError | None = None
+        self.on_log_error: Callable[[OSError], None] = lambda exc: None
+        self._log_name = getattr(log, "name", "the log")
 
     @property
     def stream(self) -> TextIO | None:
@@ -76,7 +81,9 @@ class RunOutput:
         """One event: a JSON line with log_json; a status line for retries with verbose."""
         if self.json is not None:
             if self._json_events is None:
-                self._json_events = JsonEvents(self.json, redact=lambda text: self.redact(text))
+                self._json_events = JsonEvents(
+                    self.json, redact=lambda text: self.redact(text), on_error=self._failed
+                )
             self._json_events.emit(event, **fields)
         if event in _VERBOSE and not fields.get("throttled"):  # its "throttled" line said it
             line = self.redact(_describe(event, fields))
@@ -92,10 +99,27 @@ class RunOutput:
             self.emit(event, message=message)
 
     def _write_log(self, line: str) -> None:
-        if self._log is not None:
-            stamp = datetime.now(UTC).isoformat(timespec="seconds")
+        if self._log is None or self.log_error is not None:
+            return
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
+        try:
             self._log.write(f"{stamp} batchthumb: {line}\n")
             self._log.flush()
+        except OSError as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: OSError) -> None:
+        if self.log_error is None:
+            self.log_error = exc
+            self.on_log_error(exc)
+
+    def check_log(self) -> None:
+        """Raise :class:`UsageError` (exit 2) if a write to the log failed."""
+        if self.log_error is not None:
+            raise UsageError(
+                f"{self._log_name}: cannot write the log: {self.log_error.strerror}; the run "
+                "stopped (what was done is in the report)"
+            )
 
 
 def _describe(event: str, fields: dict[str, Any]) -> str:
@@ -136,4 +160,6 @@ def open_output(settings: RunSettings, console: Console) -> Iterator[RunOutput]:
         raise
     finally:
         if log is not None:
-            log.close()
+            # Each line is flushed as written: a close that fails repeats a known error.
+            with contextlib.suppress(OSError):
+                log.close()

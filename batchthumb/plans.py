@@ -14,7 +14,8 @@ from pathlib import Path
 
 from batchthumb.client import PERMISSION_CODES
 from batchthumb.errors import JobFileError, Problem, RunAborted
-from batchthumb.model import Attempt, PlanPage, PlanSummary
+from batchthumb.files import MAPPING_FILE_LIMIT, FileRefused, read_regular
+from batchthumb.model import DEFAULT_MAX_LIST_PAGES, Attempt, PlanPage, PlanSummary, Verdict
 from batchthumb.sending import Sender, ThumbnailApi
 
 # The documented maximum; the documented default is 1, so it is always sent (facts §1.1).
@@ -24,12 +25,21 @@ PAGE_SIZE = 200
 class ListingFailed(RunAborted):
     """A project's plans could not be listed; ``attempt`` is the answer that said so."""
 
-    def __init__(self, project_id: str, attempt: Attempt, rejected: str | None) -> None:
+    def __init__(
+        self,
+        project_id: str,
+        attempt: Attempt,
+        rejected: str | None = None,
+        *,
+        message: str | None = None,
+    ) -> None:
         self.project_id = project_id
         self.attempt = attempt
         # The credentials, not the project: no other project would fare better.
         self.credentials = rejected is not None or attempt.error_code in PERMISSION_CODES
-        if rejected is not None:
+        if message is not None:
+            pass
+        elif rejected is not None:
             message = f"{rejected}; check the credentials (listing project {project_id})"
         elif self.credentials:
             message = (
@@ -39,6 +49,12 @@ class ListingFailed(RunAborted):
         else:
             message = f"cannot list the plans of project {project_id}: {describe(attempt)}"
         super().__init__(message)
+
+    @classmethod
+    def inconsistent(cls, project_id: str, why: str) -> ListingFailed:
+        """The answers came, but do not make one list: the project's items fail with ``why``."""
+        message = f"cannot list the plans of project {project_id}: {why}"
+        return cls(project_id, Attempt(Verdict.PERMANENT, error=why), message=message)
 
 
 def describe(attempt: Attempt) -> str:
@@ -55,14 +71,25 @@ async def list_project(
     *,
     plan_type: str | None = None,
     search: str | None = None,
+    max_pages: int = DEFAULT_MAX_LIST_PAGES,
 ) -> tuple[PlanSummary, ...]:
     """Every plan of a project, all pages; raise :class:`ListingFailed` if a page cannot be had.
 
-    Rejected credentials (401, 403 and the permission codes) say so in the message.
+    Rejected credentials (401, 403 and the permission codes) say so in the message. A server
+    cannot keep it listing forever: it stops at ``max_pages``, and a page that repeats what
+    was listed, a ``total`` that changes between pages, more plans than the total, or a page
+    longer than asked for are each a clear failure. An empty page ends the list (the
+    documented way to stop should the total be off).
     """
-    plans: list[PlanSummary] = []
-    page_no = 1
-    while True:
+    plans: dict[str, PlanSummary] = {}
+    total: int | None = None
+
+    def refuse(why: str) -> ListingFailed:
+        return ListingFailed.inconsistent(
+            project_id, f"{why} (the server's list is inconsistent; listing stopped there)"
+        )
+
+    for page_no in range(1, max_pages + 1):
 
         async def page(number: int = page_no) -> tuple[Attempt, PlanPage | None]:
             return await api.list_plans(
@@ -79,11 +106,32 @@ async def list_project(
         attempt, found, _ = sent
         if found is None:
             raise ListingFailed(project_id, attempt, sender.aborted)
-        plans.extend(found.plans)
-        # Stop at the total, or at an empty page should the total be off (facts §1.1).
-        if not found.plans or page_no * PAGE_SIZE >= found.total:
-            return tuple(plans)
-        page_no += 1
+        if not found.plans:
+            return tuple(plans.values())
+        if len(found.plans) > PAGE_SIZE:
+            raise refuse(f"page {page_no} has {len(found.plans)} plans, {PAGE_SIZE} were asked for")
+        if page_no > 1 and found.total != total:
+            raise refuse(f"the total changed from {total} to {found.total} at page {page_no}")
+        total = found.total
+        new = {p.plan_id: p for p in found.plans if p.plan_id not in plans}
+        if not new:
+            raise refuse(f"page {page_no} repeats plans already listed")
+        # A plan seen twice (the list shifted while it was read) is kept once.
+        plans.update(new)
+        if total is not None and len(plans) > total:
+            raise refuse(
+                f"{len(plans)} plans listed by page {page_no}, more than its total {total}"
+            )
+        # Stop at the total; without one, at the first page shorter than asked for.
+        if total is None and len(found.plans) < PAGE_SIZE:
+            return tuple(plans.values())
+        if total is not None and page_no * PAGE_SIZE >= total:
+            return tuple(plans.values())
+    raise ListingFailed.inconsistent(
+        project_id,
+        f"the list goes on past {max_pages:,} pages of {PAGE_SIZE} plans; stopped there "
+        "(--max-list-pages raises the limit)",
+    )
 
 
 def thumbnails(plans: Iterable[PlanSummary]) -> dict[tuple[str, str], str | None]:
@@ -159,10 +207,20 @@ def pair_by_mapping(
     seen_source: dict[str, int] = {}
     seen_target: dict[str, int] = {}
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise JobFileError([Problem(str(path), 0, "", f"cannot read: {exc}")]) from None
-    for number, row in enumerate(csv.reader(text.splitlines()), 1):
+        data = read_regular(path, limit=MAPPING_FILE_LIMIT, what="a mapping file")
+        text = data.decode("utf-8-sig")
+    except FileRefused as exc:
+        raise JobFileError([Problem(str(path), 0, "", exc.reason)]) from None
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise JobFileError([Problem(str(path), line, "", "not UTF-8 text")]) from None
+    reader = csv.reader(text.splitlines(), strict=True)
+    try:
+        rows = [(reader.line_num, row) for row in reader]
+    except csv.Error as exc:
+        bad = Problem(str(path), reader.line_num, "", f"not valid CSV: {exc}")
+        raise JobFileError([bad]) from None
+    for number, row in rows:
         cells = [cell.strip() for cell in row]
         if not any(cells) or cells[0].startswith("#"):
             continue

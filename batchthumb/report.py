@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from batchthumb.errors import LockHeldError, ReportError, UsageError, os_errors
+from batchthumb.files import NOFOLLOW, FileRefused, open_fd, open_new, open_regular
 from batchthumb.model import ItemResult, Outcome
 
 if sys.platform != "win32":  # the lock is flock(2): POSIX only (Linux, macOS)
@@ -51,6 +54,8 @@ UPLOAD = "upload"
 SNAPSHOT = "snapshot"
 RUN = "run"  # one line per run (fresh or resumed): when, where, how many items
 END = "end"  # the run finished (done, stopped or aborted): its counts; none after a kill
+CHECK_EVERY = 1.0  # seconds between checks that the report is still where it was opened
+_APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT
 
 
 def key_digest(key: tuple[str, ...]) -> bytes:
@@ -97,7 +102,11 @@ class ReportState:
 def _records(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
     """(line number, record or None if unparseable, raw line) for every line of a report."""
     try:
-        with path.open("r", encoding="utf-8", newline="\n") as f:
+        binary = open_regular(path)
+    except FileRefused as exc:
+        raise ReportError(f"{path}: {exc.reason}") from None
+    try:
+        with io.TextIOWrapper(binary, encoding="utf-8", newline="\n") as f:
             for number, raw in enumerate(f, 1):
                 try:
                     record = json.loads(raw) if raw.endswith("\n") else None
@@ -108,6 +117,21 @@ def _records(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
         raise ReportError(f"{path}: not a batchthumb report (not UTF-8 text)") from None
     except OSError as exc:  # not os_errors: a generator cannot be wrapped from outside
         raise ReportError(f"{path}: cannot read: {exc.strerror}") from exc
+
+
+# How every line batchthumb writes begins: an item, or an upload or snapshot.
+_LINE_STARTS = ('{"project_id": ', '{"kind": ')
+
+
+def _torn(raw: str) -> bool:
+    """Whether a line can be one this tool was writing when it was killed.
+
+    Every line it writes starts like one of ``_LINE_STARTS`` and is written whole with its
+    newline, so a torn one lacks the newline and begins (or is the beginning of) a start.
+    """
+    return not raw.endswith("\n") and any(
+        raw.startswith(start) or start.startswith(raw) for start in _LINE_STARTS
+    )
 
 
 def read_report(path: Path) -> ReportState:
@@ -130,13 +154,16 @@ def read_report(path: Path) -> ReportState:
         if _snapshot(record, state) or (record is not None and record.get("kind") in (RUN, END)):
             continue
         key = _key(record)
-        if record is None or key is None:
+        outcome = _outcome(record)
+        if key is None or outcome is None:
+            if not _torn(raw):
+                raise ReportError(
+                    f"{path}:{number}: not a report line ({raw[:60]!r}); "
+                    "is this the right report? Nothing was changed in it"
+                )
             bad = (number, raw)
             continue
-        try:
-            state.record(key, Outcome(record["outcome"]))
-        except (KeyError, ValueError):
-            bad = (number, raw)
+        state.record(key, outcome)
     if bad is not None:
         state.torn_line = bad[0]
     return state
@@ -206,6 +233,14 @@ def _snapshot(record: dict[str, Any] | None, state: ReportState) -> bool:
     return True
 
 
+def _outcome(record: dict[str, Any] | None) -> Outcome | None:
+    value = None if record is None else record.get("outcome")
+    try:
+        return Outcome(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
 def _key(record: dict[str, Any] | None) -> Key | None:
     if record is None or "kind" in record:
         return None
@@ -222,15 +257,34 @@ class Journal:
     flush, before the next item counts), which is what makes a run resumable.
     """
 
-    def __init__(self, path: Path, *, redact: Callable[[str], str] = str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        redact: Callable[[str], str] = str,
+        check_every: float = CHECK_EVERY,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.path = path
         self._redact = redact
         self._file: IO[str] | None = None
+        self._identity = (0, 0)
+        self._check_every = check_every
+        self._clock = clock
+        self._next_check = 0.0
 
     def __enter__(self) -> Journal:
         with os_errors(self.path, "write the report"):
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open("a", encoding="utf-8", newline="\n")
+        try:
+            # Never through a symlink (a dangling one would create its target).
+            fd = open_fd(self.path, _APPEND | NOFOLLOW)
+        except FileRefused as exc:
+            raise ReportError(f"{self.path}: cannot write the report: {exc.reason}") from None
+        info = os.fstat(fd)
+        self._identity = (info.st_dev, info.st_ino)
+        self._file = os.fdopen(fd, "a", encoding="utf-8", newline="\n")
+        self._next_check = self._clock() + self._check_every
         return self
 
     def __exit__(self, exc_type: object, *exc_info: object) -> None:
@@ -240,12 +294,32 @@ class Journal:
         try:
             file.flush()
             os.fsync(file.fileno())
+            if exc_type is None:
+                self._check_in_place()
         except OSError as exc:
             if exc_type is None:  # otherwise the error already on its way says it first
                 raise ReportError(f"{self.path}: cannot write the report: {exc.strerror}") from None
         finally:
             with contextlib.suppress(OSError):  # the same failed flush again: already reported
                 file.close()
+
+    def _check_in_place(self) -> None:
+        """Raise if the report was deleted, renamed or replaced since it was opened.
+
+        Lines written to a file no longer at the path are lost to ``--resume`` and ``undo``.
+        """
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            raise ReportError(
+                f"{self.path}: the report was deleted or moved (or its folder was) during the run; "
+                "the outcomes since are not recorded anywhere"
+            ) from None
+        if (info.st_dev, info.st_ino) != self._identity:
+            raise ReportError(
+                f"{self.path}: the report was replaced by another file during the run; "
+                "the outcomes since are not recorded there"
+            )
 
     def record(self, result: ItemResult) -> None:
         """Append one result; it is on disk (as far as a crash of this process goes) on return."""
@@ -258,6 +332,11 @@ class Journal:
             # One write per line: a kill mid-run tears at most the line being written.
             self._file.write(self._redact(line) + "\n")
             self._file.flush()
+            # A stat a second, not per line: the hot path stays one write and one flush.
+            now = self._clock()
+            if now >= self._next_check:
+                self._next_check = now + self._check_every
+                self._check_in_place()
 
     def record_snapshot(self, project_id: str, plans: dict[str, str | None]) -> None:
         """Append the thumbnails of a project's plans before anything is changed.
@@ -373,11 +452,15 @@ def compact(path: Path) -> None:
             drop.add(kept[entry])
             kept[entry] = number
     tmp = path.with_name(path.name + ".tmp")
-    with path.open("rb") as lines, tmp.open("wb") as f:
-        f.writelines(line for number, line in enumerate(lines, 1) if number not in drop)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open_regular(path) as lines, open_new(tmp) as f:
+            f.writelines(line for number, line in enumerate(lines, 1) if number not in drop)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except (OSError, FileRefused) as exc:
+        reason = exc.reason if isinstance(exc, FileRefused) else exc.strerror
+        raise ReportError(f"{path}: cannot compact the report: {reason}") from None
 
 
 def _entry(record: dict[str, Any] | None) -> bytes | None:
@@ -393,6 +476,23 @@ def _entry(record: dict[str, Any] | None) -> bytes | None:
     return None if key is None else key_digest(key)
 
 
+def _refuse_link(report: Path) -> None:
+    """Refuse a report path that is a symlink (dangling or not) or not a regular file."""
+    try:
+        mode = os.lstat(report).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ReportError(f"{report}: cannot use as the report: {exc.strerror}") from None
+    if stat.S_ISLNK(mode):
+        raise ReportError(
+            f"{report}: is a symbolic link; refusing to write the report through it "
+            "(give the real path with --report)"
+        )
+    if not stat.S_ISREG(mode):
+        raise ReportError(f"{report}: not a regular file; cannot use it as the report")
+
+
 @contextmanager
 def report_lock(report: Path, *, wait: float = 0.0) -> Iterator[Path]:
     """Hold an exclusive lock beside the report for as long as a run uses it.
@@ -403,9 +503,18 @@ def report_lock(report: Path, *, wait: float = 0.0) -> Iterator[Path]:
     if sys.platform == "win32":
         raise UsageError(POSIX_ONLY)
     path = report.with_name(report.name + ".lock")
+    _refuse_link(report)
     with os_errors(path, "create the lock file"):
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        # Never through a symlink: in a shared folder it could point at another file of ours,
+        # which the pid written below would overwrite. A hard link would do the same.
+        fd = open_fd(path, os.O_RDWR | os.O_CREAT | NOFOLLOW)
+    except FileRefused as exc:
+        raise ReportError(f"{path}: cannot use as the lock file: {exc.reason}") from None
+    if os.fstat(fd).st_nlink != 1:
+        os.close(fd)
+        raise ReportError(f"{path}: cannot use as the lock file: it has other hard links")
     try:
         deadline = time.monotonic() + wait
         while True:

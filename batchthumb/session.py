@@ -88,6 +88,7 @@ async def open_session(
         concurrency=settings.concurrency,
         timeout=settings.timeout,
         transport=connection.transport,
+        max_answer_bytes=settings.max_answer_bytes,
     ) as api:
         yield api, sender or make_sender(settings)
 

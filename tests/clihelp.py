@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import os
+import shlex
 import sys
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -107,6 +108,20 @@ async def cli_process(
     result = Result(done.returncode, done.stdout.decode(), done.stderr.decode())
     check_no_leak(result.out, result.err)
     assert "Traceback" not in result.err, result.err
+    return result
+
+
+async def cli_with_file_limit(*args: str, kilobytes: int) -> Result:
+    """Run ``batchthumb ARGS`` unable to grow any file past ``kilobytes`` (a full disk)."""
+    # Ignore SIGXFSZ so that writing past the limit fails with EFBIG instead of killing.
+    shell = f"trap '' XFSZ; ulimit -f {kilobytes}; exec {shlex.join(command(*args))}"
+    # Coverage measurement of the child (if any) would hit the same limit saving its data.
+    env = {k: v for k, v in environment().items() if not k.startswith("COVERAGE")}
+    with anyio.fail_after(CLI_TIMEOUT):
+        done = await anyio.run_process(["bash", "-c", shell], env=env, check=False)
+    result = Result(done.returncode, done.stdout.decode(), done.stderr.decode())
+    check_no_leak(result.out, result.err)
+    assert "Traceback" not in result.err
     return result
 
 

@@ -19,6 +19,7 @@ import batchthumb
 from batchthumb import cli
 from batchthumb.errors import UsageError
 from tests.clihelp import write_job
+from tests.conftest import TOKEN
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,7 +40,7 @@ def test_the_readme_api_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert out.getvalue().splitlines() == [
         "24 plans set; report: try/example.results.jsonl",
         "resumed: 24 already done, nothing sent: True",
-        "exit code 2: try/missing.yaml: cannot read: No such file or directory",
+        "exit code 2: try/missing.yaml: no such file",
     ]
 
 
@@ -85,8 +86,13 @@ def test_the_api_raises_and_prints_nothing(
     assert capsys.readouterr() == ("", "")
 
 
-def test_dry_run_and_validate_return_what_the_cli_prints(tmp_path: Path) -> None:
+def test_dry_run_and_validate_return_what_the_cli_prints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """dry_run lists the first requests and sends nothing; validate counts items and projects."""
+    monkeypatch.setenv(
+        "BATCHTHUMB_TOKEN", TOKEN
+    )  # a dry run checks the credentials a run would use
     path = write_job(tmp_path / "job.yaml", endpoint="https://h.example", plans=range(25))
     job = batchthumb.load_job(path)
     lines = batchthumb.dry_run(job=job).stdout_lines()

@@ -18,9 +18,11 @@ from batchthumb.auth import (
     AkSk,
     IamIdentity,
     IamPassword,
+    IssuedToken,
     Redactor,
     StaticToken,
     load_credentials,
+    mask_secrets,
 )
 from batchthumb.client import IamTokens, PlanApi, check_url, is_loopback, make_transport, open_api
 from batchthumb.console import StderrConsole
@@ -30,6 +32,7 @@ from batchthumb.model import AkSkAuth, IamAuth, Item, Job, RunSettings, TokenAut
 from batchthumb.sandbox import Fault, IamUser, Sandbox, SandboxConfig
 from batchthumb.sending import Stop
 from batchthumb.session import Connection
+from tests.imagedata import png
 
 if TYPE_CHECKING:
     from conftest import SecretGuard
@@ -43,7 +46,7 @@ AK = "AKSENTINEL0000000001"
 SK = "sk-SENTINEL-b8d2e6f04a1c93e7d5"
 SECURITY_TOKEN = "st-SENTINEL-4c1e9a7b"
 T0 = 1_800_000_000.0
-PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 32
+PNG = png()
 
 
 def plan_id(n: int) -> str:
@@ -403,6 +406,7 @@ async def test_aksk_signed_multipart_upload_is_accepted(
             f"/v2/{P}/img",
             body=body,
             content_type=f"multipart/form-data; boundary={boundary}",
+            expect="img_url",
         )
     assert reply.attempt.verdict is Verdict.OK
     assert sandbox.image_bytes(reply.body["img_url"]) == PNG
@@ -436,3 +440,87 @@ async def test_a_bad_secret_key_is_rejected(
         attempt = await api.set_thumbnail(P, plan_id(1), URL)
     guard.output("attempt", repr(attempt))
     assert (attempt.http_status, attempt.error_code) == (401, "APIGW.0303")
+
+
+@pytest.mark.parametrize(
+    ("source", "bad", "expected"),
+    [
+        (
+            "env",
+            "tok-SENTINEL-env\nX-Evil: 1",
+            "the token in $BATCHTHUMB_TOKEN contains a line break (U+000A at character 17)",
+        ),
+        (
+            "file",
+            "tok-SENTINEL-file\x1b[31m",
+            "contains a control or non-ASCII character (U+001B at character 18)",
+        ),
+        (
+            "security token",
+            "st-SENTINEL\rx",
+            "the access key from the environment: security_token contains a line break (U+000D at character 12)",
+        ),
+        (
+            "ak",
+            "AK SENTINEL",
+            "the access key from the environment: ak contains a space (U+0020 at character 3)",
+        ),
+    ],
+)
+def test_a_secret_that_cannot_travel_in_a_header_is_refused_at_load(
+    tmp_path: Path, guard: SecretGuard, source: str, bad: str, expected: str
+) -> None:
+    """A token, AK or security token with a CR, LF, space or control character is refused
+    when loaded, saying which and where, without quoting it."""
+    guard.watch(bad.split("\n")[0].split("\r")[0].split("\x1b")[0], bad)
+    environ = {"HUAWEICLOUD_SDK_AK": AK, "HUAWEICLOUD_SDK_SK": SK}
+    config: TokenAuth | AkSkAuth | None = None
+    if source == "env":
+        environ["BATCHTHUMB_TOKEN"] = bad
+    elif source == "file":
+        path = guard.holds_secrets(tmp_path / "token")
+        path.write_text(bad + "\n")
+        path.chmod(0o600)
+        config = TokenAuth(file=path)
+    elif source == "security token":
+        environ["HUAWEICLOUD_SDK_SECURITY_TOKEN"] = bad
+        config = AkSkAuth()
+    else:
+        environ["HUAWEICLOUD_SDK_AK"] = bad
+        config = AkSkAuth()
+    with pytest.raises(CredentialsError) as info:
+        load_credentials(config, issue=never_called(), environ=environ)
+    assert expected in str(info.value)
+    guard.output("error", str(info.value))
+
+
+def test_mask_secrets_masks_what_any_loaded_credential_holds() -> None:
+    """The CLI's backstop masks the secrets of every credential loaded in the process, and
+    its console applies it to every line."""
+    StaticToken("tok-SENTINEL-backstop-01")
+    AkSk(AK, "sk-SENTINEL-backstop-02", security_token="st-SENTINEL-backstop-03")
+    text = "a tok-SENTINEL-backstop-01 b sk-SENTINEL-backstop-02 c st-SENTINEL-backstop-03"
+    assert mask_secrets(text) == "a *** b *** c ***"
+    stream = io.StringIO()
+    console = StderrConsole(stream, mask=mask_secrets)
+    console.warn(text)
+    console.status(text)
+    assert stream.getvalue() == "warning: a *** b *** c ***\nbatchthumb: a *** b *** c ***\n"
+
+
+async def test_a_token_from_iam_that_cannot_be_a_header_aborts(guard: SecretGuard) -> None:
+    """IAM issuing a token with a control character stops the run before it is ever sent."""
+    bad = "MII-SENTINEL-iam\x01token"
+    guard.watch(bad)
+
+    async def issue(identity: IamIdentity, password: str) -> IssuedToken:
+        return IssuedToken(bad, 3600.0)
+
+    creds = IamPassword(
+        IamIdentity("https://iam.example.com", "acme", "bot", "p"), PASSWORD, issue=issue
+    )
+    with pytest.raises(RunAborted) as info:
+        await creds.prepare()
+    assert "the token IAM at https://iam.example.com issued contains a control" in str(info.value)
+    assert creds.secrets == (PASSWORD, bad)  # masked from then on
+    guard.output("error", str(info.value))

@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
+import gzip
+import json
 import time
+import tracemalloc
 
+import anyio
 import pytest
+from aiohttp import web
 
-from batchthumb.auth import StaticToken
-from batchthumb.client import open_api
-from batchthumb.model import Attempt, Verdict
+from batchthumb.auth import IamIdentity, StaticToken
+from batchthumb.client import IamTokens, PlanApi, check_url, make_transport, open_api
+from batchthumb.errors import RunAborted, UsageError
+from batchthumb.model import MAX_IMAGE_ANSWER_BYTES, MIB, Attempt, Verdict
 from batchthumb.sandbox import Fault, Sandbox
 from tests.conftest import P1, TOKEN, img_url, plan_id
+from tests.hostile import (
+    gzip_bomb,
+    json_answer,
+    nothing_expected,
+    redirect,
+    serve,
+    streamed,
+    tiny_png,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -150,3 +166,172 @@ async def test_nothing_listening_is_a_clean_retryable_failure() -> None:
     assert attempt.verdict is Verdict.RETRY
     assert not attempt.ambiguous
     assert attempt.error is not None and attempt.error.startswith("cannot connect")
+
+
+# -- hostile servers: redirects, sizes, echoed secrets (issue 10) -----------------------------
+
+
+async def call(api: PlanApi, name: str) -> Attempt:
+    """One call of the API by its name, as the run makes it."""
+    if name == "put":
+        return await api.set_thumbnail(P1, plan_id(1), img_url())
+    if name == "list":
+        return (await api.list_plans(P1, page_no=1, page_size=200))[0]
+    if name == "upload":
+        return (await api.upload_image(P1, tiny_png(), "a.png"))[0]
+    return (await api.download_image(P1, img_url()))[0]
+
+
+CALLS = ["put", "list", "upload", "download"]
+
+
+@pytest.mark.parametrize("name", CALLS)
+async def test_no_call_follows_a_redirect(name: str) -> None:
+    """PUT, list, upload and download each fail on a 307 naming its Location, and the other
+    server receives nothing."""
+    async with (
+        serve(nothing_expected) as elsewhere,
+        serve(redirect(307, lambda request: elsewhere.url + "/moved")) as endpoint,
+        open_api(endpoint.url, StaticToken(TOKEN), concurrency=1, timeout=5) as api,
+    ):
+        attempt = await call(api, name)
+    assert attempt.verdict is Verdict.PERMANENT
+    assert attempt.http_status == 307
+    assert attempt.error is not None
+    assert attempt.error.startswith(f"the server redirected to {elsewhere.url}/moved;")
+    assert len(endpoint.seen) == 1
+    assert elsewhere.seen == []
+
+
+@pytest.mark.parametrize("name", CALLS)
+async def test_an_answer_declaring_a_huge_length_is_refused_unread(name: str) -> None:
+    """A 200 declaring 60 MB (past both the JSON and the image limit) fails without being read."""
+
+    async def huge(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Length": str(60 * MIB)})
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            await response.write(b"{" * 65536)  # the rest never comes: the client must not wait
+        return response
+
+    async with (
+        serve(huge) as endpoint,
+        open_api(endpoint.url, StaticToken(TOKEN), concurrency=1, timeout=30) as api,
+    ):
+        with anyio.fail_after(20):
+            attempt = await call(api, name)
+    assert attempt.verdict is Verdict.PERMANENT
+    assert attempt.error is not None
+    assert "is larger than" in attempt.error
+
+
+async def test_a_gzip_bomb_never_inflates_in_memory() -> None:
+    """A 256 MiB gzip bomb is refused at the 4 MiB limit: the traced peak stays under 16 MiB."""
+    bomb = gzip_bomb(256)
+
+    async def send_bomb(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=bomb, headers={"Content-Encoding": "gzip"})
+
+    async with (
+        serve(send_bomb) as endpoint,
+        open_api(endpoint.url, StaticToken(TOKEN), concurrency=1, timeout=30) as api,
+    ):
+        tracemalloc.start()
+        try:
+            attempt = await call(api, "put")
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert attempt.error is not None
+    assert attempt.error.startswith("the answer (HTTP 200) is larger than 4,194,304 bytes")
+    assert peak < 16 * MIB
+
+
+async def test_an_image_up_to_its_limit_downloads_and_one_past_it_fails() -> None:
+    """A download of 6 MiB (the 5 MB upload limit plus margin) is read; one byte more is not."""
+    size = {"bytes": MAX_IMAGE_ANSWER_BYTES}
+
+    async def image(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=b"\x89PNG\r\n\x1a\n".ljust(size["bytes"], b"\0"))
+
+    async with (
+        serve(image) as endpoint,
+        open_api(endpoint.url, StaticToken(TOKEN), concurrency=1, timeout=30) as api,
+    ):
+        attempt, data = await api.download_image(P1, img_url())
+        size["bytes"] += 1
+        too_big, none = await api.download_image(P1, img_url())
+    assert attempt.verdict is Verdict.OK
+    assert data is not None
+    assert len(data) == MAX_IMAGE_ANSWER_BYTES
+    assert too_big.verdict is Verdict.PERMANENT
+    assert none is None
+
+
+async def test_server_text_is_masked_before_it_is_cut() -> None:
+    """A token echoed across the 500-character cut is masked whole, never left as a prefix."""
+
+    async def echo(request: web.Request) -> web.StreamResponse:
+        msg = "x" * 490 + request.headers["X-Auth-Token"] + "y" * 100
+        return web.json_response({"error_code": "PM.1", "error_msg": msg}, status=400)
+
+    async with (
+        serve(echo) as endpoint,
+        open_api(endpoint.url, StaticToken(TOKEN), concurrency=1, timeout=5) as api,
+    ):
+        attempt = await call(api, "put")
+    assert attempt.error is not None
+    assert attempt.error.startswith("x" * 490 + "***" + "y" * 7 + "...")
+    assert TOKEN[:5] not in attempt.error
+
+
+async def test_a_list_page_with_an_absurd_field_is_unexpected() -> None:
+    """A listed plan whose name is 2,000 characters makes the page an unexpected answer."""
+    body = {"plans": [{"id": plan_id(1), "name": "n" * 2000, "type": "gantt"}], "total": 1}
+    async with (
+        serve(json_answer(body)) as endpoint,
+        open_api(endpoint.url, StaticToken(TOKEN), concurrency=1, timeout=5) as api,
+    ):
+        attempt, page = await api.list_plans(P1, page_no=1, page_size=200)
+    assert page is None
+    assert attempt.error == "unexpected answer: a plan's name is 2,000 characters long"
+
+
+def test_an_endpoint_with_userinfo_is_refused_without_echoing_it() -> None:
+    """check_url refuses user:password@ in a URL and does not quote the URL."""
+    with pytest.raises(UsageError) as caught:
+        check_url("https://bot:hunter2@example.com", insecure=True)
+    assert "must not hold a user name or password" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "chunked"])
+async def test_an_honest_compressed_or_chunked_answer_is_still_read(encoding: str) -> None:
+    """A success sent gzip-compressed, or chunked without Content-Length, is read in full."""
+    body = json.dumps({"status": "success", "result": {"pad": "p" * 100_000}}).encode()
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        if encoding == "gzip":
+            return web.Response(body=gzip.compress(body), headers={"Content-Encoding": "gzip"})
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for start in range(0, len(body), 4096):
+            await response.write(body[start : start + 4096])
+        return response
+
+    async with (
+        serve(answer) as endpoint,
+        open_api(endpoint.url, StaticToken(TOKEN), concurrency=1, timeout=5) as api,
+    ):
+        attempt = await call(api, "put")
+    assert attempt.verdict is Verdict.OK, attempt.error
+
+
+async def test_an_endless_iam_answer_stops_the_run_at_the_limit() -> None:
+    """IAM streaming an answer without end is refused at 4 MiB: RunAborted, not a hang."""
+    async with serve(streamed(b"{" * 65536, most=64 * MIB)) as iam:
+        issue = IamTokens(make_transport(), timeout=30)
+        with anyio.fail_after(20), pytest.raises(RunAborted) as caught:
+            await issue(IamIdentity(iam.url, "acme", "bot", "cn-north-4"), "pw-SENTINEL-x")
+    assert "answered more than 4,194,304 bytes" in str(caught.value)

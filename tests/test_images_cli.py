@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import anyio
@@ -16,6 +14,7 @@ import pytest
 from batchthumb.jobfile import load_job
 from batchthumb.sandbox import Sandbox, SandboxConfig
 from tests.clihelp import cli as in_process
+from tests.imagedata import png
 
 pytestmark = pytest.mark.anyio
 
@@ -24,20 +23,6 @@ DST = "b" * 32
 TOKEN = "t" * 40
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "BATCHTHUMB_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)}
-
-
-def png(seed: int) -> bytes:
-    """A tiny valid PNG, different for each seed."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
-    pixel = zlib.compress(b"\x00" + seed.to_bytes(3, "big"))
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixel) + chunk(b"IEND", b"")
-    )
 
 
 async def cli(*args: str, cwd: Path, check: int | None = 0) -> subprocess.CompletedProcess[bytes]:
@@ -80,7 +65,11 @@ async def test_local_image_shared_by_many_plans_is_uploaded_once_per_project(
     ("name", "data", "expected"),
     [
         ("missing.png", None, "missing.png does not exist"),
-        ("big.png", png(1) + b"\0" * (5 * 2**20), "the API takes at most 5 MB"),
+        (
+            "big.png",
+            png(1) + b"\0" * (5 * 2**20),
+            "is larger than 5 MB, the limit for an image (the API takes at most 5 MB)",
+        ),
         ("fake.png", b"not an image at all", "is not a PNG, JPEG, GIF, BMP or WebP image"),
     ],
 )

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
+from batchthumb.errors import JobFileError
 from batchthumb.model import PlanSummary
-from batchthumb.plans import pair_by_name
+from batchthumb.plans import pair_by_mapping, pair_by_name
 
 S, T = "a" * 32, "b" * 32
 
@@ -22,3 +27,24 @@ def test_same_name_different_type_does_not_pair() -> None:
     assert reasons[("source", "C")].startswith("ambiguous: 2 target plans")
     assert reasons[("source", "B")] == "no target plan with this name and type"
     assert ("target", "B") in reasons
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (
+            b'source_plan_id,target_plan_id\n"unclosed,x\n',
+            ":2: not valid CSV: unexpected end of data",
+        ),
+        (b"source_plan_id,target_plan_id\n\xff\xfe,x\n", ":2: not UTF-8 text"),
+    ],
+)
+def test_a_broken_mapping_file_is_one_problem_naming_its_line(
+    tmp_path: Path, content: bytes, expected: str
+) -> None:
+    """Quoting errors and bytes that are not UTF-8 in a mapping CSV name their line."""
+    path = tmp_path / "map.csv"
+    path.write_bytes(content)
+    with pytest.raises(JobFileError) as raised:
+        pair_by_mapping(path, [plan(S, 1, "A")], [plan(T, 1, "A")])
+    assert [str(p) for p in raised.value.problems] == [f"{path}{expected}"]

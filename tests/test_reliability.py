@@ -14,18 +14,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import anyio
-import anyio.abc
 import pytest
 
 from batchthumb.sandbox import Fault, Faults, Sandbox, SandboxConfig
 from tests.clihelp import (
-    CLI_TIMEOUT,
     by_plan,
     check_no_leak,
     cli_process,
-    command,
-    environment,
+    cli_with_file_limit,
     finish,
     read_report,
     read_until,
@@ -392,17 +388,9 @@ async def test_a_report_that_cannot_be_written_stops_the_run_with_a_clear_error(
     """A full disk mid-run (here a file size limit) is one message and exit 2, not a traceback."""
     box, url = sandbox
     job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(50), settings="concurrency: 2")
-    argv = " ".join(command("run", str(job), "--no-progress", "--no-snapshot"))
-    # Ignore SIGXFSZ so that writing past the limit fails with EFBIG instead of killing.
-    shell = f"trap '' XFSZ; ulimit -f 2; exec {argv}"
-    # Coverage measurement of the child (if any) would hit the same limit saving its data.
-    env = {k: v for k, v in environment().items() if not k.startswith("COVERAGE")}
-    with anyio.fail_after(CLI_TIMEOUT):
-        done = await anyio.run_process(["bash", "-c", shell], env=env, check=False)
-    err = done.stderr.decode()
-    assert done.returncode == 2, err
-    assert "cannot write the report: File too large" in err
-    assert "Traceback" not in err
+    done = await cli_with_file_limit("run", str(job), "--no-progress", "--no-snapshot", kilobytes=2)
+    assert done.code == 2, done.err
+    assert "cannot write the report: File too large" in done.err
     lines = (tmp_path / "job.results.jsonl").read_text().splitlines(keepends=True)
     assert 0 < len(lines) < 50
     assert all(line.endswith("\n") for line in lines[:-1])

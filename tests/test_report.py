@@ -216,3 +216,40 @@ def test_a_full_line_lists_its_fields_in_the_documented_order(tmp_path: Path) ->
     with Journal(path) as journal:
         journal.record(result)
     assert tuple(json.loads(path.read_text())) == FIELDS
+
+
+def test_a_report_deleted_mid_run_stops_at_the_next_check(tmp_path: Path) -> None:
+    """Once the report's folder is gone, the next write at a check raises, not later."""
+    folder = tmp_path / "out"
+    now = [0.0]
+    journal = Journal(folder / "r.jsonl", check_every=10.0, clock=lambda: now[0])
+    with pytest.raises(ReportError, match="the report was deleted or moved"), journal:  # noqa: PT012
+        journal.record(result("a" * 32))
+        for child in folder.iterdir():
+            child.unlink()
+        folder.rmdir()
+        journal.record(result("b" * 32))  # before the check is due: not noticed yet
+        now[0] = 10.0
+        journal.record(result("c" * 32))
+        pytest.fail("the deleted report went unnoticed")
+
+
+def test_a_report_replaced_mid_run_is_noticed_when_the_journal_closes(tmp_path: Path) -> None:
+    """A report renamed away and replaced by another file is an error at close at the latest."""
+    path = tmp_path / "r.jsonl"
+    with pytest.raises(ReportError, match="replaced by another file"), Journal(path) as journal:  # noqa: PT012
+        journal.record(result("a" * 32))
+        path.rename(tmp_path / "elsewhere.jsonl")
+        path.write_text("")
+
+
+def test_a_one_line_file_that_is_not_a_report_is_refused_and_left_alone(
+    tmp_path: Path,
+) -> None:
+    """A full line that is not a report line is not taken for a torn one (and cut off)."""
+    for text in ("ssh-ed25519 AAAA key\n", '{"a": 1}\n', "no newline at the end"):
+        path = tmp_path / "notes.txt"
+        path.write_text(text)
+        with pytest.raises(ReportError, match=r"notes\.txt:1: not a report line"):
+            read_report(path)
+        assert path.read_text() == text

@@ -16,6 +16,7 @@ import pytest
 from batchthumb.sandbox import IamUser, Sandbox, SandboxConfig
 from batchthumb.sandbox.state import Creator
 from batchthumb.signing import sign_request
+from tests.imagedata import bmp, gif, jpeg, png, webp
 
 P = "919bb351ef424e2daaf3dd80c179fae9"
 Q = "0792b7d26cb74bd799cbae80063dc74a"
@@ -23,7 +24,7 @@ PLAN = "bf56512ab4e544c29d03d068711ca56a"
 TOKEN = "a-static-token-0123"
 IMG = f"/v1/upload/{P}/202506/1749730526922581391.png"
 PUT_PATH = f"/v3/plan/{P}/management/{PLAN}/img"
-PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+PNG = png() + bytes(range(256)) * 4
 AK = "AKSANDBOXTEST000001"
 SK = "sk-sandbox-test-secret-0123456789"
 WALL_START = 1_750_000_000.0
@@ -395,10 +396,10 @@ async def test_create_then_info() -> None:
     ("data", "ext", "content_type"),
     [
         (PNG, "png", "image/png"),
-        (b"\xff\xd8\xff\xe0" + bytes(100), "jpg", "image/jpeg"),
-        (b"GIF89a" + bytes(100), "gif", "image/gif"),
-        (b"BM" + bytes(100), "bmp", "image/bmp"),
-        (b"RIFF\0\0\0\0WEBPVP8 " + bytes(100), "webp", "image/webp"),
+        (jpeg(), "jpg", "image/jpeg"),
+        (gif(), "gif", "image/gif"),
+        (bmp(), "bmp", "image/bmp"),
+        (webp(), "webp", "image/webp"),
     ],
 )
 @pytest.mark.anyio

@@ -14,13 +14,14 @@ from yarl import URL
 
 from batchthumb.sandbox import Fault, FaultKind, Faults, Sandbox, SandboxConfig
 from batchthumb.sandbox.server import SHUTDOWN_TIMEOUT
+from tests.imagedata import png
 
 P = "919bb351ef424e2daaf3dd80c179fae9"
 PLAN = "bf56512ab4e544c29d03d068711ca56a"
 OTHER_PLAN = "0579f0388ed84b00884a09c49862a229"
 TOKEN = "a-static-token-0123"
 IMG = f"/v1/upload/{P}/202506/1749730526922581391.png"
-PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)
+PNG = png()
 
 
 def put_path(plan_id: str = PLAN) -> str:

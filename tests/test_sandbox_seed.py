@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from batchthumb.sandbox import Sandbox, SeedError, load_seed
+from tests.imagedata import png
 
 P = "919bb351ef424e2daaf3dd80c179fae9"
 PLAN = "bf56512ab4e544c29d03d068711ca56a"
-PNG = b"\x89PNG\r\n\x1a\n" + bytes(32)
+PNG = png()
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -130,7 +131,7 @@ def test_all_problems_reported_and_images_checked(tmp_path: Path) -> None:
 
 def test_unreadable_file_and_existing_plan(tmp_path: Path) -> None:
     """A missing file is a SeedError; so is a plan id the sandbox already has."""
-    with pytest.raises(SeedError, match="cannot read"):
+    with pytest.raises(SeedError, match="no such file"):
         load_seed(tmp_path / "missing.yaml", Sandbox())
     sandbox = Sandbox()
     sandbox.add_plan(P, "Existing", plan_id=PLAN)

@@ -87,7 +87,14 @@ def export(
 
     async def listing() -> tuple[PlanSummary, ...]:
         async with open_session(connection, settings) as (api, sender):
-            return await list_project(api, sender, project, plan_type=plan_type, search=search)
+            return await list_project(
+                api,
+                sender,
+                project,
+                plan_type=plan_type,
+                search=search,
+                max_pages=settings.max_list_pages,
+            )
 
     plans = anyio.run(listing)
     text, count = export_job(plans, project_id=project, endpoint=connection.endpoint)

@@ -14,30 +14,39 @@ from typing import Any
 
 from batchthumb.errors import UsageError
 from batchthumb.jobfile import load_auth
-from batchthumb.model import PROJECT_ID, RunSettings, endpoint_for_region, parse_duration
+from batchthumb.model import (
+    MAX_LIST_PAGES,
+    MAXIMA,
+    MIB,
+    PROJECT_ID,
+    REGION,
+    RunSettings,
+    endpoint_for_region,
+    parse_duration,
+)
 
 
-def _number(parse: Callable[[str], float], *, low: float, above: bool = False) -> Any:
-    """An argparse type: a finite number at least ``low`` (greater than it with ``above``)."""
+def _number(
+    parse: Callable[[str], float], *, low: float, above: bool = False, name: str | None = None
+) -> Any:
+    """An argparse type: a finite number at least ``low`` (greater than it with ``above``),
+    and at most the setting ``name``'s maximum (:data:`~batchthumb.model.MAXIMA`)."""
     kind = "a whole number" if parse is int else "a number"
+    high = MAXIMA[name] if name is not None else float("inf")
 
     def check(text: str) -> float:
         try:
             value = parse(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
-        if (value <= low if above else value < low) or not value < float("inf"):
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not {kind}") from None
+        if (value <= low if above else value < low) or value != value:
             bound = f"greater than {low:g}" if above else f"{low:g} or more"
-            raise argparse.ArgumentTypeError(f"must be {bound}, not {text}")
+            raise argparse.ArgumentTypeError(f"must be {bound}, not {text[:40]}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high:,g}, not {text[:40]}")
         return value
 
     return check
-
-
-_positive_int = _number(int, low=1)
-_non_negative_int = _number(int, low=0)
-_non_negative = _number(float, low=0)
-_positive = _number(float, low=0, above=True)
 
 
 def _duration(text: str) -> float:
@@ -73,22 +82,48 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="allow plain http:// to hosts other than loopback (credentials unencrypted!)",
     )
-    parser.add_argument("--concurrency", type=_positive_int, help="requests in flight at most")
     parser.add_argument(
-        "--rate", type=_non_negative, help="requests started per second at most; 0 = no cap"
+        "--concurrency",
+        type=_number(int, low=1, name="concurrency"),
+        help="requests in flight at most (1 to 512)",
     )
     parser.add_argument(
-        "--burst", type=_positive_int, help="requests that may start at once (token bucket size)"
+        "--rate",
+        type=_number(float, low=0, name="rate"),
+        help="requests started per second at most, up to 10000; 0 = no cap",
     )
     parser.add_argument(
-        "--retries", type=_non_negative_int, help="extra attempts for retryable failures"
+        "--burst",
+        type=_number(int, low=1, name="burst"),
+        help="requests that may start at once (token bucket size; at most 1000)",
     )
-    parser.add_argument("--timeout", type=_positive, help="seconds per attempt, once connected")
+    parser.add_argument(
+        "--retries",
+        type=_number(int, low=0, name="retries"),
+        help="extra attempts for retryable failures (at most 100)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_number(float, low=0, above=True, name="timeout"),
+        help="seconds per attempt, once connected (at most 3600)",
+    )
+    parser.add_argument(
+        "--max-answer-mb",
+        type=_number(float, low=0, above=True, name="max_answer_mb"),
+        metavar="MB",
+        help="largest JSON answer read, compressed or decoded (default 4); larger ones fail",
+    )
+    parser.add_argument(
+        "--max-list-pages",
+        type=_number(int, low=1, name="max_list_pages"),
+        metavar="N",
+        help=f"most pages of 200 plans listed per project (default 500, at most {MAX_LIST_PAGES})",
+    )
     parser.add_argument(
         "--backoff",
-        type=_non_negative,
+        type=_number(float, low=0, name="backoff"),
         metavar="SECONDS",
-        help="base delay before a retry, doubled each time (default 1; 0 = retry at once)",
+        help="base delay before a retry, doubled each time (default 1, at most 60; 0 = at once)",
     )
     parser.add_argument(
         "--progress",
@@ -107,7 +142,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--history",
-        type=_positive_int,
+        type=_number(int, low=1, name="history"),
         metavar="N",
         help="earlier reports that changed something to keep as REPORT.1..N for undo (default 5)",
     )
@@ -121,15 +156,15 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--lock-wait",
-        type=_non_negative,
+        type=_number(float, low=0, name="lock_wait"),
         metavar="SECONDS",
-        help="wait this long for another run using the same report",
+        help="wait this long for another run using the same report (at most 86400)",
     )
     parser.add_argument(
         "--max-duration",
         type=_duration,
         metavar="DURATION",
-        help="start nothing new after this long (90s, 30m, 2h); exit 4",
+        help="start nothing new after this long (90s, 30m, 2h; at most 168h); exit 4",
     )
     output = parser.add_mutually_exclusive_group()
     output.add_argument(
@@ -153,7 +188,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--breaker",
-        type=_non_negative_int,
+        type=_number(int, low=0, name="breaker"),
         metavar="N",
         help="stop (exit 3) after N items in a row fail the same permanent way (0 = never)",
     )
@@ -201,9 +236,16 @@ def settings_from_args(args: argparse.Namespace, base: RunSettings) -> RunSettin
         overrides["verbose"] = False
     if overrides.get("verbose"):
         overrides["quiet"] = False
+    if args.max_answer_mb is not None:
+        overrides["max_answer_bytes"] = int(args.max_answer_mb * MIB)
+    if args.max_list_pages is not None:
+        overrides["max_list_pages"] = args.max_list_pages
     if args.endpoint is not None:
         overrides["endpoint"] = args.endpoint.rstrip("/")
     if args.region is not None:
+        if not REGION.fullmatch(args.region):
+            # It becomes part of the endpoint's host name: nothing but a region may pass.
+            raise UsageError(f"--region {args.region!r} is not a region name like cn-north-4")
         overrides["region"] = args.region
         overrides["endpoint"] = endpoint_for_region(args.region)
     if args.auth is not None:

@@ -139,8 +139,8 @@ def _migrate(
     async def listing() -> tuple[tuple[PlanSummary, ...], tuple[PlanSummary, ...]]:
         async with open_session(connection, settings) as (api, sender):
             return (
-                await list_project(api, sender, source),
-                await list_project(api, sender, target),
+                await list_project(api, sender, source, max_pages=settings.max_list_pages),
+                await list_project(api, sender, target, max_pages=settings.max_list_pages),
             )
 
     source_plans, target_plans = anyio.run(listing)

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from batchthumb.auth import describe_auth
+from batchthumb.auth import describe_auth, load_credentials
+from batchthumb.client import IamTokens, make_transport
 from batchthumb.commands import Done
 from batchthumb.commands.flags import (
     add_connection_arguments,
@@ -128,6 +129,10 @@ def dry_run(
     report = settings.report_for(job.path)
     plan = plan_run(job, settings, report)
     auth = settings.auth or job.auth
+    if not sandbox:
+        # Read and checked as a run would (a token with a line break is refused here too);
+        # nothing is sent: an IAM token is only fetched when a run starts.
+        load_credentials(auth, issue=IamTokens(make_transport()), region=settings.region)
     lines = [
         f"dry run: {headline(job, plan, settings)}",
         f"report: {report}",

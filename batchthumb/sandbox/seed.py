@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from batchthumb.errors import BatchthumbError, Problem
+from batchthumb.files import SEED_FILE_LIMIT, FileRefused, read_regular
 from batchthumb.images import image_type
 from batchthumb.sandbox.server import Sandbox
 from batchthumb.sandbox.state import IMG_URL_PATTERN, PLAN_TYPES, is_id
@@ -203,9 +204,12 @@ def load_seed(path: str | Path, sandbox: Sandbox) -> int:
     path = Path(path)
     reader = _Reader(path)
     try:
-        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-    except OSError as exc:
-        raise SeedError([Problem(str(path), 0, "", f"cannot read: {exc.strerror}")]) from exc
+        data = read_regular(path, limit=SEED_FILE_LIMIT, what="a seed file")
+        root = yaml.compose(data.decode("utf-8"), Loader=yaml.SafeLoader)
+    except FileRefused as exc:
+        raise SeedError([Problem(str(path), 0, "", exc.reason)]) from None
+    except UnicodeDecodeError:
+        raise SeedError([Problem(str(path), 0, "", "not UTF-8 text")]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 0
@@ -229,15 +233,13 @@ def _read_images(reader: _Reader, limit: int) -> dict[Path, tuple[bytes, str]]:
             continue
         where = Problem(str(reader.path), seed.line, f"{seed.where}.image", "")
         try:
-            data = seed.image.read_bytes()
-        except OSError as exc:
-            reader.problems.append(_replace(where, f"cannot read: {exc.strerror}"))
+            data = read_regular(seed.image, limit=limit, what="an upload")
+        except FileRefused as exc:
+            reader.problems.append(_replace(where, f"{seed.image}: {exc.reason}"))
             continue
         ext = image_type(data)
         if ext is None:
             reader.problems.append(_replace(where, "not a png, jpg, gif, bmp or webp image"))
-        elif len(data) > limit:
-            reader.problems.append(_replace(where, f"larger than the {limit}-byte upload limit"))
         else:
             images[seed.image] = (data, ext)
     return images
