@@ -144,7 +144,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--history",
         type=_number(int, low=1, name="history"),
         metavar="N",
-        help="earlier reports that changed something to keep as REPORT.1..N for undo (default 5)",
+        help="earlier reports that changed something to keep as REPORT.1..N for undo "
+        "(default 5, at most 100)",
     )
     parser.add_argument(
         "--resume", action="store_true", help="skip items the report records as done"
@@ -190,7 +191,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--breaker",
         type=_number(int, low=0, name="breaker"),
         metavar="N",
-        help="stop (exit 3) after N items in a row fail the same permanent way (0 = never)",
+        help="stop (exit 3) after N items in a row fail the same permanent way (default 25; "
+        "0 = never)",
     )
     parser.add_argument(
         "--backup",
