@@ -38,6 +38,10 @@ class UsageError(BatchthumbError):
     """The command line does not make sense."""
 
 
+# A file with a million bad lines should not print a million lines.
+MAX_PROBLEMS = 100
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     """One thing wrong with a job file, located as ``file:line: key: message``."""

@@ -3,26 +3,25 @@
 Made for jobs too large to list inline. The file is read as a stream twice: once to validate
 every line (problems carry the file, line and key, like YAML items), and again, lazily, each
 time the run iterates the items. Nothing per item is kept in between except an 8-byte digest
-per item for finding duplicates, so a million items cost tens of megabytes, not gigabytes.
+per item for finding duplicates (:mod:`batchthumb.keyset`), so a million items cost a few
+megabytes, not hundreds.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
-import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from batchthumb.errors import Problem
+from batchthumb.errors import MAX_PROBLEMS, Problem
 from batchthumb.files import ITEMS_FILE_LIMIT, ITEMS_LINE_LIMIT, FileRefused, describe, open_regular
+from batchthumb.keyset import KeyDigests, key_hash
 from batchthumb.model import IMG_URL, ITEM_KEYS, Item, field_problem
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-# A file with a million bad lines should not print a million lines.
-MAX_PROBLEMS = 100
 MAX_DEPTH = 32  # JSON nesting allowed in a line before parsing it
 
 _Row = tuple[int, str, dict[str, str] | None]  # (line, key prefix, fields or None if unusable)
@@ -213,11 +212,6 @@ def _item(fields: Mapping[str, str], defaults: Mapping[str, str], line: int) -> 
     return Item(merged["project_id"], merged["plan_id"], merged["img_url"], line)
 
 
-def _digest(item: Item) -> int:
-    key = f"{item.project_id}/{item.plan_id}".encode()
-    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")
-
-
 @dataclass(frozen=True, slots=True)
 class FileItems:
     """The validated items of an items file, read again from disk each time they are iterated."""
@@ -252,8 +246,7 @@ def read_items_file(
         problems.append(Problem(str(path), 0, "", f"items_file must end in one of {known}"))
         return None
     found: list[Problem] = []
-    seen: set[int] = set()
-    repeated: set[int] = set()
+    digests = KeyDigests()
     count = 0
     projects: set[str] = set()
     try:
@@ -271,10 +264,7 @@ def read_items_file(
             if len(found) != before:
                 continue
             item = _item(fields, defaults, line)
-            digest = _digest(item)
-            if digest in seen:
-                repeated.add(digest)
-            seen.add(digest)
+            digests.add(item.key)
             count += 1
             projects.add(item.project_id)
             match = IMG_URL.fullmatch(item.img_url or "")
@@ -289,7 +279,8 @@ def read_items_file(
                 )
     except _Unreadable as exc:
         found.append(Problem(str(path), exc.line, "", exc.message))
-    del seen
+    repeated = digests.repeated()
+    del digests
     if repeated and not found:
         found.extend(_duplicates(path, kind, defaults, repeated))
     if found:
@@ -311,7 +302,7 @@ def _duplicates(
         if fields is None:
             continue
         item = _item(fields, defaults, line)
-        if _digest(item) not in repeated:
+        if key_hash(item.key) not in repeated:
             continue
         seen_at = first.setdefault(item.key, line)
         if seen_at != line:

@@ -3,25 +3,30 @@
 Validation walks the parser's events rather than constructed Python objects, so every problem
 can name its file, line and key, and nothing the user did not write is ever expanded (anchors
 and aliases are refused outright, which also disarms alias bombs). The small sections are
-composed into nodes; ``items:``, which may list a hundred thousand plans, is validated event by
-event into compact :class:`~batchthumb.model.Item` values, never as a node tree: composing one
-costs ten times the parse and a few kilobytes per item.
+composed into nodes; ``items:``, which may list a million plans, is checked event by event.
+Past :data:`KEEP_IN_MEMORY` items it is kept as nothing but an 8-byte digest per item
+(:mod:`batchthumb.keyset`): the run reads the items again from the file (:class:`YamlItems`),
+as it does an ``items_file``. The file is
+streamed to the parser, never read whole; libyaml's parser is used when PyYAML has it.
 """
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import BinaryIO, TypeVar, cast
 
 import yaml
 
 from batchthumb.auth import ENV_NAME, URL_CREDENTIALS_ADVICE, url_has_credentials
-from batchthumb.errors import JobFileError, Problem, UsageError
-from batchthumb.files import AUTH_FILE_LIMIT, JOB_FILE_LIMIT, FileRefused, read_regular
+from batchthumb.errors import MAX_PROBLEMS, JobFileError, Problem, UsageError
+from batchthumb.files import AUTH_FILE_LIMIT, JOB_FILE_LIMIT, FileRefused, describe, open_regular
 from batchthumb.images import ImageProblem, inspect_image
+from batchthumb.keyset import KeyDigests, key_hash
 from batchthumb.model import (
     IMG_URL,
     MAXIMA,
@@ -102,6 +107,9 @@ _SECRET_KEYS = {
     "security_token": f"{_KEEP_OUT}; set HUAWEICLOUD_SDK_SECURITY_TOKEN, or put "
     "security_token in ~/.huaweicloud/credentials (mode 0600)",
 }
+# Jobs up to this many inline items keep them (some 15 MB at most): a run then reads them from
+# memory instead of parsing the file again, which would cost a tenth of its CPU per PUT.
+KEEP_IN_MEMORY = 50_000
 _ITEM_KEYS = ("project_id", "plan_id", "img_url", "image")
 _SOURCE_KEYS = ("img_url", "image")  # where the thumbnail comes from: exactly one
 _DEFAULT_KEYS = frozenset(("project_id", "img_url", "image"))
@@ -375,9 +383,36 @@ class _Sections:
     auth: AuthConfig | None = None
     items_file: tuple[str, _At] | None = None
     items_given: bool = False
-    items: tuple[Item, ...] = ()
-    item_problems: list[Problem] = field(default_factory=list)
+    items: _ItemCheck | None = None
     defaults_late: bool = False  # `defaults:` came after `items:`, which must be read again
+
+
+@dataclass(frozen=True, slots=True)
+class YamlItems:
+    """The validated ``items:`` of a job file, read again from the file each time they are
+    iterated, so that a million inline items cost what their key digests cost, not 300 MB.
+    """
+
+    path: Path
+    defaults: dict[str, tuple[str, _At]]
+    count: int
+    projects: frozenset[str] = frozenset()
+    images: dict[Path, LocalImage | str] = field(default_factory=dict)  # as checked: read once
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[Item]:
+        # Validated already: only a file edited since could differ, and its problems are moot.
+        checker = _Checker(self.path, images=dict(self.images))
+        with _parsing(self.path, checker) as events:
+            value = _find_items(events)
+            if value is not None:
+                for _, item in _walk_items(events, value, self.defaults):
+                    if item is not None:
+                        yield item
+                    checker.problems.clear()
+                    checker.warnings.clear()
 
 
 def load_job(path: Path) -> Job:
@@ -404,19 +439,19 @@ def load_job(path: Path) -> Job:
         if found.defaults_late:
             checker.warnings.clear()  # only items warn; they are judged again below
             checker.reported.clear()
-            before = len(checker.problems)
-            found.items = _parse(
-                path,
-                checker,
-                lambda events: _walk_to_items(events, found),
-                limit=JOB_FILE_LIMIT,
-                what="a job file",
-            )
-            found.item_problems = checker.problems[before:]
-            del checker.problems[before:]
+            found.items = _parse(path, checker, lambda events: _walk_to_items(events, found))
+        check = found.items or _ItemCheck()
+        duplicates: list[Problem] = []
+        if check.repeated:  # a pass of its own, only when some plan may be listed twice
+            again = _Checker(path, images=checker.images)
+            duplicates = _parse(path, again, lambda events: _duplicates(events, found))
         # Item problems follow those of the other sections, wherever `items:` stands.
-        checker.problems.extend(found.item_problems)
-        items = found.items
+        checker.problems.extend(_item_problems(path, check, duplicates))
+        if check.kept is not None:
+            items = tuple(check.kept)
+        else:
+            items = YamlItems(path, found.defaults, check.count, frozenset(check.projects))
+            items.images.update(checker.images)
     if checker.problems:
         raise JobFileError(checker.problems)
     return Job(
@@ -437,11 +472,8 @@ def _walk_job(events: _Events, base: Path) -> _Sections:
             checker.problem(value, name, _SECRET_KEYS.get(name, unknown))
             events.skip(value)
         elif name == "items":
-            # Read at once, event by event, so that no node tree of the items is ever built.
-            before = len(checker.problems)
-            found.items = _walk_items(events, value, found.defaults)
-            found.item_problems = checker.problems[before:]
-            del checker.problems[before:]
+            # Checked at once, event by event, so that no node tree of the items is ever built.
+            found.items = _check_items(events, value, found.defaults)
             found.items_given = True
         elif (node := events.node(value, name)) is None:
             continue
@@ -459,17 +491,23 @@ def _walk_job(events: _Events, base: Path) -> _Sections:
     return found
 
 
-def _walk_to_items(events: _Events, found: _Sections) -> tuple[Item, ...]:
-    """The items read again, now with the defaults that came after them."""
+def _walk_to_items(events: _Events, found: _Sections) -> _ItemCheck:
+    """The items checked again, now with the defaults that came after them."""
+    value = _find_items(events)
+    return _ItemCheck() if value is None else _check_items(events, value, found.defaults)
+
+
+def _find_items(events: _Events) -> yaml.Event | None:
+    """The first event of the ``items:`` value of a job already checked, or None."""
     checker = events.checker
     before = len(checker.problems)
     _root_mapping(events)
     for name, value in events.pairs(""):
         if name == "items":
             del checker.problems[before:]  # the other sections' problems are known already
-            return _walk_items(events, value, found.defaults)
+            return value
         events.skip(value)
-    return ()
+    return None
 
 
 def _root_mapping(events: _Events) -> yaml.MappingStartEvent | None:
@@ -632,38 +670,116 @@ def _path(checker: _Checker, node: yaml.Node, key: str, base: Path) -> Path | No
 
 
 def _parse(
-    path: Path, checker: _Checker, walk: Callable[[_Events], _T], *, limit: int, what: str
+    path: Path,
+    checker: _Checker,
+    walk: Callable[[_Events], _T],
+    *,
+    limit: int | None = None,
+    what: str = "a job file",
 ) -> _T:
     """Walk the parser's events of a YAML file; a file that is not YAML is one problem."""
+    with _parsing(path, checker, limit=limit, what=what) as events:
+        return walk(events)
+
+
+@contextmanager
+def _parsing(
+    path: Path, checker: _Checker, *, limit: int | None = None, what: str = "a job file"
+) -> Iterator[_Events]:
+    """The parser's events of a YAML file, read from disk as they are needed.
+
+    The file is streamed, never read whole (a million-item job is some 190 MB of text), and
+    only a regular file of at most ``limit`` bytes (a job file's cap by default) is read.
+    """
+    limit = JOB_FILE_LIMIT if limit is None else limit
     try:
-        data = read_regular(path, limit=limit, what=what)
+        file = open_regular(path)
     except FileRefused as exc:
-        raise JobFileError([Problem(str(path), 0, "", exc.reason)]) from None
+        raise _unusable(path, 0, exc.reason) from None
+    except OSError as exc:
+        raise _unusable(path, 0, f"cannot read: {exc.strerror}") from None
+    with file:
+        try:
+            loader = _Loader(_Utf8Reader(file, limit))
+            try:
+                # The loader's own method, not yaml.parse: its generator costs as much as libyaml.
+                yield _Events(checker, iter(loader.get_event, None))
+            finally:
+                loader.dispose()
+        except _TooLarge:
+            reason = f"is larger than {describe(limit)}, the limit for {what}"
+            raise _unusable(path, 0, reason) from None
+        except _NotUtf8 as exc:
+            raise _unusable(path, exc.line, f"not UTF-8 text (byte {exc.offset})") from None
+        except yaml.MarkedYAMLError as exc:
+            # Whatever the walk found before the parser gave up is moot: the file is not YAML.
+            mark = exc.problem_mark or exc.context_mark
+            line = mark.line + 1 if mark is not None else 0
+            reason = exc.problem or exc.context or "invalid YAML"
+            raise _unusable(path, line, f"not valid YAML: {reason}") from None
+        except yaml.reader.ReaderError as exc:
+            # A control character: libyaml gives its offset, but no mark to take a line from.
+            reason = f"not valid YAML: {exc.reason} (character {exc.character:#04x})"
+            raise _unusable(path, _line_at(path, exc.position), reason) from None
+        except yaml.YAMLError as exc:
+            raise _unusable(path, 0, f"not valid YAML: {exc}") from None
+        except OSError as exc:
+            raise _unusable(path, 0, f"cannot read: {exc.strerror}") from None
+
+
+def _line_at(path: Path, offset: int) -> int:
+    """The line holding byte ``offset`` of a file already read once (an error path only)."""
     try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        problem = Problem(str(path), line, "", f"not UTF-8 text (byte {exc.start})")
-        raise JobFileError([problem]) from None
-    loader = _Loader(data)
-    try:
-        # The loader's own method, not yaml.parse: its generator costs as much as libyaml.
-        return walk(_Events(checker, iter(loader.get_event, None)))
-    except yaml.MarkedYAMLError as exc:
-        # Whatever the walk found before the parser gave up is moot: the file is not YAML.
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 0
-        reason = exc.problem or exc.context or "invalid YAML"
-        raise JobFileError([Problem(str(path), line, "", f"not valid YAML: {reason}")]) from None
-    except yaml.reader.ReaderError as exc:
-        # A control character: libyaml gives its byte offset, but no mark to take a line from.
-        line = data.count(b"\n", 0, exc.position) + 1
-        reason = f"not valid YAML: {exc.reason} (character {exc.character:#04x})"
-        raise JobFileError([Problem(str(path), line, "", reason)]) from None
-    except yaml.YAMLError as exc:
-        raise JobFileError([Problem(str(path), 0, "", f"not valid YAML: {exc}")]) from None
-    finally:
-        loader.dispose()
+        with open_regular(path) as file:
+            return file.read(max(offset, 0)).count(b"\n") + 1
+    except (FileRefused, OSError):
+        return 0
+
+
+def _unusable(path: Path, line: int, message: str) -> JobFileError:
+    """The one problem of a file that cannot be read as YAML at all."""
+    return JobFileError([Problem(str(path), line, "", message)])
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _NotUtf8(Exception):
+    def __init__(self, line: int, offset: int) -> None:
+        self.line = line
+        self.offset = offset
+
+
+class _Utf8Reader:
+    """A binary file read in chunks for the parser, each checked as UTF-8 on the way.
+
+    Both parsers would refuse a bad byte too, but each in its own words; this says which line.
+    """
+
+    __slots__ = ("decoder", "file", "limit", "lines", "offset")
+
+    def __init__(self, file: BinaryIO, limit: int) -> None:
+        self.file = file
+        self.limit = limit
+        self.decoder = codecs.getincrementaldecoder("utf-8")()
+        self.lines = 0  # newlines before this chunk
+        self.offset = 0  # bytes before this chunk
+
+    def read(self, size: int = -1, /) -> bytes:
+        """The next chunk of at most ``size`` bytes; b"" at the end of the file."""
+        data = self.file.read(size)
+        try:
+            self.decoder.decode(data, final=not data)
+        except UnicodeDecodeError as exc:
+            seen = exc.object  # this chunk, after any sequence the last one left unfinished
+            line = self.lines + seen.count(b"\n", 0, exc.start) + 1
+            raise _NotUtf8(line, self.offset - (len(seen) - len(data)) + exc.start) from None
+        self.lines += data.count(b"\n")
+        self.offset += len(data)
+        if self.offset > self.limit:
+            raise _TooLarge
+        return data
 
 
 def _read_setting(checker: _Checker, name: str, node: yaml.Node) -> object:
@@ -783,44 +899,105 @@ def _read_items_file(
     return () if found is None else found
 
 
+@dataclass(slots=True)
+class _ItemCheck:
+    """What checking the items found: never the items themselves, which the run reads again."""
+
+    count: int = 0
+    projects: set[str] = field(default_factory=set)
+    repeated: set[int] = field(default_factory=set)  # key digests listed more than once
+    problems: list[Problem] = field(default_factory=list)
+    more: int = 0  # problems beyond MAX_PROBLEMS, counted only
+    kept: list[Item] | None = field(default_factory=list)  # None past KEEP_IN_MEMORY items
+
+
+def _check_items(
+    events: _Events, event: yaml.Event, defaults: dict[str, tuple[str, _At]]
+) -> _ItemCheck:
+    """Check every item of ``items:`` in one pass, keeping 8 bytes per item (its key digest)."""
+    checker = events.checker
+    check = _ItemCheck()
+    problems, warnings = checker.problems, checker.warnings
+    before, warned = len(problems), len(warnings)
+    digests = KeyDigests()
+    projects = check.projects
+    extra_warnings = 0
+    for _, item in _walk_items(events, event, defaults):
+        if len(problems) - before > MAX_PROBLEMS:  # a million bad items are not a million lines
+            check.more += len(problems) - before - MAX_PROBLEMS
+            del problems[before + MAX_PROBLEMS :]
+        if len(warnings) - warned > MAX_PROBLEMS:
+            extra_warnings += len(warnings) - warned - MAX_PROBLEMS
+            del warnings[warned + MAX_PROBLEMS :]
+        if item is not None:
+            check.count += 1
+            digests.add(item.key)
+            projects.add(item.project_id)
+            if check.kept is not None:
+                check.kept.append(item)
+                if check.count > KEEP_IN_MEMORY:
+                    check.kept = None  # a large job: the run reads the file again
+    check.repeated = digests.repeated()
+    check.problems = problems[before:]
+    del problems[before:]
+    if extra_warnings:
+        more = f"and {extra_warnings} more warnings like these"
+        warnings.append(Problem(str(checker.path), 0, "items", more))
+    return check
+
+
 def _walk_items(
     events: _Events, event: yaml.Event, defaults: dict[str, tuple[str, _At]]
-) -> tuple[Item, ...]:
+) -> Iterator[tuple[yaml.Event, Item | None]]:
+    """Each element of ``items:`` (its first event) and the item it makes, None if it is bad."""
     checker = events.checker
     if type(event) is not yaml.SequenceStartEvent:
         node = events.node(event, "items")
         if node is not None:
             checker.problem(node, "items", f"must be a list of plans, not {_kind(node)}")
-        return ()
+        return
     if event.anchor is not None:
         checker.problem(event, "items", _ANCHORS)
-    items: list[Item] = []
-    # Duplicates: the first item of each plan_id (most ids are in one project), then the
-    # first of each (project_id, plan_id) beyond that. No key is copied: the items hold them.
-    first: dict[str, Item] = {}
-    others: dict[tuple[str, str], Item] = {}
     index = 0
     for item_event in events.events:
         if type(item_event) is yaml.SequenceEndEvent:
             break
-        item = _walk_item(events, item_event, f"items[{index}]", defaults)
+        yield item_event, _walk_item(events, item_event, f"items[{index}]", defaults)
         index += 1
-        if item is None:
-            continue
-        seen = first.setdefault(item.plan_id, item)
-        if seen is not item and seen.project_id != item.project_id:
-            seen = others.setdefault(item.key, item)
-        if seen is not item:
-            checker.problem(
-                item_event,
-                f"items[{index - 1}]",
-                f"plan {item.plan_id} is already listed at line {seen.line}",
-            )
-            continue
-        items.append(item)
     if not index:
         checker.problem(event, "items", "is empty; list at least one plan")
-    return tuple(items)
+
+
+def _duplicates(events: _Events, found: _Sections) -> list[Problem]:
+    """The items checked again, for the few whose key digests repeat: exact keys, first lines.
+
+    Merged with the other problems of the items by line, as one pass would have found them.
+    """
+    check = found.items
+    assert check is not None
+    value = _find_items(events)
+    first: dict[tuple[str, str], int] = {}
+    duplicates: list[Problem] = []
+    if value is not None:
+        path = str(events.checker.path)
+        for index, (item_event, item) in enumerate(_walk_items(events, value, found.defaults)):
+            if item is None or key_hash(item.key) not in check.repeated:
+                continue
+            seen = first.setdefault(item.key, item.line)
+            if seen != item.line:
+                message = f"plan {item.plan_id} is already listed at line {seen}"
+                duplicates.append(Problem(path, _line(item_event), f"items[{index}]", message))
+    return duplicates
+
+
+def _item_problems(path: Path, check: _ItemCheck, duplicates: list[Problem]) -> list[Problem]:
+    """The problems of the items in file order, as one pass would have found them; capped."""
+    merged = sorted((*check.problems, *duplicates), key=lambda problem: problem.line)
+    more = check.more + max(0, len(merged) - MAX_PROBLEMS)
+    del merged[MAX_PROBLEMS:]
+    if more:
+        merged.append(Problem(str(path), 0, "items", f"and {more} more problems"))
+    return merged
 
 
 def _walk_item(

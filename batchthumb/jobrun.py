@@ -11,7 +11,8 @@ import importlib.util
 import shlex
 import signal
 import threading
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -22,7 +23,7 @@ from typing import TextIO
 import anyio
 
 from batchthumb.auth import Redactor
-from batchthumb.client import PlanApi, open_api
+from batchthumb.client import open_api
 from batchthumb.console import Console, Quiet
 from batchthumb.errors import (
     EXIT_ABORTED,
@@ -31,21 +32,11 @@ from batchthumb.errors import (
     EXIT_OK,
     EXIT_SOME_FAILED,
     BatchthumbError,
-    RunAborted,
 )
 from batchthumb.history import remembered_uploads, rotate
 from batchthumb.jobwriter import Entry, render_job, write_job
-from batchthumb.model import (
-    DEFAULT_MAX_LIST_PAGES,
-    Attempt,
-    Item,
-    ItemStream,
-    Job,
-    RunSettings,
-    Tally,
-)
+from batchthumb.model import Item, ItemStream, Job, RunSettings, Tally
 from batchthumb.output import RunOutput, open_output
-from batchthumb.plans import ListingFailed, list_project, thumbnails
 from batchthumb.progress import Silent, choose_progress, format_duration
 from batchthumb.report import (
     Journal,
@@ -59,6 +50,7 @@ from batchthumb.report import (
 from batchthumb.runner import Key, RunSummary, Uploads, run_batch
 from batchthumb.sending import Sender, Stop
 from batchthumb.session import Connection, embedded_sandbox, make_sender
+from batchthumb.snapshot import Snapshot
 from batchthumb.summary import format_summary
 
 TIME_LIMIT = "time limit reached"
@@ -169,6 +161,7 @@ class RunPlan:
     skipped: int  # already done according to the report
     recorded: ReportState  # what the report says was done, when resuming
     unattempted: int = 0  # --retry-failed: items neither done nor failed (not sent)
+    projects: int = 0  # projects the pending items name: what the snapshot lists
     # Uploads earlier reports of the history record, trusted once a plan is seen showing them.
     remembered: dict[Key, str] = field(default_factory=dict)
 
@@ -183,21 +176,27 @@ def plan_run(job: Job, settings: RunSettings, report: Path) -> RunPlan:
     """Read the report (when resuming) and its history, and pick the items still to send."""
     remembered = remembered_uploads(report)
     if not (settings.resume or settings.retry_failed):
-        return RunPlan(job.items, 0, ReportState(), remembered=remembered)
+        return RunPlan(
+            job.items, 0, ReportState(), projects=len(job.projects), remembered=remembered
+        )
     recorded = read_report(report)
     done = failed = 0
+    projects: set[str] = set()
     # Counted in one streaming pass: a large job is never held as a list of pending items.
     for item in job.items:
         digest = key_digest(item.key)
-        done += digest in recorded.done
-        failed += digest in recorded.failed
+        was_done, was_failed = digest in recorded.done, digest in recorded.failed
+        done += was_done
+        failed += was_failed
+        if was_failed if settings.retry_failed else not was_done:
+            projects.add(item.project_id)
     if settings.retry_failed:
         pending = Remaining(job.items, recorded.failed, True, failed)
         unattempted = len(job.items) - done - failed
     else:
         pending = Remaining(job.items, recorded.done, False, len(job.items) - done)
         unattempted = 0
-    return RunPlan(pending, done, recorded, unattempted, remembered)
+    return RunPlan(pending, done, recorded, unattempted, len(projects), remembered)
 
 
 def headline(job: Job, plan: RunPlan, settings: RunSettings) -> str:
@@ -372,10 +371,12 @@ async def run_plan(
     :class:`~batchthumb.output.RunOutput`, or any console (then ``log``, if given, gets the
     JSON events).
 
-    First, unless ``settings.snapshot`` is off, one paginated list call per project records
-    each plan's current thumbnail (``previous_img_url``) and, with ``settings.backup``, writes
-    it as a job file. A project that cannot be listed fails its own items; rejected
-    credentials abort the run before any change.
+    Unless ``settings.snapshot`` is off, one paginated listing per project records each plan's
+    current thumbnail (``previous_img_url``), journaled before that project's first change:
+    the workers list each project when its first item comes (:mod:`batchthumb.snapshot`), so
+    listings and PUTs overlap. With ``settings.backup`` every project is listed first (the
+    backup is written before any change). A project that cannot be listed fails its own items;
+    refused credentials abort the run.
     """
     if not isinstance(console, RunOutput):
         console = RunOutput(console, replace(settings, log_json=log is not None), log)
@@ -424,42 +425,43 @@ async def run_plan(
                 resumed=settings.resume,
                 retry_failed=settings.retry_failed,
             )
-            previous: dict[Key, str | None] = {}
-            unlisted: dict[str, Attempt] = {}
+            began = time.monotonic()
+            listings = None
+            # The projects in job order, read apart from the workers' stream (see snapshot).
+            ahead = (item.project_id for item in plan.pending)
             if settings.snapshot:
-                try:
-                    previous, unlisted = await snapshot(
-                        api, sender, plan.pending, journal=journal, known=plan.recorded,
-                        console=output, max_pages=settings.max_list_pages,
-                    )  # fmt: skip
-                except RunAborted as exc:
-                    progress.close()
-                    journal.record_end(aborted=str(exc))
-                    return RunSummary(
-                        Tally(), 0.0, sender.requests, sender.governor.stats, aborted=str(exc)
-                    )
-                if settings.backup is not None:
+                listings = Snapshot(
+                    api, sender, journal, output, progress, known=plan.recorded,
+                    total=plan.projects, ahead=ahead, max_pages=settings.max_list_pages,
+                )  # fmt: skip
+            try:
+                if listings is not None and settings.backup is not None:
+                    # The backup is written before the first change: every project listed first.
+                    if not await listings.list_all(ahead, concurrency=settings.concurrency):
+                        progress.close()
+                        summary = _unstarted(sender, time.monotonic() - began)
+                        journal.record_end(stopped=summary.stopped, aborted=summary.aborted)
+                        return summary
                     write_backup(
-                        settings.backup, plan.pending, previous,
+                        settings.backup, plan.pending, listings.previous,
                         endpoint=connection.endpoint, console=output,
                     )  # fmt: skip
-            uploads = dict(plan.recorded.uploads)
-            for (project_id, cache_key), img_url in _verified(plan.remembered, previous).items():
-                if (project_id, cache_key) not in uploads:
-                    uploads[(project_id, cache_key)] = img_url
-                    # Into this report too: the history may be rotated away, the upload not.
-                    journal.record_upload(project_id, cache_key, img_url)
-            summary = await run_batch(
-                plan.pending,
-                api=api,
-                sender=sender,
-                journal=journal,
-                concurrency=workers,
-                progress=progress,
-                uploads=Uploads(done=uploads),
-                previous=previous,
-                unlisted=unlisted,
-            )
+                uploads = Uploads(done=dict(plan.recorded.uploads), remembered=plan.remembered)
+                summary = await run_batch(
+                    plan.pending,
+                    api=api,
+                    sender=sender,
+                    journal=journal,
+                    concurrency=workers,
+                    progress=progress,
+                    uploads=uploads,
+                    previous=listings.previous if listings is not None else None,
+                    listings=listings,
+                )
+            finally:
+                ahead.close()  # a job file read for it is closed at once
+            # The summary's time includes the listings made before the run (--backup).
+            summary = replace(summary, elapsed=max(summary.elapsed, time.monotonic() - began))
             tally = summary.tally
             journal.record_end(
                 succeeded=tally.succeeded,
@@ -488,12 +490,6 @@ async def run_plan(
     return summary
 
 
-def _verified(remembered: dict[Key, str], previous: dict[Key, str | None]) -> dict[Key, str]:
-    """The remembered uploads some plan of their project shows now: the server has them."""
-    shown = {(project_id, url) for (project_id, _), url in previous.items() if url}
-    return {key: url for key, url in remembered.items() if (key[0], url) in shown}
-
-
 def _prepare_report(report: Path, plan: RunPlan, *, appending: bool, keep: int) -> None:
     """Resuming: drop a torn last line. Else start a fresh report, keeping the history."""
     if appending and report.exists():
@@ -503,52 +499,23 @@ def _prepare_report(report: Path, plan: RunPlan, *, appending: bool, keep: int) 
         rotate(report, keep=keep)
 
 
-async def snapshot(
-    api: PlanApi,
-    sender: Sender,
-    items: Iterable[Item],
-    *,
-    journal: Journal,
-    known: ReportState,
-    console: Console,
-    max_pages: int = DEFAULT_MAX_LIST_PAGES,
-) -> tuple[dict[Key, str | None], dict[str, Attempt]]:
-    """The thumbnail of every plan the items name before the run: one list per project.
-
-    Each project's list is journaled before any change, once: when a resumed run meets a
-    project the journal already has, the journaled state wins, since the listing now may
-    show changes of the run that was interrupted. Returns the thumbnails, and the projects
-    that could not be listed with the answer that said so (their items fail with it).
-    Rejected credentials raise :class:`RunAborted`: no other project would fare better.
-    """
-    previous: dict[Key, str | None] = {}
-    unlisted: dict[str, Attempt] = {}
-    for project_id in dict.fromkeys(item.project_id for item in items):
-        try:
-            plans = await list_project(api, sender, project_id, max_pages=max_pages)
-        except ListingFailed as exc:
-            if exc.credentials:
-                raise
-            console.warn(f"{exc}; its items fail, the other projects go on")
-            unlisted[project_id] = exc.attempt
-            continue
-        if any(not p.img_known for p in plans):
-            console.warn(
-                f"the plan list of project {project_id} does not show img_url; previous "
-                "thumbnails are unknown there, so undo cannot restore them"
-            )
-        current = thumbnails(plans)
-        previous.update(current)
-        if project_id not in known.snapshotted and current:
-            journal.record_snapshot(project_id, {plan: url for (_, plan), url in current.items()})
-    previous.update(known.previous)
-    return previous, unlisted
+def _unstarted(sender: Sender, elapsed: float) -> RunSummary:
+    """The summary of a run that stopped or gave up while listing, before any change."""
+    reason = sender.stop.reason
+    return RunSummary(
+        Tally(),
+        elapsed,
+        sender.requests,
+        sender.governor.stats,
+        stopped=reason if reason != "aborted" else None,
+        aborted=sender.aborted,
+    )
 
 
 def write_backup(
     path: Path,
     items: Iterable[Item],
-    previous: dict[Key, str | None],
+    previous: Mapping[Key, str | None],
     *,
     endpoint: str,
     console: Console,

@@ -283,6 +283,14 @@ class Job:
     auth: AuthConfig | None = None  # None: $BATCHTHUMB_TOKEN
 
     @property
+    def projects(self) -> frozenset[str]:
+        """The projects the items name; job and items files know them from validation."""
+        known = getattr(self.items, "projects", None)
+        if isinstance(known, frozenset):
+            return known
+        return frozenset(item.project_id for item in self.items)
+
+    @property
     def report_path(self) -> Path:
         """Where the report goes when the command line does not say."""
         return self.settings.report_for(self.path)

@@ -25,6 +25,10 @@ class Progress(Protocol):
         """An item finished."""
         ...
 
+    def listed(self, done: int, total: int) -> None:
+        """``done`` of the ``total`` projects to list are listed (the snapshot)."""
+        ...
+
     async def heartbeat(self, tally: Tally) -> None:
         """Report periodically until cancelled, even when no item finishes for a while."""
         ...
@@ -38,6 +42,9 @@ class Silent:
     """No progress at all (``--no-progress``, tests)."""
 
     def update(self, tally: Tally) -> None:
+        """Nothing to show."""
+
+    def listed(self, done: int, total: int) -> None:
         """Nothing to show."""
 
     async def heartbeat(self, tally: Tally) -> None:
@@ -74,6 +81,10 @@ class Bar:
         self._bar.set_postfix_str(f"ok={tally.succeeded}, failed={tally.failed}", refresh=False)
         self._bar.update(1)
 
+    def listed(self, done: int, total: int) -> None:
+        """Say how far the snapshot is, before the counts, until every project is listed."""
+        self._bar.set_description_str(listing(done, total), refresh=True)
+
     async def heartbeat(self, tally: Tally) -> None:
         """tqdm refreshes itself on update; keep the ETA moving while nothing finishes."""
         while True:
@@ -104,9 +115,14 @@ class StatusLines:
         self._clock = clock
         self._sleep = sleep
         self._start = clock()
+        self._listing = ""
 
     def update(self, tally: Tally) -> None:
         """Lines are printed by the heartbeat, not per item."""
+
+    def listed(self, done: int, total: int) -> None:
+        """The next line says how far the snapshot is, until every project is listed."""
+        self._listing = listing(done, total)
 
     def line(self, tally: Tally) -> str:
         """The status line for the current counts."""
@@ -116,9 +132,10 @@ class StatusLines:
         left = self._total - done
         eta = f", about {format_duration(left / rate)} left" if rate > 0 and left > 0 else ""
         skipped = f", {tally.skipped} already set" if tally.skipped else ""
+        projects = f", {self._listing}" if self._listing else ""
         return (
             f"batchthumb: {done}/{self._total} done ({tally.succeeded} succeeded, "
-            f"{tally.failed} failed{skipped}), {rate:.1f}/s{eta}"
+            f"{tally.failed} failed{skipped}), {rate:.1f}/s{projects}{eta}"
         )
 
     async def heartbeat(self, tally: Tally) -> None:
@@ -129,6 +146,11 @@ class StatusLines:
 
     def close(self) -> None:
         """The summary follows; nothing more to print here."""
+
+
+def listing(done: int, total: int) -> str:
+    """``listing 12/200 projects`` while the snapshot goes on; empty once it is complete."""
+    return f"listing {done}/{total} projects" if done < total else ""
 
 
 def format_duration(seconds: float) -> str:

@@ -46,6 +46,23 @@ class Recorder(Protocol):
         ...
 
 
+class Listings(Protocol):
+    """The plans' thumbnails before the run, listed per project when first needed."""
+
+    async def ready(self, project_id: str) -> bool:
+        """Wait until the project's plans are known and journaled; False: send nothing."""
+        ...
+
+    @property
+    def unlisted(self) -> Mapping[str, Attempt]:
+        """The projects that could not be listed, and the answer that said so."""
+        ...
+
+    def shows(self, project_id: str, img_url: str) -> bool:
+        """Whether a plan of the (listed) project showed ``img_url`` before the run."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class RunSummary:
     """What a run did, for the summary and the exit code."""
@@ -72,10 +89,12 @@ class Uploads:
     """Single-flight uploads: each (project, image) is uploaded once, whoever needs it first.
 
     ``done`` maps (project_id, cache key) to the uploaded img_url; a resumed run starts with
-    what the journal recorded, so it uploads nothing twice.
+    what the journal recorded, so it uploads nothing twice. ``remembered`` holds what earlier
+    reports uploaded: used (and journaled again) only where the project's listing shows it.
     """
 
     done: dict[Key, str] = field(default_factory=dict)
+    remembered: dict[Key, str] = field(default_factory=dict)
     failed: dict[Key, Attempt] = field(default_factory=dict)
     flying: dict[Key, anyio.Event] = field(default_factory=dict)
 
@@ -88,8 +107,8 @@ class _Batch:
     progress: Progress
     uploads: Uploads
     previous: Mapping[Key, str | None]
+    listings: Listings | None
     clock: Callable[[], float]
-    unlisted: Mapping[str, Attempt] = field(default_factory=dict)
     stamp: Callable[[], str] = field(default_factory=lambda: UtcStamp())
     tally: Tally = field(default_factory=Tally)
     streak: tuple[object, int] = (None, 0)  # (failure signature, items in a row)
@@ -122,11 +141,20 @@ class _Batch:
     async def process(self, item: Item) -> ItemResult | None:
         """Resolve the item's image, then PUT it; None when the run stopped first."""
         began = self.clock()
+        listings = self.listings
+        if listings is not None:  # the project's listing first: it is journaled before any change
+            try:
+                if not await listings.ready(item.project_id):
+                    return None
+            except ReportError as exc:
+                self.fail(exc)
+                return None
+            unlisted = listings.unlisted.get(item.project_id)
+            if unlisted is not None:  # the project could not be listed: its items fail unsent
+                listing = _prefixed(unlisted, "listing the project")
+                return self.result(item, item.img_url, listing, Outcome.FAILED, 0, began)
         img_url = item.img_url
         attempts = 0
-        if self.unlisted and item.project_id in self.unlisted:
-            listing = _prefixed(self.unlisted[item.project_id], "listing the project")
-            return self.result(item, img_url, listing, Outcome.FAILED, 0, began)
         if img_url is None:  # an image to upload first; most items name their img_url
             resolved = await self.resolve(item)
             if resolved is None:
@@ -158,6 +186,8 @@ class _Batch:
         while True:
             if key in uploads.done:
                 return _Resolved(uploads.done[key], Attempt(Verdict.OK))
+            if key in uploads.remembered and self.trust(key, uploads.remembered.pop(key)):
+                continue
             if key in uploads.failed:
                 return _Resolved(None, uploads.failed[key])
             flying = uploads.flying.get(key)
@@ -183,6 +213,19 @@ class _Batch:
             return resolved
         finally:
             uploads.flying.pop(key).set()
+
+    def trust(self, key: Key, img_url: str) -> bool:
+        """Take an earlier run's upload if a plan of its project shows it: the server has it."""
+        listings = self.listings
+        if listings is None or not listings.shows(key[0], img_url):
+            return False
+        try:
+            self.journal.record_upload(key[0], key[1], img_url)  # kept as the history rotates
+        except ReportError as exc:
+            self.fail(exc)
+            return False
+        self.uploads.done[key] = img_url
+        return True
 
     async def upload(self, item: Item) -> _Resolved | None:
         image = item.image
@@ -323,7 +366,7 @@ async def run_batch(
     progress: Progress | None = None,
     uploads: Uploads | None = None,
     previous: Mapping[Key, str | None] | None = None,
-    unlisted: Mapping[str, Attempt] | None = None,
+    listings: Listings | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> RunSummary:
     """Set every item's thumbnail with ``concurrency`` workers; journal each outcome.
@@ -333,7 +376,9 @@ async def run_batch(
     same sender; ``uploads`` starts with what earlier runs uploaded. ``previous``
     maps the plans whose thumbnail is known to it (None: none): those are recorded as the
     previous state, and an item already showing its img_url is skipped without a PUT.
-    Items of the projects in ``unlisted`` fail with the answer their listing got, unsent.
+    ``listings``, when given, is waited for before each item: it lists the item's project (once)
+    and fills ``previous``; the items of a project it could not list fail with the answer its
+    listing got, unsent. The summary counts every request the sender sent, listings included.
     """
     run = _Batch(
         api=api,
@@ -341,12 +386,11 @@ async def run_batch(
         journal=journal,
         progress=progress or Silent(),
         uploads=uploads or Uploads(),
-        previous=previous or {},
+        previous=previous if previous is not None else {},
+        listings=listings,
         clock=clock,
-        unlisted=unlisted or {},
     )
     began = clock()
-    requests_before = sender.requests  # list calls made before the run are not its requests
     shared = iter(items)  # one iterator for all workers: each item is taken exactly once
     async with anyio.create_task_group() as outer:
         outer.start_soon(run.progress.heartbeat, run.tally)
@@ -362,7 +406,7 @@ async def run_batch(
     return RunSummary(
         tally=run.tally,
         elapsed=clock() - began,
-        requests=sender.requests - requests_before,
+        requests=sender.requests,
         governor=sender.governor.stats,
         stopped=reason if reason != "aborted" else None,
         aborted=sender.aborted,

@@ -6,7 +6,8 @@
 It starts the sandbox in a process of its own on 127.0.0.1 and measures, side by side in one
 run, with interleaved repetitions and medians: throughput at concurrency 32 (batchthumb, a
 bare aiohttp loop, ``curl --parallel``, ``xargs -P`` with one curl per item), client CPU per
-1,000 requests, rate accuracy, throttling efficiency, peak memory by job size, and start-up.
+1,000 requests, rate accuracy, throttling efficiency, peak memory by job size, the snapshot at
+50 ms round trips, and start-up.
 Tools that are missing (wrk, hey, curl, xargs, uvloop) are skipped with a note. The table is
 printed and written, with the machine it came from, to ``benchmarks/results/latest.json`` and
 ``benchmarks/results/latest.md``.
@@ -218,6 +219,17 @@ def write_yaml_job(path: Path, count: int, **settings: object) -> Path:
     return path
 
 
+def write_exported_job(path: Path, count: int) -> Path:
+    """A job listing ``count`` items inline the way ``export``, ``undo``, ``migrate -o`` and
+    ``--backup`` write them (batchthumb.jobwriter): one quoted flow mapping and a note a line.
+    """
+    with path.open("w", encoding="utf-8") as f:
+        f.write(f'defaults:\n  project_id: "{PROJECT}"\nitems:\n')
+        for n in range(count):
+            f.write(f'  - {{plan_id: "{plan_id(n)}", img_url: "{img_url(n)}"}}  # Plan {n}\n')
+    return path
+
+
 def write_csv_job(path: Path, count: int) -> Path:
     """A job file whose ``count`` items are in a CSV ``items_file`` beside it."""
     data = path.with_suffix(".csv")
@@ -229,14 +241,21 @@ def write_csv_job(path: Path, count: int) -> Path:
     return path
 
 
-def batchthumb(job: Path, server: Server, *options: str, timeout: float = CHILD_TIMEOUT) -> Child:
+def batchthumb(
+    job: Path,
+    server: Server,
+    *options: str,
+    timeout: float = CHILD_TIMEOUT,
+    snapshot: bool = False,
+) -> Child:
     """``batchthumb run JOB`` against the server, quietly, with a fresh report."""
     report = job.with_suffix(".results.jsonl")
     report.unlink(missing_ok=True)
     argv = [PY, "-m", "batchthumb", "run", str(job), "--endpoint", server.url]
-    # --no-snapshot: the same PUTs as every other client, none skipped as already set by an
-    # earlier repetition, and no list calls among the PUTs the sandbox counts.
-    argv += ["--report", str(report), "--no-progress", "--no-snapshot", *options]
+    # --no-snapshot unless asked: the same PUTs as every other client, none skipped as already
+    # set by an earlier repetition, and no list calls among the PUTs the sandbox counts.
+    argv += ["--report", str(report), "--no-progress", *options]
+    argv += [] if snapshot else ["--no-snapshot"]
     child = run_child(argv, env={"BATCHTHUMB_TOKEN": TOKEN}, timeout=timeout)
     report.unlink(missing_ok=True)
     return child
@@ -455,13 +474,65 @@ def throttling(work: Path, scale: Scale) -> list[dict[str, Any]]:
     return rows
 
 
+SNAPSHOT_LATENCY = 0.05  # seconds per request: a round trip to the cloud, not to loopback
+# (projects, plans in each): the issue's job, a list call for every 5 PUTs, and a common one.
+SNAPSHOT_SHAPES = ((200, 5), (10, 100))
+
+
+def snapshot(work: Path, scale: Scale) -> list[dict[str, Any]]:
+    """Jobs of 1,000 plans at 50 ms round trips, with the snapshot and without.
+
+    With it, each project is listed (one call per 200 plans) before its first PUT; the
+    listings overlap the other projects' PUTs. Each run gets a fresh sandbox, so no plan is
+    already set and every run sends the same requests.
+    """
+    rows = []
+    for projects, plans in SNAPSHOT_SHAPES:
+        job = work / f"snapshot-{projects}.yaml"
+        with job.open("w", encoding="utf-8") as f:
+            f.write("items:\n")
+            for p in range(projects):
+                project = f"{p:032x}"
+                for n in range(plans):
+                    url = f"/v1/upload/{project}/202506/{n}.png"
+                    item = f"project_id: {project}, plan_id: {plan_id(n)}, img_url: {url}"
+                    f.write(f"  - {{{item}}}\n")
+        runs: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+        for _ in range(scale.reps):
+            for with_snapshot in (False, True):
+                with Server("--latency", str(SNAPSHOT_LATENCY)) as server:
+                    child = batchthumb(job, server, snapshot=with_snapshot)
+                    arrivals = server.seen().arrivals
+                if child.returncode != 0 or not arrivals:
+                    raise SystemExit(f"the snapshot run failed: {child.stderr}")
+                runs[with_snapshot].append((child.wall, arrivals[0] - child.started))
+        walls = {mode: statistics.median(wall for wall, _ in runs[mode]) for mode in runs}
+        ratio = walls[True] / walls[False]
+        rows.append(
+            {
+                "projects": projects,
+                "plans": plans,
+                "latency_s": SNAPSHOT_LATENCY,
+                "concurrency": RunSettings().concurrency,
+                "no_snapshot_wall_s": walls[False],
+                "wall_s": walls[True],
+                "first_put_s": statistics.median(first for _, first in runs[True]),
+                "no_snapshot_first_put_s": statistics.median(first for _, first in runs[False]),
+                "vs_no_snapshot": ratio,
+            }
+        )
+        print(f"  {projects} x {plans}: {ratio:.2f}x --no-snapshot", flush=True)
+    return rows
+
+
 def memory(server: Server, work: Path, scale: Scale) -> list[dict[str, Any]]:
     """Peak RSS of validate, and of a run that sends for a few seconds, by job size."""
     rows = []
     for count in scale.memory_sizes:
-        for layout, write in (("items_file (CSV)", write_csv_job), ("YAML items:", write_yaml_job)):
-            if layout.startswith("YAML") and count > 100_000:
-                continue  # a million-item YAML file is what items_file is for
+        for layout, write in (
+            ("items_file (CSV)", write_csv_job),
+            ("YAML items: (as export writes them)", write_exported_job),
+        ):
             job = write(work / f"memory-{count}-{layout[:4].strip()}.yaml", count)
             check = run_child([PY, "-m", "batchthumb", "validate", str(job)])
             server.reset()
@@ -655,6 +726,25 @@ def markdown(result: dict[str, Any]) -> str:
         ],
     )
     out += _table(
+        (
+            "snapshot at 50 ms round trips, concurrency 8",
+            "requests",
+            "wall time (s): --no-snapshot, snapshot",
+            "first PUT (s): --no-snapshot, snapshot",
+            "snapshot vs --no-snapshot",
+        ),
+        [
+            (
+                f"{r['projects']} projects x {r['plans']} plans",
+                f"{r['projects'] * r['plans']:,} PUTs + {r['projects']} lists",
+                f"{r['no_snapshot_wall_s']:.1f}, {r['wall_s']:.1f}",
+                f"{r['no_snapshot_first_put_s']:.2f}, {r['first_put_s']:.2f}",
+                f"{r['vs_no_snapshot']:.2f}x",
+            )
+            for r in result["snapshot"]
+        ],
+    )
+    out += _table(
         ("start-up", "wall (s, median)"),
         [(f"`{r['command']}`", f"{r['wall_s']:.3f}") for r in result["startup"]],
     )
@@ -706,6 +796,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             result["memory"] = memory(server, work, scale)
         print("throttling", flush=True)
         result["throttling"] = throttling(work, scale)
+        print("snapshot", flush=True)
+        result["snapshot"] = snapshot(work, scale)
         print("start-up", flush=True)
         result["startup"] = startup(work, scale)
     result["notes"] = notes

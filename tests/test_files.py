@@ -16,6 +16,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from batchthumb import jobfile
 from batchthumb.cli import main
 from batchthumb.files import ITEMS_LINE_LIMIT, JOB_FILE_LIMIT
 from batchthumb.sandbox import Sandbox
@@ -177,16 +178,17 @@ def test_a_directory_as_the_items_file_is_reported_as_one(
     assert "items.csv: items_file: is a directory, not a regular file" in err
 
 
-def test_a_job_file_over_the_cap_is_refused_unread(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_a_job_file_over_the_cap_is_refused_as_it_streams(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A job file larger than the cap is one problem naming the limit, not a parse of it all."""
+    """A job file growing past the cap as it is streamed is one problem naming the limit."""
+    assert JOB_FILE_LIMIT >= 1024 * 1024 * 1024  # a million inline items fit (issue 9)
+    monkeypatch.setattr(jobfile, "JOB_FILE_LIMIT", 64 * 1024)  # the real cap is 1 GB
     job = tmp_path / "job.yaml"
-    with job.open("wb") as f:
-        f.truncate(JOB_FILE_LIMIT + 1)  # sparse: no disk used
+    job.write_text("items:\n" + "# padding, valid YAML all the way\n" * 4000)
     code, err = run_main(capsys, "validate", str(job))
     assert code == 2
-    assert f"{job}: is larger than 64 MB, the limit for a job file" in err
+    assert f"{job}: is larger than 64 KB, the limit for a job file" in err
 
 
 def test_an_image_over_5_mb_is_refused_whatever_stat_says(

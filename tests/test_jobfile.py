@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 
 import pytest
+import yaml
 
+from batchthumb import jobfile
 from batchthumb.errors import JobFileError
-from batchthumb.jobfile import load_auth, load_job
+from batchthumb.jobfile import YamlItems, load_auth, load_job
 from batchthumb.model import AkSkAuth, IamAuth, TokenAuth
 
 P1 = "919bb351ef424e2daaf3dd80c179fae9"
@@ -173,7 +176,7 @@ def test_digit_only_ids_are_kept_as_written(tmp_path: Path) -> None:
     path = write(
         tmp_path, f"items:\n  - {{project_id: {P1}, plan_id: {digits}, img_url: {URL1}}}\n"
     )
-    assert load_job(path).items[0].plan_id == digits
+    assert next(iter(load_job(path).items)).plan_id == digits
 
 
 def test_not_yaml_is_reported_with_its_line(tmp_path: Path) -> None:
@@ -365,3 +368,156 @@ def test_a_second_document_is_not_valid_yaml(tmp_path: Path) -> None:
         f"items:\n  - {{project_id: {P1}, plan_id: {PLAN}, img_url: {URL1}}}\n---\nrate: 1\n",
     )
     assert problems(path) == [f"{path}:3: not valid YAML: but found another document"]
+
+
+def plan(n: int) -> str:
+    return f"{n:032x}"
+
+
+def test_a_small_job_keeps_its_items_and_a_large_one_reads_them_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Up to KEEP_IN_MEMORY items are kept; past it, each iteration reads the file again."""
+    path = write(
+        tmp_path,
+        f"defaults: {{project_id: {P1}}}\nitems:\n"
+        + "".join(f"  - {{plan_id: {plan(n)}, img_url: {URL1}}}\n" for n in range(3)),
+    )
+    monkeypatch.setattr(jobfile, "KEEP_IN_MEMORY", 3)
+    assert isinstance(load_job(path).items, tuple)
+    monkeypatch.setattr(jobfile, "KEEP_IN_MEMORY", 2)
+    assert isinstance(load_job(path).items, YamlItems)
+
+
+def test_inline_items_are_read_again_from_the_file_each_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large `items:` is kept as the file, not as items: each iteration reads it again."""
+    monkeypatch.setattr(jobfile, "KEEP_IN_MEMORY", 0)
+    path = write(
+        tmp_path,
+        f"defaults: {{project_id: {P1}}}\nitems:\n"
+        + "".join(f"  - {{plan_id: {plan(n)}, img_url: {URL1}}}\n" for n in range(3)),
+    )
+    job = load_job(path)
+    assert isinstance(job.items, YamlItems)
+    assert not hasattr(job.items, "__getitem__")
+    expected = [(P1, plan(n), URL1, n + 3) for n in range(3)]
+    for _ in range(2):
+        assert [(i.project_id, i.plan_id, i.img_url, i.line) for i in job.items] == expected
+    assert (len(job.items), job.projects) == (3, frozenset({P1}))
+
+
+def test_validating_inline_items_keeps_nothing_per_item_but_a_digest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past KEEP_IN_MEMORY, Python memory stays under 40 bytes an item (an Item is ~300)."""
+    monkeypatch.setattr(jobfile, "KEEP_IN_MEMORY", 1000)
+    count = 20_000
+    path = write(
+        tmp_path,
+        "items:\n"
+        + "".join(
+            f'  - {{project_id: "{P1}", plan_id: "{plan(n)}", img_url: "{URL1}"}}\n'
+            for n in range(count)
+        ),
+    )
+    load_job(path)  # imports and caches warmed up
+    tracemalloc.start()
+    try:
+        job = load_job(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(job.items) == count
+    assert peak < 40 * count
+
+
+def test_a_duplicate_is_reported_in_file_order_among_other_problems(tmp_path: Path) -> None:
+    """The duplicates pass merges its problems with the others by line, as one pass would."""
+    good = f"  - {{project_id: {P1}, plan_id: {PLAN}, img_url: {URL1}}}\n"
+    path = write(tmp_path, "items:\n" + good + "  - {plan_id: x}\n" + good + "  - {plan_id: y}\n")
+    assert [p.split(": ", 2)[:2] for p in problems(path)] == [
+        [f"{path}:3", "items[1].plan_id"],
+        [f"{path}:4", "items[2]"],
+        [f"{path}:5", "items[3].plan_id"],
+    ]
+
+
+def test_thousands_of_bad_items_are_a_hundred_problems_and_a_count(tmp_path: Path) -> None:
+    """Hostile input is bounded: 150 bad items give 100 problems and how many more there are."""
+    path = write(tmp_path, "items:\n" + "  - {plan_id: x}\n" * 150)
+    found = problems(path)
+    assert len(found) == 101
+    assert found[0].startswith(f"{path}:2: items[0].plan_id: must be 32")
+    assert found[-1] == f"{path}: items: and 50 more problems"
+
+
+def test_thousands_of_warnings_are_a_hundred_and_a_count(tmp_path: Path) -> None:
+    """150 items warned about give 100 warnings and one saying how many more."""
+    path = write(
+        tmp_path,
+        "items:\n"
+        + "".join(
+            f"  - {{project_id: {P2}, plan_id: {plan(n)}, img_url: {URL1}}}\n" for n in range(150)
+        ),
+    )
+    warnings = [str(w) for w in load_job(path).warnings]
+    assert len(warnings) == 101
+    assert warnings[-1] == f"{path}: items: and 50 more warnings like these"
+
+
+def test_a_character_split_across_read_chunks_is_fine_and_a_bad_byte_names_its_line(
+    tmp_path: Path,
+) -> None:
+    """The file is checked as UTF-8 chunk by chunk: a split character is not an error."""
+    lines = [b"items:\n"]
+    for n in range(3000):  # some 200 KB: many chunk boundaries fall inside a character
+        note = "\N{EURO SIGN}" * (n % 7 + 1)
+        lines.append(
+            f"  - {{project_id: {P1}, plan_id: {plan(n)}, img_url: {URL1}}}  # {note}\n".encode()
+        )
+    path = tmp_path / "job.yaml"
+    path.write_bytes(b"".join(lines))
+    assert len(load_job(path).items) == 3000
+    lines[2500] = lines[2500].replace(b"# ", b"# caf\xe9 ")
+    data = b"".join(lines)
+    path.write_bytes(data)
+    offset = data.index(b"caf\xe9") + 3
+    assert problems(path) == [f"{path}:2501: not UTF-8 text (byte {offset})"]
+
+
+PARSER_CASES = [
+    f"items:\n  - {{project_id: {P1}, plan_id: {PLAN}, img_url: {URL1}}}\n"
+    f"  - {{project_id: {P1}, plan_id: {PLAN}, img_url: {URL1}}}\n",
+    f"concurrency: 0\nitems:\n  - project_id: short\n    plan_id: {PLAN}\n    extra: 1\n"
+    f"  - [1]\n  - {{project_id: &a {P1}, plan_id: *a}}\n",
+    f"items:\n  - {{plan_id: {PLAN}, img_url: {URL1}}}\ndefaults:\n  project_id: {P2}\n",
+    "items:\n  - plan_id: [unclosed\n  - x: y\n",
+    "items: []\n---\nrate: 1\n",
+]
+
+
+@pytest.mark.parametrize("text", PARSER_CASES)
+def test_libyaml_and_the_pure_parser_give_the_same_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    """libyaml is used when present; without it the same problems come at the same lines."""
+    if not yaml.__with_libyaml__:
+        pytest.skip("PyYAML was built without libyaml")
+    path = write(tmp_path, text)
+
+    def outcome() -> list[str]:
+        try:
+            job = load_job(path)
+        except JobFileError as exc:
+            # Syntax errors are worded by each parser in its own way; where they are is the same.
+            return [str(p) if "not valid YAML" not in str(p) else str(p.line) for p in exc.problems]
+        return [f"{i.project_id} {i.plan_id} {i.line}" for i in job.items] + [
+            str(w) for w in job.warnings
+        ]
+
+    assert jobfile._Loader is yaml.CSafeLoader
+    with_libyaml = outcome()
+    monkeypatch.setattr(jobfile, "_Loader", yaml.SafeLoader)
+    assert outcome() == with_libyaml

@@ -81,3 +81,27 @@ async def test_status_lines_are_printed_every_interval_even_when_nothing_finishe
 def test_durations_read_naturally(seconds: float, text: str) -> None:
     """Estimates are printed as people say them."""
     assert format_duration(seconds) == text
+
+
+def test_the_status_line_says_how_far_the_snapshot_is_until_it_is_complete() -> None:
+    """While projects are still being listed, the status line says how many; then it stops."""
+    now = [100.0]
+    lines = StatusLines(io.StringIO(), total=200, clock=lambda: now[0])
+    now[0] += 10
+    lines.listed(12, 200)
+    assert lines.line(tally(50)) == (
+        "batchthumb: 50/200 done (50 succeeded, 0 failed), 5.0/s, listing 12/200 projects, "
+        "about 30 s left"
+    )
+    lines.listed(200, 200)
+    assert "listing" not in lines.line(tally(50))
+
+
+def test_the_bar_says_how_far_the_snapshot_is() -> None:
+    """On a terminal the bar is labelled with the listing's progress."""
+    stream = Terminal()
+    bar = choose_progress(stream, enabled=True, total=3)
+    bar.listed(2, 3)
+    bar.update(tally(1))
+    bar.close()
+    assert "listing 2/3 projects" in stream.getvalue()

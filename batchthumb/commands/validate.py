@@ -39,5 +39,4 @@ def validate(*, job_path: Path, console: Console | None = None) -> ValidateResul
     job = load_job(job_path)
     for warning in job.warnings:
         (console or Quiet()).warn(str(warning))
-    projects = len({item.project_id for item in job.items})
-    return ValidateResult(job_path, len(job.items), projects)
+    return ValidateResult(job_path, len(job.items), len(job.projects))

@@ -59,6 +59,7 @@ class Sandbox(Protocol):
     faults: Faults
     stats: Stats
     gate: Gate
+    list_gates: dict[str, Gate]
     store: Store
     clock: Callable[[], float]
     wall_clock: Callable[[], float]
@@ -366,6 +367,15 @@ class Routes:
         """``POST /v3/plan/{project_id}/managements``: one page of a project's plans."""
         self.stats.lists += 1
         body = await request.read()
+        sandbox = self.sandbox
+        gate = sandbox.list_gates.get(request.match_info["project_id"])
+        if gate is not None and not gate.is_open:
+            sandbox.notify()  # counted in stats.lists: a test can wait for it to be held
+            await gate.wait()
+            if gate.aborted:  # the server is stopping
+                _drop(request)
+        if sandbox.faults.latency > 0:  # a round trip, as for PUTs
+            await asyncio.sleep(sandbox.faults.latency)
         self.authenticate(request, body)
         project_id = self.project(request)
         params = _json_body(body, allow_empty=True)

@@ -99,7 +99,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help='list elements as {"result": plan, "status": "success"}',
     )
     faults = parser.add_argument_group("faults")
-    faults.add_argument("--latency", type=_non_negative, default=0.0, help="seconds per PUT")
+    faults.add_argument(
+        "--latency", type=_non_negative, default=0.0, help="seconds per PUT and list call"
+    )
     faults.add_argument("--p500", type=_probability, default=0.0, help="share of PUTs with 500")
     faults.add_argument("--p503", type=_probability, default=0.0, help="share of PUTs with 503")
     faults.add_argument("--p429", type=_probability, default=0.0, help="share of PUTs with 429")

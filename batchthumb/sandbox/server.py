@@ -35,10 +35,10 @@ class Sandbox:
     """A local, in-memory stand-in for the CodeArts Req plan API.
 
     Seed it with :meth:`add_plan` and :meth:`upload`, serve it with :meth:`serve`, observe
-    it through :attr:`stats` and :meth:`wait_until`, hold PUTs with :attr:`gate`, inject
-    faults through :attr:`faults`. ``clock`` (monotonic) drives the rate limit and the
-    PUT timestamps; ``wall_clock`` (epoch seconds) drives token expiry, ``X-Sdk-Date``
-    checks and upload URLs.
+    it through :attr:`stats` and :meth:`wait_until`, hold PUTs with :attr:`gate` and a
+    project's list calls with :attr:`list_gates`, inject faults through :attr:`faults`.
+    ``clock`` (monotonic) drives the rate limit and the PUT timestamps; ``wall_clock`` (epoch
+    seconds) drives token expiry, ``X-Sdk-Date`` checks and upload URLs.
     """
 
     def __init__(
@@ -55,6 +55,7 @@ class Sandbox:
         self.wall_clock = wall_clock
         self.stats = Stats()
         self.gate = Gate()
+        self.list_gates: dict[str, Gate] = {}  # project_id -> a gate its list calls wait at
         self.store = Store(wall_clock)
         self._waiters: list[tuple[Predicate, asyncio.Future[None]]] = []
 
@@ -172,7 +173,11 @@ class Sandbox:
             await site.stop()
             was_open = self.gate.is_open
             self.gate.abort()
+            for gate in self.list_gates.values():
+                gate.abort()
             await runner.cleanup()
+            for gate in self.list_gates.values():
+                gate.rearm()
             self.gate.rearm()
             if not was_open:
                 self.gate.close()
