@@ -38,6 +38,7 @@ TOKEN_LENGTH = range(10, 32768 + 1)
 PROJECT_ID_ENV = "HUAWEICLOUD_SDK_PROJECT_ID"
 SECURITY_TOKEN_ENV = "HUAWEICLOUD_SDK_SECURITY_TOKEN"
 CREDENTIALS_FILE_ENV = "HUAWEICLOUD_SDK_CREDENTIALS_FILE"
+IAM_ENDPOINT_ENV = "HUAWEICLOUD_SDK_IAM_ENDPOINT"
 DEFAULT_CREDENTIALS_FILE = Path("~/.huaweicloud/credentials")
 # The SDK's default IAM endpoint; the token API also answers on the regional ones (facts §3).
 GLOBAL_IAM_ENDPOINT = "https://iam.myhuaweicloud.com"
@@ -187,6 +188,14 @@ class TokenIssuer(Protocol):
         ...
 
 
+class ProjectLookup(Protocol):
+    """Finds the IAM project id of a region (``GET /v3/projects?name=``), signed by ``signer``."""
+
+    async def __call__(self, endpoint: str, name: str, signer: Credentials) -> str:
+        """The id of the one project named ``name``; raise RunAborted or CredentialsError."""
+        ...
+
+
 class IamPassword:
     """Tokens from IAM for a user and password, fetched once and renewed before they expire.
 
@@ -258,10 +267,21 @@ class IamPassword:
             self.generation += 1
 
 
+@dataclass(frozen=True, slots=True)
+class ProjectSource:
+    """Where an AK/SK without a configured project id looks it up: IAM, by region name."""
+
+    endpoint: str
+    name: str
+    lookup: ProjectLookup = field(repr=False)
+
+
 class AkSk:
     """An access key pair: every request is signed with SDK-HMAC-SHA256 (facts §4.2).
 
-    ``X-Project-Id`` and ``X-Security-Token`` are added before signing, as the SDK does.
+    ``X-Project-Id`` and ``X-Security-Token`` are added before signing, as the SDK does. Like
+    the SDK's ``BasicCredentials``, ``X-Project-Id`` is always sent: when none is configured,
+    :meth:`prepare` looks it up once from IAM by region name (``project_source``).
     """
 
     def __init__(
@@ -271,6 +291,7 @@ class AkSk:
         *,
         project_id: str | None = None,
         security_token: str | None = None,
+        project_source: ProjectSource | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         source: str = "the access key",
     ) -> None:
@@ -281,6 +302,7 @@ class AkSk:
         self._security_token = security_token and check_header_value(
             security_token, f"{source}: security_token"
         )
+        self.project_source = project_source
         self._now = now
         loaded(self)
 
@@ -293,7 +315,11 @@ class AkSk:
         return (self._sk, self._security_token) if self._security_token else (self._sk,)
 
     async def prepare(self) -> None:
-        """Nothing to fetch."""
+        """Look the IAM project id up once, before the first call, when none is configured."""
+        if self.project_id is not None or self.project_source is None:
+            return
+        source = self.project_source
+        self.project_id = await source.lookup(source.endpoint, source.name, self)
 
     async def authorize(
         self, method: str, url: str, headers: dict[str, str], body: bytes | None
@@ -327,6 +353,7 @@ def load_credentials(
     config: AuthConfig | None,
     *,
     issue: TokenIssuer,
+    lookup: ProjectLookup | None = None,
     region: str | None = None,
     environ: Mapping[str, str] = os.environ,
 ) -> Credentials:
@@ -343,7 +370,7 @@ def load_credentials(
         return token_from_env(environ, config.env or TOKEN_ENV)
     if isinstance(config, IamAuth):
         return _iam_password(config, issue=issue, region=region, environ=environ)
-    return _aksk(config, environ)
+    return _aksk(config, lookup=lookup, region=region, environ=environ)
 
 
 def token_from_env(environ: Mapping[str, str] = os.environ, name: str = TOKEN_ENV) -> StaticToken:
@@ -382,10 +409,57 @@ def _iam_password(
     return IamPassword(identity, password, issue=issue)
 
 
-def _aksk(config: AkSkAuth, environ: Mapping[str, str]) -> AkSk:
+def _aksk(
+    config: AkSkAuth,
+    *,
+    lookup: ProjectLookup | None,
+    region: str | None,
+    environ: Mapping[str, str],
+) -> AkSk:
+    keys = _access_keys(config, environ)
+    # Built first: it refuses values that cannot travel in a header, whatever else is missing.
+    credentials = AkSk(
+        keys.ak,
+        keys.sk,
+        project_id=keys.project_id,
+        security_token=keys.security_token,
+        source=keys.source,
+    )
+    if credentials.project_id is not None:
+        return credentials
+    name = config.project or region
+    if name is None or lookup is None:
+        raise CredentialsError(
+            "auth.aksk: no IAM project id for X-Project-Id: set "
+            f"{PROJECT_ID_ENV} (or project_id in the profile's [basic]), or give the "
+            "region (`region:` in the job, or auth.aksk.project) so batchthumb looks it "
+            "up from IAM as the SDK does"
+        )
+    iam_endpoint = (
+        config.iam_endpoint or environ.get(IAM_ENDPOINT_ENV, "").strip() or keys.iam_endpoint
+    )
+    if not iam_endpoint:
+        iam_endpoint = iam_endpoint_for_region(region) if region else GLOBAL_IAM_ENDPOINT
+    credentials.project_source = ProjectSource(iam_endpoint.rstrip("/"), name, lookup)
+    return credentials
+
+
+@dataclass(frozen=True, slots=True)
+class AccessKeys:
+    """What the SDK's variables or profile file hold for AK/SK (facts §4.3)."""
+
+    ak: str = field(repr=False)
+    sk: str = field(repr=False)
+    project_id: str | None = None
+    security_token: str | None = field(default=None, repr=False)
+    iam_endpoint: str | None = None
+    source: str = "the access key"  # where they were read, for messages
+
+
+def _access_keys(config: AkSkAuth, environ: Mapping[str, str]) -> AccessKeys:
     ak, sk = environ.get(config.ak_env, "").strip(), environ.get(config.sk_env, "").strip()
     if ak and sk:
-        return AkSk(
+        return AccessKeys(
             ak,
             sk,
             project_id=environ.get(PROJECT_ID_ENV, "").strip() or None,
@@ -404,11 +478,11 @@ def _aksk(config: AkSkAuth, environ: Mapping[str, str]) -> AkSk:
             f"auth.aksk: no access key: set {config.ak_env} and {config.sk_env}, "
             f"or write them to {path} ([basic] ak = ..., sk = ...)"
         )
-    return profile_credentials(path)
+    return profile_keys(path)
 
 
-def profile_credentials(path: Path) -> AkSk:
-    """The ``[basic]`` key pair of an SDK profile file (INI, facts §4.3)."""
+def profile_keys(path: Path) -> AccessKeys:
+    """The ``[basic]`` section of an SDK profile file (INI, facts §4.3)."""
     parser = configparser.ConfigParser(interpolation=None)
     try:
         parser.read_string(read_secret_file(path), source=str(path))
@@ -423,11 +497,12 @@ def profile_credentials(path: Path) -> AkSk:
     ak, sk = basic.get("ak", "").strip(), basic.get("sk", "").strip()
     if not (ak and sk):
         raise CredentialsError(f"{path}: [basic] needs both ak and sk")
-    return AkSk(
+    return AccessKeys(
         ak,
         sk,
         project_id=basic.get("project_id", "").strip() or None,
         security_token=basic.get("security_token", "").strip() or None,
+        iam_endpoint=basic.get("iam_endpoint", "").strip() or None,
         source=f"{path} [basic]",
     )
 

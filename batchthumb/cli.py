@@ -34,6 +34,8 @@ COMMANDS = {
     "migrate": "copy thumbnails from one project's plans to another's",
     "undo": "write the job that restores what a run changed",
     "history": "list a report's kept history: each run's date, counts and changes",
+    "report": "summarise reports: text, JSON, CSV, JUnit, or a before/after HTML gallery",
+    "check": "compare a job with what the API shows; list calls only, nothing is changed",
     "validate": "check a job file; send nothing",
     "sandbox": "serve a local sandbox of the CodeArts Req plan API",
     "example": "write the example jobs, images and sandbox seed into a folder",
@@ -42,7 +44,7 @@ COMMANDS = {
 EXIT_CODES = f"""\
 exit codes:
   {EXIT_OK}    every item succeeded (or was already done)
-  {EXIT_SOME_FAILED}    some items failed; the report says which and why
+  {EXIT_SOME_FAILED}    some items failed; the report says which and why (check: not all in sync)
   {EXIT_USAGE}    invalid usage, job file or credentials (nothing was sent), or a report
        that cannot be read or written (the run stops at once)
   {EXIT_ABORTED}    aborted: credentials rejected, or items kept failing the same way

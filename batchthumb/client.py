@@ -9,11 +9,12 @@ from __future__ import annotations
 import email.utils
 import ipaddress
 import json
+import re
 import secrets
 import ssl
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -34,7 +35,7 @@ from batchthumb.auth import (
     Redactor,
     url_has_credentials,
 )
-from batchthumb.errors import RunAborted, UsageError
+from batchthumb.errors import CredentialsError, RunAborted, UsageError
 from batchthumb.images import CONTENT_TYPES, image_type
 from batchthumb.model import (
     DEFAULT_MAX_ANSWER_BYTES,
@@ -57,6 +58,14 @@ THROTTLE_CODES = frozenset({"APIGW.0308", "APIG.0308", "PM.02153001"})
 PERMISSION_CODES = frozenset({"PM.02150010", "PM.02174103"})
 # A stale token (facts §4.1): worth one renewal before the run gives up.
 STALE_TOKEN_CODES = frozenset({"APIGW.0301", "PM.10001002"})
+# Permission refusals, documented as HTTP 400 (facts §0): not a member of the project, and
+# "无操作权限" (no permission to operate). Like a 403 they stop the run: every later request
+# made with the same identity would be refused the same way.
+NOT_A_MEMBER = "PM.02150010"
+NO_PERMISSION = "PM.02174103"
+PERMISSION_CODES = frozenset({NOT_A_MEMBER, NO_PERMISSION})
+# The identity-policy action DownloadImageFile needs (facts §2.2).
+DOWNLOAD_ACTION = "codeartsreq:attachment:download"
 # Error codes are short (PM.02175006); anything longer is cut like other server text.
 MAX_CODE_CHARS = 64
 # Bytes asked of the answer stream at a time; aiohttp decodes gzip in steps of this size too.
@@ -171,6 +180,8 @@ class PlanApi:
         self._max_answer = max_answer_bytes
         # Read at each use: tokens renewed during the run are masked too.
         self._redact = Redactor(lambda: credentials.secrets)
+        # Why DownloadImageFile said no, once it did: from then on the v3 route is used.
+        self._download_refused: str | None = None
 
     async def set_thumbnail(self, project_id: str, plan_id: str, img_url: str) -> Attempt:
         """``PUT /v3/plan/{project_id}/management/{plan_id}/img``: set one plan's thumbnail."""
@@ -235,12 +246,29 @@ class PlanApi:
         return reply.attempt, img_url
 
     async def download_image(self, project_id: str, img_url: str) -> tuple[Attempt, bytes | None]:
-        """``GET /v4/projects/{project_id}/image-file?image_uri=...``: an image's bytes."""
-        path = f"/v4/projects/{project_id}/image-file?image_uri={quote(img_url, safe='/')}"
-        reply = await self.request("GET", path, expect=None)
-        if reply.attempt.verdict is not Verdict.OK:
-            return reply.attempt, None
-        return reply.attempt, bytes(reply.body)
+        """An image's bytes: ``GET /v4/projects/{project_id}/image-file?image_uri=...``.
+
+        DownloadImageFile needs the identity-policy action codeartsreq:attachment:download,
+        which many IAM users lack. When it is refused for want of permission, the documented
+        ``GET /v3/upload/...`` route (the img_url with ``v1`` swapped for ``v3``, no identity
+        policy needed, facts §0) serves this download and every later one.
+        """
+        if self._download_refused is None:
+            path = f"/v4/projects/{project_id}/image-file?image_uri={quote(img_url, safe='/')}"
+            reply = await self.request("GET", path, expect=None)
+            if reply.attempt.verdict is not Verdict.FORBIDDEN:
+                body = bytes(reply.body) if reply.attempt.verdict is Verdict.OK else None
+                return reply.attempt, body
+            # One extra request, once a run, outside the rate governor's count.
+            self._download_refused = reply.attempt.error or "DownloadImageFile was refused"
+        reply = await self.request("GET", "/v3/" + img_url.removeprefix("/v1/"), expect=None)
+        attempt = reply.attempt
+        if attempt.verdict is Verdict.FORBIDDEN:
+            error = f"{self._download_refused}; the v3 download was refused too: {attempt.error}"
+            return replace(attempt, error=error), None
+        if attempt.verdict is not Verdict.OK:
+            return attempt, None
+        return attempt, bytes(reply.body)
 
     async def request(
         self,
@@ -322,6 +350,8 @@ class PlanApi:
                 if expect is None and resp.status == 200:
                     return Attempt(Verdict.OK, 200), data, headers
                 attempt, decoded = self._classify(resp, data, expect or "result")
+                if attempt.verdict is Verdict.FORBIDDEN:
+                    attempt = replace(attempt, error=_permission_hint(attempt, url))
                 return attempt, decoded, headers
         except TimeoutError:
             return _no_answer(f"no answer within {self._timeout:g} s"), None, headers
@@ -368,8 +398,10 @@ class PlanApi:
             verdict = Verdict.PERMANENT
         elif status == 429 or code in THROTTLE_CODES:
             verdict = Verdict.THROTTLED
-        elif status in (401, 403):
+        elif status == 401:
             verdict = Verdict.REJECTED
+        elif status == 403 or code in PERMISSION_CODES:
+            verdict = Verdict.FORBIDDEN
         elif status >= 500 or status == 408:
             verdict = Verdict.RETRY
         else:
@@ -459,6 +491,32 @@ def _stale_token(attempt: Attempt) -> bool:
         return False
     message = (attempt.error or "").lower()
     return attempt.error_code in STALE_TOKEN_CODES or "token must be updated" in message
+
+
+_PROJECT_IN_PATH = re.compile(r"/(?:v3/plan|v3/upload|v2|v4/projects)/([A-Za-z0-9]{1,32})/")
+
+
+def _permission_hint(attempt: Attempt, url: str) -> str:
+    """What a permission refusal means and what to grant, naming the project (facts §0)."""
+    found = _PROJECT_IN_PATH.search(urlsplit(url).path)
+    project = f"project {found[1]}" if found else "this project"
+    said = f" ({attempt.error})" if attempt.error else ""
+    if attempt.error_code == NOT_A_MEMBER:
+        return (
+            f"the user is not a member of {project}{said}; add the IAM user to that "
+            "CodeArts Req project with a role that may edit plans"
+        )
+    if attempt.error_code == NO_PERMISSION and "/image-file" in url:
+        return (
+            f"no permission{said}: the IAM user needs {DOWNLOAD_ACTION} (an identity "
+            "policy) to download images"
+        )
+    if attempt.error_code == NO_PERMISSION:
+        return f"no permission in {project}{said}: the user's role there does not allow this"
+    return (
+        f"forbidden in {project}{said}: the identity lacks a role in the project or an "
+        "IAM permission"
+    )
 
 
 def _rejected(reason: str) -> Attempt:
@@ -607,6 +665,40 @@ async def open_api(
         )
 
 
+async def _iam_request(
+    transport: Transport,
+    timeout: float,  # noqa: ASYNC109 - the whole call, session included
+    method: str,
+    url: str,
+    *,
+    headers: dict[str, str],
+    data: bytes | None = None,
+) -> tuple[int, bytes | None, Mapping[str, str]]:
+    """One IAM call in a short session of its own: it happens once a run or a day, and keeps
+    the request pool, sized for the workers, out of it. Redirects are not followed; the answer
+    is None when larger than the cap. Raises TimeoutError or ClientError."""
+    connector = aiohttp.TCPConnector(ssl=transport.ssl)
+    with anyio.fail_after(timeout):
+        async with (
+            aiohttp.ClientSession(
+                connector=connector,
+                headers={"User-Agent": USER_AGENT},
+                trust_env=False,
+                # X-Subject-Token may be as long as a token may be (32,768).
+                max_field_size=MAX_TOKEN_HEADER,
+            ) as session,
+            session.request(
+                method,
+                url,
+                data=data,
+                headers=headers,
+                proxy=transport.proxy_for(url),
+                allow_redirects=False,  # credentials must not follow a redirect
+            ) as resp,
+        ):
+            return resp.status, await read_limited(resp, DEFAULT_MAX_ANSWER_BYTES), resp.headers
+
+
 class IamTokens:
     """Issues IAM tokens, ``POST {endpoint}/v3/auth/tokens`` with a password (facts §4.1).
 
@@ -630,28 +722,17 @@ class IamTokens:
         }
         who = f"IAM user {identity.user} of account {identity.domain}"
         redact = Redactor([password])
-        connector = aiohttp.TCPConnector(ssl=self._transport.ssl)
         try:
-            with anyio.fail_after(self._timeout):
-                async with (
-                    aiohttp.ClientSession(
-                        connector=connector,
-                        headers={"User-Agent": USER_AGENT},
-                        trust_env=False,
-                        # X-Subject-Token may be as long as a token may be (32,768).
-                        max_field_size=MAX_TOKEN_HEADER,
-                    ) as session,
-                    session.post(
-                        url,
-                        data=json.dumps(payload).encode(),
-                        headers={"Content-Type": "application/json;charset=utf8"},
-                        proxy=self._transport.proxy_for(url),
-                        allow_redirects=False,  # the password must not follow a redirect
-                    ) as resp,
-                ):
-                    raw = await read_limited(resp, DEFAULT_MAX_ANSWER_BYTES)
-                    status, token = resp.status, resp.headers.get("X-Subject-Token")
-                    location = resp.headers.get("Location", "nowhere")
+            status, raw, headers = await _iam_request(
+                self._transport,
+                self._timeout,
+                "POST",
+                url,
+                headers={"Content-Type": "application/json;charset=utf8"},
+                data=json.dumps(payload).encode(),
+            )
+            token = headers.get("X-Subject-Token")
+            location = headers.get("Location", "nowhere")
         except TimeoutError:
             raise RunAborted(
                 f"no token for {who}: IAM at {identity.endpoint} did not answer "
@@ -709,3 +790,69 @@ def _iso_time(value: object) -> float | None:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
+
+
+# An IAM project id as Keystone returns it (32 hex digits in practice); bounded either way.
+_IAM_PROJECT_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
+
+
+class IamProjects:
+    """Looks up the IAM project id of a region, as the SDK's ``BasicCredentials`` does.
+
+    ``GET {endpoint}/v3/projects?name=<region>``, signed with the access key (facts §4.3);
+    exactly one project must match. Asked once a run, in a short session of its own.
+    """
+
+    def __init__(self, transport: Transport, *, timeout: float = 30.0) -> None:
+        self._transport = transport
+        self._timeout = timeout
+
+    async def __call__(self, endpoint: str, name: str, signer: Credentials) -> str:
+        """The project id; RunAborted when IAM refuses or fails, CredentialsError otherwise."""
+        url = f"{endpoint}/v3/projects?name={quote(name, safe='')}"
+        headers: dict[str, str] = {}
+        await signer.authorize("GET", url, headers, None)
+        what = f"cannot look up the IAM project id of {name} for X-Project-Id"
+        try:
+            status, raw, _ = await _iam_request(
+                self._transport, self._timeout, "GET", url, headers=headers
+            )
+        except TimeoutError:
+            raise RunAborted(
+                f"{what}: IAM at {endpoint} did not answer within {self._timeout:g} s"
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise RunAborted(
+                f"{what}: cannot reach IAM at {endpoint} ({type(exc).__name__})"
+            ) from None
+        if 300 <= status < 400 or raw is None:
+            why = (
+                "redirected, and redirects are not followed"
+                if raw is not None
+                else (f"answered more than {DEFAULT_MAX_ANSWER_BYTES:,} bytes")
+            )
+            raise RunAborted(f"{what}: IAM at {endpoint} {why} (HTTP {status})")
+        body = _decode(raw)
+        if status != 200:
+            code, message = _error_fields(body)
+            said = " ".join(str(part) for part in (code, message) if part)
+            advice = "check the access key pair" if status in (401, 403) else "try again later"
+            raise RunAborted(
+                f"{what}: IAM at {endpoint} refused (HTTP {status}{': ' + said if said else ''}); "
+                f"{advice}, or set HUAWEICLOUD_SDK_PROJECT_ID"
+            )
+        projects = body.get("projects") if isinstance(body, dict) else None
+        if not isinstance(projects, list):
+            raise RunAborted(f"{what}: IAM at {endpoint} answered without a `projects` list")
+        ids = [p.get("id") for p in projects if isinstance(p, dict)]
+        if len(ids) != 1:
+            found = "no project" if not ids else f"{len(ids)} projects"
+            listed = f" ({', '.join(str(i) for i in ids[:10])})" if ids else ""
+            raise CredentialsError(
+                f"{what}: IAM at {endpoint} has {found} named {name}{listed}; check the "
+                "region, or set HUAWEICLOUD_SDK_PROJECT_ID to the project to use"
+            )
+        project_id = ids[0]
+        if not isinstance(project_id, str) or not _IAM_PROJECT_ID.fullmatch(project_id):
+            raise RunAborted(f"{what}: IAM at {endpoint} answered an unusable project id")
+        return project_id

@@ -16,7 +16,7 @@ from typing import Any
 
 from batchthumb.errors import ReportError, os_errors
 from batchthumb.model import Outcome
-from batchthumb.report import END, RUN, Key, last_records, read_uploads, report_lines
+from batchthumb.report import RUN, START, Key, last_records, read_uploads, report_lines
 
 
 def history_paths(report: Path) -> list[Path]:
@@ -45,9 +45,9 @@ def changed_anything(path: Path) -> bool:
     running = False
     for record in report_lines(path):
         kind = record.get("kind")
-        if kind == RUN:
+        if kind == START:
             running = True
-        elif kind == END:
+        elif kind == RUN:  # written as a run ends
             running = False
         elif record.get("outcome") == succeeded:
             return True
@@ -129,8 +129,9 @@ def summarize(path: Path) -> Entry:
     for record in last_records(path).values():
         with contextlib.suppress(ValueError, KeyError):
             counts[Outcome(record["outcome"])] += 1
-    runs = [record for record in report_lines(path) if record.get("kind") == RUN]
-    first = runs[0] if runs else {}
+    runs = [record for record in report_lines(path) if record.get("kind") in (START, RUN)]
+    starts = [record for record in runs if record.get("kind") == START]
+    first = starts[0] if starts else runs[0] if runs else {}
     started, endpoint = first.get("started_at"), first.get("endpoint")
     return Entry(
         path=path,
@@ -139,7 +140,7 @@ def summarize(path: Path) -> Entry:
         succeeded=counts[Outcome.SUCCEEDED],
         failed=counts[Outcome.FAILED],
         skipped=counts[Outcome.SKIPPED],
-        runs=len(runs),
+        runs=len(starts) or len(runs),
     )
 
 

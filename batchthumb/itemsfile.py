@@ -19,7 +19,7 @@ from pathlib import Path
 from batchthumb.errors import MAX_PROBLEMS, Problem
 from batchthumb.files import ITEMS_FILE_LIMIT, ITEMS_LINE_LIMIT, FileRefused, describe, open_regular
 from batchthumb.keyset import KeyDigests, key_hash
-from batchthumb.model import IMG_URL, ITEM_KEYS, Item, field_problem
+from batchthumb.model import ITEM_KEYS, Item, field_problem
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 MAX_DEPTH = 32  # JSON nesting allowed in a line before parsing it
@@ -267,16 +267,6 @@ def read_items_file(
             digests.add(item.key)
             count += 1
             projects.add(item.project_id)
-            match = IMG_URL.fullmatch(item.img_url or "")
-            if match and match["project"] != item.project_id and len(warnings) < MAX_PROBLEMS:
-                warnings.append(
-                    Problem(
-                        str(path),
-                        line,
-                        where,
-                        "img_url was uploaded to another project; the API may refuse it there",
-                    )
-                )
     except _Unreadable as exc:
         found.append(Problem(str(path), exc.line, "", exc.message))
     repeated = digests.repeated()

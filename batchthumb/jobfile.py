@@ -28,7 +28,6 @@ from batchthumb.files import AUTH_FILE_LIMIT, JOB_FILE_LIMIT, FileRefused, descr
 from batchthumb.images import ImageProblem, inspect_image
 from batchthumb.keyset import KeyDigests, key_hash
 from batchthumb.model import (
-    IMG_URL,
     MAXIMA,
     MIB,
     REGION,
@@ -80,7 +79,7 @@ _PATH_SETTINGS = ("report", "backup", "log_file")
 _TOP_KEYS = frozenset((*_SETTING_KEYS, "auth", "defaults", "items", "items_file"))
 _AUTH_WAYS = ("token_env", "token_file", "iam", "aksk")
 _IAM_KEYS = ("endpoint", "domain", "user", "password_env", "project")
-_AKSK_KEYS = ("ak_env", "sk_env", "credentials_file")
+_AKSK_KEYS = ("ak_env", "sk_env", "credentials_file", "iam_endpoint", "project")
 _ENV_ADVICE = (
     "must be the NAME of an environment variable (capital letters, digits and _, "
     "e.g. BATCHTHUMB_TOKEN), not a secret; the value goes in the environment"
@@ -637,16 +636,25 @@ def _read_aksk(checker: _Checker, node: yaml.Node, base: Path) -> AkSkAuth | Non
             checker.problem(value_node, key, f"unknown key (known: {', '.join(_AKSK_KEYS)})")
         elif name == "credentials_file":
             values[name] = _path(checker, value_node, key, base)
+        elif name == "iam_endpoint":
+            text = checker.text(value_node, key)
+            if text and not _BASE_URL.fullmatch(text):
+                checker.problem(value_node, key, f"{text!r} is not a base URL like https://host")
+            values[name] = text.rstrip("/") if text else None
+        elif name == "project":
+            values[name] = checker.text(value_node, key)
         else:
             values[name] = _env_name(checker, value_node, key)
     if len(checker.problems) != before:
         return None
     defaults = AkSkAuth()
-    file = values.get("credentials_file")
+    file, iam_endpoint, project = (values.get(k) for k in ("credentials_file", *_AKSK_KEYS[3:]))
     return AkSkAuth(
         ak_env=str(values.get("ak_env") or defaults.ak_env),
         sk_env=str(values.get("sk_env") or defaults.sk_env),
         credentials_file=file if isinstance(file, Path) else None,
+        iam_endpoint=iam_endpoint if isinstance(iam_endpoint, str) else None,
+        project=project if isinstance(project, str) else None,
     )
 
 
@@ -1069,11 +1077,6 @@ def _item(
         key = f"{where}.image" if "image" in own else "defaults.image"
         image = checker.image(value_node, key, value)
         return None if image is None else Item(project_id, plan_id, None, line, image=image)
-    item = Item(project_id, plan_id, merged["img_url"][0], line)
-    match = IMG_URL.fullmatch(merged["img_url"][0])
-    if match and match["project"] != item.project_id:
-        # Inferred (facts §1.6): the URL path seems to embed the project it was uploaded to.
-        checker.warn(
-            node, where, "img_url was uploaded to another project; the API may refuse it there"
-        )
-    return item
+    # No warning when the img_url's middle part is another id than project_id: what it holds
+    # is unproven, and the documented upload examples answer such URLs (facts §0).
+    return Item(project_id, plan_id, merged["img_url"][0], line)

@@ -16,9 +16,10 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import anyio
 
@@ -33,6 +34,7 @@ from batchthumb.errors import (
     EXIT_SOME_FAILED,
     BatchthumbError,
 )
+from batchthumb.gallery import write_gallery
 from batchthumb.history import remembered_uploads, rotate
 from batchthumb.jobwriter import Entry, render_job, write_job
 from batchthumb.model import Item, ItemStream, Job, RunSettings, Tally
@@ -51,6 +53,7 @@ from batchthumb.runner import Key, RunSummary, Uploads, run_batch
 from batchthumb.sending import Sender, Stop
 from batchthumb.session import Connection, embedded_sandbox, make_sender
 from batchthumb.snapshot import Snapshot
+from batchthumb.summarize import ReportFile
 from batchthumb.summary import format_summary
 
 TIME_LIMIT = "time limit reached"
@@ -237,7 +240,7 @@ def run_job(
     """
     report = settings.report_for(job.path)
     with open_output(settings, console or Quiet()) as output:
-        with report_lock(report, wait=settings.lock_wait):
+        with report_lock(report, wait=settings.lock_wait, on_wait=output.status):
             plan = plan_run(job, settings, report)
             if plan.recorded.torn_line:
                 output.warn(
@@ -328,6 +331,10 @@ async def _run_in_loop(
             tasks.cancel_scope.cancel()
         if failure is not None:
             raise failure
+        if settings.gallery is not None and not summary.aborted:
+            # Here, while the target is still there: an embedded sandbox ends with the run.
+            made = await write_gallery([ReportFile(report)], settings.gallery, target, settings)
+            output.status(f"gallery of {made.plans} plans: {made.index}")
     return summary
 
 
@@ -419,13 +426,14 @@ async def run_plan(
         max_answer_bytes=settings.max_answer_bytes,
     ) as api:
         with Journal(report, redact=output.redact) as journal:
-            journal.record_run(
+            journal.record_start(
                 endpoint=connection.endpoint,
                 items=len(plan.pending),
                 resumed=settings.resume,
                 retry_failed=settings.retry_failed,
             )
             began = time.monotonic()
+            started_at = _now()
             listings = None
             # The projects in job order, read apart from the workers' stream (see snapshot).
             ahead = (item.project_id for item in plan.pending)
@@ -440,7 +448,7 @@ async def run_plan(
                     if not await listings.list_all(ahead, concurrency=settings.concurrency):
                         progress.close()
                         summary = _unstarted(sender, time.monotonic() - began)
-                        journal.record_end(stopped=summary.stopped, aborted=summary.aborted)
+                        journal.record_run(run_facts(summary, settings, started_at=started_at))
                         return summary
                     write_backup(
                         settings.backup, plan.pending, listings.previous,
@@ -462,14 +470,7 @@ async def run_plan(
                 ahead.close()  # a job file read for it is closed at once
             # The summary's time includes the listings made before the run (--backup).
             summary = replace(summary, elapsed=max(summary.elapsed, time.monotonic() - began))
-            tally = summary.tally
-            journal.record_end(
-                succeeded=tally.succeeded,
-                failed=tally.failed,
-                skipped=tally.skipped,
-                stopped=summary.stopped,
-                aborted=summary.aborted,
-            )
+            journal.record_run(run_facts(summary, settings, started_at=started_at))
     if appending and plan.recorded.lines:
         compact(report)
     output.emit(
@@ -488,6 +489,30 @@ async def run_plan(
     )
     output.check_log()
     return summary
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def run_facts(summary: RunSummary, settings: RunSettings, *, started_at: str) -> dict[str, Any]:
+    """The run line of the report: what ``batchthumb report`` says about timing and throttling."""
+    gov = summary.governor
+    return {
+        "started_at": started_at,
+        "finished_at": _now(),
+        "elapsed_ms": round(summary.elapsed * 1000),
+        "requests": summary.requests,
+        "succeeded": summary.tally.succeeded,
+        "failed": summary.tally.failed,
+        "skipped": summary.tally.skipped,
+        "configured_rate": settings.rate,
+        "throttled": gov.throttled,
+        "rate_cuts": gov.rate_cuts,
+        "settled_rate": gov.rate,
+        "stopped": summary.stopped,
+        "aborted": summary.aborted,
+    }
 
 
 def _prepare_report(report: Path, plan: RunPlan, *, appending: bool, keep: int) -> None:

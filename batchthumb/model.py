@@ -15,11 +15,13 @@ from batchthumb.errors import Problem, UsageError
 PROJECT_ID = re.compile(r"[A-Za-z0-9]{32}")
 # The docs give no pattern for plan_id; the list call returns 32-character ids (facts §1).
 PLAN_ID = re.compile(r"[A-Za-z0-9]{32}")
-# The documented pattern /v1/upload/%s/\d{6}/[a-zA-Z0-9]+.[a-zA-Z], read strictly and anchored.
 # A region name as Huawei Cloud spells them (cn-north-4, ap-southeast-1); it becomes part of a
 # host name, so nothing else may pass.
 REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
-IMG_URL = re.compile(r"/v1/upload/(?P<project>[A-Za-z0-9]{32})/\d{6}/[A-Za-z0-9]+\.[A-Za-z]+")
+# The documented pattern /v1/upload/%s/\d{6}/[a-zA-Z0-9]+.[a-zA-Z], anchored and bounded. What
+# %s holds is unproven (facts §0: upload examples answer another id than the request's
+# project); the download page allows 1 to 32 characters there, so any such id is accepted.
+IMG_URL = re.compile(r"/v1/upload/[A-Za-z0-9]{1,32}/\d{6}/[A-Za-z0-9]{1,64}\.[A-Za-z]{1,8}")
 
 ITEM_KEYS = ("project_id", "plan_id", "img_url")
 
@@ -72,7 +74,7 @@ def field_problem(name: str, value: str) -> str | None:
     if name == "plan_id" and not PLAN_ID.fullmatch(value):
         return "must be 32 letters or digits (the plan id)"
     if name == "img_url" and not IMG_URL.fullmatch(value):
-        return "must look like /v1/upload/<32 letters or digits>/<yyyymm>/<name>.<ext>"
+        return "must look like /v1/upload/<id>/<yyyymm>/<name>.<ext>"
     return None
 
 
@@ -127,6 +129,9 @@ class AkSkAuth:
     ak_env: str = AK_ENV
     sk_env: str = SK_ENV
     credentials_file: Path | None = None  # default: $HUAWEICLOUD_SDK_CREDENTIALS_FILE or ~/...
+    # Where the IAM project id is looked up when none is configured (facts §4.3).
+    iam_endpoint: str | None = None  # default: $HUAWEICLOUD_SDK_IAM_ENDPOINT, the region's, ...
+    project: str | None = None  # the IAM project (region) name; default: the job's region
 
 
 AuthConfig = TokenAuth | IamAuth | AkSkAuth
@@ -242,6 +247,7 @@ class RunSettings:
     log_file: Path | None = None  # JSON events with log_json, else the human lines; appended
     quiet: bool = False  # print nothing unless something failed
     verbose: bool = False  # also show each retry and throttling
+    gallery: Path | None = None  # after the run, write its before/after gallery here
 
     def __post_init__(self) -> None:
         if self.resume and self.retry_failed:
@@ -304,6 +310,7 @@ class Verdict(enum.Enum):
     THROTTLED = "throttled"  # the whole run must slow down
     PERMANENT = "permanent"  # the request itself is wrong; retrying changes nothing
     REJECTED = "rejected"  # credentials refused: the run cannot go on
+    FORBIDDEN = "forbidden"  # the identity lacks a role or permission: the run cannot go on
 
 
 @dataclass(frozen=True, slots=True)

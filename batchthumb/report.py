@@ -4,7 +4,10 @@ Each finished item is one line, written whole and flushed before the next item c
 crash loses nothing already done. Each image upload is a line too (``"kind": "upload"``),
 written as soon as the upload succeeds, so a resumed run never uploads the same image twice.
 The last line may be torn by a hard kill; reading tolerates that, and a resumed run compacts
-the journal so each item appears once, with its last outcome.
+the journal so each item appears once, with its last outcome. A run that ends (however it
+ends, short of a kill) appends one ``"kind": "run"`` line with its start, end, request and
+throttling counts, for ``batchthumb report``; every reader skips lines of a kind it does not
+use, so older readers and newer kinds get along.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 from batchthumb.errors import LockHeldError, ReportError, UsageError, os_errors
 from batchthumb.files import NOFOLLOW, FileRefused, open_fd, open_new, open_regular
@@ -52,8 +55,8 @@ FIELDS = (
 )
 UPLOAD = "upload"
 SNAPSHOT = "snapshot"
-RUN = "run"  # one line per run (fresh or resumed): when, where, how many items
-END = "end"  # the run finished (done, stopped or aborted): its counts; none after a kill
+START = "start"  # a run (fresh or resumed) began: when, where, how many items
+RUN = "run"  # a run ended (done, stopped or aborted; a killed run has none): its facts
 CHECK_EVERY = 1.0  # seconds between checks that the report is still where it was opened
 _APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT
 
@@ -99,12 +102,17 @@ class ReportState:
             self.done.add(digest)
 
 
-def _records(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
-    """(line number, record or None if unparseable, raw line) for every line of a report."""
+def open_report(path: Path) -> BinaryIO:
+    """The report opened for reading in binary; a FIFO, device or directory is refused."""
     try:
-        binary = open_regular(path)
+        return open_regular(path)
     except FileRefused as exc:
         raise ReportError(f"{path}: {exc.reason}") from None
+
+
+def _records(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
+    """(line number, record or None if unparseable, raw line) for every line of a report."""
+    binary = open_report(path)
     try:
         with io.TextIOWrapper(binary, encoding="utf-8", newline="\n") as f:
             for number, raw in enumerate(f, 1):
@@ -151,7 +159,7 @@ def read_report(path: Path) -> ReportState:
         if upload is not None:
             state.uploads[upload[0]] = upload[1]
             continue
-        if _snapshot(record, state) or (record is not None and record.get("kind") in (RUN, END)):
+        if _snapshot(record, state) or _other_kind(record):
             continue
         key = _key(record)
         outcome = _outcome(record)
@@ -189,20 +197,14 @@ def report_lines(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def read_uploads(path: Path) -> dict[Key, str]:
-    """The upload lines of a report only: (project_id, cache key) -> img_url.
-
-    Upload lines start with their kind (see :meth:`Journal.record_upload`), so the item lines
-    of a large report are passed over without being parsed.
-    """
-    prefix = _ENCODE({"kind": UPLOAD})[:-1]
+    """(project_id, cache key) -> img_url of every upload a report journals; {} without one."""
+    if not path.is_file():
+        return {}
     uploads: dict[Key, str] = {}
-    with os_errors(path, "read"), path.open("r", encoding="utf-8", errors="replace") as f:
-        for raw in f:
-            if raw.startswith(prefix) and raw.endswith("\n"):
-                with contextlib.suppress(ValueError):
-                    upload = _upload(json.loads(raw))
-                    if upload is not None:
-                        uploads[upload[0]] = upload[1]
+    for _, record in scan(path):
+        upload = _upload(record)
+        if upload is not None:
+            uploads[upload[0]] = upload[1]
     return uploads
 
 
@@ -231,6 +233,25 @@ def _snapshot(record: dict[str, Any] | None, state: ReportState) -> bool:
         for plan_id, img_url in plans.items():
             state.previous[(project, plan_id)] = img_url if isinstance(img_url, str) else None
     return True
+
+
+def _other_kind(record: dict[str, Any] | None) -> bool:
+    """A line of a kind resume does not use (a run line, or a kind of a newer version)."""
+    kind = None if record is None else record.get("kind")
+    return isinstance(kind, str) and kind not in (UPLOAD, SNAPSHOT)
+
+
+def scan(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) of every whole JSON-object line of a report, streamed.
+
+    Lines that are not (a torn last line, damage) are left out; :func:`read_report` is the
+    reader that insists on them.
+    """
+    if not path.exists():
+        raise ReportError(f"{path}: no such report")
+    for number, record, _ in _records(path):
+        if record is not None:
+            yield number, record
 
 
 def _outcome(record: dict[str, Any] | None) -> Outcome | None:
@@ -346,14 +367,18 @@ class Journal:
         """
         self._write({"kind": SNAPSHOT, "project_id": project_id, "plans": plans})
 
-    def record_run(self, **fields: object) -> None:
+    def record_start(self, **fields: object) -> None:
         """Append the line that starts a run: its time and the fields given (endpoint...)."""
         started = datetime.now(UTC).isoformat(timespec="seconds")
-        self._write({"kind": RUN, "started_at": started, **fields})
+        self._write({"kind": START, "started_at": started, **fields})
 
-    def record_end(self, **fields: object) -> None:
-        """Append the line that ends a run (a killed run has none): its counts."""
-        self._write({"kind": END, **fields})
+    def record_run(self, facts: dict[str, Any]) -> None:
+        """Append what a run as a whole did: start and end, requests, throttling, the end's why.
+
+        Written as the run ends: a report whose last start line has no run line after it
+        was killed (:func:`batchthumb.history.changed_anything`).
+        """
+        self._write({"kind": RUN, **facts})
 
     def record_upload(self, project_id: str, cache_key: str, img_url: str) -> None:
         """Append one upload: ``cache_key`` is ``sha256:HEX`` or ``source:IMG_URL``."""
@@ -494,11 +519,14 @@ def _refuse_link(report: Path) -> None:
 
 
 @contextmanager
-def report_lock(report: Path, *, wait: float = 0.0) -> Iterator[Path]:
+def report_lock(
+    report: Path, *, wait: float = 0.0, on_wait: Callable[[str], None] = lambda message: None
+) -> Iterator[Path]:
     """Hold an exclusive lock beside the report for as long as a run uses it.
 
     flock locks die with the process, so a run killed with -9 never leaves a stale lock behind.
-    With ``wait`` > 0, poll for up to that many seconds before giving up.
+    With ``wait`` > 0, poll for up to that many seconds before giving up, telling ``on_wait``
+    once that it waits.
     """
     if sys.platform == "win32":
         raise UsageError(POSIX_ONLY)
@@ -517,6 +545,7 @@ def report_lock(report: Path, *, wait: float = 0.0) -> Iterator[Path]:
         raise ReportError(f"{path}: cannot use as the lock file: it has other hard links")
     try:
         deadline = time.monotonic() + wait
+        waiting = False
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -528,6 +557,9 @@ def report_lock(report: Path, *, wait: float = 0.0) -> Iterator[Path]:
                         f"{report} is in use by {holder}; wait for it to finish, or pass "
                         "--lock-wait SECONDS to wait for it"
                     ) from None
+                if not waiting:
+                    waiting = True
+                    on_wait(f"{report} is in use; waiting up to {wait:g} s for it (--lock-wait)")
                 time.sleep(min(0.2, max(deadline - time.monotonic(), 0.0)))
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)

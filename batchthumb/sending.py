@@ -174,7 +174,7 @@ class Sender:
             if verdict is Verdict.OK:
                 self.governor.on_success()
                 return attempt, attempts
-            if verdict is Verdict.REJECTED:
+            if verdict is Verdict.REJECTED or verdict is Verdict.FORBIDDEN:
                 self.abort(attempt)
                 return attempt, attempts
             if verdict is Verdict.PERMANENT:
@@ -208,9 +208,14 @@ class Sender:
         return delay
 
     def abort(self, attempt: Attempt) -> None:
-        """Give up the run: the server refused the credentials."""
+        """Give up the run: the server refused the credentials or the permission."""
         if self.aborted is None:
-            if attempt.http_status is None:  # refused before sending: renewal failed
+            if attempt.verdict is Verdict.FORBIDDEN:
+                code = f" {attempt.error_code}" if attempt.error_code else ""
+                self.aborted = (
+                    f"permission refused (HTTP {attempt.http_status}{code}): {attempt.error}"
+                )
+            elif attempt.http_status is None:  # refused before sending: renewal failed
                 self.aborted = f"the credentials could not be renewed: {attempt.error}"
             else:
                 code = f" {attempt.error_code}" if attempt.error_code else ""

@@ -11,8 +11,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from batchthumb.auth import Credentials, IamPassword, StaticToken, load_credentials
-from batchthumb.client import IamTokens, PlanApi, Transport, check_url, make_transport, open_api
+from batchthumb.auth import AkSk, Credentials, IamPassword, StaticToken, load_credentials
+from batchthumb.client import (
+    IamProjects,
+    IamTokens,
+    PlanApi,
+    Transport,
+    check_url,
+    make_transport,
+    open_api,
+)
 from batchthumb.console import Console
 from batchthumb.errors import UsageError
 from batchthumb.model import AuthConfig, Job, RunSettings
@@ -45,9 +53,14 @@ def connect(settings: RunSettings, auth: AuthConfig | None, console: Console) ->
     transport = make_transport(ca_bundle=settings.ca_bundle)
     if settings.auth is not None:
         auth = settings.auth
-    credentials = load_credentials(auth, issue=IamTokens(transport), region=settings.region)
+    credentials = load_credentials(
+        auth, issue=IamTokens(transport), lookup=IamProjects(transport), region=settings.region
+    )
     if isinstance(credentials, IamPassword):
         iam = credentials.identity.endpoint
+        _warn(console, check_url(iam, insecure=settings.insecure, what="IAM endpoint"))
+    elif isinstance(credentials, AkSk) and credentials.project_source is not None:
+        iam = credentials.project_source.endpoint
         _warn(console, check_url(iam, insecure=settings.insecure, what="IAM endpoint"))
     return Connection(endpoint.rstrip("/"), credentials, transport)
 

@@ -32,8 +32,12 @@ def img_url(n: int = 1, project: str = P1) -> str:
 
 @pytest.fixture
 async def sandbox() -> AsyncIterator[tuple[Sandbox, str]]:
-    """A sandbox on a free loopback port that accepts TOKEN and creates plans on first use."""
-    box = Sandbox(SandboxConfig(tokens=frozenset({TOKEN})))
+    """A sandbox on a free loopback port that accepts TOKEN and creates plans on first use.
+
+    Autocreation is asked for explicitly (the sandbox's default, like the API, answers 400
+    for an unknown project or plan): these tests check ids through ``stats.applied``.
+    """
+    box = Sandbox(SandboxConfig(tokens=frozenset({TOKEN}), autocreate=True))
     async with box.serve() as url:
         yield box, url
 

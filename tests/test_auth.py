@@ -19,17 +19,28 @@ from batchthumb.auth import (
     IamIdentity,
     IamPassword,
     IssuedToken,
+    ProjectSource,
     Redactor,
     StaticToken,
     load_credentials,
     mask_secrets,
+    read_secret_file,
 )
-from batchthumb.client import IamTokens, PlanApi, check_url, is_loopback, make_transport, open_api
+from batchthumb.client import (
+    IamProjects,
+    IamTokens,
+    PlanApi,
+    check_url,
+    is_loopback,
+    make_transport,
+    open_api,
+)
 from batchthumb.console import StderrConsole
 from batchthumb.errors import CredentialsError, RunAborted, UsageError
 from batchthumb.jobrun import plan_run, run_plan
 from batchthumb.model import AkSkAuth, IamAuth, Item, Job, RunSettings, TokenAuth, Verdict
 from batchthumb.sandbox import Fault, IamUser, Sandbox, SandboxConfig
+from batchthumb.sandbox.undocumented import IAM_PROJECT_ID
 from batchthumb.sending import Stop
 from batchthumb.session import Connection
 from tests.imagedata import png
@@ -116,6 +127,27 @@ async def test_redactor_masks_secrets_added_after_it_was_made() -> None:
     assert redact("a first-secret b") == "a *** b"
     secrets.append("renewed-token")
     assert redact("x renewed-token first-secret") == "x *** ***"
+
+
+def test_redactor_masks_a_secret_containing_another_whole() -> None:
+    """Longest first: a secret that contains a shorter one is masked whole, not in part."""
+    redact = Redactor(["tok-abc", "tok-abc-renewed-9f"])
+    assert redact("a tok-abc-renewed-9f b tok-abc") == "a *** b ***"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
+@pytest.mark.parametrize("mode", [0o640, 0o620, 0o604, 0o660])
+def test_a_secret_file_readable_or_writable_by_group_or_others_is_refused(
+    tmp_path: Path, mode: int
+) -> None:
+    """Any group or other permission bit on a secrets file refuses it, with the chmod to run."""
+    path = tmp_path / "token"
+    path.write_text("t" * 20)
+    path.chmod(mode)
+    with pytest.raises(CredentialsError, match="run chmod 600"):
+        read_secret_file(path)
+    path.chmod(0o600)
+    assert read_secret_file(path) == "t" * 20
 
 
 async def test_aksk_signs_each_attempt_with_a_fresh_date(guard: SecretGuard) -> None:
@@ -368,8 +400,10 @@ async def test_a_failed_renewal_rejects_the_request(
 # -- AK/SK over loopback --------------------------------------------------------------------
 
 
-def aksk(clock: FakeClock, skew: float = 0.0) -> AkSk:
-    return AkSk(AK, SK, now=lambda: datetime.fromtimestamp(clock.wall() + skew, UTC))
+def aksk(clock: FakeClock, skew: float = 0.0, *, project_id: str | None = IAM_PROJECT_ID) -> AkSk:
+    """A key pair whose X-Project-Id is configured (the IAM lookup has its own tests)."""
+    now = lambda: datetime.fromtimestamp(clock.wall() + skew, UTC)  # noqa: E731
+    return AkSk(AK, SK, project_id=project_id, now=now)
 
 
 async def test_aksk_signed_put_is_accepted_and_retries_are_re_signed(
@@ -440,6 +474,239 @@ async def test_a_bad_secret_key_is_rejected(
         attempt = await api.set_thumbnail(P, plan_id(1), URL)
     guard.output("attempt", repr(attempt))
     assert (attempt.http_status, attempt.error_code) == (401, "APIGW.0303")
+
+
+# -- X-Project-Id, looked up from IAM as the SDK does ---------------------------------------
+
+
+def looked_up(clock: FakeClock, base_url: str, region: str = "cn-north-4") -> AkSk:
+    """A key pair without a project id: prepare() asks the sandbox's IAM for it."""
+    source = ProjectSource(base_url, region, IamProjects(make_transport(), timeout=10))
+    now = lambda: datetime.fromtimestamp(clock.wall(), UTC)  # noqa: E731
+    return AkSk(AK, SK, project_source=source, now=now)
+
+
+async def test_the_iam_project_id_is_looked_up_once_and_sent_on_every_call(
+    sandbox: Sandbox, base_url: str, clock: FakeClock, guard: SecretGuard
+) -> None:
+    """Without a configured id, prepare() finds it by region once; every call then carries it."""
+    guard.watch(SK)
+    creds = looked_up(clock, base_url)
+    with anyio.fail_after(30):
+        await creds.prepare()
+        await creds.prepare()  # already known: IAM is not asked again
+        async with open_api(base_url, creds, concurrency=1, timeout=10) as api:
+            assert await put(api, 1) is Verdict.OK
+            assert await put(api, 2) is Verdict.OK
+    assert creds.project_id == IAM_PROJECT_ID
+    assert sandbox.stats.project_lookups == 1
+    assert sandbox.stats.applied[(P, plan_id(1))] == sandbox.stats.applied[(P, plan_id(2))] == 1
+
+
+async def test_a_signed_call_without_x_project_id_is_refused_by_default(
+    sandbox: Sandbox, base_url: str, clock: FakeClock, guard: SecretGuard
+) -> None:
+    """The sandbox, like an SDK-shaped gateway, refuses AK/SK calls lacking X-Project-Id."""
+    guard.watch(SK)
+    with anyio.fail_after(30):
+        async with open_api(
+            base_url, aksk(clock, project_id=None), concurrency=1, timeout=10
+        ) as api:
+            attempt = await api.set_thumbnail(P, plan_id(1), URL)
+    assert (attempt.verdict, attempt.http_status, attempt.error_code) == (
+        Verdict.REJECTED,
+        401,
+        "APIGW.0301",
+    )
+    assert "X-Project-Id" in (attempt.error or "")
+    assert sandbox.stats.applied_total == 0
+
+
+@pytest.mark.parametrize(
+    ("projects", "message"),
+    [
+        ({}, "has no project named cn-north-4"),
+        (
+            {"cn-north-4": ("a" * 32, "b" * 32)},
+            f"has 2 projects named cn-north-4 ({'a' * 32}, {'b' * 32})",
+        ),
+    ],
+    ids=["none", "several"],
+)
+async def test_a_lookup_matching_zero_or_several_projects_is_an_error_saying_so(
+    projects: dict[str, tuple[str, ...]], message: str, clock: FakeClock
+) -> None:
+    """Zero or several IAM projects of the region's name: a CredentialsError naming them."""
+    box = Sandbox(SandboxConfig(aksk={AK: SK}, iam_projects=projects), wall_clock=clock.wall)
+    async with box.serve() as url:
+        with anyio.fail_after(30), pytest.raises(CredentialsError) as caught:
+            await looked_up(clock, url).prepare()
+    assert message in str(caught.value)
+    assert "cannot look up the IAM project id of cn-north-4" in str(caught.value)
+    assert "HUAWEICLOUD_SDK_PROJECT_ID" in str(caught.value)
+
+
+async def test_a_lookup_with_refused_keys_aborts_and_says_it_was_the_lookup(
+    clock: FakeClock, guard: SecretGuard
+) -> None:
+    """IAM refusing the key pair during the lookup is RunAborted (exit 3), the SK never shown."""
+    guard.watch(SK)
+    box = Sandbox(SandboxConfig(aksk={"OTHERAK": SK}), wall_clock=clock.wall)
+    async with box.serve() as url:
+        with anyio.fail_after(30), pytest.raises(RunAborted) as caught:
+            await looked_up(clock, url).prepare()
+    guard.output("error", str(caught.value))
+    assert caught.value.exit_code == 3
+    assert "cannot look up the IAM project id of cn-north-4" in str(caught.value)
+    assert "HTTP 401" in str(caught.value) and "check the access key pair" in str(caught.value)
+
+
+def test_aksk_without_a_project_id_or_a_region_is_refused_before_sending() -> None:
+    """No X-Project-Id and no region to look it up by: a CredentialsError saying both ways."""
+    env = {"HUAWEICLOUD_SDK_AK": AK, "HUAWEICLOUD_SDK_SK": SK}
+    lookup = IamProjects(make_transport())
+    with pytest.raises(CredentialsError, match=r"HUAWEICLOUD_SDK_PROJECT_ID.*region"):
+        load_credentials(AkSkAuth(), issue=never_called(), lookup=lookup, environ=env)
+
+
+def test_aksk_lookup_endpoint_follows_config_then_sdk_variable_then_region() -> None:
+    """The IAM endpoint for the lookup: auth.aksk.iam_endpoint, $HUAWEICLOUD_SDK_IAM_ENDPOINT,
+    then the region's; the project name: auth.aksk.project, then the region."""
+    env = {"HUAWEICLOUD_SDK_AK": AK, "HUAWEICLOUD_SDK_SK": SK}
+    lookup = IamProjects(make_transport())
+
+    def source(config: AkSkAuth, environ: dict[str, str]) -> ProjectSource | None:
+        creds = load_credentials(
+            config, issue=never_called(), lookup=lookup, region="cn-east-3", environ=environ
+        )
+        assert isinstance(creds, AkSk)
+        return creds.project_source
+
+    regional = source(AkSkAuth(), env)
+    assert regional is not None
+    assert (regional.endpoint, regional.name) == (
+        "https://iam.cn-east-3.myhuaweicloud.com",
+        "cn-east-3",
+    )
+    from_env = source(AkSkAuth(), {**env, "HUAWEICLOUD_SDK_IAM_ENDPOINT": "https://iam.example"})
+    assert from_env is not None and from_env.endpoint == "https://iam.example"
+    configured = source(
+        AkSkAuth(iam_endpoint="https://iam.cfg", project="cn-north-4"),
+        {**env, "HUAWEICLOUD_SDK_IAM_ENDPOINT": "https://iam.example"},
+    )
+    assert configured is not None
+    assert (configured.endpoint, configured.name) == ("https://iam.cfg", "cn-north-4")
+    assert source(AkSkAuth(), {**env, "HUAWEICLOUD_SDK_PROJECT_ID": "p1"}) is None
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("APIGW.0301", "Incorrect IAM authentication information: decrypt token fail"),
+        ("PM.10001002", "illegal token"),
+    ],
+)
+async def test_a_stale_token_code_alone_causes_one_renewal(
+    sandbox: Sandbox, base_url: str, clock: FakeClock, guard: SecretGuard, code: str, message: str
+) -> None:
+    """A 401 with APIGW.0301 or PM.10001002 renews the token once even when its message does
+    not say "token must be updated", and the request then succeeds."""
+    guard.watch(PASSWORD)
+    creds = iam(base_url, clock)
+    sandbox.faults.script(Fault.status(401, code, message))
+    with anyio.fail_after(30):
+        await creds.prepare()
+        async with open_api(base_url, creds, concurrency=1, timeout=10) as api:
+            assert await put(api, 1) is Verdict.OK
+    watch_issued(guard, sandbox)
+    assert sandbox.stats.tokens_issued == 2
+    assert sandbox.stats.applied[(P, plan_id(1))] == 1
+
+
+async def test_iam_must_answer_201_for_a_token(guard: SecretGuard) -> None:
+    """A token answer with another 2xx than IAM's documented 201 is refused (RunAborted)."""
+    from aiohttp import web
+
+    guard.watch(PASSWORD)
+
+    async def tokens(request: web.Request) -> web.Response:
+        body = {"token": {"expires_at": "2999-01-01T00:00:00.000000Z"}}
+        return web.json_response(body, status=200, headers={"X-Subject-Token": "t" * 40})
+
+    app = web.Application()
+    app.router.add_post("/v3/auth/tokens", tokens)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        identity = IamIdentity(f"http://127.0.0.1:{port}", "acme", "bot", "cn-north-4")
+        with anyio.fail_after(30), pytest.raises(RunAborted, match="HTTP 200") as caught:
+            await IamTokens(make_transport(), timeout=10)(identity, PASSWORD)
+    finally:
+        await runner.cleanup()
+    guard.output("error", str(caught.value))
+
+
+class RenewedMidRun:
+    """A token source whose second token only exists once the run is under way."""
+
+    def __init__(self) -> None:
+        self.tokens = ["tok-SENTINEL-first-000001"]
+        self.calls = 0
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(self.tokens)
+
+    async def prepare(self) -> None:
+        pass
+
+    async def authorize(
+        self, method: str, url: str, headers: dict[str, str], body: bytes | None
+    ) -> None:
+        self.calls += 1
+        if self.calls == 3:
+            self.tokens.append(RENEWED)
+        headers["X-Auth-Token"] = self.tokens[-1]
+
+    async def renew(self, rejected: object) -> bool:
+        return False
+
+
+RENEWED = "tok-SENTINEL-renewed-7c0d2e"
+
+
+async def test_a_token_renewed_mid_run_is_masked_in_the_report_and_the_logs(
+    tmp_path: Path, guard: SecretGuard
+) -> None:
+    """The report and --log-json read the secrets at each use: a token that appeared after the
+    run started, echoed in an error message, is masked in both."""
+    guard.watch(RENEWED)
+    box = Sandbox(SandboxConfig(autocreate=True))
+    box.faults.script(Fault.status(400, "PM.02175006", f"bad {RENEWED} here"), plan_id=plan_id(6))
+    items = tuple(Item(P, plan_id(n), URL) for n in range(8))
+    settings = RunSettings(concurrency=1, progress=False, backoff=0.0)
+    job = Job(path=tmp_path / "job.yaml", settings=settings, items=items)
+    report = tmp_path / "report.jsonl"
+    log, stderr = io.StringIO(), io.StringIO()
+    async with box.serve() as url:
+        with anyio.fail_after(60):
+            summary = await run_plan(
+                plan_run(job, settings, report),
+                settings=settings,
+                report=report,
+                connection=Connection(url, RenewedMidRun(), make_transport()),
+                stop=Stop(),
+                console=StderrConsole(stderr),
+                log=log,
+            )
+    guard.output("log", log.getvalue())
+    guard.output("stderr", stderr.getvalue())
+    assert summary.tally.failed == 1
+    assert "bad *** here" in report.read_text()
+    assert "bad *** here" in log.getvalue()
 
 
 @pytest.mark.parametrize(
@@ -524,3 +791,52 @@ async def test_a_token_from_iam_that_cannot_be_a_header_aborts(guard: SecretGuar
     assert "the token IAM at https://iam.example.com issued contains a control" in str(info.value)
     assert creds.secrets == (PASSWORD, bad)  # masked from then on
     guard.output("error", str(info.value))
+
+
+async def test_a_token_renewed_mid_run_is_masked_even_where_the_client_does_not_mask(
+    tmp_path: Path, guard: SecretGuard
+) -> None:
+    """The report masks with the secrets as they are at each line, not as they were when the
+    run started: a server echoing the renewed token in X-Request-Id (which the client keeps
+    verbatim) does not get it into the report or the logs."""
+    from aiohttp import web
+
+    guard.watch(RENEWED)
+
+    async def put_img(request: web.Request) -> web.Response:
+        body = {"result": {"id": request.match_info["plan"]}, "status": "success"}
+        echo = request.headers.get("X-Auth-Token", "")
+        return web.json_response(body, headers={"X-Request-Id": f"req-{echo}"})
+
+    app = web.Application()
+    app.router.add_put("/v3/plan/{project}/management/{plan}/img", put_img)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    items = tuple(Item(P, plan_id(n), URL) for n in range(6))
+    settings = RunSettings(concurrency=1, progress=False, backoff=0.0, snapshot=False)
+    job = Job(path=tmp_path / "job.yaml", settings=settings, items=items)
+    report = tmp_path / "report.jsonl"
+    log, stderr = io.StringIO(), io.StringIO()
+    try:
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        url = f"http://127.0.0.1:{port}"
+        with anyio.fail_after(60):
+            summary = await run_plan(
+                plan_run(job, settings, report),
+                settings=settings,
+                report=report,
+                connection=Connection(url, RenewedMidRun(), make_transport()),
+                stop=Stop(),
+                console=StderrConsole(stderr),
+                log=log,
+            )
+    finally:
+        await runner.cleanup()
+    guard.output("log", log.getvalue())
+    guard.output("stderr", stderr.getvalue())
+    assert summary.tally.succeeded == 6
+    text = report.read_text()
+    assert RENEWED not in text and RENEWED not in log.getvalue()
+    assert text.count('"request_id": "req-***"') == 6

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from batchthumb.report import report_lock
-from batchthumb.sandbox import Fault, Sandbox, load_seed
+from batchthumb.sandbox import Fault, Sandbox, SandboxConfig, load_seed
 from tests.clihelp import by_plan, cli, cli_process, environment, read_report, write_job
-from tests.conftest import P1, plan_id
+from tests.conftest import P1, TOKEN, plan_id
 
 pytestmark = pytest.mark.anyio
 
@@ -42,7 +42,7 @@ async def test_a_bad_job_exits_2_with_every_problem_and_sends_nothing(
     assert result.err.splitlines() == [
         f"{job}:2: concurrency: must be at least 1, not -1",
         f"{job}:4: items[0].plan_id: must be 32 letters or digits (the plan id)",
-        f"{job}:4: items[0].img_url: must look like /v1/upload/<32 letters or digits>/<yyyymm>/<name>.<ext>",
+        f"{job}:4: items[0].img_url: must look like /v1/upload/<id>/<yyyymm>/<name>.<ext>",
         "batchthumb: 3 problems found; nothing was sent",
     ]
     assert box.stats.requests == 0
@@ -85,6 +85,52 @@ async def test_permanent_failures_exit_1_and_are_reported_with_the_servers_words
     )
     assert failed["attempts"] == 1
     assert f"  PM.02175006 x1 (e.g. plan {plan_id(2)})" in result.err
+
+
+@pytest.mark.parametrize(
+    ("fault", "said"),
+    [
+        (Fault.status(403, "SANDBOX.0403", "Forbidden"), f"forbidden in project {P1} (Forbidden)"),
+        (
+            Fault.status(400, "PM.02150010", "The user is not a member of the project."),
+            f"the user is not a member of project {P1}",
+        ),
+        (
+            Fault.status(400, "PM.02174103", "无操作权限"),
+            f"no permission in project {P1} (无操作权限)",
+        ),
+    ],
+    ids=["403", "400-not-a-member", "400-no-permission"],
+)
+async def test_a_permission_answer_stops_the_run_with_exit_3_naming_what_is_missing(
+    tmp_path: Path, sandbox: tuple[Sandbox, str], fault: Fault, said: str
+) -> None:
+    """403, 400 PM.02150010 and 400 PM.02174103 stop the run (exit 3), not just the item:
+    nothing after it is sent, and the message says which permission is missing."""
+    box, url = sandbox
+    box.faults.script(fault, plan_id=plan_id(2))
+    job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(50), settings="concurrency: 1")
+    result = await cli("run", str(job), "--no-progress", "--backoff", "0")
+    assert result.code == 3, result.err
+    assert f"permission refused (HTTP {fault.http_status} {fault.error_code}): {said}" in result.err
+    assert box.stats.puts == 3
+    records = by_plan(read_report(tmp_path / "job.results.jsonl"))
+    assert records[plan_id(2)]["outcome"] == "failed"
+    assert plan_id(3) not in records
+
+
+async def test_a_project_the_user_is_no_member_of_stops_the_run_before_any_put(
+    tmp_path: Path,
+) -> None:
+    """The sandbox answers a non-member 400 PM.02150010, as documented: the snapshot's list
+    call meets it, and the run stops with exit 3 saying the user is not a member."""
+    box = Sandbox(SandboxConfig(tokens=frozenset({TOKEN}), non_member_projects={P1}))
+    async with box.serve() as url:
+        job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(5))
+        result = await cli("run", str(job), "--no-progress")
+    assert result.code == 3, result.err
+    assert f"the user is not a member of project {P1}" in result.err
+    assert box.stats.puts == 0
 
 
 async def test_retryable_failures_are_retried_to_success(
@@ -158,11 +204,13 @@ async def test_retry_failed_sends_only_failed_items(
 async def test_dry_run_shows_the_plan_and_sends_nothing(
     tmp_path: Path, sandbox: tuple[Sandbox, str]
 ) -> None:
-    """--dry-run prints the count, the rate estimate and the requests, and sends nothing."""
+    """--dry-run --no-check prints the count, the rate estimate and the requests, and sends
+    nothing at all (without --no-check it compares first: tests/test_check_cli.py)."""
     box, url = sandbox
     job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(30), settings="rate: 10")
-    result = await cli("run", str(job), "--dry-run")
+    result = await cli("run", str(job), "--dry-run", "--no-check")
     assert result.code == 0
+    assert "not compared with the API (not asked to (--no-check))" in result.out
     assert result.out.startswith(
         "dry run: 30 of 30 plans to set, 0 already done, about 3 s at 10/s"
     )

@@ -39,6 +39,8 @@ async def sandbox() -> AsyncIterator[tuple[Sandbox, str]]:
         iam_users=(IamUser("acme", "bot", PASSWORD, "cn-north-4"),), aksk={AK: SK}
     )
     box = Sandbox(config)
+    for plan in PLANS:
+        box.add_plan(P, plan_id=plan)
     async with box.serve() as url:
         yield box, url
 
@@ -75,6 +77,7 @@ def run_args(job: Path, *extra: str) -> list[str]:
     return ["run", str(job), "--no-progress", "--log-json", "--log-file", "run.log", *extra]
 
 
+AKSK = "auth:\n  aksk: {{iam_endpoint: {url}, project: cn-north-4}}\n"
 IAM = "auth:\n  iam: {{endpoint: {url}, domain: acme, user: bot, password_env: BT_PW, project: cn-north-4}}\n"
 
 
@@ -111,21 +114,42 @@ async def test_wrong_password_exits_3_with_a_clear_message(
 async def test_aksk_run_from_the_sdk_variables_is_verified_by_the_sandbox(
     sandbox: tuple[Sandbox, str], tmp_path: Path, guard: SecretGuard
 ) -> None:
-    """auth: {aksk: {}} signs every PUT with HUAWEICLOUD_SDK_AK/SK; the SK is never shown."""
+    """auth: aksk signs every PUT with HUAWEICLOUD_SDK_AK/SK, the X-Project-Id the sandbox
+    requires looked up once from its IAM by region; the SK is never shown."""
     box, url = sandbox
     guard.watch(SK)
-    job = write_job(tmp_path, url, "auth: {aksk: {}}\n")
+    job = write_job(tmp_path, url, AKSK.format(url=url))
     env = {"HUAWEICLOUD_SDK_AK": AK, "HUAWEICLOUD_SDK_SK": SK}
     result = await run_cli(guard, tmp_path, run_args(job), env)
     assert result.code == 0, result.stderr
     assert sum(box.stats.applied.values()) == len(PLANS)
+    assert box.stats.project_lookups == 1
     assert box.stats.status_counts[401] == 0
 
 
-def write_profile(tmp_path: Path, mode: int) -> Path:
+async def test_aksk_run_whose_project_lookup_is_refused_exits_3_saying_so(
+    sandbox: tuple[Sandbox, str], tmp_path: Path, guard: SecretGuard
+) -> None:
+    """IAM refusing the key pair at the X-Project-Id lookup: exit 3, a message naming the
+    lookup, no PUT sent."""
+    box, url = sandbox
+    wrong = "sk-SENTINEL-wrong-77"
+    guard.watch(SK, wrong)
+    job = write_job(tmp_path, url, AKSK.format(url=url))
+    env = {"HUAWEICLOUD_SDK_AK": AK, "HUAWEICLOUD_SDK_SK": wrong}
+    result = await run_cli(guard, tmp_path, run_args(job), env)
+    assert result.code == 3
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("batchthumb: cannot look up the IAM project id of cn-north-4"), last
+    assert "Traceback" not in result.stderr
+    assert box.stats.project_lookups == 1
+    assert box.stats.puts == 0
+
+
+def write_profile(tmp_path: Path, mode: int, iam_endpoint: str = "") -> Path:
     path = tmp_path / "home" / ".huaweicloud" / "credentials"
     path.parent.mkdir(parents=True)
-    path.write_text(f"[basic]\nak = {AK}\nsk = {SK}\n")
+    path.write_text(f"[basic]\nak = {AK}\nsk = {SK}\niam_endpoint = {iam_endpoint}\n")
     path.chmod(mode)
     return path
 
@@ -133,14 +157,16 @@ def write_profile(tmp_path: Path, mode: int) -> Path:
 async def test_sdk_credentials_file_in_home_is_used(
     sandbox: tuple[Sandbox, str], tmp_path: Path, guard: SecretGuard
 ) -> None:
-    """Without the variables, ~/.huaweicloud/credentials (mode 0600) supplies the key pair."""
+    """Without the variables, ~/.huaweicloud/credentials (mode 0600) supplies the key pair
+    and the IAM endpoint that the project id is looked up at."""
     box, url = sandbox
     guard.watch(SK)
-    guard.holds_secrets(write_profile(tmp_path, 0o600))
-    job = write_job(tmp_path, url, "auth: {aksk: {}}\n")
+    guard.holds_secrets(write_profile(tmp_path, 0o600, iam_endpoint=url))
+    job = write_job(tmp_path, url, "auth: {aksk: {project: cn-north-4}}\n")
     result = await run_cli(guard, tmp_path, run_args(job))
     assert result.code == 0, result.stderr
     assert sum(box.stats.applied.values()) == len(PLANS)
+    assert box.stats.project_lookups == 1
 
 
 @pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
@@ -216,6 +242,8 @@ async def test_dry_run_says_where_secrets_come_from_without_reading_them(
     """--dry-run names the auth way and its variable, and shows no secret."""
     guard.watch(PASSWORD)
     job = write_job(tmp_path, "https://example.com", IAM.format(url="https://iam.example.com"))
-    result = await run_cli(guard, tmp_path, [*run_args(job), "--dry-run"], {"BT_PW": PASSWORD})
+    # --no-check: this job's IAM endpoint is not a real one to compare with.
+    args = [*run_args(job), "--dry-run", "--no-check"]
+    result = await run_cli(guard, tmp_path, args, {"BT_PW": PASSWORD})
     assert result.code == 0
     assert "credentials: IAM user bot of account acme, password from $BT_PW" in result.stdout

@@ -17,7 +17,7 @@ from batchthumb.auth import IamIdentity, StaticToken
 from batchthumb.client import IamTokens, PlanApi, check_url, make_transport, open_api
 from batchthumb.errors import RunAborted, UsageError
 from batchthumb.model import MAX_IMAGE_ANSWER_BYTES, MIB, Attempt, Verdict
-from batchthumb.sandbox import Fault, Sandbox
+from batchthumb.sandbox import Fault, Sandbox, SandboxConfig
 from tests.conftest import P1, TOKEN, img_url, plan_id
 from tests.hostile import (
     gzip_bomb,
@@ -86,9 +86,9 @@ async def test_a_wrong_token_is_rejected(sandbox: tuple[Sandbox, str]) -> None:
     )
 
 
-@pytest.mark.parametrize("status", [500, 503])
+@pytest.mark.parametrize("status", [500, 503, 408])
 async def test_server_errors_are_retryable(sandbox: tuple[Sandbox, str], status: int) -> None:
-    """5xx answers are retried."""
+    """5xx answers, and 408 Request Timeout, are retried."""
     box, url = sandbox
     box.faults.script(Fault.status(status))
     attempt = await put(url)
@@ -166,6 +166,51 @@ async def test_nothing_listening_is_a_clean_retryable_failure() -> None:
     assert attempt.verdict is Verdict.RETRY
     assert not attempt.ambiguous
     assert attempt.error is not None and attempt.error.startswith("cannot connect")
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [(403, "SANDBOX.0403"), (400, "PM.02150010"), (400, "PM.02174103")],
+)
+async def test_permission_answers_are_forbidden_not_per_item_failures(
+    sandbox: tuple[Sandbox, str], status: int, code: str
+) -> None:
+    """403, and the documented 400 permission codes, are FORBIDDEN: they stop the run."""
+    box, url = sandbox
+    box.faults.script(Fault.status(status, code, "denied"))
+    attempt = await put(url)
+    assert (attempt.verdict, attempt.http_status, attempt.error_code) == (
+        Verdict.FORBIDDEN,
+        status,
+        code,
+    )
+    assert attempt.error is not None and P1 in attempt.error
+
+
+async def test_a_refused_download_says_which_policy_is_missing_when_the_v3_route_fails_too() -> (
+    None
+):
+    """DownloadImageFile without codeartsreq:attachment:download, and a v3 route that refuses
+    too (not a member): FORBIDDEN, naming the missing policy and the membership."""
+    box = Sandbox(
+        SandboxConfig(
+            tokens=frozenset({TOKEN}), download_permission=False, non_member_projects={P1}
+        )
+    )
+    source = box.upload(P1, b"\x89PNG\r\n\x1a\n" + bytes(32))
+    async with (
+        box.serve() as url,
+        open_api(url, StaticToken(TOKEN), concurrency=1, timeout=5) as api,
+    ):
+        attempt, data = await api.download_image(P1, source)
+    assert data is None
+    assert (attempt.verdict, attempt.error_code) == (Verdict.FORBIDDEN, "PM.02150010")
+    assert attempt.error is not None
+    assert "the IAM user needs codeartsreq:attachment:download" in attempt.error
+    assert f"the v3 download was refused too: the user is not a member of project {P1}" in (
+        attempt.error
+    )
+    assert box.stats.downloads == 2
 
 
 # -- hostile servers: redirects, sizes, echoed secrets (issue 10) -----------------------------

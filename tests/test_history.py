@@ -9,8 +9,9 @@ from typing import Any
 from batchthumb.history import last_changes, remembered_uploads, rotate
 from tests.conftest import P1, img_url, plan_id
 
-RUN = {"kind": "run", "started_at": "2026-12-01T02:15:00+00:00", "endpoint": "http://h:1"}
-END = {"kind": "end", "succeeded": 0, "failed": 0, "skipped": 1}
+# A run starts with a start line and, unless killed, ends with a run line (its facts).
+RUN = {"kind": "start", "started_at": "2026-12-01T02:15:00+00:00", "endpoint": "http://h:1"}
+END = {"kind": "run", "succeeded": 0, "failed": 0, "skipped": 1}
 
 
 def item(n: int, outcome: str, previous: str | None = None) -> dict[str, Any]:
@@ -40,7 +41,8 @@ def test_a_finished_report_that_changed_nothing_is_replaced_not_kept(tmp_path: P
 
 
 def test_a_killed_run_is_kept_even_with_nothing_recorded_as_succeeded(tmp_path: Path) -> None:
-    """A run line with no end line (kill -9): a PUT may have been applied, so it is kept."""
+    """A start line with no run line after it (kill -9): a PUT may have been applied unrecorded,
+    so the report is kept."""
     report = write(tmp_path / "r.jsonl", RUN, {"kind": "snapshot", "project_id": P1, "plans": {}})
     rotate(report, keep=3)
     assert names(tmp_path) == ["r.jsonl.1"]

@@ -39,11 +39,13 @@ RUN = ("--no-progress", "--backoff", "0")
 
 
 def aksk_env() -> dict[str, str]:
-    """Temporary AK/SK credentials (with a security token) from the SDK's variables."""
+    """Temporary AK/SK credentials (with a security token and the IAM project id, so that no
+    IAM lookup comes first) from the SDK's variables."""
     return environment(
         HUAWEICLOUD_SDK_AK="AKSENTINELHOSTILE001",
         HUAWEICLOUD_SDK_SK=SK,
         HUAWEICLOUD_SDK_SECURITY_TOKEN=SECURITY_TOKEN,
+        HUAWEICLOUD_SDK_PROJECT_ID="0a1b2c3d4e5f40718293a4b5c6d7e8f9",
     )
 
 

@@ -165,6 +165,30 @@ async def test_migrate_copies_paired_thumbnails_and_reports_the_unpaired(tmp_pat
     assert "103 unpaired" in done.stderr.decode()
 
 
+async def test_migrate_falls_back_to_the_v3_download_when_download_image_file_is_refused(
+    tmp_path: Path,
+) -> None:
+    """Without codeartsreq:attachment:download (400 PM.02174103), migrate still copies every
+    image, through GET /v3/upload/...: one refused call, then the v3 route for each image."""
+    sandbox = Sandbox(SandboxConfig(strict_urls=True, download_permission=False))
+    seed_migration(sandbox, 30)
+    async with sandbox.serve() as url:
+        await cli(
+            "migrate", "--from", SRC, "--to", DST, "--endpoint", url, "--no-progress",
+            "--concurrency", "1", cwd=tmp_path,
+        )  # fmt: skip
+    source = {p.name: p for p in sandbox.plans(SRC)}
+    copied = [p for p in sandbox.plans(DST) if p.img_url is not None]
+    assert len(copied) == 19
+    for plan in copied:
+        assert plan.img_url is not None
+        original = source[plan.name].img_url
+        assert original is not None
+        assert sandbox.image_bytes(plan.img_url) == sandbox.image_bytes(original)
+    assert sandbox.stats.downloads == 11  # the refused DownloadImageFile, then 10 images
+    assert sandbox.stats.status_counts[400] == 1
+
+
 async def test_migrate_to_a_job_file_downloads_each_image_once(tmp_path: Path) -> None:
     """migrate -o writes a valid job of image: items with the images next to it, sending no PUT."""
     sandbox = strict()

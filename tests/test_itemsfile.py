@@ -69,7 +69,7 @@ def test_csv_problems_name_the_file_line_and_key(tmp_path: Path) -> None:
     f = tmp_path / "items.csv"
     assert problems(job) == [
         f"{f}:2: items[0].project_id: must be 32 letters or digits (the CodeArts Req project id)",
-        f"{f}:3: items[1].img_url: must look like /v1/upload/<32 letters or digits>/<yyyymm>/<name>.<ext>",
+        f"{f}:3: items[1].img_url: must look like /v1/upload/<id>/<yyyymm>/<name>.<ext>",
         f"{f}:4: items[2].plan_id: missing",
         f"{f}:5: items[3]: has 2 fields; the header has 3",
     ]

@@ -11,7 +11,7 @@ import yaml
 from batchthumb import jobfile
 from batchthumb.errors import JobFileError
 from batchthumb.jobfile import YamlItems, load_auth, load_job
-from batchthumb.model import AkSkAuth, IamAuth, TokenAuth
+from batchthumb.model import AkSkAuth, IamAuth, TokenAuth, field_problem
 
 P1 = "919bb351ef424e2daaf3dd80c179fae9"
 P2 = "0792b7d26cb74bd799cbae80063dc74a"
@@ -116,7 +116,7 @@ items:
         f"{p}:2: rate: must be a number, not the text 'fast'",
         f"{p}:3: colour: unknown key (known: auth, backoff, backup, breaker, burst, concurrency, defaults, endpoint, history, items, items_file, lock_wait, log_file, log_json, max_answer_mb, max_duration, max_list_pages, progress, quiet, rate, region, report, retries, snapshot, timeout, verbose)",
         f"{p}:5: items[0].project_id: must be 32 letters or digits (the CodeArts Req project id)",
-        f"{p}:10: items[1].img_url: must look like /v1/upload/<32 letters or digits>/<yyyymm>/<name>.<ext>",
+        f"{p}:10: items[1].img_url: must look like /v1/upload/<id>/<yyyymm>/<name>.<ext>",
         f"{p}:11: items[2].plan_id: missing",
         f"{p}:14: items[3].plan_id: must be a text value, not a list",
         f"{p}:16: items[3].extra: unknown key (known: project_id, plan_id, img_url, image)",
@@ -236,13 +236,65 @@ def test_merge_keys_are_refused(tmp_path: Path) -> None:
     assert any("merge keys are not allowed" in p for p in problems(path))
 
 
-def test_img_url_from_another_project_is_a_warning(tmp_path: Path) -> None:
-    """The API may refuse a URL uploaded to another project (inferred), so warn but allow it."""
+def test_img_url_with_another_id_than_the_project_is_accepted_without_a_warning(
+    tmp_path: Path,
+) -> None:
+    """What the img_url's middle part holds is unproven (the upload examples answer another
+    id than the request's project), so an img_url naming another id is neither an error nor
+    a warning."""
     path = write(tmp_path, f"items:\n  - {{project_id: {P2}, plan_id: {PLAN}, img_url: {URL1}}}\n")
     job = load_job(path)
-    assert [str(w) for w in job.warnings] == [
-        f"{path}:2: items[0]: img_url was uploaded to another project; the API may refuse it there"
-    ]
+    assert job.warnings == ()
+    assert [item.img_url for item in job.items] == [URL1]
+
+
+@pytest.mark.parametrize(
+    ("name", "length", "ok"),
+    [(n, k, k == 32) for n in ("plan_id", "project_id") for k in (31, 32, 33)],
+)
+def test_ids_are_exactly_32_letters_or_digits(name: str, length: int, ok: bool) -> None:
+    """project_id and plan_id take exactly 32 letters or digits: 31 or 33 is a problem."""
+    assert (
+        field_problem(
+            name, "a1" * 16 + "b" * (length - 32) if length > 32 else ("a1" * 16)[:length]
+        )
+        is None
+    ) is ok
+
+
+@pytest.mark.parametrize(
+    "img_url",
+    [
+        "/v1/upload/a/202506/1.png",  # 1 character in the id slot, as the download page allows
+        "/v1/upload/0792b7d26cb74bd799cbae80063dc74a/202006/1591339394752881984.gif",
+        f"/v1/upload/{'z' * 32}/202506/{'9' * 64}.jpeg",  # the bounds themselves
+        "/v1/upload/ABC123/202506/x.WEBP",
+    ],
+)
+def test_img_url_accepts_any_id_the_documented_pattern_allows(img_url: str) -> None:
+    """1 to 32 letters or digits in the middle part, any name, a letters-only extension."""
+    assert field_problem("img_url", img_url) is None
+
+
+@pytest.mark.parametrize(
+    "img_url",
+    [
+        "/v1/upload//202506/1.png",  # no id
+        f"/v1/upload/{'a' * 33}/202506/1.png",  # 33 characters
+        "/v1/upload/abc/20250/1.png",  # 5 digits of yyyymm
+        "/v1/upload/abc/2025/1.png",  # 4 digits of yyyymm
+        "/v1/upload/abc/2025061/1.png",  # 7 digits
+        "/v1/upload/abc/202506/1.png/x",  # not anchored at the end
+        "x/v1/upload/abc/202506/1.png",  # not anchored at the start
+        "/v1/upload/abc/202506/1png",  # the dot is a dot, not any character
+        f"/v1/upload/abc/202506/{'1' * 65}.png",  # name bounded
+        "/v1/upload/abc/202506/1.abcdefghi",  # extension bounded
+        "/v1/upload/a-b/202506/1.png",  # only letters and digits in the id
+    ],
+)
+def test_img_url_stays_anchored_and_bounded(img_url: str) -> None:
+    """The loosened pattern is still anchored, bounded, and exact about yyyymm's six digits."""
+    assert field_problem("img_url", img_url) is not None
 
 
 ITEMS = f"""\
@@ -451,20 +503,6 @@ def test_thousands_of_bad_items_are_a_hundred_problems_and_a_count(tmp_path: Pat
     assert len(found) == 101
     assert found[0].startswith(f"{path}:2: items[0].plan_id: must be 32")
     assert found[-1] == f"{path}: items: and 50 more problems"
-
-
-def test_thousands_of_warnings_are_a_hundred_and_a_count(tmp_path: Path) -> None:
-    """150 items warned about give 100 warnings and one saying how many more."""
-    path = write(
-        tmp_path,
-        "items:\n"
-        + "".join(
-            f"  - {{project_id: {P2}, plan_id: {plan(n)}, img_url: {URL1}}}\n" for n in range(150)
-        ),
-    )
-    warnings = [str(w) for w in load_job(path).warnings]
-    assert len(warnings) == 101
-    assert warnings[-1] == f"{path}: items: and 50 more warnings like these"
 
 
 def test_a_character_split_across_read_chunks_is_fine_and_a_bad_byte_names_its_line(

@@ -328,7 +328,11 @@ async def test_a_project_that_cannot_be_listed_fails_its_own_items_and_the_other
     ("config", "token", "expected"),
     [
         ({}, "not-the-right-token", "the server rejected the credentials (HTTP 401"),
-        ({"not_member_of": frozenset({P1})}, TOKEN, "the credentials have no access to project"),
+        (
+            {"non_member_projects": frozenset({P1})},
+            TOKEN,
+            "permission refused (HTTP 400 PM.02150010): the user is not a member of project",
+        ),
     ],
 )
 async def test_credentials_refused_on_the_listing_stop_the_run_and_say_so(

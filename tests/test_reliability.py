@@ -12,12 +12,17 @@ import json
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
+import anyio
+import anyio.abc
 import pytest
 
-from batchthumb.sandbox import Fault, Faults, Sandbox, SandboxConfig
+from batchthumb.report import report_lock
+from batchthumb.sandbox import Fault, Faults, Sandbox, SandboxConfig, Stats
 from tests.clihelp import (
+    CLI_TIMEOUT,
     by_plan,
     check_no_leak,
     cli_process,
@@ -60,6 +65,18 @@ def assert_each_item_once_and_succeeded(
         assert record["outcome"] in allowed
 
 
+async def until(box: Sandbox, predicate: Callable[[Stats], bool]) -> None:
+    """Wait until the sandbox's stats satisfy ``predicate``, with a deadline of its own."""
+    with anyio.fail_after(CLI_TIMEOUT):
+        await box.wait_until(predicate)
+
+
+async def ended(process: anyio.abc.Process) -> int:
+    """Wait for a killed or signalled process to exit, with a deadline of its own."""
+    with anyio.fail_after(CLI_TIMEOUT):
+        return await process.wait()
+
+
 async def test_kill_9_mid_run_then_resume_completes_exactly_the_rest(
     tmp_path: Path, sandbox: tuple[Sandbox, str]
 ) -> None:
@@ -70,9 +87,9 @@ async def test_kill_9_mid_run_then_resume_completes_exactly_the_rest(
     )
     report = tmp_path / "job.results.jsonl"
     process = await start("run", str(job), "--no-progress")
-    await box.wait_until(lambda s: s.puts >= 120)
+    await until(box, lambda s: s.puts >= 120)
     process.kill()
-    await process.wait()
+    await ended(process)
     done_before = {k for k, o in journaled(report).items() if o == "succeeded"}
     assert 0 < len(done_before) < 400
     applied_before = Counter(box.stats.applied)
@@ -101,13 +118,13 @@ async def test_undo_after_a_kill_and_resume_restores_every_plan_exactly(
     )
     report = tmp_path / "job.results.jsonl"
     process = await start("run", str(job), "--no-progress")
-    await box.wait_until(lambda s: s.puts >= 40)
+    await until(box, lambda s: s.puts >= 40)
     box.gate.close()  # requests from now on are held, and applied only after the kill
-    await box.wait_until(lambda s: s.waiting_at_gate >= 1)
+    await until(box, lambda s: s.waiting_at_gate >= 1)
     process.kill()
-    await process.wait()
+    await ended(process)
     box.gate.open()
-    await box.wait_until(lambda s: s.applied_total == s.puts)  # the held ones applied too
+    await until(box, lambda s: s.applied_total == s.puts)  # the held ones applied too
     assert (await cli_process("run", str(job), "--no-progress", "--resume")).code == 0
     assert all(box.plan(P1, p).img_url != url_before for p, url_before in before.items())
 
@@ -168,7 +185,7 @@ async def test_first_signal_finishes_in_flight_requests_and_exits_130(
     report = tmp_path / "job.results.jsonl"
     box.gate.close()
     process = await start("run", str(job), "--no-progress")
-    await box.wait_until(lambda s: s.waiting_at_gate == 4)
+    await until(box, lambda s: s.waiting_at_gate == 4)
     process.send_signal(signum)
     seen = await read_until(process, "finishing requests in flight")
     box.gate.open()
@@ -193,7 +210,7 @@ async def test_a_second_signal_stops_at_once_and_leaves_a_valid_report(
     box.gate.close()
     try:
         process = await start("run", str(job), "--no-progress")
-        await box.wait_until(lambda s: s.waiting_at_gate == 3)
+        await until(box, lambda s: s.waiting_at_gate == 3)
         process.send_signal(signal.SIGINT)
         seen = await read_until(process, "finishing requests in flight")
         process.send_signal(signal.SIGINT)
@@ -203,7 +220,7 @@ async def test_a_second_signal_stops_at_once_and_leaves_a_valid_report(
     assert code == 130
     assert journaled(report) == {}
     # The three held requests reached the server: they are applied once the gate opens.
-    await box.wait_until(lambda s: s.applied_total == 3)
+    await until(box, lambda s: s.applied_total == 3)
     in_flight = frozenset(box.stats.applied)
     result = await cli_process("run", str(job), "--no-progress", "--resume")
     assert result.code == 0
@@ -274,7 +291,7 @@ async def test_an_overlapping_run_exits_75_and_sends_nothing(
     box.gate.close()
     first = await start("run", str(job), "--no-progress")
     try:
-        await box.wait_until(lambda s: s.waiting_at_gate == 1)
+        await until(box, lambda s: s.waiting_at_gate == 1)
         second = await cli_process("run", str(job), "--no-progress")
         assert second.code == 75
         assert "--lock-wait" in second.err
@@ -285,6 +302,22 @@ async def test_an_overlapping_run_exits_75_and_sends_nothing(
     assert code == 0
     assert set(box.stats.applied.values()) == {1}
     assert_each_item_once_and_succeeded(tmp_path / "job.results.jsonl", 5)
+
+
+async def test_lock_wait_waits_for_the_other_run_then_proceeds(
+    tmp_path: Path, sandbox: tuple[Sandbox, str]
+) -> None:
+    """With --lock-wait a second run waits (and says so) while the report is locked, then runs
+    once the lock is released, instead of exiting 75."""
+    box, url = sandbox
+    job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(3))
+    with report_lock(tmp_path / "job.results.jsonl"):
+        waiting = await start("run", str(job), "--no-progress", "--lock-wait", "60")
+        seen = await read_until(waiting, "waiting up to 60 s for it (--lock-wait)")
+        assert box.stats.requests == 0
+    code, err = await finish(waiting, seen)
+    assert code == 0, err
+    assert_each_item_once_and_succeeded(tmp_path / "job.results.jsonl", 3)
 
 
 async def test_max_duration_stops_starting_items_and_exits_4(
@@ -324,7 +357,7 @@ async def test_the_breaker_stops_a_run_that_fails_the_same_way_every_time(
 async def test_chaos_ends_with_every_item_succeeded(tmp_path: Path) -> None:
     """3,000 items through 10% 5xx, 5% 429 and 2% dropped connections all end succeeded."""
     faults = Faults(p500=0.05, p503=0.05, p429=0.05, retry_after="0", p_drop=0.02, seed=7)
-    box = Sandbox(SandboxConfig(tokens=frozenset({TOKEN})), faults=faults)
+    box = Sandbox(SandboxConfig(tokens=frozenset({TOKEN}), autocreate=True), faults=faults)
     async with box.serve() as url:
         job = write_job(
             tmp_path / "job.yaml", endpoint=url, plans=range(3000), settings="concurrency: 16"
@@ -341,7 +374,9 @@ async def test_chaos_ends_with_every_item_succeeded(tmp_path: Path) -> None:
 
 async def test_a_rate_limited_server_slows_the_whole_run_down(tmp_path: Path) -> None:
     """Against 50 requests/s and no --rate, few requests are wasted on 429 and the rate settles near 50."""
-    box = Sandbox(SandboxConfig(tokens=frozenset({TOKEN})), faults=Faults(rate_limit=50))
+    box = Sandbox(
+        SandboxConfig(tokens=frozenset({TOKEN}), autocreate=True), faults=Faults(rate_limit=50)
+    )
     async with box.serve() as url:
         job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(500))
         result = await cli_process("run", str(job), "--no-progress")

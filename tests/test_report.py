@@ -69,6 +69,17 @@ def test_reading_back_keeps_the_last_outcome_per_item(tmp_path: Path) -> None:
     assert not state.is_done((P, "b" * 32))
 
 
+def test_a_later_failure_undoes_an_earlier_success(tmp_path: Path) -> None:
+    """An item that succeeded and then failed is not done: --resume sends it again."""
+    path = tmp_path / "r.jsonl"
+    with Journal(path) as journal:
+        journal.record(result("a" * 32))
+        journal.record(result("a" * 32, Outcome.FAILED))
+    state = read_report(path)
+    assert not state.is_done((P, "a" * 32))
+    assert state.has_failed((P, "a" * 32))
+
+
 def test_a_torn_last_line_is_ignored_and_cut_off(tmp_path: Path) -> None:
     """A line cut short by a kill is ignored when reading and removed before appending."""
     path = tmp_path / "r.jsonl"

@@ -59,9 +59,10 @@ class ScriptedApi:
             self.in_flight -= 1
 
     async def wait_arrived(self, count: int) -> None:
-        while self.arrived < count:
-            self.arrival = anyio.Event()
-            await self.arrival.wait()
+        with anyio.fail_after(WAIT):
+            while self.arrived < count:
+                self.arrival = anyio.Event()
+                await self.arrival.wait()
 
 
 class Journal:
@@ -76,6 +77,7 @@ class Journal:
 
 
 NO_WAIT = RetryPolicy(retries=3, backoff=0.0)
+WAIT = 30  # seconds: the deadline of each wait, so a regression fails instead of hanging
 
 
 async def run(api: ScriptedApi, work: list[Item], **kwargs: object) -> tuple[Journal, object]:
@@ -91,7 +93,8 @@ async def run(api: ScriptedApi, work: list[Item], **kwargs: object) -> tuple[Jou
         k: options.pop(k) for k in ("governor", "retry", "stop", "sleep", "jitter") if k in options
     }
     sender = Sender(**sending)  # type: ignore[arg-type]
-    summary = await run_batch(work, api=api, journal=journal, sender=sender, **options)  # type: ignore[arg-type]
+    with anyio.fail_after(WAIT):
+        summary = await run_batch(work, api=api, journal=journal, sender=sender, **options)  # type: ignore[arg-type]
     return journal, summary
 
 
@@ -118,13 +121,14 @@ async def test_items_stream_through_a_fixed_pool_of_workers() -> None:
             yield item
 
     journal_ref = Journal()
-    await run_batch(
-        stream(),
-        api=api,
-        journal=journal_ref,
-        sender=Sender(governor=RateGovernor(), retry=NO_WAIT),
-        concurrency=4,
-    )
+    with anyio.fail_after(WAIT):
+        await run_batch(
+            stream(),
+            api=api,
+            journal=journal_ref,
+            sender=Sender(governor=RateGovernor(), retry=NO_WAIT),
+            concurrency=4,
+        )
     assert api.max_in_flight == 4
     assert len(journal_ref.results) == 1000
 
@@ -245,24 +249,48 @@ async def test_mixed_failures_do_not_trip_the_breaker() -> None:
     assert summary.aborted is None  # type: ignore[attr-defined]
 
 
+async def test_server_errors_that_run_out_of_retries_do_not_trip_the_breaker() -> None:
+    """5xx failures are passing trouble, not a wrong job: 30 in a row do not stop the run."""
+    down = Attempt(Verdict.RETRY, 503, "SANDBOX.0503", "Service unavailable")
+    api = ScriptedApi({plan(n): [down] for n in range(30)})
+    journal, summary = await run(
+        api, items(30), concurrency=1, retry=RetryPolicy(retries=0, backoff=0.0, breaker=10)
+    )
+    assert summary.aborted is None  # type: ignore[attr-defined]
+    assert len(journal.results) == 30
+    assert all(r.outcome is Outcome.FAILED for r in journal.results)
+
+
+async def test_alternating_failures_do_not_trip_the_breaker() -> None:
+    """Only failures of the same signature count: two codes taking turns never reach 10."""
+    one = Attempt(Verdict.PERMANENT, 400, "PM.02175006", "invalid parameter")
+    other = Attempt(Verdict.PERMANENT, 404, "APIGW.0101", "The API does not exist")
+    api = ScriptedApi({plan(n): [one if n % 2 else other] for n in range(30)})
+    _, summary = await run(
+        api, items(30), concurrency=1, retry=RetryPolicy(retries=0, backoff=0.0, breaker=10)
+    )
+    assert summary.aborted is None  # type: ignore[attr-defined]
+
+
 async def test_graceful_stop_finishes_in_flight_and_starts_nothing_new() -> None:
     """After a stop, requests in flight complete and are journaled; no new item starts."""
     api = ScriptedApi()
     api.hold = anyio.Event()
     stop = Stop()
     journal = Journal()
-    async with anyio.create_task_group() as tg:
+    with anyio.fail_after(WAIT):
+        async with anyio.create_task_group() as tg:
 
-        async def go() -> None:
-            await run_batch(
-                items(100), api=api, journal=journal, concurrency=4,
-                sender=Sender(governor=RateGovernor(), retry=NO_WAIT, stop=stop),
-            )  # fmt: skip
+            async def go() -> None:
+                await run_batch(
+                    items(100), api=api, journal=journal, concurrency=4,
+                    sender=Sender(governor=RateGovernor(), retry=NO_WAIT, stop=stop),
+                )  # fmt: skip
 
-        tg.start_soon(go)
-        await api.wait_arrived(4)
-        stop.request("interrupted")
-        api.hold.set()
+            tg.start_soon(go)
+            await api.wait_arrived(4)
+            stop.request("interrupted")
+            api.hold.set()
     assert len(api.calls) == 4
     assert len(journal.results) == 4
     assert all(r.outcome is Outcome.SUCCEEDED for r in journal.results)
@@ -273,7 +301,7 @@ async def test_a_stop_interrupts_waits_for_the_rate_limiter() -> None:
     api = ScriptedApi()
     stop = Stop()
     journal = Journal()
-    with anyio.fail_after(5):
+    with anyio.fail_after(WAIT):
         async with anyio.create_task_group() as tg:
 
             async def go() -> None:
@@ -294,18 +322,19 @@ async def test_a_forced_stop_cancels_requests_in_flight_without_journaling_them(
     api.hold = anyio.Event()
     stop = Stop()
     journal = Journal()
-    async with anyio.create_task_group() as tg:
+    with anyio.fail_after(WAIT):
+        async with anyio.create_task_group() as tg:
 
-        async def go() -> None:
-            summary = await run_batch(
-                items(10), api=api, journal=journal, concurrency=3,
-                sender=Sender(governor=RateGovernor(), retry=NO_WAIT, stop=stop),
-            )  # fmt: skip
-            assert summary.stopped == "interrupted"
+            async def go() -> None:
+                summary = await run_batch(
+                    items(10), api=api, journal=journal, concurrency=3,
+                    sender=Sender(governor=RateGovernor(), retry=NO_WAIT, stop=stop),
+                )  # fmt: skip
+                assert summary.stopped == "interrupted"
 
-        tg.start_soon(go)
-        await api.wait_arrived(3)
-        stop.force("interrupted")
+            tg.start_soon(go)
+            await api.wait_arrived(3)
+            stop.force("interrupted")
     assert journal.results == []
 
 
@@ -337,7 +366,7 @@ async def test_a_journal_that_fails_stops_the_run_and_raises_plainly() -> None:
 
     api = ScriptedApi()
     journal = FullDisk()
-    with pytest.raises(ReportError, match="No space left"):
+    with pytest.raises(ReportError, match="No space left"), anyio.fail_after(WAIT):
         await run_batch(
             items(100), api=api, journal=journal, concurrency=1,
             sender=Sender(governor=RateGovernor(), retry=NO_WAIT),

@@ -15,6 +15,7 @@ import pytest
 
 from batchthumb.sandbox import IamUser, Sandbox, SandboxConfig
 from batchthumb.sandbox.state import Creator
+from batchthumb.sandbox.undocumented import IAM_PROJECT_ID
 from batchthumb.signing import sign_request
 from tests.imagedata import bmp, gif, jpeg, png, webp
 
@@ -46,7 +47,8 @@ async def running(
 ) -> AsyncIterator[tuple[Sandbox, aiohttp.ClientSession]]:
     """Serve a sandbox on port 0 and yield it with a client session bound to its URL."""
     if sandbox is None:
-        sandbox = Sandbox(SandboxConfig(tokens=frozenset({TOKEN})))
+        # Autocreation asked for: these tests are about shapes, not about which ids exist.
+        sandbox = Sandbox(SandboxConfig(tokens=frozenset({TOKEN}), autocreate=True))
     headers = {"X-Auth-Token": token} if token is not None else {}
     with anyio.fail_after(20):
         async with (
@@ -68,6 +70,12 @@ async def call(
         else:
             body = raw
         return response.status, body, response
+
+
+def unwrapped(page: dict[str, Any]) -> list[dict[str, Any]]:
+    """The plans of a list answer, whose elements are documented as {result, status}."""
+    assert all(set(element) == {"result", "status"} for element in page["plans"])
+    return [element["result"] for element in page["plans"]]
 
 
 def form(data: bytes, field: str = "file", filename: str = "x.png") -> aiohttp.FormData:
@@ -122,7 +130,8 @@ async def test_put_success_shape_and_state() -> None:
 
 @pytest.mark.anyio
 async def test_put_autocreates_unknown_project_and_plan() -> None:
-    """With autocreate (the default) a PUT to an unknown project and plan creates both."""
+    """With autocreate (asked for; off by default) a PUT to an unknown project and plan
+    creates both."""
     async with running() as (sb, http):
         status, _, _ = await call(http, "PUT", PUT_PATH, json={"img_url": IMG})
     assert status == 200
@@ -132,8 +141,8 @@ async def test_put_autocreates_unknown_project_and_plan() -> None:
 
 @pytest.mark.anyio
 async def test_put_without_autocreate_rejects_unknown_project_and_plan() -> None:
-    """Without autocreate an unknown project is PM.02152005 and an unknown plan PM.02175006."""
-    sandbox = Sandbox(SandboxConfig(tokens=frozenset({TOKEN}), autocreate=False))
+    """By default, as the API: an unknown project is PM.02152005, an unknown plan PM.02175006."""
+    sandbox = Sandbox(SandboxConfig(tokens=frozenset({TOKEN})))
     async with running(sandbox) as (sb, http):
         no_project = await call(http, "PUT", PUT_PATH, json={"img_url": IMG})
         sb.add_project(P)
@@ -200,7 +209,7 @@ async def test_put_without_autocreate_rejects_unknown_project_and_plan() -> None
         ),
         pytest.param(
             PUT_PATH,
-            {"img_url": "/v1/upload/x/202506/1.png"},
+            {"img_url": f"/v1/upload/{'x' * 33}/202506/1.png"},
             {},
             400,
             "PM.02175006",
@@ -257,7 +266,7 @@ async def test_put_validation_errors(
 @pytest.mark.anyio
 async def test_missing_token_and_longest_valid_token() -> None:
     """No token is 401 APIGW.0301; unconfigured, any token of 10 to 32768 characters passes."""
-    async with running(Sandbox(), token=None) as (sb, http):
+    async with running(Sandbox(SandboxConfig(autocreate=True)), token=None) as (sb, http):
         missing = await call(http, "PUT", PUT_PATH, json={"img_url": IMG})
         shortest = await call(
             http, "PUT", PUT_PATH, json={"img_url": IMG}, headers={"X-Auth-Token": "t" * 10}
@@ -291,9 +300,9 @@ async def test_list_paginates_450_plans_in_creation_order() -> None:
             pages.append(body)
     assert [len(page["plans"]) for page in pages] == [200, 200, 50, 0]
     assert all(page["total"] == 450 for page in pages)
-    assert [plan["id"] for page in pages for plan in page["plans"]] == created
-    assert pages[0]["plans"][0]["img_url"] is None
-    assert set(pages[0]["plans"][0]) == {"id", "name", "type", "project_id", "img_url", "creator"}
+    assert [plan["id"] for page in pages for plan in unwrapped(page)] == created
+    assert unwrapped(pages[0])[0]["img_url"] is None
+    assert set(unwrapped(pages[0])[0]) == {"id", "name", "type", "project_id", "img_url", "creator"}
     assert (pages[0]["gantts"], pages[0]["minds"]) == (450, 0)
     assert sb.stats.lists == 4
 
@@ -307,9 +316,9 @@ async def test_list_defaults_to_page_size_one() -> None:
     async with running(sandbox) as (_, http):
         _, empty_body, _ = await call(http, "POST", f"/v3/plan/{P}/managements")
         _, page_two, _ = await call(http, "POST", f"/v3/plan/{P}/managements", json={"page_no": 2})
-    assert [p["id"] for p in empty_body["plans"]] == [first.id]
+    assert [p["id"] for p in unwrapped(empty_body)] == [first.id]
     assert empty_body["total"] == 2
-    assert [p["name"] for p in page_two["plans"]] == ["B"]
+    assert [p["name"] for p in unwrapped(page_two)] == ["B"]
 
 
 @pytest.mark.anyio
@@ -325,10 +334,10 @@ async def test_list_filters_by_type_search_and_creator() -> None:
         _, mind, _ = await call(http, "POST", path, json={"page_size": 200, "type": "mind"})
         _, road, _ = await call(http, "POST", path, json={"page_size": 200, "search": "ROAD"})
         _, ann, _ = await call(http, "POST", path, json={"page_size": 200, "user_ids": ["1" * 32]})
-    assert [p["name"] for p in mind["plans"]] == ["Sprint map", "road trip"]
+    assert [p["name"] for p in unwrapped(mind)] == ["Sprint map", "road trip"]
     assert (mind["total"], mind["minds"], mind["gantts"]) == (2, 2, 1)
-    assert [p["name"] for p in road["plans"]] == ["Roadmap 2025", "road trip"]
-    assert [p["name"] for p in ann["plans"]] == ["road trip"]
+    assert [p["name"] for p in unwrapped(road)] == ["Roadmap 2025", "road trip"]
+    assert [p["name"] for p in unwrapped(ann)] == ["road trip"]
 
 
 @pytest.mark.parametrize(
@@ -353,13 +362,20 @@ async def test_list_rejects_out_of_range_parameters(body: dict[str, object]) -> 
 
 
 @pytest.mark.anyio
-async def test_list_wrapped_elements() -> None:
-    """With list_wrapped each element is {"result": plan, "status": "success"}."""
-    sandbox = Sandbox(SandboxConfig(tokens=frozenset({TOKEN}), list_wrapped=True))
-    plan = sandbox.add_plan(P, "A", "gantt")
-    async with running(sandbox) as (_, http):
-        _, body, _ = await call(http, "POST", f"/v3/plan/{P}/managements", json={"page_size": 5})
-    assert body["plans"] == [{"result": plan.to_json(), "status": "success"}]
+async def test_list_elements_are_wrapped_by_default_and_bare_on_request() -> None:
+    """As documented, each element is {"result": plan, "status": "success"}; list_wrapped=False
+    gives bare plans (the shape is unverified, so both stay available)."""
+    wrapped = Sandbox(SandboxConfig(tokens=frozenset({TOKEN})))
+    plan = wrapped.add_plan(P, "A", "gantt")
+    bare = Sandbox(SandboxConfig(tokens=frozenset({TOKEN}), list_wrapped=False))
+    bare.add_plan(P, "A", "gantt", plan_id=plan.id)
+    listed = []
+    for sandbox in (wrapped, bare):
+        async with running(sandbox) as (_, http):
+            path = f"/v3/plan/{P}/managements"
+            listed.append((await call(http, "POST", path, json={"page_size": 5}))[1]["plans"])
+    assert listed[0] == [{"result": plan.to_json(), "status": "success"}]
+    assert listed[1] == [wrapped.plans(P)[0].to_json()]
 
 
 @pytest.mark.anyio
@@ -406,7 +422,9 @@ async def test_create_then_info() -> None:
 async def test_upload_download_round_trip(data: bytes, ext: str, content_type: str) -> None:
     """An upload gets a /v1/upload/<project>/<yyyymm>/<19 digits>.<ext> URL and downloads intact."""
     wall = FakeClock(WALL_START)
-    async with running(Sandbox(wall_clock=wall)) as (sb, http):
+    sandbox = Sandbox(wall_clock=wall)
+    sandbox.add_project(P)
+    async with running(sandbox) as (sb, http):
         status, body, _ = await call(http, "POST", f"/v2/{P}/img", data=form(data))
         got, raw, response = await call(
             http, "GET", f"/v4/projects/{P}/image-file", params={"image_uri": body["img_url"]}
@@ -489,6 +507,7 @@ async def test_iam_token_issue_use_and_expiry() -> None:
     wall = FakeClock(WALL_START)
     user = IamUser(domain="acme", name="bot", password="s3cret-pw", token_ttl=3600.0)
     sandbox = Sandbox(SandboxConfig(iam_users=(user,)), wall_clock=wall)
+    sandbox.add_plan(P, plan_id=PLAN)
     async with running(sandbox, token=None) as (sb, http):
         status, body, response = await call(
             http, "POST", "/v3/auth/tokens", json=token_request("s3cret-pw")
@@ -556,7 +575,7 @@ def signed(
     when: float,
 ) -> dict[str, str]:
     """Headers of a request signed as a client would sign it."""
-    headers = {"Content-Type": content_type, "X-Project-Id": "0123456789abcdef0123456789abcdef"}
+    headers = {"Content-Type": content_type, "X-Project-Id": IAM_PROJECT_ID}
     return headers | sign_request(
         method=method,
         url=base_url + path,
@@ -573,6 +592,7 @@ async def test_aksk_accepted_and_rejected_over_http() -> None:
     """A signed PUT passes; tampered body, wrong SK and a 16-minute-old date are 401 APIGW.0303."""
     wall = FakeClock(WALL_START)
     sandbox = Sandbox(SandboxConfig(aksk={AK: SK}), wall_clock=wall)
+    sandbox.add_plan(P, plan_id=PLAN)
     body = b'{"img_url": "%s"}' % IMG.encode()
     async with sandbox.serve() as url, aiohttp.ClientSession() as http:
 
@@ -613,9 +633,101 @@ async def test_aksk_unknown_access_key_and_signed_multipart_upload() -> None:
     async with sandbox.serve() as url, aiohttp.ClientSession() as http:
         headers = signed(url, "POST", path, b"multipart", writer.content_type, when=wall.now)
         unknown = await call(http, "POST", url + path, data=writer, headers=headers)
-        sandbox.config = SandboxConfig(aksk={AK: SK})
+        sandbox.config = SandboxConfig(aksk={AK: SK}, autocreate=True)
         status, body, _ = await call(http, "POST", url + path, data=writer, headers=headers)
     assert (unknown[0], unknown[1]["error_code"]) == (401, "APIGW.0303")
     assert headers["X-Sdk-Content-Sha256"] == "UNSIGNED-PAYLOAD"
     assert status == 200
     assert sandbox.image_bytes(body["img_url"]) == PNG
+
+
+# -- documented permission answers, the v3 download route, IAM's project list ---------------
+
+
+@pytest.mark.anyio
+async def test_a_non_member_project_answers_400_pm_02150010_on_every_route() -> None:
+    """A project the caller is not a member of: 400 PM.02150010 (documented as 400, not 403)."""
+    sandbox = Sandbox(SandboxConfig(tokens=frozenset({TOKEN}), non_member_projects={P}))
+    sandbox.add_plan(P, plan_id=PLAN)
+    sandbox.add_plan(Q, plan_id=PLAN)
+    async with running(sandbox) as (sb, http):
+        answers = [
+            await call(http, "PUT", PUT_PATH, json={"img_url": IMG}),
+            await call(http, "POST", f"/v3/plan/{P}/managements", json={"page_size": 5}),
+            await call(http, "POST", f"/v2/{P}/img", data=form(PNG)),
+        ]
+        member = await call(
+            http, "PUT", f"/v3/plan/{Q}/management/{PLAN}/img", json={"img_url": IMG}
+        )
+    for status, body, _ in answers:
+        assert (status, body["error_code"]) == (400, "PM.02150010")
+    assert member[0] == 200
+    assert sb.stats.applied == {(Q, PLAN): 1}
+
+
+@pytest.mark.anyio
+async def test_without_the_download_policy_only_the_v3_route_serves_images() -> None:
+    """download_permission=False: DownloadImageFile is 400 PM.02174103 无操作权限, while
+    GET /v3/upload/... (the img_url with v1 swapped for v3) serves the same bytes."""
+    sandbox = Sandbox(SandboxConfig(tokens=frozenset({TOKEN}), download_permission=False))
+    url = sandbox.upload(Q, PNG)
+    async with running(sandbox) as (_, http):
+        refused = await call(http, "GET", f"/v4/projects/{Q}/image-file", params={"image_uri": url})
+        served = await call(http, "GET", "/v3/" + url.removeprefix("/v1/"))
+        missing = await call(http, "GET", f"/v3/upload/{Q}/202506/1.png")
+    assert refused[:2] == (400, {"error_code": "PM.02174103", "error_msg": "无操作权限"})
+    assert served[:2] == (200, PNG)
+    assert (missing[0], missing[1]["error_code"]) == (400, "PM.02175006")
+
+
+@pytest.mark.anyio
+async def test_iam_lists_projects_by_name_for_a_signed_request() -> None:
+    """GET /v3/projects?name=cn-north-4, signed, lists the one IAM project; another name none."""
+    wall = FakeClock(WALL_START)
+    sandbox = Sandbox(SandboxConfig(aksk={AK: SK}), wall_clock=wall)
+    async with sandbox.serve() as url, aiohttp.ClientSession() as http:
+
+        async def lookup(name: str) -> tuple[int, Any]:
+            path = f"/v3/projects?name={name}"
+            headers = sign_request(
+                method="GET", url=url + path, headers={}, body=None, ak=AK, sk=SK,
+                now=datetime.fromtimestamp(wall.now, UTC),
+            )  # fmt: skip
+            status, body, _ = await call(http, "GET", url + path, headers=headers)
+            return status, body
+
+        found = await lookup("cn-north-4")
+        none = await lookup("eu-west-0")
+        unsigned = await call(http, "GET", url + "/v3/projects?name=cn-north-4")
+    assert found[0] == 200
+    assert [(p["id"], p["name"]) for p in found[1]["projects"]] == [(IAM_PROJECT_ID, "cn-north-4")]
+    assert none == (200, {"projects": [], "links": none[1]["links"]})
+    assert unsigned[0] == 401
+    assert sandbox.stats.project_lookups == 3
+
+
+@pytest.mark.anyio
+async def test_signed_calls_need_a_known_x_project_id_unless_relaxed() -> None:
+    """AK/SK calls without X-Project-Id (or with an unknown one) are 401 APIGW.0301 by
+    default; require_project_id=False accepts them."""
+    wall = FakeClock(WALL_START)
+    body = b'{"img_url": "%s"}' % IMG.encode()
+    results = []
+    for require in (True, False):
+        sandbox = Sandbox(SandboxConfig(aksk={AK: SK}, require_project_id=require), wall_clock=wall)
+        sandbox.add_plan(P, plan_id=PLAN)
+        async with sandbox.serve() as url, aiohttp.ClientSession() as http:
+            for project_id in (None, "f" * 32, IAM_PROJECT_ID):
+                headers = {"Content-Type": "application/json"}
+                if project_id:
+                    headers["X-Project-Id"] = project_id
+                headers |= sign_request(
+                    method="PUT", url=url + PUT_PATH, headers=headers, body=body, ak=AK, sk=SK,
+                    now=datetime.fromtimestamp(wall.now, UTC),
+                )  # fmt: skip
+                status, payload, _ = await call(
+                    http, "PUT", url + PUT_PATH, data=body, headers=headers
+                )
+                results.append((status, payload["error_code"] if status != 200 else None))
+    assert results[:3] == [(401, "APIGW.0301"), (401, "APIGW.0301"), (200, None)]
+    assert results[3:] == [(200, None)] * 3

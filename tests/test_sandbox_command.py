@@ -54,10 +54,26 @@ def test_options_build_the_described_sandbox() -> None:
 
 
 def test_defaults_and_rejected_values(capsys: pytest.CaptureFixture[str]) -> None:
-    """Defaults are 127.0.0.1:8080 with autocreate; a probability above 1 is a usage error."""
+    """Defaults are 127.0.0.1:8080 and the documented behaviour (no autocreate, wrapped list
+    elements, X-Project-Id required); a probability above 1 is a usage error."""
     args = parse()
     assert (args.host, args.port, args.strict) == ("127.0.0.1", 8080, False)
-    assert build_sandbox(args).config.autocreate
+    config = build_sandbox(args).config
+    assert (config.autocreate, config.list_wrapped, config.require_project_id) == (
+        False,
+        True,
+        True,
+    )
+    assert (config.download_permission, config.non_member_projects) == (True, frozenset())
+    loose = build_sandbox(
+        parse(
+            "--autocreate", "--list-bare", "--no-project-id-check", "--no-download-permission",
+            "--non-member", "919bb351ef424e2daaf3dd80c179fae9",
+        )
+    ).config  # fmt: skip
+    assert (loose.autocreate, loose.list_wrapped, loose.require_project_id) == (True, False, False)
+    assert not loose.download_permission
+    assert loose.non_member_projects == {"919bb351ef424e2daaf3dd80c179fae9"}
     with pytest.raises(SystemExit) as raised:
         parse("--p500", "1.5")
     assert raised.value.code == 2

@@ -51,9 +51,10 @@ async def running(sandbox: Sandbox) -> AsyncIterator[aiohttp.ClientSession]:
 
 
 def new_sandbox(faults: Faults | None = None, **kwargs: Any) -> Sandbox:
-    """A sandbox accepting TOKEN, with plan PLAN in project P."""
+    """A sandbox accepting TOKEN, with plans PLAN and OTHER_PLAN in project P."""
     sandbox = Sandbox(SandboxConfig(tokens=frozenset({TOKEN})), faults=faults, **kwargs)
     sandbox.add_plan(P, "Roadmap", "gantt", plan_id=PLAN)
+    sandbox.add_plan(P, "Other", "mind", plan_id=OTHER_PLAN)
     return sandbox
 
 

@@ -207,13 +207,19 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help='list each project first: previous_img_url, undo, --backup, "already set" '
         "(default on)",
     )
+    parser.add_argument(
+        "--gallery",
+        type=Path,
+        metavar="DIR",
+        help="after the run, write a before/after HTML gallery of its report into DIR",
+    )
 
 
 # Flags whose value, when given, replaces the settings field of the same name.
 _VALUES = (
     "concurrency", "rate", "burst", "retries", "timeout", "backoff", "breaker", "report",
     "ca_bundle", "backup", "lock_wait", "max_duration", "log_file", "history", "progress",
-    "snapshot", "log_json", "quiet", "verbose",
+    "snapshot", "log_json", "quiet", "verbose", "gallery",
 )  # fmt: skip
 # Switches that set a field when present: (flag's dest, field, value when present).
 _SWITCHES = (

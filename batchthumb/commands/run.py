@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
+
 from batchthumb.auth import describe_auth, load_credentials
+from batchthumb.check import Row, Status, compare_job, counts_line, format_row
 from batchthumb.client import IamTokens, make_transport
 from batchthumb.commands import Done
 from batchthumb.commands.flags import (
@@ -17,12 +20,12 @@ from batchthumb.commands.flags import (
     settings_from_args,
 )
 from batchthumb.console import Console, Quiet
-from batchthumb.errors import BatchthumbError
+from batchthumb.errors import BatchthumbError, UsageError
 from batchthumb.jobfile import load_job
 from batchthumb.jobrun import RunResult, headline, plan_run, run_job
-from batchthumb.model import Job, RunSettings
+from batchthumb.model import Item, Job, RunSettings
 from batchthumb.output import open_output
-from batchthumb.session import connect
+from batchthumb.session import Connection, connect
 
 DESCRIPTION = "Set the thumbnails a job file lists. Flags win over the job file."
 PREVIEW = 20  # requests a dry run shows
@@ -49,6 +52,11 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--dry-run", action="store_true", help="validate and show what would be sent; send nothing"
     )
     parser.add_argument(
+        "--no-check",
+        action="store_true",
+        help="with --dry-run: do not compare with the API first (no request at all)",
+    )
+    parser.add_argument(
         "--sandbox",
         action="store_true",
         help="run against a local sandbox of the API (no account needed)",
@@ -68,7 +76,13 @@ def from_args(args: argparse.Namespace, console: Console) -> RunResult | DryRunR
     if args.dry_run:
         for warning in job.warnings:
             console.warn(str(warning))
-        return dry_run(job=job, settings=settings, sandbox=args.sandbox)
+        return dry_run(
+            job=job,
+            settings=settings,
+            sandbox=args.sandbox,
+            console=console,
+            compare=not args.no_check,
+        )
     return run(
         job=job,
         settings=settings,
@@ -122,30 +136,95 @@ def run(
 
 
 def dry_run(
-    *, job: Job, settings: RunSettings | None = None, sandbox: bool = False
+    *,
+    job: Job,
+    settings: RunSettings | None = None,
+    sandbox: bool = False,
+    console: Console | None = None,
+    compare: bool = False,
 ) -> DryRunResult:
-    """What :func:`run` would send, without sending anything."""
+    """What :func:`run` would send, without sending a PUT or an upload.
+
+    With ``compare`` (the CLI's default; a script asks for it) and credentials at hand (not
+    with ``sandbox``: an embedded sandbox starts empty, so it would say every plan changes),
+    the pending items are compared with the API first, with list calls only, as
+    ``batchthumb check`` does: the plans that already show their thumbnail are the ones the
+    run would skip.
+    """
     settings = settings or job.settings
     report = settings.report_for(job.path)
     plan = plan_run(job, settings, report)
     auth = settings.auth or job.auth
     if not sandbox:
-        # Read and checked as a run would (a token with a line break is refused here too);
-        # nothing is sent: an IAM token is only fetched when a run starts.
+        # Read and checked as a run would (a token with a line break is refused here too).
+        # Nothing is sent for it; an IAM token is fetched only to compare, below.
         load_credentials(auth, issue=IamTokens(make_transport()), region=settings.region)
     lines = [
         f"dry run: {headline(job, plan, settings)}",
         f"report: {report}",
         "credentials: " + ("the sandbox's own token" if sandbox else describe_auth(auth)),
     ]
-    for item in itertools.islice(plan.pending, PREVIEW):
-        lines.append(
-            f"  PUT /v3/plan/{item.project_id}/management/{item.plan_id}/img  {item.thumbnail}"
-        )
-    if len(plan.pending) > PREVIEW:
-        lines.append(f"  ... and {len(plan.pending) - PREVIEW} more")
-    lines.append("nothing was sent")
+    connection, why = None, "--sandbox starts an empty sandbox"
+    if not compare:
+        why = "not asked to (--no-check)"
+    elif not settings.snapshot:
+        why = "--no-snapshot: the run sends every plan without looking first"
+    elif not sandbox:
+        try:
+            connection = connect(settings, job.auth, console or Quiet())
+        except UsageError as exc:
+            why = f"no endpoint at hand: {exc}"
+    compared: list[str] = []
+    if connection is not None:
+        try:
+            compared = _compared(job, settings, plan.pending, connection)
+        except BatchthumbError as exc:  # a dry run still shows the plan when the API cannot
+            why = f"the API could not be asked: {exc}"
+    if compared:
+        lines += compared
+        lines.append("nothing was changed")
+    else:
+        lines.append(f"not compared with the API ({why})")
+        lines += _put_lines(plan.pending, len(plan.pending))
+        lines.append("nothing was sent")
     return DryRunResult(tuple(lines))
+
+
+def _put_lines(items: Iterable[Item], count: int) -> list[str]:
+    lines = [
+        f"  PUT /v3/plan/{item.project_id}/management/{item.plan_id}/img  {item.thumbnail}"
+        for item in itertools.islice(items, PREVIEW)
+    ]
+    if count > PREVIEW:
+        lines.append(f"  ... and {count - PREVIEW} more")
+    return lines
+
+
+def _compared(
+    job: Job, settings: RunSettings, items: Iterable[Item], connection: Connection
+) -> list[str]:
+    """The dry run's lines after comparing ``items`` with the API (list calls only)."""
+    shown: dict[Status, list[Row]] = {status: [] for status in Status}
+
+    def keep(row: Row) -> None:
+        if len(shown[row.status]) < PREVIEW:
+            shown[row.status].append(row)
+
+    result = anyio.run(compare_job, job, settings, connection, keep, items)
+    counts = result.counts
+    lines = [
+        f"endpoint: {connection.endpoint} (compared with {result.requests} list calls)",
+        f"would skip {counts[Status.IN_SYNC]} plans that already show their thumbnail:",
+    ]
+    lines += [f"  {format_row(row)}" for row in shown[Status.IN_SYNC]]
+    sends = counts[Status.WOULD_CHANGE] + counts[Status.UNKNOWN] + counts[Status.MISSING]
+    lines.append(f"would send {sends} PUTs:")
+    rows = [*shown[Status.WOULD_CHANGE], *shown[Status.UNKNOWN], *shown[Status.MISSING]]
+    lines += [f"  {format_row(row)}" for row in rows[:PREVIEW]]
+    if sends > PREVIEW:
+        lines.append(f"  ... and {sends - PREVIEW} more")
+    lines.append(counts_line(result))
+    return lines
 
 
 __all__ = ["DryRunResult", "RunResult", "dry_run", "from_args", "register", "run"]

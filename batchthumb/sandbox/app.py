@@ -34,6 +34,12 @@ from batchthumb.sandbox.state import (
     Store,
     is_id,
 )
+from batchthumb.sandbox.undocumented import (
+    MISSING_PROJECT_ID,
+    NO_PERMISSION,
+    NOT_A_MEMBER,
+    UNKNOWN_PLAN,
+)
 
 JSON_CONTENT_TYPE = "application/json;charset=UTF-8"
 TOKEN_MIN_LENGTH = 10
@@ -215,12 +221,23 @@ class Routes:
         self.sandbox.notify()
         return response
 
-    def authenticate(self, request: web.Request, body: bytes | None) -> None:
-        """Accept an ``X-Auth-Token`` or an ``SDK-HMAC-SHA256`` signature, else raise 401."""
+    def authenticate(self, request: web.Request, body: bytes | None, *, iam: bool = False) -> None:
+        """Accept an ``X-Auth-Token`` or an ``SDK-HMAC-SHA256`` signature, else raise 401.
+
+        A signed API call (``iam`` False) must also carry a known ``X-Project-Id`` unless
+        the config says otherwise, as the SDK always sends it (facts §4.3).
+        """
         headers = request.headers
         authorization = headers.get("Authorization")
         if authorization is not None and authorization.startswith(signing.ALGORITHM):
             self._verify_signature(request, body)
+            config = self.sandbox.config
+            if (
+                not iam
+                and config.require_project_id
+                and headers.get("X-Project-Id") not in config.iam_project_ids
+            ):
+                raise ApiError(401, "APIGW.0301", MISSING_PROJECT_ID)
             return
         token = headers.get("X-Auth-Token")
         if token is None:
@@ -267,12 +284,12 @@ class Routes:
         project_id = request.match_info["project_id"]
         if not is_id(project_id):
             raise invalid("project_id", "must be 32 letters or digits")
+        if project_id in self.sandbox.config.non_member_projects:
+            raise ApiError(*NOT_A_MEMBER)
         return project_id
 
     def plans_of(self, project_id: str, *, create: bool) -> dict[str, Plan]:
         """The plans of a known project; unknown: created, empty, or 400 ``PM.02152005``."""
-        if project_id in self.sandbox.config.not_member_of:
-            raise ApiError(400, "PM.02150010", "The user is not a member of the project.")
         plans = self.store.projects.get(project_id)
         if plans is not None:
             return plans
@@ -349,8 +366,7 @@ class Routes:
         plan = plans.get(plan_id)
         if plan is None:
             if not sandbox.config.autocreate:
-                # The real code for an unknown plan is not documented (facts §5.2, §7.4).
-                raise invalid("plan_id", f"plan {plan_id} does not exist")
+                raise _unknown_plan(plan_id)
             plan = self.store.add_plan(project_id, f"Plan {plan_id[:8]}", "mind", plan_id=plan_id)
         if sandbox.config.strict_urls:
             upload = self.store.uploads.get(img_url)
@@ -405,7 +421,10 @@ class Routes:
         if plan_type:
             plans = [p for p in plans if p.type == plan_type]
         start = (page_no - 1) * page_size
-        items: list[dict[str, Any]] = [p.to_json() for p in plans[start : start + page_size]]
+        with_img = self.sandbox.config.list_img
+        items: list[dict[str, Any]] = [
+            p.to_json(with_img=with_img) for p in plans[start : start + page_size]
+        ]
         if self.sandbox.config.list_wrapped:
             items = [{"result": item, "status": "success"} for item in items]
         return json_response(
@@ -439,7 +458,7 @@ class Routes:
             raise invalid("plan_id", "must be 32 letters or digits")
         plan = self.plans_of(project_id, create=False).get(plan_id)
         if plan is None:
-            raise invalid("plan_id", f"plan {plan_id} does not exist")
+            raise _unknown_plan(plan_id)
         result = plan.to_json(with_img=False)
         result["updater"] = plan.creator.to_json()
         result["created_on"] = str(plan.created_on)
@@ -475,13 +494,55 @@ class Routes:
         """``GET /v4/projects/{project_id}/image-file?image_uri=...``: the stored image."""
         self.stats.downloads += 1
         self.authenticate(request, await request.read())
+        if not self.sandbox.config.download_permission:
+            # The identity policy codeartsreq:attachment:download, checked before any role.
+            raise ApiError(*NO_PERMISSION)
         self.project(request)
         upload = self.store.uploads.get(request.query.get("image_uri", ""))
         if upload is None:
             raise invalid("image_uri", "no such image")
         return web.Response(body=upload.data, headers={"Content-Type": upload.content_type})
 
+    async def download_v3(self, request: web.Request) -> web.StreamResponse:
+        """``GET /v3/upload/{project_id}/{yyyymm}/{name}``: the img_url with v1 swapped for v3.
+
+        Documented on the UploadIssuesImg page; it needs no identity policy (facts §0).
+        """
+        self.stats.downloads += 1
+        self.authenticate(request, await request.read())
+        if request.match_info["project_id"] in self.sandbox.config.non_member_projects:
+            raise ApiError(*NOT_A_MEMBER)
+        img_url = "/v1/" + request.path.removeprefix("/v3/")
+        upload = self.store.uploads.get(img_url)
+        if upload is None:
+            raise invalid("img_url", "no such image")
+        return web.Response(body=upload.data, headers={"Content-Type": upload.content_type})
+
     # -- IAM ----------------------------------------------------------------------------
+
+    async def list_iam_projects(self, request: web.Request) -> web.StreamResponse:
+        """``GET /v3/projects?name=``: Keystone's project list, as the SDK's lookup reads it."""
+        self.stats.project_lookups += 1
+        self.authenticate(request, await request.read(), iam=True)
+        name = request.query.get("name", "")
+        config = self.sandbox.config
+        names = [name] if "name" in request.query else list(config.iam_projects)
+        projects = [
+            {
+                "id": project_id,
+                "name": region,
+                "domain_id": _stable_id("domain", "sandbox"),
+                "parent_id": _stable_id("domain", "sandbox"),
+                "is_domain": False,
+                "enabled": True,
+                "description": "",
+                "links": {"self": f"{request.url.origin()}/v3/projects/{project_id}"},
+            }
+            for region in names
+            for project_id in config.iam_projects.get(region, ())
+        ]
+        links = {"self": str(request.url), "previous": None, "next": None}
+        return json_response({"projects": projects, "links": links})
 
     async def issue_token(self, request: web.Request) -> web.StreamResponse:
         """``POST /v3/auth/tokens``: a password-scoped token in ``X-Subject-Token``."""
@@ -542,6 +603,11 @@ class Routes:
         return json_response(body, 201, {"X-Subject-Token": token})
 
 
+def _unknown_plan(plan_id: str) -> ApiError:
+    status, code = UNKNOWN_PLAN
+    return ApiError(status, code, f"Invalid parameter plan_id: plan {plan_id} does not exist")
+
+
 def _stable_id(*parts: str) -> str:
     return hashlib.md5("/".join(parts).encode(), usedforsecurity=False).hexdigest()
 
@@ -557,5 +623,7 @@ def build_app(sandbox: Sandbox) -> web.Application:
     add.add_get("/v3/plan/{project_id}/{plan_id}/info", routes.plan_info)
     add.add_post("/v2/{project_id}/img", routes.upload_img)
     add.add_get("/v4/projects/{project_id}/image-file", routes.download_img)
+    add.add_get("/v3/upload/{project_id}/{yyyymm}/{name}", routes.download_v3)
     add.add_post("/v3/auth/tokens", routes.issue_token)
+    add.add_get("/v3/projects", routes.list_iam_projects)
     return app

@@ -90,13 +90,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--strict",
         action="store_true",
-        help="unknown projects and plans are errors, and a PUT only takes URLs uploaded to "
-        "the same project",
+        help="a PUT only takes URLs uploaded to the same project through the sandbox",
     )
     parser.add_argument(
-        "--list-wrapped",
+        "--autocreate",
         action="store_true",
-        help='list elements as {"result": plan, "status": "success"}',
+        help="create unknown projects and plans on first use (default: 400, as the API)",
+    )
+    parser.add_argument(
+        "--list-bare",
+        action="store_true",
+        help='list elements as bare plans (default: {"result": plan, "status": "success"}, '
+        "as documented)",
+    )
+    parser.add_argument(
+        "--no-project-id-check",
+        action="store_true",
+        help="accept AK/SK calls without a known X-Project-Id (the SDK always sends one)",
+    )
+    parser.add_argument(
+        "--non-member",
+        action="append",
+        default=[],
+        metavar="PROJECT_ID",
+        help="answer every call on this project 400 PM.02150010, not a member (repeatable)",
+    )
+    parser.add_argument(
+        "--no-download-permission",
+        action="store_true",
+        help="answer DownloadImageFile 400 PM.02174103, as for an IAM user without "
+        "codeartsreq:attachment:download",
+    )
+    parser.add_argument(
+        "--list-without-img",
+        action="store_true",
+        help="list plans without their img_url (thumbnails unknown to the client)",
     )
     faults = parser.add_argument_group("faults")
     faults.add_argument(
@@ -149,9 +177,13 @@ def build_sandbox(args: argparse.Namespace) -> Sandbox:
         tokens=frozenset(args.token),
         iam_users=tuple(users),
         aksk=dict(args.aksk),
-        autocreate=not args.strict,
+        autocreate=args.autocreate,
         strict_urls=args.strict,
-        list_wrapped=args.list_wrapped,
+        list_wrapped=not args.list_bare,
+        require_project_id=not args.no_project_id_check,
+        non_member_projects=frozenset(args.non_member),
+        download_permission=not args.no_download_permission,
+        list_img=not args.list_without_img,
     )
     faults = Faults(
         latency=args.latency,

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from batchthumb.sandbox.undocumented import IAM_PROJECT_ID, IAM_REGION
+
 DEFAULT_MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 
 
@@ -27,23 +29,40 @@ class SandboxConfig:
     ``tokens``: static ``X-Auth-Token`` values; when empty and no ``iam_users`` are given,
     any token of valid length (10..32768) is accepted. ``aksk``: access key -> secret key for
     ``SDK-HMAC-SHA256`` requests (kept out of repr). ``autocreate``: unknown projects and
-    plans are created by the first PUT instead of being errors. ``strict_urls``: a PUT only
-    accepts an ``img_url`` uploaded to that same project through the sandbox.
-    ``list_wrapped``: list elements are ``{"result": plan, "status": "success"}``.
-    ``not_member_of``: projects whose plans answer 400 ``PM.02150010`` (not a member).
+    plans are created by the first PUT instead of being errors (off by default, as the API:
+    400 ``PM.02152005``). ``strict_urls``: a PUT only accepts an ``img_url`` uploaded to that
+    same project through the sandbox. ``list_wrapped``: list elements are
+    ``{"result": plan, "status": "success"}``, as documented (on by default).
+    ``iam_projects``: region name -> the IAM project ids ``GET /v3/projects?name=`` lists.
+    ``require_project_id``: AK/SK-signed API calls must carry a known ``X-Project-Id``, as the
+    SDK always sends. ``non_member_projects``: projects whose every call is answered 400
+    ``PM.02150010``. ``download_permission``: False models an IAM user without
+    ``codeartsreq:attachment:download`` (DownloadImageFile answers 400 ``PM.02174103``).
+    ``list_img``: list elements carry ``img_url`` (off: the list shows no thumbnails, which
+    the docs do not rule out).
+    The choices the docs leave open are listed in :mod:`batchthumb.sandbox.undocumented`.
     """
 
     tokens: frozenset[str] = frozenset()
     iam_users: tuple[IamUser, ...] = ()
     aksk: Mapping[str, str] = field(default_factory=dict, repr=False)
-    autocreate: bool = True
+    autocreate: bool = False
     strict_urls: bool = False
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
-    list_wrapped: bool = False
-    not_member_of: frozenset[str] = frozenset()
+    list_wrapped: bool = True
+    iam_projects: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: {IAM_REGION: (IAM_PROJECT_ID,)}
+    )
+    require_project_id: bool = True
+    non_member_projects: frozenset[str] = frozenset()
+    download_permission: bool = True
+    list_img: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tokens", frozenset(self.tokens))
+        object.__setattr__(self, "non_member_projects", frozenset(self.non_member_projects))
+        projects = {name: tuple(ids) for name, ids in self.iam_projects.items()}
+        object.__setattr__(self, "iam_projects", MappingProxyType(projects))
         object.__setattr__(self, "iam_users", tuple(self.iam_users))
         object.__setattr__(self, "aksk", MappingProxyType(dict(self.aksk)))
         if self.max_upload_bytes < 1:
@@ -53,3 +72,8 @@ class SandboxConfig:
     def accepts_any_token(self) -> bool:
         """True when no token source is configured, so any token of valid length passes."""
         return not self.tokens and not self.iam_users
+
+    @property
+    def iam_project_ids(self) -> frozenset[str]:
+        """Every IAM project id the sandbox's IAM knows: what ``X-Project-Id`` may carry."""
+        return frozenset(i for ids in self.iam_projects.values() for i in ids)

@@ -15,11 +15,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from batchthumb.images import CONTENT_TYPES
+from batchthumb.sandbox.undocumented import IMG_EXT_MAX, IMG_NAME_MAX, IMG_URL_ID
 
 # The documented project_id constraint; plan ids share it (facts §1.2: 32 alphanumerics).
 ID_PATTERN = re.compile(r"[A-Za-z0-9]{32}")
-# A stricter, anchored reading of the documented '/v1/upload/%s/\d{6}/[a-zA-Z0-9]+.[a-zA-Z]'.
-IMG_URL_PATTERN = re.compile(r"/v1/upload/([A-Za-z0-9]{32})/\d{6}/[A-Za-z0-9]+\.[A-Za-z]+")
+# The documented '/v1/upload/%s/\d{6}/[a-zA-Z0-9]+.[a-zA-Z]', anchored and bounded, with the
+# download page's 1 to 32 characters in the %s slot (see undocumented.py).
+IMG_URL_PATTERN = re.compile(
+    rf"/v1/upload/({IMG_URL_ID})/\d{{6}}/[A-Za-z0-9]{{1,{IMG_NAME_MAX}}}\.[A-Za-z]{{1,{IMG_EXT_MAX}}}"
+)
 
 PLAN_TYPES = ("gantt", "mind")
 
@@ -123,6 +127,7 @@ class Stats:
     creates: int = 0
     infos: int = 0
     tokens_issued: int = 0
+    project_lookups: int = 0
     drops: int = 0
     waiting_at_gate: int = 0
     first_put_at: float | None = None
