@@ -9,6 +9,7 @@ A failed item is data (an outcome in the report); these are for what stops a com
     ├── ReportError       the report cannot be read or written (exit 2)
     ├── LockHeldError     another run holds the report's lock (exit 75)
     └── RunAborted        the run gave up early: credentials rejected (exit 3)
+        └── ProjectNotFound   a project's listing says it does not exist
 """
 
 from __future__ import annotations
@@ -82,6 +83,14 @@ class RunAborted(BatchthumbError):
     """The run stopped early because going on would only repeat the same failure."""
 
     exit_code = EXIT_ABORTED
+
+
+class ProjectNotFound(RunAborted):
+    """The list call says the project does not exist (or was deleted)."""
+
+    def __init__(self, project_id: str, message: str) -> None:
+        self.project_id = project_id
+        super().__init__(message)
 
 
 @contextmanager

@@ -12,9 +12,9 @@ import shlex
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -24,7 +24,7 @@ from typing import Any, TextIO
 import anyio
 
 from batchthumb.auth import Redactor
-from batchthumb.client import open_api
+from batchthumb.client import PlanApi, open_api
 from batchthumb.console import Console, Quiet
 from batchthumb.errors import (
     EXIT_ABORTED,
@@ -37,7 +37,7 @@ from batchthumb.errors import (
 from batchthumb.gallery import write_gallery
 from batchthumb.history import remembered_uploads, rotate
 from batchthumb.jobwriter import Entry, render_job, write_job
-from batchthumb.model import Item, ItemStream, Job, RunSettings, Tally
+from batchthumb.model import Item, ItemResult, ItemStream, Job, RunSettings, Tally
 from batchthumb.output import RunOutput, open_output
 from batchthumb.progress import Silent, choose_progress, format_duration
 from batchthumb.report import (
@@ -49,14 +49,18 @@ from batchthumb.report import (
     read_report,
     report_lock,
 )
-from batchthumb.runner import Key, RunSummary, Uploads, run_batch
-from batchthumb.sending import Sender, Stop
+from batchthumb.runner import Key, Recorder, RunSummary, Uploads, run_batch
+from batchthumb.sending import Channel, Sender, Stop
 from batchthumb.session import Connection, embedded_sandbox, make_sender
 from batchthumb.snapshot import Snapshot
 from batchthumb.summarize import ReportFile
 from batchthumb.summary import format_summary
 
 TIME_LIMIT = "time limit reached"
+
+# Given the items about to be sent, what to call with each result once it is recorded
+# (a migration of many project pairs says when each pair is done).
+Watch = Callable[[ItemStream], Callable[[ItemResult], None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +124,8 @@ class RunResult:
         finish = self.finish_command()
         if finish:
             lines.append(f"to finish: {finish}")
+        elif self.unfinished:  # a caller that gave no command line (migrate: many flags)
+            lines.append("to finish: run the same command again with --resume")
         return lines
 
     def finish_command(self) -> str | None:
@@ -228,10 +234,15 @@ def run_job(
     *,
     console: Console | None = None,
     connection: Connection | None = None,
+    source: Connection | None = None,
+    watch: Watch | None = None,
     watch_signals: bool = False,
     rerun: Sequence[str] | None = None,
 ) -> RunResult:
     """Run a job under its report's lock; ``connection`` None means an embedded sandbox.
+
+    ``source``: where a migration's source images are downloaded from, when that is another
+    endpoint or account than ``connection`` (its own session, credentials and pacing).
 
     With ``watch_signals`` (the CLI), the first SIGINT or SIGTERM stops gracefully and the
     second at once; only in the main thread, the only one Python delivers signals to.
@@ -251,8 +262,9 @@ def run_job(
             summary = None
             if len(plan.pending):
                 run = partial(
-                    _run_in_loop, job, plan, settings, report, connection, output, watch_signals
-                )
+                    _run_in_loop, job, plan, settings, report, connection, output,
+                    watch_signals, source, watch,
+                )  # fmt: skip
                 summary = anyio.run(run, backend_options=_backend_options())
         tally = summary.tally if summary is not None else Tally()
         result = RunResult(
@@ -305,12 +317,16 @@ async def _run_in_loop(
     connection: Connection | None,
     output: RunOutput,
     watch_signals: bool,
+    source: Connection | None,
+    watch: Watch | None,
 ) -> RunSummary:
     stop = Stop()
     async with _target(job, connection, output) as target:
         # Fetch the first IAM token here, outside any task group, so a wrong password is one
         # clear message (exit 3) rather than an exception group.
         await target.credentials.prepare()
+        if source is not None:
+            await source.credentials.prepare()
         failure: BatchthumbError | None = None
         async with anyio.create_task_group() as tasks:
             if watch_signals and threading.current_thread() is threading.main_thread():
@@ -325,6 +341,8 @@ async def _run_in_loop(
                     connection=target,
                     stop=stop,
                     console=output,
+                    source=source,
+                    watch=watch,
                 )
             except BatchthumbError as exc:  # raised below, not wrapped in an exception group
                 failure = exc
@@ -370,11 +388,16 @@ async def run_plan(
     stop: Stop,
     console: Console,
     log: TextIO | None = None,
+    source: Connection | None = None,
+    watch: Watch | None = None,
 ) -> RunSummary:
     """Send the plan's items and journal every outcome; compact the report after a resume.
 
-    ``connection.credentials`` must be prepared already: a refused password is the
-    caller's to report, outside any task group. ``console`` is the run's
+    ``connection.credentials`` (and ``source``'s) must be prepared already: a refused password
+    is the caller's to report, outside any task group. With ``source``, source images are
+    downloaded through a second session with its own credentials and its own sender (rate
+    limit, throttling), sharing the run's stop; nothing of one side is sent to the other.
+    ``console`` is the run's
     :class:`~batchthumb.output.RunOutput`, or any console (then ``log``, if given, gets the
     JSON events).
 
@@ -390,8 +413,9 @@ async def run_plan(
     output = console
     appending = settings.resume or settings.retry_failed
     credentials = connection.credentials
+    sides = [credentials] if source is None else [credentials, source.credentials]
     # Read at each use: tokens renewed during the run are masked too.
-    output.redact = Redactor(lambda: credentials.secrets)
+    output.redact = Redactor(lambda: [secret for side in sides for secret in side.secrets])
     # A log that cannot be written stops the run gracefully: what is in flight is journaled.
     output.on_log_error = lambda exc: stop.request("the log cannot be written")
     # No more workers, nor pooled connections, than there are items to send.
@@ -401,6 +425,7 @@ async def run_plan(
         items=len(plan.pending),
         skipped=plan.skipped,
         endpoint=connection.endpoint,
+        **({} if source is None else {"source_endpoint": source.endpoint}),
         concurrency=settings.concurrency,
         workers=workers,
         rate=settings.rate,
@@ -417,14 +442,12 @@ async def run_plan(
         )
     )
     sender = make_sender(settings, stop=stop, events=output)
-    async with open_api(
-        connection.endpoint,
-        credentials,
-        concurrency=workers,
-        timeout=settings.timeout,
-        transport=connection.transport,
-        max_answer_bytes=settings.max_answer_bytes,
-    ) as api:
+    async with AsyncExitStack() as stack:
+        api = await stack.enter_async_context(_api(connection, settings, workers))
+        downloads = None
+        if source is not None:
+            source_api = await stack.enter_async_context(_api(source, settings, workers))
+            downloads = Channel(source_api, make_sender(settings, stop=stop, events=output))
         with Journal(report, redact=output.redact) as journal:
             journal.record_start(
                 endpoint=connection.endpoint,
@@ -455,16 +478,20 @@ async def run_plan(
                         endpoint=connection.endpoint, console=output,
                     )  # fmt: skip
                 uploads = Uploads(done=dict(plan.recorded.uploads), remembered=plan.remembered)
+                recorder: Recorder = journal
+                if watch is not None:
+                    recorder = _Watched(journal, watch(plan.pending))
                 summary = await run_batch(
                     plan.pending,
                     api=api,
                     sender=sender,
-                    journal=journal,
+                    journal=recorder,
                     concurrency=workers,
                     progress=progress,
                     uploads=uploads,
                     previous=listings.previous if listings is not None else None,
                     listings=listings,
+                    downloads=downloads,
                 )
             finally:
                 ahead.close()  # a job file read for it is closed at once
@@ -489,6 +516,34 @@ async def run_plan(
     )
     output.check_log()
     return summary
+
+
+def _api(
+    connection: Connection, settings: RunSettings, workers: int
+) -> AbstractAsyncContextManager[PlanApi]:
+    return open_api(
+        connection.endpoint,
+        connection.credentials,
+        concurrency=workers,
+        timeout=settings.timeout,
+        transport=connection.transport,
+        max_answer_bytes=settings.max_answer_bytes,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Watched:
+    """The journal, and a watcher told of each result once it is recorded."""
+
+    journal: Recorder
+    seen: Callable[[ItemResult], None]
+
+    def record(self, result: ItemResult) -> None:
+        self.journal.record(result)
+        self.seen(result)
+
+    def record_upload(self, project_id: str, cache_key: str, img_url: str) -> None:
+        self.journal.record_upload(project_id, cache_key, img_url)
 
 
 def _now() -> str:

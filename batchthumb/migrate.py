@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +18,9 @@ from batchthumb.errors import RunAborted, os_errors
 from batchthumb.files import open_new
 from batchthumb.images import image_type, upload_name
 from batchthumb.jobwriter import Entry, csv_cell, write_text
-from batchthumb.model import Attempt, Item, SourceImage
+from batchthumb.model import Attempt, Item, ItemResult, Outcome, SourceImage
 from batchthumb.plans import Pairing
+from batchthumb.report import ReportState
 from batchthumb.sending import Sender, ThumbnailApi
 
 
@@ -48,15 +50,32 @@ def plan_migration(pairing: Pairing) -> Migration:
     return Migration(tuple(items), names, tuple(nothing))
 
 
-def unpaired_csv(pairing: Pairing) -> str:
-    """The plans left unpaired, as CSV: side, plan_id, name, type, reason."""
+@dataclass(frozen=True, slots=True)
+class PairPlan:
+    """One project pair of a migration: how its plans paired, and what it copies."""
+
+    source: str
+    target: str
+    pairing: Pairing
+    migration: Migration
+
+
+UNPAIRED_HEADER = (
+    "source_project", "target_project", "side", "plan_id", "name", "type", "why", "reason",
+)  # fmt: skip
+
+
+def unpaired_csv(pairs: Iterable[PairPlan]) -> str:
+    """The plans left unpaired, per project pair, as CSV (columns: :data:`UNPAIRED_HEADER`)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["side", "plan_id", "name", "type", "reason"])
-    for entry in pairing.unpaired:
-        plan = entry.plan
-        cells = (entry.side, plan.plan_id, plan.name, plan.type, entry.reason)
-        writer.writerow([csv_cell(cell) for cell in cells])
+    writer.writerow(UNPAIRED_HEADER)
+    for pair in pairs:
+        for entry in pair.pairing.unpaired:
+            plan = entry.plan
+            cells = (pair.source, pair.target, entry.side, plan.plan_id, plan.name, plan.type,
+                     entry.why, entry.reason)  # fmt: skip
+            writer.writerow([csv_cell(cell) for cell in cells])
     return out.getvalue()
 
 
@@ -103,9 +122,9 @@ def write_bytes(path: Path, data: bytes) -> None:
             file.write(data)
 
 
-def write_unpaired(path: Path, pairing: Pairing) -> None:
+def write_unpaired(path: Path, pairs: Iterable[PairPlan]) -> None:
     """Write the unpaired plans beside the job or report."""
-    write_text(path, unpaired_csv(pairing))
+    write_text(path, unpaired_csv(pairs))
 
 
 def summary_lines(pairing: Pairing, migration: Migration, *, limit: int = 10) -> Sequence[str]:
@@ -121,4 +140,47 @@ def summary_lines(pairing: Pairing, migration: Migration, *, limit: int = 10) ->
         )
     if len(pairing.unpaired) > limit:
         lines.append(f"  ... and {len(pairing.unpaired) - limit} more")
+    return lines
+
+
+class PairWatch:
+    """Says when each project pair of a run is done: all of its items still to send recorded."""
+
+    def __init__(
+        self, pairs: Sequence[PairPlan], pending: Iterable[Item], say: Callable[[str], None]
+    ) -> None:
+        self._pairs = {pair.target: (number, pair) for number, pair in enumerate(pairs, 1)}
+        self._left = Counter(item.project_id for item in pending)
+        self._tallies: dict[str, Counter[Outcome]] = {target: Counter() for target in self._pairs}
+        self._say = say
+
+    def __call__(self, result: ItemResult) -> None:
+        """Count one recorded result; announce its pair when it was the pair's last."""
+        target = result.project_id
+        tally = self._tallies[target]
+        tally[result.outcome] += 1
+        self._left[target] -= 1
+        if self._left[target] == 0:
+            number, pair = self._pairs[target]
+            self._say(
+                f"pair {number}/{len(self._pairs)} {pair.source} -> {pair.target} finished: "
+                f"{tally[Outcome.SUCCEEDED]} set, {tally[Outcome.FAILED]} failed, "
+                f"{tally[Outcome.SKIPPED]} already set"
+            )
+
+
+def pair_summary(pairs: Sequence[PairPlan], recorded: ReportState) -> list[str]:
+    """Per pair, from the report: items done, failed and not yet sent, and plans left alone."""
+    lines = []
+    for number, pair in enumerate(pairs, 1):
+        done = failed = 0
+        for item in pair.migration.items:
+            done += recorded.is_done(item.key)
+            failed += recorded.has_failed(item.key)
+        left = len(pair.migration.items) - done - failed
+        lines.append(
+            f"pair {number}/{len(pairs)} {pair.source} -> {pair.target}: {done} done, "
+            f"{failed} failed, {left} not sent; {len(pair.pairing.unpaired)} unpaired, "
+            f"{len(pair.migration.nothing)} with nothing to copy"
+        )
     return lines

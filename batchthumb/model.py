@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -264,6 +264,33 @@ class RunSettings:
         if self.report is not None:
             return self.report
         return job_path.with_name(f"{job_path.stem}.results.jsonl")
+
+
+@dataclass(frozen=True, slots=True)
+class Side:
+    """One side of a migration, where it differs from the shared settings: its endpoint or
+    region, and its credentials (another region or account signs in on its own)."""
+
+    endpoint: str | None = None
+    region: str | None = None  # sets the endpoint too, unless ``endpoint`` is given
+    auth: AuthConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.region is not None and not REGION.fullmatch(self.region):
+            # It becomes part of the endpoint's host name: nothing but a region may pass.
+            raise UsageError(f"region {self.region!r} is not a region name like cn-north-4")
+
+    def settings(self, shared: RunSettings) -> RunSettings:
+        """``shared`` with this side's endpoint, region and credentials on top."""
+        changes: dict[str, object] = {}
+        if self.region is not None:
+            changes["region"] = self.region
+            changes["endpoint"] = endpoint_for_region(self.region)
+        if self.endpoint is not None:
+            changes["endpoint"] = self.endpoint.rstrip("/")
+        if self.auth is not None:
+            changes["auth"] = self.auth
+        return replace(shared, **changes)  # type: ignore[arg-type]
 
 
 class ItemStream(Protocol):

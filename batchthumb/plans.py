@@ -7,19 +7,29 @@ retried and throttled like every other request.
 from __future__ import annotations
 
 import csv
+import unicodedata
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from batchthumb.client import PERMISSION_CODES
-from batchthumb.errors import JobFileError, Problem, RunAborted
+from batchthumb.errors import JobFileError, Problem, ProjectNotFound, RunAborted
 from batchthumb.files import MAPPING_FILE_LIMIT, FileRefused, read_regular
-from batchthumb.model import DEFAULT_MAX_LIST_PAGES, Attempt, PlanPage, PlanSummary, Verdict
+from batchthumb.model import (
+    DEFAULT_MAX_LIST_PAGES,
+    PROJECT_ID,
+    Attempt,
+    PlanPage,
+    PlanSummary,
+    Verdict,
+)
 from batchthumb.sending import Sender, ThumbnailApi
 
 # The documented maximum; the documented default is 1, so it is always sent (facts §1.1).
 PAGE_SIZE = 200
+# "The project does not exist or has been deleted" (facts §5.2).
+NO_SUCH_PROJECT = "PM.02152005"
 
 
 class ListingFailed(RunAborted):
@@ -48,13 +58,19 @@ class ListingFailed(RunAborted):
             )
         else:
             message = f"cannot list the plans of project {project_id}: {describe(attempt)}"
-        super().__init__(message)
+        # Not super(): in MissingProject the next class is ProjectNotFound, with its own init.
+        RunAborted.__init__(self, message)
 
     @classmethod
     def inconsistent(cls, project_id: str, why: str) -> ListingFailed:
         """The answers came, but do not make one list: the project's items fail with ``why``."""
         message = f"cannot list the plans of project {project_id}: {why}"
         return cls(project_id, Attempt(Verdict.PERMANENT, error=why), message=message)
+
+
+class MissingProject(ListingFailed, ProjectNotFound):
+    """The list call says the project does not exist (or was deleted): a listing failure that
+    ``migrate`` reports by the line of its pairs file."""
 
 
 def describe(attempt: Attempt) -> str:
@@ -105,6 +121,8 @@ async def list_project(
             raise RunAborted(f"stopped while listing the plans of project {project_id}")
         attempt, found, _ = sent
         if found is None:
+            if attempt.error_code == NO_SUCH_PROJECT:
+                raise MissingProject(project_id, attempt, sender.aborted)
             raise ListingFailed(project_id, attempt, sender.aborted)
         if not found.plans:
             return tuple(plans.values())
@@ -139,12 +157,20 @@ def thumbnails(plans: Iterable[PlanSummary]) -> dict[tuple[str, str], str | None
     return {(p.project_id, p.plan_id): p.img_url for p in plans if p.img_known}
 
 
+# Why a plan is left unpaired, as the unpaired CSV's `why` column says it.
+NO_PARTNER = "no partner"
+AMBIGUOUS = "ambiguous"
+TYPE_MISMATCH = "type mismatch"
+NOT_MAPPED = "not mapped"
+
+
 @dataclass(frozen=True, slots=True)
 class Unpaired:
-    """A plan migrate leaves alone, and why."""
+    """A plan migrate leaves alone, why (one of the constants above), and in words."""
 
     side: str  # "source" or "target"
     plan: PlanSummary
+    why: str
     reason: str
 
 
@@ -156,58 +182,78 @@ class Pairing:
     unpaired: tuple[Unpaired, ...]
 
 
-def pair_by_name(source: Sequence[PlanSummary], target: Sequence[PlanSummary]) -> Pairing:
-    """Pair plans with the same name and type; a name used twice on either side is ambiguous."""
-    sources: defaultdict[tuple[str, str], list[PlanSummary]] = defaultdict(list)
-    targets: defaultdict[tuple[str, str], list[PlanSummary]] = defaultdict(list)
-    for plan in source:
-        sources[(plan.name, plan.type)].append(plan)
-    for plan in target:
-        targets[(plan.name, plan.type)].append(plan)
+def exact_name(name: str) -> str:
+    """The name as it is: ``--match name``."""
+    return name
+
+
+def loose_name(name: str) -> str:
+    """``--match name-loose``: NFKC-normalised, case-folded, whitespace trimmed and collapsed."""
+    return " ".join(unicodedata.normalize("NFKC", name).casefold().split())
+
+
+def pair_by_name(
+    source: Sequence[PlanSummary],
+    target: Sequence[PlanSummary],
+    *,
+    normalise: Callable[[str], str] = exact_name,
+) -> Pairing:
+    """Pair plans with the same name (as ``normalise`` sees it) and type; never guess.
+
+    A name and type held by more than one plan on either side is ambiguous: all of them stay
+    unpaired. A plan whose name the other side has only with another type is a type mismatch.
+    """
+    sides = {"source": _by_key(source, normalise), "target": _by_key(target, normalise)}
+    types = {side: _types_by_name(groups) for side, groups in sides.items()}
     pairs: list[tuple[PlanSummary, PlanSummary]] = []
     unpaired: list[Unpaired] = []
-    for key, plans in sources.items():
-        matches = targets.get(key, [])
-        if len(plans) == 1 and len(matches) == 1:
-            pairs.append((plans[0], matches[0]))
-            continue
-        if not matches:
-            reason = "no target plan with this name and type"
-        elif len(matches) > 1:
-            reason = f"ambiguous: {len(matches)} target plans have this name and type"
-        else:
-            reason = f"ambiguous: {len(plans)} source plans have this name and type"
-        unpaired.extend(Unpaired("source", plan, reason) for plan in plans)
-    paired_targets = {t.plan_id for _, t in pairs}
-    for key, plans in targets.items():
-        if key in sources:
-            if len(sources[key]) == 1 and len(plans) == 1:
+    for side, other in (("source", "target"), ("target", "source")):
+        for key, plans in sides[side].items():
+            matches = sides[other].get(key, [])
+            if len(plans) == 1 and len(matches) == 1:
+                if side == "source":
+                    pairs.append((plans[0], matches[0]))
                 continue
-            reason = "ambiguous: its name and type are not unique on both sides"
-        else:
-            reason = "no source plan with this name and type"
-        unpaired.extend(
-            Unpaired("target", plan, reason) for plan in plans if plan.plan_id not in paired_targets
-        )
+            if matches:
+                why = AMBIGUOUS
+                reason = (
+                    f"{len(plans)} {side} and {len(matches)} {other} plans have this name and type"
+                )
+            elif types[other].get(key[0]):
+                why = TYPE_MISMATCH
+                found = ", ".join(sorted(types[other][key[0]]))
+                reason = f"the {other} project has this name only as type {found}"
+            else:
+                why, reason = NO_PARTNER, f"no {other} plan has this name"
+            unpaired.extend(Unpaired(side, plan, why, reason) for plan in plans)
     return Pairing(tuple(pairs), tuple(unpaired))
 
 
-def pair_by_mapping(
-    path: Path, source: Sequence[PlanSummary], target: Sequence[PlanSummary]
-) -> Pairing:
-    """Pair plans as a CSV file says (``source_plan_id,target_plan_id``, header optional).
+def _by_key(
+    plans: Iterable[PlanSummary], normalise: Callable[[str], str]
+) -> dict[tuple[str, str], list[PlanSummary]]:
+    groups: defaultdict[tuple[str, str], list[PlanSummary]] = defaultdict(list)
+    for plan in plans:
+        groups[(normalise(plan.name), plan.type)].append(plan)
+    return groups
 
-    Unknown ids, a source listed twice, and two sources mapped to one target are errors, each
-    named by its line; the plans the file does not mention are reported as unpaired.
+
+def _types_by_name(groups: dict[tuple[str, str], list[PlanSummary]]) -> dict[str, set[str]]:
+    types: defaultdict[str, set[str]] = defaultdict(set)
+    for name, plan_type in groups:
+        types[name].add(plan_type)
+    return types
+
+
+def csv_rows(path: Path, header: Sequence[str], what: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number, stripped cells) of a CSV file (``what``: "a mapping file"...); blank
+    lines, ``#`` comments and a first line equal to ``header`` left out.
+
+    A file that cannot be read, is too large, is not UTF-8 or not valid CSV is a
+    :class:`JobFileError` naming its line, raised before any row is given out.
     """
-    by_source = {p.plan_id: p for p in source}
-    by_target = {p.plan_id: p for p in target}
-    problems: list[Problem] = []
-    pairs: list[tuple[PlanSummary, PlanSummary]] = []
-    seen_source: dict[str, int] = {}
-    seen_target: dict[str, int] = {}
     try:
-        data = read_regular(path, limit=MAPPING_FILE_LIMIT, what="a mapping file")
+        data = read_regular(path, limit=MAPPING_FILE_LIMIT, what=what)
         text = data.decode("utf-8-sig")
     except FileRefused as exc:
         raise JobFileError([Problem(str(path), 0, "", exc.reason)]) from None
@@ -224,8 +270,78 @@ def pair_by_mapping(
         cells = [cell.strip() for cell in row]
         if not any(cells) or cells[0].startswith("#"):
             continue
-        if number == 1 and cells[:2] == ["source_plan_id", "target_plan_id"]:
+        if number == 1 and cells[:2] == list(header):
             continue
+        yield number, cells
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectPair:
+    """One line of a ``--projects`` file: a source project and its target."""
+
+    line: int
+    source: str
+    target: str
+
+
+PROJECTS_HEADER = ("source_project", "target_project")
+
+
+def read_project_pairs(path: Path, *, same_side: bool) -> tuple[ProjectPair, ...]:
+    """The pairs a ``--projects`` CSV lists (``source_project,target_project``, header optional).
+
+    Each problem names its line: not two project ids, a source or a target listed twice, or
+    (``same_side``: both on one endpoint) a project paired with itself.
+    """
+    problems: list[Problem] = []
+    pairs: list[ProjectPair] = []
+    seen: dict[str, dict[str, int]] = {"source": {}, "target": {}}
+    for number, cells in csv_rows(path, PROJECTS_HEADER, "a projects file"):
+
+        def problem(message: str, line: int = number) -> None:
+            problems.append(Problem(str(path), line, "", message))
+
+        if len(cells) != 2:
+            problem("expected two columns: source_project,target_project")
+            continue
+        bad = [cell for cell in cells if not PROJECT_ID.fullmatch(cell)]
+        if bad:
+            problem(f"{bad[0]!r} is not a project id (32 letters or digits)")
+            continue
+        ok = True
+        for side, project in zip(("source", "target"), cells, strict=True):
+            if project in seen[side]:
+                problem(f"{side} project {project} is already listed at line {seen[side][project]}")
+                ok = False
+            seen[side].setdefault(project, number)
+        if same_side and cells[0] == cells[1]:
+            problem(f"project {cells[0]} is paired with itself")
+            ok = False
+        if ok:
+            pairs.append(ProjectPair(number, cells[0], cells[1]))
+    if problems:
+        raise JobFileError(problems)
+    if not pairs:
+        raise JobFileError([Problem(str(path), 0, "", "lists no project pairs")])
+    return tuple(pairs)
+
+
+def pair_by_mapping(
+    path: Path, source: Sequence[PlanSummary], target: Sequence[PlanSummary]
+) -> Pairing:
+    """Pair plans as a CSV file says (``source_plan_id,target_plan_id``, header optional).
+
+    Unknown ids, a source listed twice, and two sources mapped to one target are errors, each
+    named by its line; the plans the file does not mention are reported as unpaired.
+    """
+    by_source = {p.plan_id: p for p in source}
+    by_target = {p.plan_id: p for p in target}
+    problems: list[Problem] = []
+    pairs: list[tuple[PlanSummary, PlanSummary]] = []
+    seen_source: dict[str, int] = {}
+    seen_target: dict[str, int] = {}
+    rows = csv_rows(path, ("source_plan_id", "target_plan_id"), "a mapping file")
+    for number, cells in rows:
 
         def problem(message: str, line: int = number) -> None:
             problems.append(Problem(str(path), line, "", message))
@@ -253,12 +369,12 @@ def pair_by_mapping(
     if not pairs:
         raise JobFileError([Problem(str(path), 0, "", "maps no plans")])
     unpaired = [
-        Unpaired("source", p, "not in the mapping file")
+        Unpaired("source", p, NOT_MAPPED, "not in the mapping file")
         for p in source
         if p.plan_id not in seen_source
     ]
     unpaired += [
-        Unpaired("target", p, "not in the mapping file")
+        Unpaired("target", p, NOT_MAPPED, "not in the mapping file")
         for p in target
         if p.plan_id not in seen_target
     ]

@@ -29,7 +29,7 @@ from batchthumb.model import (
 )
 from batchthumb.progress import Progress, Silent
 from batchthumb.ratelimit import GovernorStats
-from batchthumb.sending import Sender, ThumbnailApi
+from batchthumb.sending import Channel, Sender, ThumbnailApi
 
 Key = tuple[str, str]
 
@@ -73,6 +73,7 @@ class RunSummary:
     governor: GovernorStats
     stopped: str | None = None  # why the run stopped before the end, if it did
     aborted: str | None = None  # why the run gave up, if it did
+    source_governor: GovernorStats | None = None  # a migration's source side, when separate
 
 
 @dataclass(slots=True)
@@ -109,6 +110,7 @@ class _Batch:
     previous: Mapping[Key, str | None]
     listings: Listings | None
     clock: Callable[[], float]
+    downloads: Channel  # where source images come from: this side, or a migration's source
     stamp: Callable[[], str] = field(default_factory=lambda: UtcStamp())
     tally: Tally = field(default_factory=Tally)
     streak: tuple[object, int] = (None, 0)  # (failure signature, items in a row)
@@ -238,11 +240,12 @@ class _Batch:
                 return _Resolved(None, Attempt(Verdict.PERMANENT, error=str(exc)))
         else:
             source = image
+            downloads = self.downloads
 
             async def download() -> tuple[Attempt, bytes | None]:
-                return await self.api.download_image(source.project_id, source.img_url)
+                return await downloads.api.download_image(source.project_id, source.img_url)
 
-            fetched = await self.sender.send(download, subject=f"download {source.img_url}")
+            fetched = await downloads.sender.send(download, subject=f"download {source.img_url}")
             if fetched is None:
                 return None
             attempt, body, attempts = fetched
@@ -366,6 +369,7 @@ async def run_batch(
     progress: Progress | None = None,
     uploads: Uploads | None = None,
     previous: Mapping[Key, str | None] | None = None,
+    downloads: Channel | None = None,
     listings: Listings | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> RunSummary:
@@ -376,10 +380,14 @@ async def run_batch(
     same sender; ``uploads`` starts with what earlier runs uploaded. ``previous``
     maps the plans whose thumbnail is known to it (None: none): those are recorded as the
     previous state, and an item already showing its img_url is skipped without a PUT.
+    Source images are downloaded through ``downloads`` (a migration's source side, with its
+    own API and sender sharing ``sender``'s stop), else through ``api`` and ``sender``.
     ``listings``, when given, is waited for before each item: it lists the item's project (once)
     and fills ``previous``; the items of a project it could not list fail with the answer its
     listing got, unsent. The summary counts every request the sender sent, listings included.
     """
+    separate = downloads is not None
+    downloads = downloads or Channel(api, sender)
     run = _Batch(
         api=api,
         sender=sender,
@@ -389,6 +397,7 @@ async def run_batch(
         previous=previous if previous is not None else {},
         listings=listings,
         clock=clock,
+        downloads=downloads,
     )
     began = clock()
     shared = iter(items)  # one iterator for all workers: each item is taken exactly once
@@ -403,11 +412,17 @@ async def run_batch(
     if run.fatal is not None:
         raise run.fatal  # outside the task groups: one clear error, not an exception group
     reason = sender.stop.reason
+    # Every request the senders sent, listings included; a migration's source has its own.
+    requests = sender.requests + (downloads.sender.requests if separate else 0)
+    aborted = sender.aborted
+    if separate and aborted is None and downloads.sender.aborted is not None:
+        aborted = f"the source side: {downloads.sender.aborted}"
     return RunSummary(
         tally=run.tally,
         elapsed=clock() - began,
-        requests=sender.requests,
+        requests=requests,
         governor=sender.governor.stats,
         stopped=reason if reason != "aborted" else None,
-        aborted=sender.aborted,
+        aborted=aborted,
+        source_governor=downloads.sender.governor.stats if separate else None,
     )

@@ -1,8 +1,9 @@
 """Sending one request of a run: pacing, retries, throttling, the abort rule, and stopping.
 
-Every request of a run (PUTs, uploads, downloads, list calls) goes through one :class:`Sender`,
-so the runner, the plan listing and the migration share it; they import it from here, below
-all of them.
+Every request of a run (PUTs, uploads, downloads, list calls) to one endpoint goes through one
+:class:`Sender`, so the runner, the plan listing and the migration share it; they import it from
+here, below all of them. A migration between regions or accounts has two: a :class:`Channel`
+per side, each with its own rate limit and throttling, since each side's gateway has its own.
 """
 
 from __future__ import annotations
@@ -225,6 +226,14 @@ class Sender:
                     f"{detail})"
                 )
         self.stop.request("aborted")
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """One side of a migration: an API and the sender that paces the requests to it."""
+
+    api: ThumbnailApi
+    sender: Sender
 
 
 def _attempt_fields(attempt: Attempt) -> dict[str, Any]:

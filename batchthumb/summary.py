@@ -29,13 +29,16 @@ def format_summary(summary: RunSummary, *, configured_rate: float, skipped: int 
     # Over less than a second, a rate says more about the clock than about the run.
     achieved = f"{summary.requests / summary.elapsed:.1f}/s" if summary.elapsed >= 1 else "-"
     lines.append(f"{summary.requests} requests for {done} items, {achieved} (configured: {cap})")
-    gov = summary.governor
-    if gov.throttled:
-        settled = f"{gov.rate:.1f}/s" if gov.rate is not None else "no cap"
-        lines.append(
-            f"throttled {gov.throttled} times, rate lowered {gov.rate_cuts} times, "
-            f"settled at {settled}"
-        )
+    sides = [("", summary.governor)]
+    if summary.source_governor is not None:  # a migration's source has its own limits
+        sides = [("target: ", summary.governor), ("source: ", summary.source_governor)]
+    for side, gov in sides:
+        if gov.throttled:
+            settled = f"{gov.rate:.1f}/s" if gov.rate is not None else "no cap"
+            lines.append(
+                f"{side}throttled {gov.throttled} times, rate lowered {gov.rate_cuts} times, "
+                f"settled at {settled}"
+            )
     if summary.stopped:
         lines.append(f"stopped early ({summary.stopped})")
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""Running the real CLI (in process, or in a subprocess), and writing job files for it."""
+"""Running the real CLI (in process, or in a subprocess), the sandbox as a process, and writing job
+files for it."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shlex
 import sys
 import threading
@@ -184,3 +186,25 @@ async def finish(process: anyio.abc.Process, already: str = "") -> tuple[int, st
         code = await process.wait()
     check_no_leak(err)
     return code, err
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def start_sandbox(*options: str) -> tuple[anyio.abc.Process, str]:
+    """A ``batchthumb sandbox`` process on a free port, and its URL once it says it is ready."""
+    from batchthumb.sandbox.command import READY_LINE
+
+    command = [sys.executable, "-m", "batchthumb.sandbox", "--port", "0", *options]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    process = await anyio.open_process(command, env=env, cwd=ROOT)
+    assert process.stdout is not None
+    line = b""
+    with anyio.fail_after(30):  # interpreter and aiohttp start-up on a loaded machine
+        while not line.endswith(b"\n"):
+            line += await process.stdout.receive()
+    match = re.fullmatch(
+        re.escape(READY_LINE.format(url="")) + r"(http://127\.0\.0\.1:\d+)\n", line.decode()
+    )
+    assert match is not None, line
+    return process, match.group(1)

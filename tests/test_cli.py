@@ -305,11 +305,14 @@ async def test_every_shipped_job_is_valid(job: Path) -> None:
     assert result.code == 0, result.err
 
 
-def test_the_shipped_seed_loads() -> None:
-    """jobs/seeds/migration.yaml (the README walkthrough's) loads into a sandbox."""
-    seed = Path(__file__).parent.parent / "jobs" / "seeds" / "migration.yaml"
+@pytest.mark.parametrize(
+    ("name", "plans"), [("migration", 11), ("region-source", 6), ("region-target", 6)]
+)
+def test_the_shipped_seeds_load(name: str, plans: int) -> None:
+    """The README walkthroughs' seeds in jobs/seeds/ load into a sandbox."""
+    seed = Path(__file__).parent.parent / "jobs" / "seeds" / f"{name}.yaml"
     box = Sandbox()
-    assert load_seed(seed, box) == 11
+    assert load_seed(seed, box) == plans
 
 
 async def test_a_fresh_run_keeps_the_previous_report(

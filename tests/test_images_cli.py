@@ -160,7 +160,8 @@ async def test_migrate_copies_paired_thumbnails_and_reports_the_unpaired(tmp_pat
     assert copied == 199
     assert sandbox.stats.uploads == 10
     unpaired = (tmp_path / f"migrate-{SRC[:8]}-{DST[:8]}.results.unpaired.csv").read_text()
-    assert unpaired.count("\nsource,") == 101 and unpaired.count("\ntarget,") == 2
+    assert unpaired.count(f"\n{SRC},{DST},source,") == 101
+    assert unpaired.count(f"\n{SRC},{DST},target,") == 2
     assert "ambiguous" in unpaired
     assert "103 unpaired" in done.stderr.decode()
 

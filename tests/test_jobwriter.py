@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from batchthumb.export import export_job
 from batchthumb.jobfile import load_job
 from batchthumb.jobwriter import Entry, csv_cell, render_job, write_text
-from batchthumb.migrate import unpaired_csv
+from batchthumb.migrate import PairPlan, plan_migration, unpaired_csv
 from batchthumb.model import PlanSummary
-from batchthumb.plans import Pairing, Unpaired
+from batchthumb.plans import NO_PARTNER, Pairing, Unpaired
 from batchthumb.sandbox import Sandbox, SandboxConfig
 from tests.imagedata import png
 
@@ -128,9 +128,10 @@ def test_csv_cells_that_could_be_formulas_are_text(name: str, cell: str) -> None
     """Cells a spreadsheet would run as formulas get a leading quote; controls are escaped."""
     assert csv_cell(name) == cell
     plan = PlanSummary(P, "0" * 32, name, "mind", None)
-    written = unpaired_csv(Pairing((), (Unpaired("source", plan, "no partner"),)))
+    pairing = Pairing((), (Unpaired("source", plan, NO_PARTNER, "no target plan has this name"),))
+    written = unpaired_csv([PairPlan(P, P, pairing, plan_migration(pairing))])
     rows = list(csv.reader(io.StringIO(written)))
-    assert rows[1][2] == cell
+    assert rows[1][4] == cell
 
 
 @pytest.mark.anyio

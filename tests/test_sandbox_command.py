@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import signal
 import socket
-import sys
 from pathlib import Path
 
 import aiohttp
 import anyio
 import pytest
 
-from batchthumb.sandbox.command import READY_LINE, add_arguments, build_sandbox, main
+from batchthumb.sandbox.command import add_arguments, build_sandbox, main
+from tests.clihelp import start_sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 P = "919bb351ef424e2daaf3dd80c179fae9"
@@ -98,22 +96,9 @@ async def test_subprocess_serves_until_sigint(tmp_path: Path) -> None:
         f"projects:\n  {P}:\n    plans:\n      - {{id: {PLAN}, name: Roadmap}}\n",
         encoding="utf-8",
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    command = [
-        sys.executable, "-m", "batchthumb.sandbox", "--port", "0", "--token", TOKEN,
-        "--seed", str(seed), "--fail-first", "1",
-    ]  # fmt: skip
-    async with await anyio.open_process(command, env=env, cwd=ROOT) as process:
+    process, url = await start_sandbox("--token", TOKEN, "--seed", str(seed), "--fail-first", "1")
+    async with process:
         assert process.stdout is not None
-        line = b""
-        with anyio.fail_after(30):  # interpreter and aiohttp start-up on a loaded machine
-            while not line.endswith(b"\n"):
-                line += await process.stdout.receive()
-        match = re.fullmatch(
-            re.escape(READY_LINE.format(url="")) + r"(http://127\.0\.0\.1:\d+)\n", line.decode()
-        )
-        assert match is not None, line
-        url = match.group(1)
         path = f"/v3/plan/{P}/management/{PLAN}/img"
         with anyio.fail_after(20):
             async with aiohttp.ClientSession(url, headers={"X-Auth-Token": TOKEN}) as http:

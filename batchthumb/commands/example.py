@@ -1,4 +1,4 @@
-"""``batchthumb example DIR``: write the example jobs, their images and the migration seed.
+"""``batchthumb example DIR``: write the example jobs, their images and the migration seeds.
 
 They ship in the wheel as package data (``batchthumb/examples``, from the repository's
 ``jobs/`` folder), so they are reachable after ``pip install .``; in a source checkout the
@@ -19,7 +19,8 @@ from batchthumb.errors import UsageError, os_errors
 
 DESCRIPTION = (
     "Write the example jobs (example.yaml, local-images.yaml), their images and the "
-    "migration seed (seeds/migration.yaml) into DIR, which must not hold them already."
+    "migration seeds (seeds/migration.yaml, seeds/region-*.yaml) into DIR, which must not "
+    "hold them already."
 )
 
 

@@ -21,6 +21,7 @@ from batchthumb.model import (
     PROJECT_ID,
     REGION,
     RunSettings,
+    Side,
     endpoint_for_region,
     parse_duration,
 )
@@ -130,6 +131,39 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         help="a bar on a terminal, a status line every 10 s elsewhere (default on)",
     )
+
+
+def add_side_arguments(parser: argparse.ArgumentParser, prefix: str, side: str) -> None:
+    """``--PREFIX-endpoint``/``--PREFIX-region`` and ``--PREFIX-auth`` for one side of a
+    migration; each defaults to the shared ``--endpoint``/``--region``/``--auth``."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(f"--{prefix}-endpoint", metavar="URL", help=f"API base URL of {side}")
+    where.add_argument(f"--{prefix}-region", metavar="REGION", help=f"region of {side}")
+    parser.add_argument(
+        f"--{prefix}-auth",
+        type=Path,
+        metavar="FILE",
+        help=f"YAML file with the `auth:` section {side} signs in with",
+    )
+
+
+def side_from_args(args: argparse.Namespace, prefix: str) -> Side:
+    """The side the ``--PREFIX-*`` flags describe (all None: the shared settings)."""
+    auth = getattr(args, f"{prefix}_auth")
+    region = getattr(args, f"{prefix}_region")
+    return Side(
+        endpoint=getattr(args, f"{prefix}_endpoint"),
+        region=None if region is None else _region(region, f"--{prefix}-region"),
+        auth=None if auth is None else load_auth(auth),
+    )
+
+
+def _region(value: str, flag: str) -> str:
+    """``value`` if it is a region name; it becomes part of the endpoint's host name, so
+    nothing but a region may pass."""
+    if not REGION.fullmatch(value):
+        raise UsageError(f"{flag} {value!r} is not a region name like cn-north-4")
+    return value
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -251,10 +285,7 @@ def settings_from_args(args: argparse.Namespace, base: RunSettings) -> RunSettin
     if args.endpoint is not None:
         overrides["endpoint"] = args.endpoint.rstrip("/")
     if args.region is not None:
-        if not REGION.fullmatch(args.region):
-            # It becomes part of the endpoint's host name: nothing but a region may pass.
-            raise UsageError(f"--region {args.region!r} is not a region name like cn-north-4")
-        overrides["region"] = args.region
+        overrides["region"] = _region(args.region, "--region")
         overrides["endpoint"] = endpoint_for_region(args.region)
     if args.auth is not None:
         overrides["auth"] = load_auth(args.auth)

@@ -201,6 +201,8 @@ class Routes:
         """Count the request, render errors, stamp ``X-Request-Id``, count the status."""
         stats = self.stats
         stats.requests += 1
+        if self.sandbox.config.record_headers:
+            stats.headers.append(dict(request.headers))
         try:
             response = await handler(request)
         except ApiError as exc:

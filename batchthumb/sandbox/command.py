@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -91,6 +92,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--strict",
         action="store_true",
         help="a PUT only takes URLs uploaded to the same project through the sandbox",
+    )
+    parser.add_argument(
+        "--record-headers",
+        metavar="FILE",
+        help="for tests: on exit, write the headers of every request received (credentials "
+        "included) to FILE as JSON lines",
     )
     parser.add_argument(
         "--autocreate",
@@ -183,6 +190,7 @@ def build_sandbox(args: argparse.Namespace) -> Sandbox:
         require_project_id=not args.no_project_id_check,
         non_member_projects=frozenset(args.non_member),
         download_permission=not args.no_download_permission,
+        record_headers=args.record_headers is not None,
         list_img=not args.list_without_img,
     )
     faults = Faults(
@@ -238,7 +246,19 @@ def run(args: argparse.Namespace) -> int:
             asyncio.run(serve_until_stopped(sandbox, args.host, args.port))
     except OSError as exc:  # the port is taken, the address is not local
         raise UsageError(f"sandbox: cannot listen on {args.host}:{args.port}: {exc}") from exc
+    if args.record_headers is not None:
+        write_headers(Path(args.record_headers), sandbox.stats.headers)
     return 0
+
+
+def write_headers(path: Path, headers: list[dict[str, str]]) -> None:
+    """The recorded headers, one JSON object a line, in arrival order."""
+    import json
+
+    from batchthumb.errors import UsageError, os_errors
+
+    with os_errors(path, "write the recorded headers", UsageError):
+        path.write_text("".join(json.dumps(h) + "\n" for h in headers), encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,6 +38,8 @@ class SandboxConfig:
     SDK always sends. ``non_member_projects``: projects whose every call is answered 400
     ``PM.02150010``. ``download_permission``: False models an IAM user without
     ``codeartsreq:attachment:download`` (DownloadImageFile answers 400 ``PM.02174103``).
+    ``record_headers``: keep every request's headers in ``Stats.headers`` (tests that prove
+    which credentials reached which server).
     ``list_img``: list elements carry ``img_url`` (off: the list shows no thumbnails, which
     the docs do not rule out).
     The choices the docs leave open are listed in :mod:`batchthumb.sandbox.undocumented`.
@@ -56,6 +58,7 @@ class SandboxConfig:
     require_project_id: bool = True
     non_member_projects: frozenset[str] = frozenset()
     download_permission: bool = True
+    record_headers: bool = False
     list_img: bool = True
 
     def __post_init__(self) -> None:

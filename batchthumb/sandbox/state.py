@@ -114,7 +114,8 @@ class Stats:
     count requests that reached their handler, whatever the answer; ``applied`` counts
     thumbnail changes per (project_id, plan_id); ``drops`` counts connections closed
     without an answer; ``first_put_at``/``last_put_at`` are monotonic clock values at the
-    arrival of the first and last PUT.
+    arrival of the first and last PUT. ``headers`` holds each request's headers, in arrival
+    order, when the config's ``record_headers`` is on.
     """
 
     requests: int = 0
@@ -132,6 +133,7 @@ class Stats:
     waiting_at_gate: int = 0
     first_put_at: float | None = None
     last_put_at: float | None = None
+    headers: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def applied_total(self) -> int:
