@@ -1,10 +1,23 @@
-"""The rate governor: one token bucket shared by every worker, slowed down by throttling.
+"""The rate governor: one pacer shared by every worker, riding a rate limit it does not know.
 
 Starts are paced with GCRA (a token bucket kept as one "theoretical arrival time"), so with
-``burst=1`` there is never an initial flood, and in any one-second window at most
-``rate + burst`` requests start. When the server throttles, the governor pauses every worker,
-lowers the rate multiplicatively (to just under what the server was actually accepting) and
-then raises it again additively while requests succeed.
+``burst=1`` there is never a flood, and in any one-second window at most ``rate + burst``
+requests start. How fast it paces follows the server, as TCP and the AWS SDK's adaptive mode
+do:
+
+- **Slow start.** A run begins at ``start_rate`` and doubles every ``doubling`` seconds, so an
+  unknown limit meets a probe, not every worker at once, while an unlimited server is at full
+  speed within half a second (past ``unlimited`` the pacing stops).
+- **Cut.** A throttled answer to a request started after the last cut sets the maximum to the
+  rate the server *accepted*, counted over the last ``span`` (a second: a count over a few
+  milliseconds is not a rate per second), and cuts to ``beta`` times that. Answers to
+  requests sent before the cut say nothing about the new rate: they cut nothing.
+- **Recovery.** The rate then climbs along a cubic back to that maximum in ``recovery``
+  seconds (longer for slow limits, so that probing costs few throttled requests), whatever the
+  depth of the cut, flattens near it, and then grows past it, so a limit that rose is found.
+- **Pause.** Throttling that persists with no success in between (a window that is full until
+  it resets) pauses every worker, for a time that doubles while it lasts; ``Retry-After``, when
+  the server sends it, sets the pause instead (capped).
 """
 
 from __future__ import annotations
@@ -12,30 +25,35 @@ from __future__ import annotations
 import math
 import random
 import time
-from bisect import bisect_left
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
 
 Clock = Callable[[], float]
-_TRIM_MIN = 1024  # successes kept before the first bulk drop of old ones
 Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
 class ThrottlePolicy:
-    """How hard the governor brakes on throttling and how fast it recovers."""
+    """How the governor probes, brakes and recovers."""
 
-    decrease: float = 0.9  # the new rate, as a share of what the server was accepting
-    recovery: float = 0.02  # rate regained per second, as a share of the rate at the last cut
+    start_rate: float = 50.0  # requests per second the slow start begins at
+    doubling: float = 0.03  # seconds in which the slow start doubles the rate
+    unlimited: float = 10_000.0  # past this rate in slow start, nothing is paced at all
+    beta: float = 0.85  # a cut leaves this share of the rate the server accepted
+    first_beta: float = 0.5  # the cut that ends the slow start, whose count is less sure
+    span: float = 1.0  # seconds over which the accepted rate is counted
+    recovery: float = 1.0  # seconds to regain the rate before a cut, at least
+    probe_every: float = 150.0  # ... and at least this many requests: each probe costs a 429
+    max_recovery: float = 10.0  # ... and at most this many seconds
     min_rate: float = 0.2  # requests per second; never slower than this
-    pause: float = 0.5  # first pause without Retry-After; doubles while throttling goes on
-    max_pause: float = 60.0
+    pause: float = 0.25  # first pause while throttling persists; doubles while it lasts
+    max_pause: float = 5.0
     max_retry_after: float = 300.0  # a server asking for more is capped, not obeyed blindly
-    window: float = 10.0  # seconds over which throttling counts as "frequent"
-    frequent: float = 0.1  # share of answers throttled in the window that means "too fast"
-    min_answers: int = 20  # fewer answers than this in the window say nothing about a share
+    frequent: float = 0.1  # a share of 429s over the span that cuts even with Retry-After
+    min_answers: int = 20  # ... out of at least this many answers
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +79,6 @@ class RateGovernor:
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self._ceiling = rate if rate > 0 else math.inf
-        self._rate = self._ceiling
         self._burst = burst
         self._policy = policy or ThrottlePolicy()
         self._clock = clock
@@ -69,17 +86,26 @@ class RateGovernor:
         self._jitter = jitter
         self._tat = -math.inf  # when the bucket is next empty (GCRA)
         self._paused_until = -math.inf
-        self._last_cut = -math.inf
-        self._last_throttle = -math.inf
-        self._streak = 0  # throttles since the last success
-        self._step = 0.0  # additive increase, requests per second per second
-        # Times of successes and of throttles, oldest first, kept for at least the window:
-        # appending is all a success costs; they are counted (by bisection) only when a
-        # throttle comes, and old ones are dropped in bulk now and then.
-        self._successes: list[float] = []
-        self._throttles: list[float] = []
-        self._keep = max(self._policy.window, 1.0)  # seconds of history the counts look at
-        self._trim_at = _TRIM_MIN
+        # Slow start until the first cut: the rate doubles from ``start_rate`` from here.
+        self._slow_start = True
+        self._started = math.inf  # when the first request started
+        # After a cut, the cubic climbs from ``_low`` back to ``_high`` in ``_recovery`` s.
+        self._cut_at = -math.inf
+        self._answered_to = -math.inf  # requests started before this were already answered
+        self._high = math.inf
+        self._low = math.inf
+        self._recovery = self._policy.recovery
+        self._rate = self._ceiling if self._ceiling < math.inf else math.inf
+        self._rate_at = -math.inf  # when ``_rate`` was last worked out
+        self._resumed = -math.inf  # when the last pause for persistent throttling ended
+        self._episode = -math.inf  # when the last cut came
+        self._congested = -math.inf  # when the cuts of this congested spell began
+        self._epoch = 0  # counts cuts, pauses and climbs: slots booked before one are void
+        self._booked_rate = 0.0  # the rate slots were booked at since the last epoch
+        self._last_start = -math.inf  # the latest start handed out
+        self._streak = 0  # throttles since the last success, each after a cut or pause
+        self._accepted: deque[float] = deque()  # success times within the last span
+        self._throttles: deque[float] = deque()  # throttle times within the last span
         self._first_answer = math.inf
         self._throttled = 0
         self._cuts = 0
@@ -87,12 +113,50 @@ class RateGovernor:
     @property
     def rate(self) -> float | None:
         """The current rate cap, or None while nothing limits it."""
-        return None if math.isinf(self._rate) else self._rate
+        rate = self._current_rate(self._clock())
+        return None if math.isinf(rate) else rate
 
     @property
     def stats(self) -> GovernorStats:
         """Throttling counts and the settled rate, for the summary."""
         return GovernorStats(self._throttled, self._cuts, self.rate)
+
+    def _current_rate(self, now: float) -> float:
+        """The pacing rate at ``now``: the slow start's, the cubic's, never above the cap."""
+        if now - self._rate_at < 0.001:  # close enough: spare the arithmetic per request
+            return self._rate
+        policy = self._policy
+        if self._slow_start:
+            if self._ceiling < math.inf:
+                rate = self._ceiling  # the user knows the limit: no need to probe for it
+            elif self._started == math.inf:
+                rate = policy.start_rate
+            else:
+                doublings = (now - self._started) / policy.doubling
+                rate = math.inf if doublings > 64 else policy.start_rate * 2.0**doublings
+                if rate > policy.unlimited:
+                    rate = math.inf
+        else:
+            progress = (now - self._cut_at) / self._recovery - 1.0
+            if progress < 0:  # concave: fast at first, flat near the old maximum
+                rate = self._high - (self._high - self._low) * (-progress) ** 3
+            elif progress < 1:  # convex: past the old maximum, slowly at first, then faster
+                rate = self._high + (self._high - self._low) * progress**3
+            else:  # no throttle for that long: the limit rose, find it as in the slow start
+                doublings = (progress - 1) * self._recovery / policy.recovery
+                rate = (2 * self._high - self._low) * 2.0 ** min(doublings, 64)
+            since_pause = (now - self._resumed) / policy.doubling
+            if since_pause < 16:  # after a pause, one probe first, then quickly back up
+                rate = min(rate, max(policy.start_rate, self._low / 8) * 2.0**since_pause)
+        rate = min(rate, self._ceiling)
+        self._rate, self._rate_at = rate, now
+        if rate > self._booked_rate * 1.25:
+            # Slots booked at a much lower rate would hold the climb back: book them again,
+            # from the last start at the new rate (never two starts closer than it allows).
+            self._booked_rate = rate
+            self._tat = min(self._tat, self._last_start + 1.0 / rate)
+            self._epoch += 1
+        return rate
 
     def try_acquire(self) -> float | None:
         """Start one more request now if nothing holds it back (its start time), else None.
@@ -102,13 +166,17 @@ class RateGovernor:
         now = self._clock()
         if now < self._paused_until:
             return None
-        if math.isinf(self._rate):
+        if self._started == math.inf:
+            self._started = now
+        rate = self._current_rate(now)
+        if math.isinf(rate):
             return now
-        interval = 1.0 / self._rate
+        interval = 1.0 / rate
         tat = max(self._tat, now)
         if tat - (self._burst - 1) * interval > now:
             return None
         self._tat = tat + interval
+        self._last_start = now
         return now
 
     async def acquire(self) -> float:
@@ -118,85 +186,126 @@ class RateGovernor:
             if now < self._paused_until:
                 await self._sleep(self._paused_until - now)
                 continue
-            if math.isinf(self._rate):
+            if self._started == math.inf:
+                self._started = now
+            rate = self._current_rate(now)
+            if math.isinf(rate):
                 return now
-            slot = self._reserve(now)
+            slot = self._reserve(now, rate)
             if slot <= now:
+                self._last_start = max(self._last_start, now)
                 return now
-            await self._sleep(slot - now)
-            if self._clock() >= self._paused_until:
+            epoch = self._epoch
+            # Wake now and then: a cut, a pause or a climb voids the slot (booked at the old
+            # rate), and a worker asleep for seconds would not notice the rate doubling.
+            nap = self._policy.doubling
+            while epoch == self._epoch and (now := self._clock()) < slot:
+                await self._sleep(min(slot - now, nap))
+            if epoch == self._epoch:
+                self._last_start = max(self._last_start, slot)
                 return slot
-            # Throttled while we waited: our slot is void, queue again behind the pause.
 
-    def _reserve(self, now: float) -> float:
-        interval = 1.0 / self._rate
+    def _reserve(self, now: float, rate: float) -> float:
+        interval = 1.0 / rate
         tat = max(self._tat, now)
         self._tat = tat + interval
         return max(now, tat - (self._burst - 1) * interval)
 
     def on_success(self) -> None:
-        """Note a request the server accepted; creep back towards the configured rate."""
+        """Note a request the server accepted."""
         now = self._clock()
         self._streak = 0
-        successes = self._successes
-        successes.append(now)
-        if len(successes) >= self._trim_at:
-            del successes[: bisect_left(successes, now - self._keep)]
-            self._trim_at = 2 * len(successes) + _TRIM_MIN
+        accepted = self._accepted
+        accepted.append(now)
+        if accepted[0] < now - self._policy.span:
+            horizon = now - self._policy.span
+            while accepted[0] < horizon:
+                accepted.popleft()
         if self._first_answer == math.inf:
             self._first_answer = now
-        if self._rate < self._ceiling:
-            self._rate = min(self._ceiling, self._rate + self._step / self._rate)
 
     def on_throttle(self, *, started_at: float, retry_after: float | None) -> None:
         """Slow the whole run down: the server throttled a request started at ``started_at``."""
         now = self._clock()
         policy = self._policy
         self._throttled += 1
-        share, answers = self._note_throttle(now)
-        if started_at <= self._last_throttle:
-            # In flight when the last throttle came: the same wave, already paused for.
-            # Doubling the pause for each of them made 32 workers pause for a minute.
-            return
-        self._last_throttle = now
-        self._streak += 1
-        if retry_after is not None:
-            pause = min(max(retry_after, 0.0), policy.max_retry_after)
-        else:
-            full = min(policy.max_pause, policy.pause * 2.0 ** (self._streak - 1))
-            pause = full / 2 + self._jitter() * full / 2
-        self._paused_until = max(self._paused_until, now + pause)
-        self._tat = max(self._tat, self._paused_until)
-        # A server that says when to come back, rarely, is not asking us to slow down.
-        frequent = share >= policy.frequent and answers >= policy.min_answers
-        too_fast = retry_after is None or frequent
-        # Answers to requests sent before the last cut say nothing about the new rate.
-        if too_fast and started_at > self._last_cut:
-            self._cut(now)
-
-    def _note_throttle(self, now: float) -> tuple[float, int]:
-        """Note a throttled answer: the share of the window's answers throttled, and their count."""
         if self._first_answer == math.inf:
             self._first_answer = now
+        if retry_after is not None:  # the server says when: wait that long, whatever else
+            wait = min(max(retry_after, 0.0), policy.max_retry_after)
+            self._pause_until(now + wait)
         throttles = self._throttles
         throttles.append(now)
-        if len(throttles) >= _TRIM_MIN:
-            del throttles[: bisect_left(throttles, now - self._keep)]
-        since = now - self._policy.window
-        throttled_count = len(throttles) - bisect_left(throttles, since)
-        answers = throttled_count + len(self._successes) - bisect_left(self._successes, since)
-        return throttled_count / answers, answers
+        while throttles[0] < now - policy.span:
+            throttles.popleft()
+        if started_at <= self._answered_to:
+            return  # sent before the last cut or pause, which already answered it
+        answers = len(throttles) + len(self._accepted)
+        if retry_after is not None and (
+            answers < policy.min_answers or len(throttles) < policy.frequent * answers
+        ):
+            return  # a rare 429 that says when to come back asks for a pause, not a cut
+        self._answered_to = now
+        self._streak += 1
+        if self._streak == 1:
+            self._cut(now)
+        elif retry_after is None:
+            # Still throttled after a cut with nothing accepted: the server is closed (a full
+            # window), so wait, longer each time, rather than cut towards nothing.
+            full = min(policy.max_pause, policy.pause * 2.0 ** (self._streak - 2))
+            until = now + full / 2 + self._jitter() * full / 2
+            # The cubic stands still while paused, and resumes with a probe.
+            self._cut_at += until - max(now, self._resumed)
+            self._resumed = self._episode = until  # still congested until the pause ends
+            self._rate_at = -math.inf
+            self._pause_until(until)
+
+    def _pause_until(self, until: float) -> None:
+        if until > self._paused_until:
+            self._paused_until = until
+            self._tat = until
+            self._epoch += 1
+            self._booked_rate = 0.0
 
     def _cut(self, now: float) -> None:
-        successes = self._successes
-        # What the server took in the last second.
-        accepted = float(len(successes) - bisect_left(successes, now - 1.0))
-        # A count over less than a second of answers says little unless it is large.
-        telling = accepted >= 5 or (accepted and now - self._first_answer >= 1.0)
-        current = min(self._rate, accepted) if telling else self._rate
-        if math.isinf(current):
-            return  # nothing to go by yet: the growing pause alone slows the run
-        self._rate = max(self._policy.min_rate, current * self._policy.decrease)
-        self._step = max(self._policy.recovery * self._rate, self._policy.min_rate / 10)
-        self._last_cut = now
+        """Set the maximum to the accepted rate and cut below it; start the cubic's climb."""
+        policy = self._policy
+        accepted = self._accepted
+        horizon = now - policy.span
+        while accepted and accepted[0] < horizon:
+            accepted.popleft()
+        current = self._current_rate(now)
+        if now - self._episode > policy.span:
+            self._congested = now  # the first throttle after a span without any
+        self._episode = now
+        if self._slow_start:
+            # Over the time there was: the slow start paced the first requests, so this is a
+            # rate over real time, not the count of a first burst taken for a rate per second.
+            counted = len(accepted) / min(policy.span, max(now - self._started, 1e-3))
+            measured = counted if accepted else current
+        elif not accepted:
+            measured = current  # nothing accepted to count: go by the rate refused
+        elif now - self._congested >= policy.span:
+            # Throttled for a whole span: what the server took over it is what it allows.
+            measured = len(accepted) / policy.span
+        else:
+            # Newly throttled: the server took all that was sent until now, at a rate still
+            # climbing (a count over the span would lag behind it), so the rate it refused
+            # is the measure, and repeated cuts bring it down geometrically.
+            measured = current
+        measured = min(measured, current)
+        if math.isinf(measured):  # unpaced, and nothing accepted to count: start low
+            measured = policy.start_rate
+        beta = policy.first_beta if self._slow_start else policy.beta
+        self._slow_start = False
+        self._high = max(measured, policy.min_rate)
+        self._low = max(self._high * beta, policy.min_rate)
+        self._recovery = min(
+            policy.max_recovery, max(policy.recovery, policy.probe_every / self._high)
+        )
+        self._cut_at = now
+        self._rate_at = -math.inf
+        self._tat = max(now, self._paused_until)  # slots booked at the old rate are void
+        self._epoch += 1
+        self._booked_rate = self._low
         self._cuts += 1

@@ -67,6 +67,10 @@ class NoEvents:
         """Nothing to record."""
 
 
+# An item gives up after this many 429s per allowed retry (retries count other failures).
+THROTTLE_PATIENCE = 5
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """How often and how patiently a failed attempt is tried again."""
@@ -162,6 +166,7 @@ class Sender:
         comes through here, and a closure per item was a measurable share of the client's CPU.
         """
         attempts = 0
+        throttles = 0
         while True:
             started = None if self.stop.requested else self.governor.try_acquire()
             if started is None:
@@ -181,9 +186,13 @@ class Sender:
             if verdict is Verdict.PERMANENT:
                 return attempt, attempts
             if verdict is Verdict.THROTTLED:
+                throttles += 1
                 self.governor.on_throttle(started_at=started, retry_after=attempt.retry_after)
                 self.events.emit("throttled", subject=subject, **_attempt_fields(attempt))
-            if attempts > self.retry.retries:
+            # A 429 is the whole run's wait (the governor's), not this item's failure: a window
+            # closed for a minute must not fail the items that probe it. Bounded all the same.
+            retries = self.retry.retries
+            if attempts - throttles > retries or throttles > THROTTLE_PATIENCE * retries:
                 return attempt, attempts
             throttled = verdict is Verdict.THROTTLED or None  # None: left out of the event
             self.events.emit(

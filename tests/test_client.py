@@ -17,7 +17,7 @@ from batchthumb.auth import IamIdentity, StaticToken
 from batchthumb.client import IamTokens, PlanApi, check_url, make_transport, open_api
 from batchthumb.errors import RunAborted, UsageError
 from batchthumb.model import MAX_IMAGE_ANSWER_BYTES, MIB, Attempt, Verdict
-from batchthumb.sandbox import Fault, Sandbox, SandboxConfig
+from batchthumb.sandbox import Fault, RateLimit, Sandbox, SandboxConfig
 from tests.conftest import P1, TOKEN, img_url, plan_id
 from tests.hostile import (
     gzip_bomb,
@@ -106,6 +106,35 @@ async def test_429_with_retry_after_seconds_is_throttling(sandbox: tuple[Sandbox
         7.0,
     )
     assert attempt.error_code == "APIGW.0308"
+
+
+@pytest.mark.parametrize("code", ["APIGW.0308", "APIG.0308"])
+async def test_both_spellings_of_the_throttling_code_are_throttling(
+    sandbox: tuple[Sandbox, str], code: str
+) -> None:
+    """The gateway's code, spelled either way, is throttling even on a status other than 429."""
+    box, url = sandbox
+    box.faults.script(Fault.status(400, code, "The throttling threshold has been reached"))
+    attempt = await put(url)
+    assert (attempt.verdict, attempt.http_status, attempt.error_code) == (
+        Verdict.THROTTLED,
+        400,
+        code,
+    )
+
+
+async def test_a_sandbox_spelling_apig_is_throttling_end_to_end() -> None:
+    """A sandbox whose limiter says APIG.0308 is answered as throttling by the client."""
+    limit = RateLimit.per_second(1, burst=1)
+    config = SandboxConfig(
+        tokens=frozenset({TOKEN}), rate_limit=limit, throttle_code="APIG.0308", autocreate=True
+    )
+    box = Sandbox(config, clock=lambda: 0.0)
+    async with box.serve() as url:
+        first = await put(url)
+        second = await put(url)
+    assert first.verdict is Verdict.OK
+    assert (second.verdict, second.error_code) == (Verdict.THROTTLED, "APIG.0308")
 
 
 async def test_429_with_retry_after_http_date_is_read_as_seconds(

@@ -1,12 +1,18 @@
-"""The rate governor, driven by a fake clock whose sleep advances time."""
+"""The rate governor: unit tests on a fake clock, and simulated runs against sandbox limiters.
+
+The simulations (tests/simulate.py) drive the real governor and the sandbox's real limiters on
+virtual time, so "settles within 10% of the limit in 10 s" is checked exactly and instantly.
+"""
 
 from __future__ import annotations
 
-import math
+import itertools
 
 import pytest
 
 from batchthumb.ratelimit import RateGovernor, ThrottlePolicy
+from batchthumb.sandbox.limits import RateLimit, RetryAfter, Shape, parse_schedule
+from tests.simulate import simulate
 
 pytestmark = pytest.mark.anyio
 
@@ -59,16 +65,68 @@ async def test_burst_lets_that_many_start_at_once() -> None:
     assert times == pytest.approx([0.0, 0.0, 0.0, 0.5, 1.0])
 
 
-async def test_unlimited_rate_never_waits() -> None:
-    """Rate 0 means no cap: every acquire returns at once."""
+UNLIMITED_AFTER = 0.6  # seconds: past this, the slow start has left every rate behind
+
+
+def rate_between(accepted: list[float], start: float, end: float) -> float:
+    """Accepted requests per second in [start, end)."""
+    return sum(1 for t in accepted if start <= t < end) / (end - start)
+
+
+# -- pacing ------------------------------------------------------------------------------
+
+
+async def test_slow_start_begins_paced_and_doubles() -> None:
+    """With no rate set, the first requests are paced (no flood) and the pace doubles quickly."""
     time = FakeTime()
-    gov = governor(time, rate=0.0)
-    assert await starts(gov, 100) == [0.0] * 100
+    gov = governor(time)
+    times = await starts(gov, 40)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert gaps[0] == pytest.approx(1 / ThrottlePolicy().start_rate, rel=0.05)
+    assert gaps[-1] < gaps[0] / 4
+    assert times[-1] < 0.3
+
+
+async def test_an_unlimited_run_stops_pacing_within_a_fraction_of_a_second() -> None:
+    """Past the slow start no acquire waits and the rate reads as unlimited."""
+    time = FakeTime()
+    gov = governor(time)
+    await gov.acquire()
+    time.now = UNLIMITED_AFTER
+    assert await starts(gov, 100) == [UNLIMITED_AFTER] * 100
+    assert gov.try_acquire() == UNLIMITED_AFTER
     assert gov.rate is None
 
 
+def test_slow_start_does_not_hold_back_an_unlimited_server_for_long() -> None:
+    """32 workers, 20,000 requests, no limit: within 0.3 s of the time they need unpaced."""
+    outcome, gov = simulate(None, items=20_000, workers=32, round_trip=0.002)
+    unpaced = 20_000 * 0.002 / 32
+    assert outcome.throttled == 0
+    assert outcome.span < unpaced + 0.3
+    assert gov.rate is None
+
+
+async def test_try_acquire_honours_a_pause_when_the_rate_is_unlimited() -> None:
+    """The fast path refuses to start anything during a Retry-After pause, then starts at once."""
+    time = FakeTime()
+    gov = governor(time)
+    gov.try_acquire()
+    time.now = UNLIMITED_AFTER
+    assert gov.try_acquire() == UNLIMITED_AFTER
+    gov.on_throttle(started_at=UNLIMITED_AFTER, retry_after=2.0)
+    assert gov.try_acquire() is None
+    time.now = UNLIMITED_AFTER + 1.9
+    assert gov.try_acquire() is None
+    time.now = UNLIMITED_AFTER + 2.0
+    assert gov.try_acquire() == pytest.approx(UNLIMITED_AFTER + 2.0)
+
+
+# -- Retry-After and pauses ---------------------------------------------------------------
+
+
 async def test_retry_after_pauses_every_worker_for_that_long() -> None:
-    """A throttle with Retry-After holds the next start back until the server's time."""
+    """Retry-After: 3 holds the next start until 3 s later."""
     time = FakeTime()
     gov = governor(time, rate=10.0)
     await gov.acquire()
@@ -76,140 +134,174 @@ async def test_retry_after_pauses_every_worker_for_that_long() -> None:
     assert await gov.acquire() == pytest.approx(3.0)
 
 
-async def test_throttle_without_retry_after_pauses_with_growing_backoff() -> None:
-    """Without Retry-After the pause starts at the policy's and doubles while throttling lasts."""
-    time = FakeTime()
-    gov = governor(time, rate=10.0, policy=ThrottlePolicy(pause=0.5))
-    started = await gov.acquire()
-    gov.on_throttle(started_at=started, retry_after=None)
-    second = await gov.acquire()
-    assert second == pytest.approx(0.5)
-    gov.on_throttle(started_at=second, retry_after=None)
-    assert await gov.acquire() - second == pytest.approx(1.0, abs=0.2)
-
-
-async def test_cut_lowers_the_rate_to_just_under_what_the_server_accepted() -> None:
-    """An unlimited run that gets throttled settles below the rate the server took in the last second."""
-    time = FakeTime()
-    gov = governor(time, rate=0.0, policy=ThrottlePolicy(decrease=0.9))
-    for _ in range(50):  # the server accepted 50 in the last second
-        await gov.acquire()
-        gov.on_success()
-        time.now += 0.01
-    gov.on_throttle(started_at=time.now, retry_after=None)
-    assert gov.rate == pytest.approx(45.0)
-    assert gov.stats.rate_cuts == 1
-
-
-async def test_answers_to_requests_sent_before_a_cut_do_not_cut_again() -> None:
-    """Many 429s for requests already in flight count as one congestion event."""
-    time = FakeTime()
-    gov = governor(time, rate=100.0)
-    for _ in range(8):
-        gov.on_throttle(started_at=0.0, retry_after=None)
-    assert gov.stats.rate_cuts == 1
-    assert gov.stats.throttled == 8
-
-
-async def test_rate_creeps_back_up_while_requests_succeed() -> None:
-    """After a cut, each success raises the rate a little, never above the configured cap."""
-    time = FakeTime()
-    gov = governor(time, rate=20.0, policy=ThrottlePolicy(decrease=0.5, pause=0.0))
-    gov.on_throttle(started_at=0.0, retry_after=None)
-    lowered = gov.rate
-    assert lowered == pytest.approx(10.0)
-    for _ in range(200):
-        await gov.acquire()
-        gov.on_success()
-    assert lowered is not None and gov.rate is not None
-    assert lowered < gov.rate <= 20.0
-
-
-async def test_rare_throttles_with_retry_after_only_pause() -> None:
-    """A server that rarely asks us to wait is obeyed, but the rate stays where it was."""
-    time = FakeTime()
-    gov = governor(time, rate=50.0)
-    for _ in range(100):
-        await gov.acquire()
-        gov.on_success()
-    gov.on_throttle(started_at=time.now, retry_after=1.0)
-    assert gov.rate == 50.0
-    assert gov.stats.rate_cuts == 0
-
-
-async def test_frequent_throttles_with_retry_after_do_lower_the_rate() -> None:
-    """When a large share of answers are throttled, Retry-After alone is not enough: the rate drops."""
-    time = FakeTime()
-    gov = governor(time, rate=50.0, policy=ThrottlePolicy(frequent=0.1, min_answers=20))
-    for _ in range(18):
-        await gov.acquire()
-        gov.on_success()
-    for _ in range(2):  # 2 of 20 answers throttled: 10%
-        gov.on_throttle(started_at=await gov.acquire(), retry_after=0.0)
-    assert gov.rate is not None and gov.rate < 50.0
-
-
-async def test_a_few_early_throttles_are_not_yet_a_share() -> None:
-    """Two 429s with Retry-After among the first answers of a run only pause it."""
-    time = FakeTime()
-    gov = governor(time, rate=50.0, policy=ThrottlePolicy(frequent=0.1, min_answers=20))
-    for _ in range(3):
-        await gov.acquire()
-        gov.on_success()
-    for _ in range(2):
-        gov.on_throttle(started_at=await gov.acquire(), retry_after=0.0)
-    assert gov.rate == 50.0
-    assert gov.stats.rate_cuts == 0
-
-
 async def test_retry_after_is_capped() -> None:
-    """A Retry-After of a day is capped by the policy instead of stalling the run."""
+    """A Retry-After of a day is capped at max_retry_after."""
     time = FakeTime()
     gov = governor(time, rate=1.0, policy=ThrottlePolicy(max_retry_after=30.0))
     gov.on_throttle(started_at=-1.0, retry_after=86400.0)
     assert await gov.acquire() == pytest.approx(30.0)
 
 
-async def test_rate_never_drops_below_the_floor() -> None:
-    """Repeated throttling cannot stall the run entirely."""
+async def test_persistent_throttling_pauses_longer_each_time() -> None:
+    """Throttled again after a cut with no success between: pause, then twice as long."""
     time = FakeTime()
-    gov = governor(time, rate=1.0, policy=ThrottlePolicy(min_rate=0.5, pause=0.0))
-    for step in range(20):
-        time.now = float(step)
-        gov.on_throttle(started_at=time.now, retry_after=None)
-    assert gov.rate == pytest.approx(0.5)
-    assert not math.isinf(gov.rate or math.inf)
+    gov = governor(time, rate=10.0, policy=ThrottlePolicy(pause=0.5))
+    gov.on_throttle(started_at=await gov.acquire(), retry_after=None)  # the cut
+    time.now += 0.01
+    second = await gov.acquire()
+    gov.on_throttle(started_at=second, retry_after=None)
+    third = await gov.acquire()
+    assert third - second == pytest.approx(0.5, abs=0.01)  # jitter 1.0: the full pause
+    gov.on_throttle(started_at=third, retry_after=None)
+    assert await gov.acquire() - third == pytest.approx(1.0, abs=0.01)
 
 
-async def test_throttles_of_one_wave_do_not_grow_the_pause() -> None:
-    """Throttled answers to requests already in flight at the last throttle add no pause."""
+def test_retry_after_is_honoured_in_a_run() -> None:
+    """Against a 60 s window sending Retry-After, nothing is sent into the closed window."""
+    limit = RateLimit.per_second(5, shape=Shape.FIXED, window=60.0, retry_after=RetryAfter.SECONDS)
+    outcome, _ = simulate(limit, items=400, workers=8, retry_after=lambda wait: float(wait))
+    assert outcome.accepted_between(60.0, 61.0) == 100  # the second window opens, at once
+    assert outcome.throttled <= 8  # the first wave's answers, then one wait as told
+
+
+# -- cuts -----------------------------------------------------------------------------------
+
+
+async def test_answers_to_requests_sent_before_a_cut_do_not_cut_again() -> None:
+    """One cut for a wave: throttles of requests started before it count but change nothing."""
     time = FakeTime()
-    gov = governor(time, rate=0.0, policy=ThrottlePolicy(pause=0.5))
-    wave = [await gov.acquire() for _ in range(32)]
-    for started in wave:
-        gov.on_throttle(started_at=started, retry_after=None)
-    assert gov.stats.throttled == 32
-    assert await gov.acquire() <= 0.5
-
-
-async def test_a_throttle_before_any_success_pauses_without_guessing_a_rate() -> None:
-    """With no cap and nothing accepted yet there is no rate to cut from: pause only."""
-    time = FakeTime()
-    gov = governor(time, rate=0.0, policy=ThrottlePolicy(pause=0.5))
-    started = await gov.acquire()
-    gov.on_throttle(started_at=started, retry_after=None)
-    assert gov.rate is None
-    assert await gov.acquire() == pytest.approx(0.5)
-
-
-async def test_a_cut_counts_the_last_second_exactly_after_old_successes_are_dropped() -> None:
-    """Thousands of successes (old ones dropped in bulk) still give the exact last-second count."""
-    time = FakeTime()
-    gov = governor(time, rate=0.0, policy=ThrottlePolicy(decrease=0.5))
-    times = [i * 0.002 for i in range(5000)]  # 500 a second for 10 s
-    for when in times:
-        time.now = when
+    gov = governor(time, rate=100.0)
+    wave = [await gov.acquire() for _ in range(20)]
+    for _ in wave[:10]:
         gov.on_success()
+    gov.on_throttle(started_at=wave[10], retry_after=None)
+    rate = gov.rate
+    for started in wave[11:]:
+        gov.on_throttle(started_at=started, retry_after=None)
+    assert gov.stats.rate_cuts == 1
+    assert gov.stats.throttled == 10
+    assert gov.rate == rate
+
+
+async def test_a_first_wave_over_milliseconds_is_not_taken_for_a_rate_per_second() -> None:
+    """18 successes in 5 ms, then a 429: the new rate is not 18/s but far above it."""
+    time = FakeTime()
+    gov = governor(time, rate=1000.0)
+    for _ in range(18):
+        await gov.acquire()
+        gov.on_success()
+        time.now += 0.005 / 18
     gov.on_throttle(started_at=time.now, retry_after=None)
-    accepted = sum(1 for when in times if when >= time.now - 1.0)
-    assert gov.rate == pytest.approx(accepted * 0.5)
+    assert gov.rate is not None and gov.rate >= 100
+
+
+def test_a_first_wave_in_a_run_settles_at_the_limit_not_at_its_count() -> None:
+    """50/s with a bucket of 18 and 32 workers: the run settles near 50/s, not near 16."""
+    limit = RateLimit.per_second(50, burst=18)
+    outcome, _ = simulate(limit, items=1000, workers=32)
+    assert rate_between(outcome.accepted, 5.0, 15.0) >= 0.9 * 50
+    assert outcome.throttled <= 0.03 * len(outcome.arrivals)
+
+
+def test_a_cut_regains_the_old_rate_in_bounded_time_whatever_its_depth() -> None:
+    """However low a cut leaves the rate, the old maximum is back within the recovery time."""
+    for depth in (0.5, 0.1, 0.01):
+        time = FakeTime()
+        gov = governor(time, rate=0.0)
+        gov.try_acquire()
+        time.now = 2.0
+        for _ in range(200):
+            time.now += 0.005
+            gov.on_success()
+        gov.on_throttle(started_at=time.now, retry_after=None)  # a maximum of 200/s
+        maximum = gov._high
+        gov._low = maximum * depth
+        recovery = max(ThrottlePolicy().recovery, ThrottlePolicy().probe_every / maximum)
+        cut_at = time.now
+        time.now = cut_at + recovery / 2  # concave: most of the way back already
+        assert gov.rate == pytest.approx(maximum - (maximum - gov._low) / 8, rel=0.01), depth
+        time.now = cut_at + recovery
+        assert gov.rate == pytest.approx(maximum, rel=0.01), depth
+
+
+# -- simulated runs against the sandbox's limiters ----------------------------------------
+
+
+@pytest.mark.parametrize("rate", [50, 200, 1000])
+@pytest.mark.parametrize("workers", [8, 32])
+def test_a_token_bucket_is_ridden_within_ten_percent(rate: int, workers: int) -> None:
+    """Against a bucket of the sandbox's default size: 10% of the ideal, at most 3% throttled."""
+    limit = RateLimit.per_second(rate)
+    items = 20 * rate + limit.capacity
+    outcome, _ = simulate(limit, items=items, workers=workers)
+    assert outcome.span <= 1.10 * 20.0
+    assert outcome.throttled <= 0.03 * len(outcome.arrivals)
+
+
+def test_a_bucket_holding_one_is_not_overrun_as_the_rate_climbs() -> None:
+    """Re-booked starts keep their spacing: a 200/s bucket of 1 takes 600 PUTs in under 2x ideal."""
+    outcome, _ = simulate(RateLimit.per_second(200, burst=1), items=600, workers=8)
+    assert outcome.span <= 2 * 599 / 200
+    assert outcome.throttled <= 0.03 * len(outcome.arrivals)
+
+
+def test_it_follows_a_limit_that_falls() -> None:
+    """100/s falling to 25/s at 10 s: 5 s later it sends at 25/s give or take 10%."""
+    limit = RateLimit(parse_schedule("100@0,25@10"))
+    outcome, _ = simulate(limit, items=1800, workers=16)
+    assert 0.9 * 25 <= rate_between(outcome.accepted, 15.0, 35.0) <= 25.5
+    assert rate_between(outcome.accepted, 2.0, 10.0) >= 0.9 * 100
+
+
+def test_it_follows_a_limit_that_rises() -> None:
+    """25/s rising to 100/s at 10 s: 15 s later it sends at 100/s give or take 10%."""
+    limit = RateLimit(parse_schedule("25@0,100@10"))
+    outcome, _ = simulate(limit, items=3500, workers=16)
+    assert rate_between(outcome.accepted, 25.0, 35.0) >= 0.9 * 100
+
+
+def test_a_sixty_second_window_is_waited_out_with_few_probes() -> None:
+    """A window of 1,200 a minute: the second window is used within 5 s of opening."""
+    limit = RateLimit.per_second(20, shape=Shape.FIXED, window=60.0)
+    outcome, _ = simulate(limit, items=2400, workers=32)
+    assert outcome.span <= 65.0
+    assert outcome.throttled <= 0.03 * len(outcome.arrivals)
+
+
+def test_a_configured_rate_below_the_limit_is_never_throttled() -> None:
+    """rate 40 against a 50/s bucket: not a single 429."""
+    outcome, _ = simulate(RateLimit.per_second(50), items=800, workers=32, rate=40.0)
+    assert outcome.throttled == 0
+    assert outcome.span == pytest.approx(799 / 40, rel=0.01)
+
+
+def test_a_configured_rate_above_the_limit_does_as_well_as_none() -> None:
+    """rate 100 against a 50/s bucket: within 5% of the time with no rate, few 429s."""
+    limit = RateLimit.per_second(50)
+    capped, _ = simulate(limit, items=1000, workers=8, rate=100.0)
+    free, _ = simulate(limit, items=1000, workers=8)
+    assert capped.span <= 1.05 * free.span
+    assert capped.throttled <= 0.03 * len(capped.arrivals)
+
+
+def test_stats_say_how_often_and_at_what_rate() -> None:
+    """The stats count every 429 and the cuts, and give the rate settled at."""
+    outcome, gov = simulate(RateLimit.per_second(50), items=600, workers=8)
+    stats = gov.stats
+    assert stats.throttled == outcome.throttled > 0
+    assert 1 <= stats.rate_cuts <= stats.throttled
+    assert stats.rate is not None and 30 <= stats.rate <= 80
+
+
+async def test_a_rare_429_with_retry_after_pauses_without_cutting() -> None:
+    """One 429 with Retry-After among 50 successes: the pause is honoured, the rate not cut."""
+    time = FakeTime()
+    gov = governor(time, rate=100.0)
+    for _ in range(50):
+        await gov.acquire()
+        gov.on_success()
+    throttled_at = time.now
+    gov.on_throttle(started_at=throttled_at, retry_after=1.0)
+    assert gov.stats.rate_cuts == 0
+    assert gov.rate == 100.0
+    assert await gov.acquire() == pytest.approx(throttled_at + 1.0)

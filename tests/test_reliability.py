@@ -20,7 +20,7 @@ import anyio.abc
 import pytest
 
 from batchthumb.report import report_lock
-from batchthumb.sandbox import Fault, Faults, Sandbox, SandboxConfig, Stats
+from batchthumb.sandbox import Fault, Faults, RateLimit, Sandbox, SandboxConfig, Stats
 from tests.clihelp import (
     CLI_TIMEOUT,
     by_plan,
@@ -374,9 +374,8 @@ async def test_chaos_ends_with_every_item_succeeded(tmp_path: Path) -> None:
 
 async def test_a_rate_limited_server_slows_the_whole_run_down(tmp_path: Path) -> None:
     """Against 50 requests/s and no --rate, few requests are wasted on 429 and the rate settles near 50."""
-    box = Sandbox(
-        SandboxConfig(tokens=frozenset({TOKEN}), autocreate=True), faults=Faults(rate_limit=50)
-    )
+    limit = RateLimit.per_second(50)
+    box = Sandbox(SandboxConfig(tokens=frozenset({TOKEN}), autocreate=True, rate_limit=limit))
     async with box.serve() as url:
         job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(500))
         result = await cli_process("run", str(job), "--no-progress")

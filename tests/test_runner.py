@@ -216,6 +216,16 @@ async def test_throttling_is_retried_and_slows_the_governor() -> None:
     assert governor.stats.throttled == 1
 
 
+async def test_throttles_do_not_use_up_an_items_retries() -> None:
+    """10 throttles then success with 3 retries: succeeded; past 5 per retry, the item fails."""
+    throttled = Attempt(Verdict.THROTTLED, 429, "APIGW.0308")
+    api = ScriptedApi({plan(0): [throttled] * 10, plan(1): [throttled] * 16})
+    journal, _ = await run(api, items(2))
+    results = journal.by_plan()
+    assert (results[plan(0)].outcome, results[plan(0)].attempts) == (Outcome.SUCCEEDED, 11)
+    assert (results[plan(1)].outcome, results[plan(1)].attempts) == (Outcome.FAILED, 16)
+
+
 async def test_rejected_credentials_abort_the_run_early() -> None:
     """A 401 stops the run: nothing new is started after it, and the summary says why."""
     api = ScriptedApi(

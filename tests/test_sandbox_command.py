@@ -12,6 +12,7 @@ import anyio
 import pytest
 
 from batchthumb.sandbox.command import add_arguments, build_sandbox, main
+from batchthumb.sandbox.limits import RateLimit, RetryAfter, Shape
 from tests.clihelp import start_sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +35,10 @@ def test_options_build_the_described_sandbox() -> None:
         parse(
             "--token", "t1-0123456789", "--token", "t2-0123456789", "--strict",
             "--latency", "0.5", "--p500", "0.1", "--p503", "0.2", "--p429", "0.3",
-            "--retry-after", "4", "--p-drop", "0.05", "--rate-limit", "7.5",
+            "--retry-after", "4", "--p-drop", "0.05", "--rate-limit", "7.5@0,2@3",
+            "--limit-shape", "fixed", "--limit-window", "60", "--limit-burst", "3",
+            "--limit-scope", "shared", "--limit-retry-after", "date", "--jitter", "0.25",
+            "--throttle-code", "APIG.0308",
             "--fail-first", "3", "--seed-random", "9", "--aksk", "AK1:SK1",
             "--iam-user", "acme/bot:pw:with:colons",
         )
@@ -46,8 +50,17 @@ def test_options_build_the_described_sandbox() -> None:
     user = config.iam_users[0]
     assert (user.domain, user.name, user.password) == ("acme", "bot", "pw:with:colons")
     assert (faults.latency, faults.p500, faults.p503, faults.p429) == (0.5, 0.1, 0.2, 0.3)
-    assert (faults.retry_after, faults.rate_limit_retry_after) == ("4", "4")
-    assert (faults.p_drop, faults.rate_limit, faults.seed) == (0.05, 7.5, 9)
+    assert (faults.retry_after, faults.jitter) == ("4", 0.25)
+    assert (faults.p_drop, faults.seed) == (0.05, 9)
+    assert config.rate_limit == RateLimit(
+        ((0.0, 7.5), (3.0, 2.0)),
+        shape=Shape.FIXED,
+        burst=3,
+        window=60.0,
+        per_api=False,
+        retry_after=RetryAfter.DATE,
+    )
+    assert config.throttle_code == "APIG.0308"
     assert faults.scripted_remaining == 3
 
 

@@ -12,7 +12,15 @@ import anyio
 import pytest
 from yarl import URL
 
-from batchthumb.sandbox import Fault, FaultKind, Faults, Sandbox, SandboxConfig
+from batchthumb.sandbox import (
+    Fault,
+    FaultKind,
+    Faults,
+    RateLimit,
+    RetryAfter,
+    Sandbox,
+    SandboxConfig,
+)
 from batchthumb.sandbox.server import SHUTDOWN_TIMEOUT
 from tests.imagedata import png
 
@@ -50,9 +58,12 @@ async def running(sandbox: Sandbox) -> AsyncIterator[aiohttp.ClientSession]:
             yield http
 
 
-def new_sandbox(faults: Faults | None = None, **kwargs: Any) -> Sandbox:
+def new_sandbox(
+    faults: Faults | None = None, rate_limit: RateLimit | None = None, **kwargs: Any
+) -> Sandbox:
     """A sandbox accepting TOKEN, with plans PLAN and OTHER_PLAN in project P."""
-    sandbox = Sandbox(SandboxConfig(tokens=frozenset({TOKEN})), faults=faults, **kwargs)
+    config = SandboxConfig(tokens=frozenset({TOKEN}), rate_limit=rate_limit)
+    sandbox = Sandbox(config, faults=faults, **kwargs)
     sandbox.add_plan(P, "Roadmap", "gantt", plan_id=PLAN)
     sandbox.add_plan(P, "Other", "mind", plan_id=OTHER_PLAN)
     return sandbox
@@ -267,9 +278,10 @@ def test_invalid_fault_arguments() -> None:
 
 @pytest.mark.anyio
 async def test_rate_limit_answers_429_above_the_rate() -> None:
-    """At 5/s on a frozen clock 5 PUTs pass and the 6th is 429 APIGW.0308; 0.2 s later one more."""
+    """A bucket of 5 at 5/s on a frozen clock: 5 PUTs pass, the 6th is 429; 0.2 s later one more."""
     clock = FakeClock()
-    sandbox = new_sandbox(Faults(rate_limit=5), clock=clock)
+    limit = RateLimit.per_second(5, burst=5)
+    sandbox = new_sandbox(clock=clock, rate_limit=limit)
     async with running(sandbox) as http:
         burst = [await put(http) for _ in range(6)]
         clock.now += 0.2
@@ -286,31 +298,85 @@ async def test_rate_limit_answers_429_above_the_rate() -> None:
 
 
 @pytest.mark.anyio
-async def test_rate_limit_retry_after_and_uploads_share_the_bucket() -> None:
-    """rate_limit_retry_after adds Retry-After to the 429; uploads draw from the same bucket."""
-    clock = FakeClock()
-    sandbox = new_sandbox(Faults(rate_limit=1, rate_limit_retry_after="1"), clock=clock)
-    form = aiohttp.FormData()
-    form.add_field("file", PNG, filename="a.png", content_type="image/png")
-    async with running(sandbox) as http:
-        async with http.post(f"/v2/{P}/img", data=form) as upload:
-            upload_status = upload.status
-        status, body, response = await put(http)
-    assert upload_status == 200
-    assert (status, body["error_code"]) == (429, "APIGW.0308")
+async def test_limits_per_api_count_apart_and_a_shared_one_together() -> None:
+    """Per API, an upload does not use the PUTs' budget; shared, it does; both say Retry-After."""
+    statuses = {}
+    for per_api in (True, False):
+        limit = RateLimit.per_second(1, burst=1, per_api=per_api, retry_after=RetryAfter.SECONDS)
+        sandbox = new_sandbox(clock=FakeClock(), rate_limit=limit)
+        form = aiohttp.FormData()
+        form.add_field("file", PNG, filename="a.png", content_type="image/png")
+        async with running(sandbox) as http:
+            async with http.post(f"/v2/{P}/img", data=form) as upload:
+                upload_status = upload.status
+            statuses[per_api] = (upload_status, *(await put(http)))
+    assert statuses[True][:2] == (200, 200)
+    upload_status, status, body, response = statuses[False]
+    assert (upload_status, status, body["error_code"]) == (200, 429, "APIGW.0308")
     assert response.headers["Retry-After"] == "1"
 
 
 @pytest.mark.anyio
-async def test_latency_delays_each_put() -> None:
-    """latency adds at least that many seconds to a PUT."""
-    sandbox = new_sandbox(Faults(latency=0.05))
+async def test_throttle_code_is_spelled_as_configured() -> None:
+    """throttle_code APIG.0308 spells the rate limit's 429s and random 429s that way."""
+    limit = RateLimit.per_second(1, burst=1)
+    config = SandboxConfig(
+        tokens=frozenset({TOKEN}), rate_limit=limit, throttle_code="APIG.0308", autocreate=True
+    )
+    sandbox = Sandbox(config, clock=FakeClock())
     async with running(sandbox) as http:
-        started = time.monotonic()
-        status, _, _ = await put(http)
-        elapsed = time.monotonic() - started
-    assert status == 200
-    assert elapsed >= 0.05
+        first = await put(http)
+        limited = await put(http)
+    unlimited = Sandbox(
+        SandboxConfig(tokens=frozenset({TOKEN}), throttle_code="APIG.0308", autocreate=True)
+    )
+    unlimited.faults.script(Fault.status(429))
+    async with running(unlimited) as http:
+        scripted = await put(http)
+    assert first[0] == 200
+    assert (limited[0], limited[1]["error_code"]) == (429, "APIG.0308")
+    assert (scripted[0], scripted[1]["error_code"]) == (429, "APIG.0308")
+
+
+def test_throttle_code_must_be_a_known_spelling() -> None:
+    """A throttle_code other than the two spellings is refused."""
+    with pytest.raises(ValueError, match=r"APIGW\.0308, APIG\.0308"):
+        SandboxConfig(throttle_code="APIGW.308")
+
+
+@pytest.mark.anyio
+async def test_latency_delays_every_route() -> None:
+    """latency adds at least that many seconds to a PUT, a list, an upload and a download."""
+    sandbox = new_sandbox(Faults(latency=0.05))
+    img = sandbox.upload(P, PNG)
+    form = aiohttp.FormData()
+    form.add_field("file", PNG, filename="a.png", content_type="image/png")
+    calls = {
+        "put": lambda http: http.put(put_path(), json={"img_url": IMG}),
+        "list": lambda http: http.post(f"/v3/plan/{P}/managements", json={}),
+        "upload": lambda http: http.post(f"/v2/{P}/img", data=form),
+        "download": lambda http: http.get(
+            f"/v4/projects/{P}/image-file", params={"image_uri": img}
+        ),
+    }
+    elapsed = {}
+    async with running(sandbox) as http:
+        for name, call in calls.items():
+            started = time.monotonic()
+            async with call(http) as response:
+                assert response.status == 200, name
+            elapsed[name] = time.monotonic() - started
+    assert all(seconds >= 0.05 for seconds in elapsed.values()), elapsed
+
+
+def test_jitter_is_seeded_and_bounded() -> None:
+    """Jitter adds 0 to ``jitter`` seconds to the latency, the same draws for the same seed."""
+    first = Faults(latency=0.1, jitter=0.05, seed=3)
+    again = Faults(latency=0.1, jitter=0.05, seed=3)
+    delays = [first.delay() for _ in range(50)]
+    assert delays == [again.delay() for _ in range(50)]
+    assert all(0.1 <= d <= 0.15 for d in delays) and len(set(delays)) > 1
+    assert Faults(latency=0.1).delay() == 0.1
 
 
 # -- gate and wait_until ---------------------------------------------------------------------

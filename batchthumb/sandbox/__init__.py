@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from batchthumb.sandbox.config import IamUser, SandboxConfig
     from batchthumb.sandbox.faults import Fault, FaultKind, Faults
+    from batchthumb.sandbox.limits import RateLimit, RetryAfter, Shape
     from batchthumb.sandbox.seed import SeedError, load_seed
     from batchthumb.sandbox.server import Sandbox
     from batchthumb.sandbox.state import Creator, Gate, Plan, Stats
@@ -24,9 +25,12 @@ _EXPORTS = {
     "Gate": "state",
     "IamUser": "config",
     "Plan": "state",
+    "RateLimit": "limits",
+    "RetryAfter": "limits",
     "Sandbox": "server",
     "SandboxConfig": "config",
     "SeedError": "seed",
+    "Shape": "limits",
     "Stats": "state",
     "load_seed": "seed",
 }
@@ -39,9 +43,12 @@ __all__ = [
     "Gate",
     "IamUser",
     "Plan",
+    "RateLimit",
+    "RetryAfter",
     "Sandbox",
     "SandboxConfig",
     "SeedError",
+    "Shape",
     "Stats",
     "load_seed",
 ]

@@ -23,7 +23,8 @@ from aiohttp.multipart import parse_content_disposition
 from batchthumb import signing
 from batchthumb.images import image_type
 from batchthumb.sandbox.config import SandboxConfig
-from batchthumb.sandbox.faults import Fault, FaultKind, Faults, default_error
+from batchthumb.sandbox.faults import THROTTLE_CODE, Fault, FaultKind, Faults, default_error
+from batchthumb.sandbox.limits import Limits, retry_after_value
 from batchthumb.sandbox.state import (
     IMG_URL_PATTERN,
     PLAN_TYPES,
@@ -67,6 +68,7 @@ class Sandbox(Protocol):
     gate: Gate
     list_gates: dict[str, Gate]
     store: Store
+    limits: Limits | None
     clock: Callable[[], float]
     wall_clock: Callable[[], float]
 
@@ -88,10 +90,11 @@ class ApiError(Exception):
         self.headers = headers or {}
 
     @classmethod
-    def from_fault(cls, fault: Fault) -> ApiError:
-        """The error answer a status fault asks for."""
+    def from_fault(cls, fault: Fault, throttle_code: str = THROTTLE_CODE) -> ApiError:
+        """The error answer a status fault asks for, a throttling code spelled as configured."""
         headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else None
-        return cls(fault.http_status, fault.error_code, fault.error_msg, headers)
+        code = throttle_code if fault.error_code == THROTTLE_CODE else fault.error_code
+        return cls(fault.http_status, code, fault.error_msg, headers)
 
     def response(self) -> web.Response:
         """Render the error as a JSON response."""
@@ -299,11 +302,28 @@ class Routes:
             raise ApiError(400, "PM.02152005", "The project does not exist or has been deleted.")
         return self.store.ensure_project(project_id) if create else {}
 
-    def admit(self) -> None:
-        """Apply the rate limit; raise the 429 ``APIGW.0308`` above it."""
-        faults = self.sandbox.faults
-        if not faults.admit(self.sandbox.clock()):
-            raise ApiError.from_fault(faults.throttle_fault())
+    async def admit(self, api: str, request: web.Request, body: bytes | None) -> None:
+        """Hold the request for the latency, authenticate it, then apply ``api``'s rate limit.
+
+        The latency stands for the round trip, so every route sleeps it whatever the answer;
+        the limit is per user, so it counts only authenticated requests (429 above it).
+        """
+        sandbox = self.sandbox
+        delay = sandbox.faults.delay()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        self.authenticate(request, body)
+        limits = sandbox.limits
+        if limits is None:
+            return
+        now = sandbox.clock()
+        refused = limits.admit(api, now)
+        if refused is None:
+            return
+        wait, limiter = refused
+        retry_after = retry_after_value(limits.limit.retry_after, wait, sandbox.wall_clock())
+        headers = {"Retry-After": retry_after} if retry_after is not None else None
+        raise ApiError(429, sandbox.config.throttle_code, limiter.message(now), headers)
 
     # -- CodeArts Req -------------------------------------------------------------------
 
@@ -331,11 +351,8 @@ class Routes:
                 sandbox.notify()
         if gate.aborted:  # the server is stopping
             _drop(request)
+        await self.admit("put", request, body)
         faults = sandbox.faults
-        if faults.latency > 0:
-            await asyncio.sleep(faults.latency)
-        self.authenticate(request, body)
-        self.admit()
         plan_id = request.match_info["plan_id"]
         fault = faults.take(plan_id)
         drop_after_apply = False
@@ -354,7 +371,7 @@ class Routes:
                     }
                 )
             else:
-                raise ApiError.from_fault(fault)
+                raise ApiError.from_fault(fault, sandbox.config.throttle_code)
 
         project_id = self.project(request)
         if not is_id(plan_id):
@@ -392,9 +409,7 @@ class Routes:
             await gate.wait()
             if gate.aborted:  # the server is stopping
                 _drop(request)
-        if sandbox.faults.latency > 0:  # a round trip, as for PUTs
-            await asyncio.sleep(sandbox.faults.latency)
-        self.authenticate(request, body)
+        await self.admit("list", request, body)
         project_id = self.project(request)
         params = _json_body(body, allow_empty=True)
         page_no = _int_param(params, "page_no", 1, 9999)
@@ -437,7 +452,7 @@ class Routes:
         """``POST /v3/plan/{project_id}/management``: create a plan."""
         self.stats.creates += 1
         body = await request.read()
-        self.authenticate(request, body)
+        await self.admit("create", request, body)
         project_id = self.project(request)
         params = _json_body(body)
         name = params.get("name")
@@ -453,7 +468,8 @@ class Routes:
     async def plan_info(self, request: web.Request) -> web.StreamResponse:
         """``GET /v3/plan/{project_id}/{plan_id}/info``: one plan, without its img_url."""
         self.stats.infos += 1
-        self.authenticate(request, await request.read())
+        body = await request.read()
+        await self.admit("info", request, body)
         project_id = self.project(request)
         plan_id = request.match_info["plan_id"]
         if not is_id(plan_id):
@@ -473,11 +489,8 @@ class Routes:
         """``POST /v2/{project_id}/img``: store a multipart ``file`` image, return its URL."""
         sandbox = self.sandbox
         self.stats.uploads += 1
-        if sandbox.faults.latency > 0:
-            await asyncio.sleep(sandbox.faults.latency)
         body = await request.read()
-        self.authenticate(request, body)
-        self.admit()
+        await self.admit("upload", request, body)
         project_id = self.project(request)
         self.plans_of(project_id, create=True)
         data = _multipart_file(request.headers.get("Content-Type", ""), body)
@@ -495,7 +508,8 @@ class Routes:
     async def download_img(self, request: web.Request) -> web.StreamResponse:
         """``GET /v4/projects/{project_id}/image-file?image_uri=...``: the stored image."""
         self.stats.downloads += 1
-        self.authenticate(request, await request.read())
+        body = await request.read()
+        await self.admit("download", request, body)
         if not self.sandbox.config.download_permission:
             # The identity policy codeartsreq:attachment:download, checked before any role.
             raise ApiError(*NO_PERMISSION)
@@ -511,7 +525,8 @@ class Routes:
         Documented on the UploadIssuesImg page; it needs no identity policy (facts §0).
         """
         self.stats.downloads += 1
-        self.authenticate(request, await request.read())
+        body = await request.read()
+        await self.admit("download", request, body)
         if request.match_info["project_id"] in self.sandbox.config.non_member_projects:
             raise ApiError(*NOT_A_MEMBER)
         img_url = "/v1/" + request.path.removeprefix("/v3/")
@@ -548,8 +563,12 @@ class Routes:
 
     async def issue_token(self, request: web.Request) -> web.StreamResponse:
         """``POST /v3/auth/tokens``: a password-scoped token in ``X-Subject-Token``."""
+        raw = await request.read()
+        delay = self.sandbox.faults.delay()  # IAM is another service: latency, no API limit
+        if delay > 0:
+            await asyncio.sleep(delay)
         try:
-            doc = json.loads(await request.read())
+            doc = json.loads(raw)
             auth = doc["auth"]
             identity = auth["identity"]
             if "password" not in identity["methods"]:

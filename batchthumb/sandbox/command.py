@@ -47,6 +47,22 @@ def _count(text: str) -> int:
     return value
 
 
+def _schedule(text: str) -> tuple[tuple[float, float], ...]:
+    from batchthumb.sandbox.limits import parse_schedule
+
+    try:
+        return parse_schedule(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _burst(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a bucket holds at least 1 request, got {text}")
+    return value
+
+
 def _pair(separator: str, what: str) -> Callable[[str], tuple[str, str]]:
     def parse(text: str) -> tuple[str, str]:
         left, sep, right = text.partition(separator)
@@ -135,14 +151,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     faults = parser.add_argument_group("faults")
     faults.add_argument(
-        "--latency", type=_non_negative, default=0.0, help="seconds per PUT and list call"
+        "--latency",
+        type=_non_negative,
+        default=0.0,
+        help="seconds added to every request (PUT, list, upload, download, IAM)",
+    )
+    faults.add_argument(
+        "--jitter",
+        type=_non_negative,
+        default=0.0,
+        metavar="S",
+        help="add up to S seconds more to each request, at random (seeded by --seed-random)",
     )
     faults.add_argument("--p500", type=_probability, default=0.0, help="share of PUTs with 500")
     faults.add_argument("--p503", type=_probability, default=0.0, help="share of PUTs with 503")
     faults.add_argument("--p429", type=_probability, default=0.0, help="share of PUTs with 429")
-    faults.add_argument(
-        "--retry-after", help="Retry-After value sent with 429s (random and rate limit)"
-    )
+    faults.add_argument("--retry-after", help="Retry-After value sent with random 429s")
     faults.add_argument(
         "--p-pm-throttle",
         type=_probability,
@@ -159,7 +183,52 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="share of PUTs applied and then dropped unanswered",
     )
     faults.add_argument(
-        "--rate-limit", type=_positive, help="PUTs and uploads per second before 429 APIGW.0308"
+        "--throttle-code",
+        choices=("APIGW.0308", "APIG.0308"),
+        default="APIGW.0308",
+        help="how 429s spell the throttling code (the gateway's docs use both)",
+    )
+    limits = parser.add_argument_group(
+        "rate limit", "a gateway limit: 429 with the throttling code above it"
+    )
+    limits.add_argument(
+        "--rate-limit",
+        type=_schedule,
+        metavar="RATE[@S,...]",
+        help="requests per second; a schedule such as 100@0,25@3 changes it S seconds after "
+        "the first request",
+    )
+    limits.add_argument(
+        "--limit-shape",
+        choices=("bucket", "fixed", "sliding"),
+        default="bucket",
+        help="token bucket (default), fixed windows, or a sliding window",
+    )
+    limits.add_argument(
+        "--limit-burst",
+        type=_burst,
+        metavar="N",
+        help="requests the bucket holds (default: a tenth of a second of the rate, at least 1)",
+    )
+    limits.add_argument(
+        "--limit-window",
+        type=_positive,
+        default=1.0,
+        metavar="S",
+        help="window length for fixed and sliding windows: 1 (default) or 60 as the gateway",
+    )
+    limits.add_argument(
+        "--limit-scope",
+        choices=("per-api", "shared"),
+        default="per-api",
+        help="count PUT, list, upload and download apart (default, as the gateway) or together",
+    )
+    limits.add_argument(
+        "--limit-retry-after",
+        choices=("none", "seconds", "date"),
+        default="none",
+        help="send Retry-After with the limit's 429s: not at all (default), in seconds, or "
+        "as an HTTP date",
     )
     faults.add_argument(
         "--fail-first", type=_count, default=0, metavar="N", help="answer the first N PUTs 503"
@@ -173,6 +242,7 @@ def build_sandbox(args: argparse.Namespace) -> Sandbox:
     """Build the sandbox the parsed options describe (seed file included)."""
     from batchthumb.sandbox.config import IamUser, SandboxConfig
     from batchthumb.sandbox.faults import Fault, Faults
+    from batchthumb.sandbox.limits import RateLimit, RetryAfter, Shape
     from batchthumb.sandbox.seed import load_seed
     from batchthumb.sandbox.server import Sandbox
 
@@ -180,6 +250,16 @@ def build_sandbox(args: argparse.Namespace) -> Sandbox:
     for who, password in args.iam_user:
         domain, _, name = who.partition("/")
         users.append(IamUser(domain=domain, name=name or domain, password=password))
+    rate_limit = None
+    if args.rate_limit is not None:
+        rate_limit = RateLimit(
+            args.rate_limit,
+            shape=Shape(args.limit_shape),
+            burst=args.limit_burst,
+            window=args.limit_window,
+            per_api=args.limit_scope == "per-api",
+            retry_after=RetryAfter(args.limit_retry_after),
+        )
     config = SandboxConfig(
         tokens=frozenset(args.token),
         iam_users=tuple(users),
@@ -192,9 +272,12 @@ def build_sandbox(args: argparse.Namespace) -> Sandbox:
         download_permission=not args.no_download_permission,
         record_headers=args.record_headers is not None,
         list_img=not args.list_without_img,
+        rate_limit=rate_limit,
+        throttle_code=args.throttle_code,
     )
     faults = Faults(
         latency=args.latency,
+        jitter=args.jitter,
         p500=args.p500,
         p503=args.p503,
         p429=args.p429,
@@ -202,8 +285,6 @@ def build_sandbox(args: argparse.Namespace) -> Sandbox:
         p_pm_throttle=args.p_pm_throttle,
         p_drop=args.p_drop,
         p_drop_after_apply=args.p_drop_after_apply,
-        rate_limit=args.rate_limit,
-        rate_limit_retry_after=args.retry_after,
         seed=args.seed_random,
     )
     if args.fail_first:

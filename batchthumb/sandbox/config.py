@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from batchthumb.sandbox.limits import THROTTLE_CODES, RateLimit
 from batchthumb.sandbox.undocumented import IAM_PROJECT_ID, IAM_REGION
 
 DEFAULT_MAX_UPLOAD_BYTES = 5 * 1024 * 1024
@@ -43,6 +44,9 @@ class SandboxConfig:
     ``list_img``: list elements carry ``img_url`` (off: the list shows no thumbnails, which
     the docs do not rule out).
     The choices the docs leave open are listed in :mod:`batchthumb.sandbox.undocumented`.
+    ``rate_limit``: the gateway's limit (shape, rate, per API or shared, Retry-After), None
+    for none. ``throttle_code``: how its 429s spell the code, ``APIGW.0308`` or ``APIG.0308``
+    (the gateway's documentation uses both).
     """
 
     tokens: frozenset[str] = frozenset()
@@ -60,6 +64,8 @@ class SandboxConfig:
     download_permission: bool = True
     record_headers: bool = False
     list_img: bool = True
+    rate_limit: RateLimit | None = None
+    throttle_code: str = THROTTLE_CODES[0]
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tokens", frozenset(self.tokens))
@@ -70,6 +76,8 @@ class SandboxConfig:
         object.__setattr__(self, "aksk", MappingProxyType(dict(self.aksk)))
         if self.max_upload_bytes < 1:
             raise ValueError("max_upload_bytes must be positive")
+        if self.throttle_code not in THROTTLE_CODES:
+            raise ValueError(f"throttle_code must be one of {', '.join(THROTTLE_CODES)}")
 
     @property
     def accepts_any_token(self) -> bool:

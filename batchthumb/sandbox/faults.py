@@ -1,8 +1,7 @@
-"""Faults the sandbox injects into PUTs (and partly uploads): scripted, random and a rate limit.
+"""Faults the sandbox injects: scripted and random ones into PUTs, latency into every route.
 
 Scripted faults are deterministic and take precedence over random ones, which draw from a
-seeded ``random.Random``. The rate limit is a token bucket over PUTs and uploads driven by
-the sandbox's injectable monotonic clock.
+seeded ``random.Random``. Rate limits are in :mod:`batchthumb.sandbox.limits`.
 """
 
 from __future__ import annotations
@@ -11,18 +10,15 @@ import enum
 import random
 from dataclasses import dataclass, field
 
+from batchthumb.sandbox.limits import THROTTLE_CODES, THROTTLE_MSG
+
 # Sandbox-only codes: the real service's 5xx bodies are not documented.
 SANDBOX_500 = "SANDBOX.0500"
 SANDBOX_503 = "SANDBOX.0503"
 TOKEN_EXPIRED_MSG = "Incorrect IAM authentication information: The token must be updated."
 PM_THROTTLE_CODE = "PM.02153001"
 PM_THROTTLE_MSG = "访问频率过高,请稍后再试"
-THROTTLE_CODE = "APIGW.0308"
-# The limit of random 429s is a placeholder (5/s); the rate limiter reports its own rate.
-THROTTLE_MSG = (
-    "The throttling threshold has been reached: policy user over ratelimit,limit:{limit},"
-    "time:1 second"
-)
+THROTTLE_CODE = THROTTLE_CODES[0]
 
 _DEFAULTS: dict[int, tuple[str, str]] = {
     400: ("PM.02152001", "Parameter error."),
@@ -31,7 +27,8 @@ _DEFAULTS: dict[int, tuple[str, str]] = {
     403: ("PM.02150010", "The user is not a member of the project."),
     404: ("APIGW.0101", "The API does not exist or has not been published in the environment"),
     413: ("APIGW.0201", "Request entity too large"),
-    429: (THROTTLE_CODE, THROTTLE_MSG.format(limit=5)),
+    # The limit of random 429s is a placeholder; a rate limit names its own.
+    429: (THROTTLE_CODE, THROTTLE_MSG.format(limit=5, time="1 second")),
     500: (SANDBOX_500, "Internal server error (sandbox fault)."),
     502: ("SANDBOX.0502", "Bad gateway (sandbox fault)."),
     503: (SANDBOX_503, "Service unavailable (sandbox fault)."),
@@ -126,14 +123,14 @@ class _Scripted:
 class Faults:
     """The faults a sandbox injects; mutable, tests may change fields between requests.
 
-    ``latency`` seconds are added to every PUT and upload. The ``p*`` probabilities apply
-    to PUTs, drawn from ``random.Random(seed)``; ``retry_after`` is the ``Retry-After``
-    value of random 429s. ``rate_limit`` (per second, burst of the same size) answers
-    429 ``APIGW.0308`` to PUTs and uploads above it, with ``Retry-After`` only when
-    ``rate_limit_retry_after`` is set.
+    ``latency`` seconds are added to every API request (PUT, list, upload, download, IAM),
+    plus up to ``jitter`` seconds more, drawn uniformly from their own ``random.Random(seed)``.
+    The ``p*`` probabilities apply to PUTs, drawn from ``random.Random(seed)``;
+    ``retry_after`` is the ``Retry-After`` value of random 429s.
     """
 
     latency: float = 0.0
+    jitter: float = 0.0
     p500: float = 0.0
     p503: float = 0.0
     p429: float = 0.0
@@ -141,17 +138,20 @@ class Faults:
     p_pm_throttle: float = 0.0
     p_drop: float = 0.0
     p_drop_after_apply: float = 0.0
-    rate_limit: float | None = None
-    rate_limit_retry_after: str | None = None
     seed: int | None = None
     _random: random.Random = field(init=False, repr=False)
+    _jitter_random: random.Random = field(init=False, repr=False)
     _script: list[_Scripted] = field(init=False, repr=False, default_factory=list)
-    _bucket_rate: float | None = field(init=False, repr=False, default=None)
-    _bucket_tokens: float = field(init=False, repr=False, default=0.0)
-    _bucket_at: float = field(init=False, repr=False, default=0.0)
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
+        self._jitter_random = random.Random(self.seed)
+
+    def delay(self) -> float:
+        """Seconds to hold the next request: the latency plus its jitter."""
+        if self.jitter <= 0:
+            return self.latency
+        return self.latency + self._jitter_random.random() * self.jitter
 
     def script(self, fault: Fault, times: int = 1, plan_id: str | None = None) -> None:
         """Give ``fault`` to the next ``times`` PUTs (to any plan, or only to ``plan_id``)."""
@@ -204,31 +204,3 @@ class Faults:
         if index == 4:
             return Fault.drop()
         return Fault.drop_after_apply()
-
-    def admit(self, now: float) -> bool:
-        """Take one token from the rate-limit bucket at monotonic time ``now``; False if empty."""
-        rate = self.rate_limit
-        if rate is None:
-            return True
-        capacity = max(rate, 1.0)
-        if self._bucket_rate != rate:
-            self._bucket_rate = rate
-            self._bucket_tokens = capacity
-            self._bucket_at = now
-        elapsed = max(0.0, now - self._bucket_at)
-        self._bucket_tokens = min(capacity, self._bucket_tokens + elapsed * rate)
-        self._bucket_at = now
-        if self._bucket_tokens >= 1.0 - 1e-9:  # float refill must not lose a whole token
-            self._bucket_tokens -= 1.0
-            return True
-        return False
-
-    def throttle_fault(self) -> Fault:
-        """The 429 the rate limiter answers, naming its limit."""
-        rate = self.rate_limit or 0.0
-        return Fault.status(
-            429,
-            THROTTLE_CODE,
-            THROTTLE_MSG.format(limit=f"{rate:g}"),
-            self.rate_limit_retry_after,
-        )

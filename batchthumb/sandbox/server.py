@@ -13,6 +13,7 @@ from batchthumb.images import image_type
 from batchthumb.sandbox.app import build_app
 from batchthumb.sandbox.config import SandboxConfig
 from batchthumb.sandbox.faults import Faults
+from batchthumb.sandbox.limits import Limits
 from batchthumb.sandbox.state import (
     SANDBOX_CREATOR,
     Creator,
@@ -57,6 +58,8 @@ class Sandbox:
         self.gate = Gate()
         self.list_gates: dict[str, Gate] = {}  # project_id -> a gate its list calls wait at
         self.store = Store(wall_clock)
+        limit = self.config.rate_limit
+        self.limits = None if limit is None else Limits(limit)
         self._waiters: list[tuple[Predicate, asyncio.Future[None]]] = []
 
     # -- seeding and inspection ---------------------------------------------------------

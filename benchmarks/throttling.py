@@ -1,0 +1,351 @@
+"""The throttling matrix: batchthumb against rate limits in the shapes real gateways use.
+
+    python benchmarks/throttling.py               # the README's table (~15 min on 2 quiet cores)
+    python benchmarks/throttling.py --quick       # a few short cells, for development
+    python benchmarks/throttling.py --jobs 4      # cells run four at a time (default 4)
+
+Each cell is the real CLI (``batchthumb run --no-snapshot``, no ``--rate``) in a subprocess
+against the sandbox in another (``benchmarks/sandbox_server.py``), which notes when every PUT
+arrives. The shapes: a token bucket of the sandbox's default size (a tenth of a second),
+fixed windows of 1 s and 60 s, a sliding window of 1 s, and limits that fall or rise during
+the run; at 5, 20, 50, 200 and 1,000 requests per second; at the default concurrency and at 32
+workers. Then a few rows on ``rate`` and ``Retry-After``, and a subset at a 50 ms round trip
+(the sandbox's ``--latency``).
+
+"Ideal" is the least time the limit allows for the cell's N PUTs, first to last: a greedy
+client replayed against the sandbox's own limiter (so a bucket's burst and a window's whole
+allowance count as sent at once). At 50 ms a few workers cannot reach some limits at all, so
+there the ideal is the larger of that and N x round trip / workers. Every cell is at least 20 s
+of ideal. Results go to ``benchmarks/results/throttling.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from run import HERE, Server, _table, batchthumb, machine, write_yaml_job
+
+from batchthumb.model import RunSettings
+from batchthumb.sandbox.command import add_arguments, build_sandbox
+
+LIMITS = (5, 20, 50, 200, 1000)
+DEFAULT_CONCURRENCY = RunSettings().concurrency
+WORKERS = (DEFAULT_CONCURRENCY, 32)
+MIN_IDEAL = 20.0
+LATENCY = 0.05
+TARGET_RATIO, TARGET_MEDIAN, TARGET_THROTTLED = 1.15, 1.10, 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """One run: a limit, the sandbox's flags for it, the client's flags."""
+
+    shape: str
+    limit: float
+    workers: int
+    server: tuple[str, ...]
+    client: tuple[str, ...] = ()
+    latency: float = 0.0
+    note: str = ""
+    min_ideal: float = MIN_IDEAL
+
+
+def shapes(limit: float) -> dict[str, tuple[str, ...]]:
+    """The sandbox options of each shape at ``limit`` requests per second."""
+    rate = f"{limit:g}"
+    return {
+        "token bucket": ("--rate-limit", rate),
+        "fixed 1 s window": ("--rate-limit", rate, "--limit-shape", "fixed"),
+        "fixed 60 s window": (
+            "--rate-limit", rate, "--limit-shape", "fixed", "--limit-window", "60",
+        ),
+        "sliding 1 s window": ("--rate-limit", rate, "--limit-shape", "sliding"),
+        "falling 2x to 1x at 5 s": ("--rate-limit", f"{2 * limit:g}@0,{rate}@5"),
+        "rising 0.5x to 1x at 5 s": ("--rate-limit", f"{limit / 2:g}@0,{rate}@5"),
+    }  # fmt: skip
+
+
+def sandbox_limiter(options: tuple[str, ...]) -> Any:
+    """The limiter the sandbox builds from ``options`` (the very code it runs)."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    from batchthumb.sandbox.limits import Limiter
+
+    limit = build_sandbox(parser.parse_args(list(options))).config.rate_limit
+    return Limiter(limit)
+
+
+def ideal_span(options: tuple[str, ...], items: int) -> float:
+    """First to last of ``items`` PUTs sent as early as the limit allows (a greedy client)."""
+    limiter = sandbox_limiter(options)
+    now, sent, first = 0.0, 0, 0.0
+    while sent < items:
+        wait = limiter.admit(now)
+        if wait is None:
+            sent += 1
+        else:
+            now += max(wait, 1e-6)
+    return now - first
+
+
+def items_for(cell: Cell) -> tuple[int, float]:
+    """Enough items for at least ``min_ideal`` seconds of ideal, and that ideal."""
+    if "60" in cell.server:
+        # A minute's allowance goes at once: a quarter of one more makes the cell 60 s, and
+        # shows how soon the next minute is used once it opens.
+        items = round(cell.limit * 75)
+        return items, ideal_span(cell.server, items)
+    items = max(10, round(cell.limit * cell.min_ideal))
+    while True:
+        span = ideal_span(cell.server, items)
+        if span >= cell.min_ideal - 1e-6:
+            return items, span
+        items = max(items + 1, round(items * cell.min_ideal / max(span, 1.0)))
+
+
+def run_cell(cell: Cell, work: Path, index: int) -> dict[str, Any]:
+    """Run one cell; what the sandbox saw, against the ideal."""
+    items, ideal = items_for(cell)
+    if cell.latency:
+        ideal = max(ideal, items * cell.latency / cell.workers)
+    if "--rate" in cell.client:  # a configured rate allows no more than itself
+        ideal = max(ideal, (items - 1) / float(cell.client[cell.client.index("--rate") + 1]))
+    job = write_yaml_job(work / f"cell-{index}.yaml", items)
+    # --autocreate: the job's plans are made up, and the sandbox knows none of them.
+    server_options = ("--autocreate", *cell.server)
+    server_options += ("--latency", f"{cell.latency:g}") if cell.latency else ()
+    with Server(*server_options) as server:
+        child = batchthumb(
+            job, server, "--concurrency", str(cell.workers), *cell.client, timeout=900.0
+        )
+        seen = server.seen()
+    puts = len(seen.arrivals)
+    row = {
+        "shape": cell.shape,
+        "limit": cell.limit,
+        "workers": cell.workers,
+        "latency_ms": round(cell.latency * 1000),
+        "client": " ".join(cell.client),
+        "note": cell.note,
+        "items": items,
+        "ideal_s": ideal,
+        "span_s": seen.span,
+        "ratio": seen.span / ideal if ideal else float("nan"),
+        "puts": puts,
+        "throttled": seen.statuses.get(429, 0),
+        "throttled_pct": seen.statuses.get(429, 0) / puts * 100 if puts else 0.0,
+        "exit": child.returncode,
+    }
+    extra = f" {row['client']}" if row["client"] else ""
+    extra += f" {row['latency_ms']} ms" if cell.latency else ""
+    print(
+        f"  {cell.shape} {cell.limit:g}/s x{cell.workers}{extra}: {row['ratio']:.2f}x, "
+        f"{row['throttled_pct']:.1f}% throttled, exit {child.returncode}",
+        flush=True,
+    )
+    return row
+
+
+def cells(quick: bool) -> tuple[list[Cell], list[Cell], list[Cell]]:
+    """The matrix, the extra rows and the 50 ms subset."""
+    limits = (20, 200) if quick else LIMITS
+    min_ideal = 5.0 if quick else MIN_IDEAL
+    names = ("token bucket", "fixed 1 s window") if quick else tuple(shapes(1))
+    workers = (DEFAULT_CONCURRENCY,) if quick else WORKERS
+    matrix = [
+        Cell(name, limit, count, shapes(limit)[name], min_ideal=min_ideal)
+        for name in names
+        for limit in limits
+        for count in workers
+    ]
+    bucket = shapes(50)["token bucket"]
+    extras = [
+        Cell("token bucket", 50, 8, bucket, ("--rate", "40"), note="rate below the limit"),
+        Cell("token bucket", 50, 8, bucket, ("--rate", "100"), note="rate above the limit"),
+        Cell("token bucket", 50, 8, bucket, note="no rate (the same cell as in the matrix)"),
+        Cell(
+            "fixed 60 s window",
+            5,
+            8,
+            (*shapes(5)["fixed 60 s window"], "--limit-retry-after", "seconds"),
+            note="Retry-After in seconds",
+        ),
+        Cell(
+            "fixed 60 s window",
+            5,
+            8,
+            (*shapes(5)["fixed 60 s window"], "--limit-retry-after", "date"),
+            note="Retry-After as an HTTP date",
+        ),
+        Cell(
+            "token bucket",
+            50,
+            8,
+            (*bucket, "--throttle-code", "APIG.0308"),
+            note="code spelled APIG.0308",
+        ),
+        Cell(
+            "token bucket of 1",
+            20,
+            8,
+            (*shapes(20)["token bucket"], "--limit-burst", "1"),
+            note="a bucket holding 1",
+        ),
+    ]
+    if quick:
+        extras = extras[:2]
+    latency_names = ("token bucket",) if quick else ("token bucket", "fixed 1 s window")
+    slow = [
+        Cell(name, limit, count, shapes(limit)[name], latency=LATENCY, min_ideal=min_ideal)
+        for name in latency_names
+        for limit in limits
+        for count in workers
+    ]
+    return matrix, extras, slow
+
+
+def matrix_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Shapes down, limit x workers across: time/ideal and % throttled per cell."""
+    columns = sorted({(r["limit"], r["workers"]) for r in rows})
+    header = ["shape", *(f"{limit:g}/s x{workers}" for limit, workers in columns)]
+    body = []
+    for shape in dict.fromkeys(r["shape"] for r in rows):
+        line: list[object] = [shape]
+        for limit, workers in columns:
+            match = [
+                r for r in rows if (r["shape"], r["limit"], r["workers"]) == (shape, limit, workers)
+            ]
+            line.append(cell_text(match[0]) if match else "")
+        body.append(line)
+    return _table(header, body)
+
+
+def cell_text(row: dict[str, Any]) -> str:
+    """``1.04x, 0.8%`` in bold when it misses a target."""
+    text = f"{row['ratio']:.2f}x, {row['throttled_pct']:.1f}%"
+    missed = row["ratio"] > TARGET_RATIO or row["throttled_pct"] > TARGET_THROTTLED
+    return f"**{text}**" if missed or row["exit"] != 0 else text
+
+
+def summary_lines(rows: list[dict[str, Any]], what: str) -> list[str]:
+    """The median cell and the misses of a table."""
+    if not rows:
+        return []
+    ratios = [r["ratio"] for r in rows]
+    missed = [r for r in rows if r["ratio"] > TARGET_RATIO or r["throttled_pct"] > TARGET_THROTTLED]
+    return [
+        f"{what}: median cell {statistics.median(ratios):.2f}x ideal (target at most "
+        f"{TARGET_MEDIAN:.2f}x); {len(rows) - len(missed)} of {len(rows)} cells meet both "
+        f"targets (at most {TARGET_RATIO:.2f}x, at most {TARGET_THROTTLED:g}% throttled); "
+        f"median throttled {statistics.median(r['throttled_pct'] for r in rows):.1f}%; "
+        f"bold cells miss.",
+    ]
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The tables of a result, as Markdown."""
+    info = result["machine"]
+    out = [
+        f"Run {result['date']} on {info['cpu']}, {info['cores']} cores, Python "
+        f"{info['python']}, {result['jobs']} cells at a time, load average "
+        f"{result['load_before']} before and {result['load_after']} after "
+        f"({result['minutes']:.0f} minutes). Each cell: time/ideal, first to last PUT, and "
+        "the share of PUTs answered 429.",
+        "",
+        "Loopback:",
+        "",
+        *matrix_table(result["matrix"]),
+        "",
+        *summary_lines(result["matrix"], "Loopback"),
+        "",
+    ]
+    if result["latency"]:
+        out += [
+            f"At a {LATENCY * 1000:.0f} ms round trip (sandbox `--latency {LATENCY:g}`; where "
+            "the workers cannot reach the limit, ideal = items x round trip / workers):",
+            "",
+            *matrix_table(result["latency"]),
+            "",
+            *summary_lines(result["latency"], f"{LATENCY * 1000:.0f} ms"),
+            "",
+        ]
+    out += _table(
+        ["limit", "workers", "client", "what it shows", "time/ideal", "throttled", "exit"],
+        [
+            [
+                f"{r['shape']} {r['limit']:g}/s",
+                r["workers"],
+                r["client"] or "(no rate)",
+                r["note"],
+                f"{r['ratio']:.2f}x",
+                f"{r['throttled']} ({r['throttled_pct']:.1f}%)",
+                r["exit"],
+            ]
+            for r in result["extras"]
+        ],
+    )
+    return "\n".join(out).rstrip() + "\n"
+
+
+def load() -> str:
+    """The one-minute load average."""
+    return Path("/proc/loadavg").read_text().split()[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the matrix; print and write the tables."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="a few short cells")
+    parser.add_argument("--jobs", type=int, default=4, help="cells run at once (default 4)")
+    parser.add_argument("--no-latency", action="store_true", help="skip the 50 ms subset")
+    parser.add_argument("--out", type=Path, default=HERE / "results", help="where results go")
+    args = parser.parse_args(argv)
+    matrix, extras, slow = cells(args.quick)
+    if args.no_latency:
+        slow = []
+    everything = [*matrix, *extras, *slow]
+    # Longest first, so the slow cells do not all end up at the tail.
+    order = sorted(range(len(everything)), key=lambda i: -items_for(everything[i])[1])
+    started = time.monotonic()
+    result: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": machine(),
+        "jobs": args.jobs,
+        "load_before": load(),
+    }
+    print(f"{len(everything)} cells, {args.jobs} at a time", flush=True)
+    with (
+        tempfile.TemporaryDirectory(prefix="batchthumb-throttling-") as tmp,
+        ThreadPoolExecutor(max_workers=args.jobs) as pool,
+    ):
+        futures = {i: pool.submit(run_cell, everything[i], Path(tmp), i) for i in order}
+        rows = [futures[i].result() for i in range(len(everything))]
+    result["load_after"] = load()
+    result["minutes"] = (time.monotonic() - started) / 60
+    result["matrix"] = rows[: len(matrix)]
+    result["extras"] = rows[len(matrix) : len(matrix) + len(extras)]
+    result["latency"] = rows[len(matrix) + len(extras) :]
+    table = markdown(result)
+    print()
+    print(table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = "throttling-quick" if args.quick else "throttling"
+    (args.out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / f"{name}.md").write_text(table)
+    print(f"written: {args.out / f'{name}.json'}, {args.out / f'{name}.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""A simulated run: workers, a rate governor and a sandbox limiter on one virtual clock.
+
+Deterministic and instant: time moves only when every worker waits, to the earliest wake-up.
+Each worker starts a request when the governor lets it, the request reaches the limiter half a
+round trip later and its answer comes back after the other half, as over a network.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable, Coroutine, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+from batchthumb.ratelimit import RateGovernor, ThrottlePolicy
+from batchthumb.sandbox.limits import Limiter, RateLimit
+
+
+class _Wake:
+    """Awaited by a simulated coroutine: resume it at virtual time ``at``."""
+
+    __slots__ = ("at",)
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+    def __await__(self) -> Generator[_Wake, None, None]:
+        yield self
+
+
+@dataclass(slots=True)
+class VirtualTime:
+    """A clock that jumps from one wake-up to the next; ``sleep`` is its only way forward."""
+
+    now: float = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        await _Wake(self.now + max(0.0, seconds))
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What the server saw of a simulated run."""
+
+    arrivals: list[float] = field(default_factory=list)  # every request, when it arrived
+    accepted: list[float] = field(default_factory=list)  # accepted ones, when they arrived
+    throttled: int = 0
+
+    @property
+    def span(self) -> float:
+        """First to last accepted arrival, seconds."""
+        return self.accepted[-1] - self.accepted[0]
+
+    def accepted_between(self, start: float, end: float) -> int:
+        """How many requests were accepted in [start, end)."""
+        return sum(1 for t in self.accepted if start <= t < end)
+
+
+def simulate(
+    limit: RateLimit | None,
+    *,
+    items: int,
+    workers: int = 8,
+    round_trip: float = 0.002,
+    rate: float = 0.0,
+    burst: int = 1,
+    policy: ThrottlePolicy | None = None,
+    retry_after: Callable[[float], float | None] = lambda wait: None,
+) -> tuple[Outcome, RateGovernor]:
+    """Send ``items`` requests through ``workers`` against ``limit`` (None: unlimited)."""
+    vt = VirtualTime()
+    governor = RateGovernor(
+        rate=rate, burst=burst, policy=policy, clock=vt.clock, sleep=vt.sleep, jitter=lambda: 0.5
+    )
+    limiter = None if limit is None else Limiter(limit)
+    outcome = Outcome()
+    queue = iter(range(items))
+
+    async def worker() -> None:
+        for _ in queue:
+            while True:
+                started = governor.try_acquire()
+                if started is None:
+                    started = await governor.acquire()
+                await vt.sleep(round_trip / 2)
+                wait = None if limiter is None else limiter.admit(vt.now)
+                outcome.arrivals.append(vt.now)
+                if wait is None:
+                    outcome.accepted.append(vt.now)
+                await vt.sleep(round_trip / 2)
+                if wait is None:
+                    governor.on_success()
+                    break
+                outcome.throttled += 1
+                governor.on_throttle(started_at=started, retry_after=retry_after(wait))
+
+    run([worker() for _ in range(workers)], vt)
+    return outcome, governor
+
+
+def run(coroutines: list[Coroutine[Any, Any, None]], vt: VirtualTime) -> None:
+    """Drive ``coroutines`` to the end on virtual time (never on a real event loop)."""
+    order = itertools.count()
+    ready = [(vt.now, next(order), c) for c in coroutines]
+    heapq.heapify(ready)
+    while ready:
+        at, _, coroutine = heapq.heappop(ready)
+        vt.now = max(vt.now, at)
+        try:
+            wake = coroutine.send(None)
+        except StopIteration:
+            continue
+        heapq.heappush(ready, (wake.at, next(order), coroutine))
