@@ -123,7 +123,8 @@ class Server:
 
     def __init__(self, *options: str) -> None:
         self.proc = subprocess.Popen(
-            [PY, str(HERE / "sandbox_server.py"), *options],
+            # --autocreate: the benchmark's plans are made up, and the sandbox knows none of them.
+            [PY, str(HERE / "sandbox_server.py"), "--autocreate", *options],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             text=True,
