@@ -671,6 +671,8 @@ def _env_name(checker: _Checker, node: yaml.Node, key: str) -> str | None:
 
 def _path(checker: _Checker, node: yaml.Node, key: str, base: Path) -> Path | None:
     text = checker.text(node, key)
+    if text == "":  # not "no path": `token_file: ''` must not fall back to $BATCHTHUMB_TOKEN
+        checker.problem(node, key, "is empty; give a path")
     if not text:
         return None
     # Relative to the job file, like every path in it; ~ is the running user's home.

@@ -54,6 +54,19 @@ def test_every_public_name_resolves_and_others_do_not() -> None:
         _ = batchthumb.nothing
 
 
+def run_python(code: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -c CODE`` from the repository root; fail after 90 s instead of hanging."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        timeout=90,
+    )
+
+
+@pytest.mark.subprocess
 def test_import_and_help_load_no_command() -> None:
     """`import batchthumb` loads nothing else; `batchthumb --help` loads no command module."""
     code = textwrap.dedent(
@@ -69,9 +82,7 @@ def test_import_and_help_load_no_command() -> None:
         print(first, sorted(m for m in sys.modules if m.startswith("batchthumb.commands.")))
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
-    )
+    done = run_python(code)
     assert done.stdout.splitlines()[-1] == "['batchthumb'] []"
 
 
@@ -136,6 +147,7 @@ def test_the_wheel_ships_every_example_file() -> None:
     assert all(v == "batchthumb/examples/" + k.removeprefix("jobs/") for k, v in shipped.items())
 
 
+@pytest.mark.subprocess
 def test_without_fcntl_everything_imports_and_the_lock_says_posix_only(tmp_path: Path) -> None:
     """On "win32" without fcntl, every module imports; taking the lock is a clear error."""
     code = textwrap.dedent(
@@ -154,9 +166,7 @@ def test_without_fcntl_everything_imports_and_the_lock_says_posix_only(tmp_path:
             print(exc)
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
-    )
+    done = run_python(code)
     assert done.stdout.strip() == (
         "batchthumb needs a POSIX system (Linux or macOS; on Windows, WSL) for the report's lock"
     )

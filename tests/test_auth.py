@@ -22,6 +22,8 @@ from batchthumb.auth import (
     ProjectSource,
     Redactor,
     StaticToken,
+    check_header_value,
+    describe_auth,
     load_credentials,
     mask_secrets,
     read_secret_file,
@@ -793,6 +795,249 @@ async def test_a_token_from_iam_that_cannot_be_a_header_aborts(guard: SecretGuar
     guard.output("error", str(info.value))
 
 
+def profile(tmp_path: Path, text: str) -> Path:
+    """An SDK credentials file holding ``text``, private as it must be."""
+    path = tmp_path / "credentials"
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("ak = x\n", ":1: not a valid credentials file (INI)"),
+        ("[basic]\nak\n", ": not a valid credentials file (INI)"),
+        ("[other]\nak = x\nsk = y\n", ": no [basic] section with ak and sk"),
+        ("[basic]\nak = x\n", ": [basic] needs both ak and sk"),
+        ("[basic]\nsk = y\n", ": [basic] needs both ak and sk"),
+        ("[basic]\nak = x\nsk = y\nproject_id = a b\n", " [basic]: project_id contains a space"),
+    ],
+)
+def test_a_bad_credentials_file_says_what_is_wrong_and_where(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    """An SDK profile that is not INI, lacks [basic] or one key, or holds a bad id: named."""
+    path = profile(tmp_path, text)
+    with pytest.raises(CredentialsError) as info:
+        load_credentials(AkSkAuth(credentials_file=path), issue=never_called(), environ={})
+    assert str(info.value).startswith(f"{path}{problem}")
+
+
+def test_a_credentials_file_gives_its_project_id_and_security_token(tmp_path: Path) -> None:
+    """project_id and security_token in [basic] are used; absent, they are None and unsent."""
+    path = profile(
+        tmp_path,
+        f"[basic]\nak = {AK}\nsk = {SK}\nproject_id = proj\nsecurity_token = {SECURITY_TOKEN}\n",
+    )
+    creds = load_credentials(AkSkAuth(credentials_file=path), issue=never_called(), environ={})
+    assert isinstance(creds, AkSk)
+    assert (creds.project_id, set(creds.secrets)) == ("proj", {SK, SECURITY_TOKEN})
+    bare = profile(tmp_path, f"[basic]\nak = {AK}\nsk = {SK}\nproject_id = proj\n")
+    creds = load_credentials(AkSkAuth(credentials_file=bare), issue=never_called(), environ={})
+    assert isinstance(creds, AkSk)
+    assert (creds.project_id, creds.secrets) == ("proj", (SK,))
+
+
+def test_environment_keys_without_project_or_token_leave_them_unset() -> None:
+    """With only the key pair in the environment, no project id or security token is made up."""
+    environ = {"HUAWEICLOUD_SDK_AK": AK, "HUAWEICLOUD_SDK_SK": SK}
+    with pytest.raises(CredentialsError) as info:
+        load_credentials(AkSkAuth(), issue=never_called(), environ=environ)
+    assert str(info.value) == (
+        "auth.aksk: no IAM project id for X-Project-Id: set HUAWEICLOUD_SDK_PROJECT_ID (or "
+        "project_id in the profile's [basic]), or give the region (`region:` in the job, or "
+        "auth.aksk.project) so batchthumb looks it up from IAM as the SDK does"
+    )
+    environ["HUAWEICLOUD_SDK_PROJECT_ID"] = "proj"
+    creds = load_credentials(AkSkAuth(), issue=never_called(), environ=environ)
+    assert isinstance(creds, AkSk)
+    assert (creds.project_id, creds.secrets) == ("proj", (SK,))
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        (
+            {"HUAWEICLOUD_SDK_AK": AK},
+            "auth.aksk: HUAWEICLOUD_SDK_SK is not set (the other key of the pair is)",
+        ),
+        (
+            {"HUAWEICLOUD_SDK_SK": SK},
+            "auth.aksk: HUAWEICLOUD_SDK_AK is not set (the other key of the pair is)",
+        ),
+    ],
+)
+def test_half_a_key_pair_names_the_missing_variable(environ: dict[str, str], message: str) -> None:
+    """One key of the pair in the environment: the error names the other, not the file."""
+    with pytest.raises(CredentialsError) as info:
+        load_credentials(AkSkAuth(), issue=never_called(), environ=environ)
+    assert str(info.value) == message
+
+
+def test_no_key_and_no_file_says_both_ways_to_give_one(tmp_path: Path) -> None:
+    """Without keys or a credentials file, the error names the variables and the file."""
+    path = tmp_path / "absent"
+    with pytest.raises(CredentialsError) as info:
+        load_credentials(
+            AkSkAuth(),
+            issue=never_called(),
+            environ={"HUAWEICLOUD_SDK_CREDENTIALS_FILE": str(path)},
+        )
+    assert str(info.value) == (
+        "auth.aksk: no access key: set HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK, "
+        f"or write them to {path} ([basic] ak = ..., sk = ...)"
+    )
+
+
+def test_a_secret_file_is_refused_plainly_when_missing_a_folder_too_big_or_not_utf8(
+    tmp_path: Path,
+) -> None:
+    """Each unusable token file is a CredentialsError naming it; 64 KB exactly is accepted."""
+    missing, folder = tmp_path / "missing", tmp_path / "folder"
+    folder.mkdir()
+    exact = profile(tmp_path, "t" * (64 * 1024))
+    assert len(read_secret_file(exact)) == 64 * 1024
+    big = tmp_path / "big"
+    big.write_text("t" * (64 * 1024 + 1))
+    big.chmod(0o600)
+    binary = tmp_path / "binary"
+    binary.write_bytes(b"\xff\xfe token")
+    binary.chmod(0o600)
+    expected = {
+        missing: f"{missing}: no such file",
+        tmp_path / "folder" / "x": f"{tmp_path / 'folder' / 'x'}: no such file",
+        folder: f"{folder}: is a directory, not a regular file",
+        big: f"{big}: larger than 64 KB, the limit for a file of secrets",
+        binary: f"{binary}: not UTF-8 text",
+    }
+    for path, message in expected.items():
+        with pytest.raises(CredentialsError) as info:
+            read_secret_file(path)
+        assert str(info.value) == message
+
+
+def test_a_token_file_or_variable_is_named_in_what_is_wrong_with_its_token(
+    tmp_path: Path,
+) -> None:
+    """A short token from auth.token.file or .env: the error names that file or variable."""
+    path = profile(tmp_path, "short\n")
+    with pytest.raises(CredentialsError) as info:
+        load_credentials(TokenAuth(file=path), issue=never_called())
+    assert str(info.value) == (
+        f"the token in {path} is 5 characters long; CodeArts tokens are 10 to 32768"
+    )
+    with pytest.raises(CredentialsError) as info:
+        load_credentials(TokenAuth(env="MY_TOKEN"), issue=never_called(), environ={"MY_TOKEN": "x"})
+    assert str(info.value) == (
+        "the token in $MY_TOKEN is 1 characters long; CodeArts tokens are 10 to 32768"
+    )
+
+
+def test_iam_without_a_project_or_region_says_to_name_one() -> None:
+    """IAM auth with neither auth.iam.project nor a job region: a message saying which to set."""
+    config = IamAuth(domain="acme", user="bot", password_env="PW")
+    with pytest.raises(CredentialsError) as info:
+        load_credentials(config, issue=never_called(), environ={"PW": PASSWORD})
+    assert str(info.value) == (
+        "auth.iam.project: missing; name the IAM project (the region, e.g. cn-north-4), "
+        "or set `region:` in the job"
+    )
+
+
+def test_iam_endpoints_default_to_the_global_one_and_lose_a_trailing_slash() -> None:
+    """No endpoint or region: the SDK's global IAM endpoint; a given one loses its final "/"."""
+    environ = {"PW": PASSWORD}
+    plain = IamAuth(domain="acme", user="bot", password_env="PW", project="cn-north-4")
+    creds = load_credentials(plain, issue=never_called(), environ=environ)
+    assert isinstance(creds, IamPassword)
+    assert creds.identity == IamIdentity(
+        "https://iam.myhuaweicloud.com", "acme", "bot", "cn-north-4"
+    )
+    given = dataclasses.replace(plain, endpoint="https://iam.example.com//")
+    creds = load_credentials(given, issue=never_called(), environ=environ)
+    assert isinstance(creds, IamPassword)
+    assert creds.identity.endpoint == "https://iam.example.com"
+
+
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux's /proc")
+def test_a_secret_file_that_fails_to_read_is_a_credentials_error() -> None:
+    """A private regular file whose read fails (/proc/self/mem: EIO) says it cannot be read."""
+    with pytest.raises(CredentialsError) as info:
+        read_secret_file(Path("/proc/self/mem"))
+    assert str(info.value) == "/proc/self/mem: cannot read: Input/output error"
+
+
+def test_a_secret_inside_a_longer_one_never_leaves_the_longer_ones_tail() -> None:
+    """Secrets are masked longest first: "abcdef" is masked whole even when "abc" is one too."""
+    redact = Redactor(["b", "ab"])  # by name "b" sorts first; by length "ab" must
+    assert redact("key ab, then b") == "key ***, then ***"
+    assert Redactor(())("nothing to mask") == "nothing to mask"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("", "the ak is empty"),
+        (
+            "ab\x1bc",
+            "the ak contains a control or non-ASCII character (U+001B at character 3); a token "
+            "or key is one line of visible ASCII: check for a stray line break, space or escape code",
+        ),
+        ("ab\nc", "the ak contains a line break (U+000A at character 3)"),
+    ],
+)
+def test_a_header_value_that_cannot_be_sent_is_described_without_quoting_it(
+    value: str, message: str
+) -> None:
+    """An empty value, a control character or a line break: said where, never what."""
+    with pytest.raises(CredentialsError) as info:
+        check_header_value(value, "the ak")
+    assert str(info.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("config", "described"),
+    [
+        (None, "token from $BATCHTHUMB_TOKEN"),
+        (TokenAuth(file=Path("/run/token")), "token from /run/token"),
+        (TokenAuth(env="MY_TOKEN"), "token from $MY_TOKEN"),
+        (
+            AkSkAuth(),
+            "AK/SK from $HUAWEICLOUD_SDK_AK and $HUAWEICLOUD_SDK_SK, else "
+            "$HUAWEICLOUD_SDK_CREDENTIALS_FILE or ~/.huaweicloud/credentials",
+        ),
+        (
+            AkSkAuth(credentials_file=Path("/etc/creds")),
+            "AK/SK from $HUAWEICLOUD_SDK_AK and $HUAWEICLOUD_SDK_SK, else /etc/creds",
+        ),
+    ],
+)
+def test_describe_auth_names_where_each_kind_of_secret_comes_from(
+    config: TokenAuth | AkSkAuth | None, described: str
+) -> None:
+    """The dry run's "auth:" line names the file or variable each secret is read from."""
+    assert describe_auth(config) == described
+
+
+def test_default_sources_name_the_token_and_the_access_key() -> None:
+    """Built without a source, a bad token or project id is called "the token" / "the access key"."""
+    with pytest.raises(CredentialsError, match=r"^the token is 3 characters long"):
+        StaticToken("abc")
+    with pytest.raises(CredentialsError, match=r"^the access key: project_id contains a space"):
+        AkSk(AK, SK, project_id="a b")
+
+
+def test_no_token_says_every_way_to_give_one() -> None:
+    """Without $BATCHTHUMB_TOKEN or an auth: section, the error lists the three ways out."""
+    with pytest.raises(CredentialsError) as info:
+        load_credentials(None, issue=never_called(), environ={"BATCHTHUMB_TOKEN": "  "})
+    assert str(info.value) == (
+        "no credentials: set BATCHTHUMB_TOKEN to an IAM token (the X-Subject-Token of "
+        "POST /v3/auth/tokens), use an `auth:` section, or rehearse with --sandbox"
+    )
+
+
 async def test_a_token_renewed_mid_run_is_masked_even_where_the_client_does_not_mask(
     tmp_path: Path, guard: SecretGuard
 ) -> None:
@@ -840,3 +1085,11 @@ async def test_a_token_renewed_mid_run_is_masked_even_where_the_client_does_not_
     text = report.read_text()
     assert RENEWED not in text and RENEWED not in log.getvalue()
     assert text.count('"request_id": "req-***"') == 6
+
+
+def test_credentials_show_no_secret_in_their_repr_and_keys_are_not_renewed() -> None:
+    """repr() of a token or key pair names what it is, never the secret; AK/SK never renews."""
+    assert repr(StaticToken("t" * 20)) == "StaticToken(<redacted>)"
+    aksk = AkSk(AK, SK, project_id="proj")
+    assert repr(aksk) == f"AkSk(ak={AK!r}, <redacted>)"
+    assert anyio.run(aksk.renew, {}) is False

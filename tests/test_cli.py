@@ -27,6 +27,7 @@ async def test_validate_accepts_a_good_job(tmp_path: Path) -> None:
     assert result.out.strip() == f"{job}: OK, 3 items in 1 project(s)"
 
 
+@pytest.mark.subprocess
 async def test_a_bad_job_exits_2_with_every_problem_and_sends_nothing(
     tmp_path: Path, sandbox: tuple[Sandbox, str]
 ) -> None:
@@ -48,6 +49,7 @@ async def test_a_bad_job_exits_2_with_every_problem_and_sends_nothing(
     assert box.stats.requests == 0
 
 
+@pytest.mark.subprocess
 async def test_a_large_job_sets_every_plan_exactly_once(
     tmp_path: Path, sandbox: tuple[Sandbox, str]
 ) -> None:

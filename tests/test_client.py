@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import email.utils
 import gzip
 import json
@@ -13,13 +14,15 @@ import anyio
 import pytest
 from aiohttp import web
 
-from batchthumb.auth import IamIdentity, StaticToken
-from batchthumb.client import IamTokens, PlanApi, check_url, make_transport, open_api
-from batchthumb.errors import RunAborted, UsageError
+from batchthumb.auth import AkSk, IamIdentity, IssuedToken, StaticToken
+from batchthumb.client import IamProjects, IamTokens, PlanApi, check_url, make_transport, open_api
+from batchthumb.errors import CredentialsError, RunAborted, UsageError
 from batchthumb.model import MAX_IMAGE_ANSWER_BYTES, MIB, Attempt, Verdict
 from batchthumb.sandbox import Fault, RateLimit, Sandbox, SandboxConfig
 from tests.conftest import P1, TOKEN, img_url, plan_id
 from tests.hostile import (
+    Handler,
+    Server,
     gzip_bomb,
     json_answer,
     nothing_expected,
@@ -409,3 +412,210 @@ async def test_an_endless_iam_answer_stops_the_run_at_the_limit() -> None:
         with anyio.fail_after(20), pytest.raises(RunAborted) as caught:
             await issue(IamIdentity(iam.url, "acme", "bot", "cn-north-4"), "pw-SENTINEL-x")
     assert "answered more than 4,194,304 bytes" in str(caught.value)
+
+
+IAM_ID = IamIdentity("", "acme", "bot", "cn-north-4")
+ISSUED = {"token": {"issued_at": "2026-12-01T00:00:00Z", "expires_at": "2026-12-02T00:00:00Z"}}
+
+
+async def issue_from(handler: Handler, password: str = "pw-SENTINEL-x") -> tuple[Server, object]:
+    """Ask a recording IAM stand-in for a token; the token issued, or the RunAborted raised."""
+    async with serve(handler) as iam:
+        issue = IamTokens(make_transport(), timeout=5)
+        identity = dataclasses.replace(IAM_ID, endpoint=iam.url)
+        try:
+            with anyio.fail_after(20):
+                return iam, await issue(identity, password)
+        except RunAborted as exc:
+            return iam, exc
+
+
+async def test_a_token_request_is_the_documented_password_call() -> None:
+    """POST /v3/auth/tokens?nocatalog=true with the password method, scoped to the project."""
+    iam, issued = await issue_from(
+        json_answer(ISSUED, 201, **{"X-Subject-Token": "tok-1234567890"})
+    )
+    assert issued == IssuedToken("tok-1234567890", 86400.0)
+    [seen] = iam.seen
+    assert (seen.method, seen.path) == ("POST", "/v3/auth/tokens?nocatalog=true")
+    assert seen.headers["Content-Type"] == "application/json;charset=utf8"
+    assert json.loads(seen.body) == {
+        "auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": {
+                    "user": {"name": "bot", "password": "pw-SENTINEL-x", "domain": {"name": "acme"}}
+                },
+            },
+            "scope": {"project": {"name": "cn-north-4"}},
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    ("handler", "message"),
+    [
+        (
+            json_answer({"error": {"code": 401, "message": "pw-SENTINEL-x is wrong"}}, 401),
+            "refused a token for IAM user bot of account acme, project cn-north-4 (HTTP 401: 401 "
+            "*** is wrong); check the account, user name, project and the password in its "
+            "environment variable",
+        ),
+        (
+            json_answer(ISSUED, 200, **{"X-Subject-Token": "tok-1234567890"}),
+            "refused a token for IAM user bot of account acme, project cn-north-4 (HTTP 200); check",
+        ),
+        (
+            json_answer(ISSUED, 201),
+            "refused a token for IAM user bot of account acme, project cn-north-4 (HTTP 201); check",
+        ),
+        (
+            redirect(307, lambda request: "https://elsewhere.example/pw-SENTINEL-x"),
+            "redirected to https://elsewhere.example/***; redirects are not followed, so the "
+            "password never leaves IAM's endpoint: check auth.iam.endpoint",
+        ),
+        (
+            json_answer(
+                {"token": {"issued_at": "2026-12-01T00:00:00Z"}},
+                201,
+                **{"X-Subject-Token": "tok-1234567890"},
+            ),
+            "answered without token.expires_at",
+        ),
+        (
+            json_answer(
+                {
+                    "token": {
+                        "issued_at": "2026-12-02T00:00:00Z",
+                        "expires_at": "2026-12-01T00:00:00Z",
+                    }
+                },
+                201,
+                **{"X-Subject-Token": "tok-1234567890"},
+            ),
+            "issued a token that has already expired",
+        ),
+    ],
+)
+async def test_each_way_iam_can_refuse_a_token_stops_the_run_saying_so(
+    handler: Handler, message: str
+) -> None:
+    """A refusal, a 200 instead of 201, no X-Subject-Token, a redirect, a bad expiry: RunAborted
+    naming IAM, with the password masked wherever the answer echoed it."""
+    iam, issued = await issue_from(handler)
+    assert isinstance(issued, RunAborted)
+    assert str(issued).startswith(f"IAM at {iam.url} ") or str(issued).startswith("no token")
+    assert message in str(issued)
+    assert "SENTINEL" not in str(issued)
+
+
+async def test_an_unreachable_iam_is_named_with_the_error_kind() -> None:
+    """Nothing listening at IAM's address: RunAborted naming the user, the endpoint and why."""
+    issue = IamTokens(make_transport(), timeout=5)
+    identity = dataclasses.replace(IAM_ID, endpoint="http://127.0.0.1:9")
+    with anyio.fail_after(20), pytest.raises(RunAborted) as caught:
+        await issue(identity, "pw")
+    assert str(caught.value) == (
+        "no token for IAM user bot of account acme: cannot reach IAM at http://127.0.0.1:9 "
+        "(ClientConnectorError)"
+    )
+
+
+PROJECT = "0" * 31 + "a"
+
+
+async def look_up(handler: Handler) -> tuple[Server, object]:
+    """Ask a recording IAM stand-in for the project id of cn-north-4, signed with an AK/SK."""
+    async with serve(handler) as iam:
+        lookup = IamProjects(make_transport(), timeout=5)
+        signer = AkSk("AKSENTINEL0000000001", "sk-SENTINEL-1", project_id="p" * 32)
+        try:
+            with anyio.fail_after(20):
+                return iam, await lookup(iam.url, "cn-north-4", signer)
+        except (RunAborted, CredentialsError) as exc:
+            return iam, exc
+
+
+async def test_a_project_lookup_is_the_signed_keystone_listing_by_name() -> None:
+    """GET /v3/projects?name=REGION, signed; the one project's id is the answer."""
+    iam, found = await look_up(json_answer({"projects": [{"id": PROJECT, "name": "cn-north-4"}]}))
+    assert found == PROJECT
+    [seen] = iam.seen
+    assert (seen.method, seen.path) == ("GET", "/v3/projects?name=cn-north-4")
+    assert seen.headers["Authorization"].startswith("SDK-HMAC-SHA256 Access=AKSENTINEL0000000001")
+
+
+@pytest.mark.parametrize(
+    ("handler", "message"),
+    [
+        (
+            json_answer({"error": {"code": "IAM.0001", "message": "bad sig"}}, 401),
+            "refused (HTTP 401: IAM.0001 bad sig); check the access key pair, or set "
+            "HUAWEICLOUD_SDK_PROJECT_ID",
+        ),
+        (
+            json_answer({}, 500),
+            "refused (HTTP 500); try again later, or set HUAWEICLOUD_SDK_PROJECT_ID",
+        ),
+        (
+            redirect(302, lambda request: "https://elsewhere.example/"),
+            "redirected, and redirects are not followed (HTTP 302)",
+        ),
+        (json_answer({"projects": {}}), "answered without a `projects` list"),
+        (
+            json_answer({"projects": []}),
+            "has no project named cn-north-4; check the region, or set "
+            "HUAWEICLOUD_SDK_PROJECT_ID to the project to use",
+        ),
+        (
+            json_answer({"projects": [{"id": "a"}, {"id": "b"}, "junk"]}),
+            "has 2 projects named cn-north-4 (a, b); check the region",
+        ),
+        (json_answer({"projects": [{"id": "not an id"}]}), "answered an unusable project id"),
+        (json_answer({"projects": [{"id": 5}]}), "answered an unusable project id"),
+    ],
+)
+async def test_each_failed_project_lookup_says_why(handler: Handler, message: str) -> None:
+    """Refused (with the advice that fits the status), redirected, no list, none, several or a
+    bad id: each stops with a message naming the region and IAM's endpoint."""
+    iam, found = await look_up(handler)
+    assert isinstance(found, RunAborted | CredentialsError)
+    prefix = f"cannot look up the IAM project id of cn-north-4 for X-Project-Id: IAM at {iam.url} "
+    assert str(found).startswith(prefix)
+    assert message in str(found)
+    assert isinstance(found, CredentialsError) == ("named" in message)
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "said", "hint"),
+    [
+        (
+            400,
+            "PM.02150010",
+            "denied",
+            f"the user is not a member of project {P1} (denied); add the IAM user to that "
+            "CodeArts Req project with a role that may edit plans",
+        ),
+        (
+            400,
+            "PM.02174103",
+            "无操作权限",
+            f"no permission in project {P1} (无操作权限): the user's role there does not allow this",
+        ),
+        (
+            403,
+            "PM.00000403",
+            "go away",
+            f"forbidden in project {P1} (go away): the identity lacks a role in the project or an IAM permission",
+        ),
+    ],
+)
+async def test_a_permission_refusal_says_what_to_grant_in_which_project(
+    sandbox: tuple[Sandbox, str], status: int, code: str, said: str, hint: str
+) -> None:
+    """Not a member, no permission, or a bare 403: the error names the project and the fix."""
+    box, url = sandbox
+    box.faults.script(Fault.status(status, code, said))
+    attempt = await put(url)
+    assert attempt.error is not None
+    assert attempt.error.endswith(hint), attempt.error

@@ -58,6 +58,7 @@ def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
     return code, err
 
 
+@pytest.mark.subprocess
 async def test_a_fifo_as_the_job_file_is_refused_without_blocking(tmp_path: Path) -> None:
     """`validate FIFO` and `run FIFO` say it is a FIFO and exit 2 instead of hanging."""
     job = fifo(tmp_path / "job.yaml")
@@ -67,6 +68,7 @@ async def test_a_fifo_as_the_job_file_is_refused_without_blocking(tmp_path: Path
         assert f"{job}: is a FIFO (named pipe), not a regular file" in result.err
 
 
+@pytest.mark.subprocess
 async def test_a_fifo_as_the_items_file_is_refused_without_blocking(tmp_path: Path) -> None:
     """An items_file that is a FIFO is reported as such (not "no such file"), exit 2."""
     items = fifo(tmp_path / "items.csv")
@@ -76,6 +78,7 @@ async def test_a_fifo_as_the_items_file_is_refused_without_blocking(tmp_path: Pa
     assert f"{items}: items_file: is a FIFO (named pipe), not a regular file" in result.err
 
 
+@pytest.mark.subprocess
 async def test_a_fifo_as_an_image_is_refused_without_blocking(tmp_path: Path) -> None:
     """`image:` naming a FIFO is a problem on its line, exit 2, no hang."""
     fifo(tmp_path / "logo.png")
@@ -86,6 +89,7 @@ async def test_a_fifo_as_an_image_is_refused_without_blocking(tmp_path: Path) ->
     assert "logo.png is a FIFO (named pipe), not a regular file" in result.err
 
 
+@pytest.mark.subprocess
 async def test_a_fifo_as_the_token_or_credentials_file_is_refused(tmp_path: Path) -> None:
     """A token file, an SDK credentials file or an --auth file that is a FIFO: exit 2, no hang."""
     fifo(tmp_path / "token")
@@ -107,6 +111,7 @@ async def test_a_fifo_as_the_token_or_credentials_file_is_refused(tmp_path: Path
         assert "not a regular file" in result.err
 
 
+@pytest.mark.subprocess
 async def test_a_fifo_as_a_sandbox_seed_is_refused(tmp_path: Path) -> None:
     """`sandbox --seed FIFO`, or a seed naming a FIFO as an image: exit 2, no blocking."""
     seed = fifo(tmp_path / "seed.yaml")
@@ -121,6 +126,7 @@ async def test_a_fifo_as_a_sandbox_seed_is_refused(tmp_path: Path) -> None:
     assert f"{image}: is a FIFO (named pipe), not a regular file" in result.err
 
 
+@pytest.mark.subprocess
 async def test_a_fifo_as_a_report_or_a_mapping_file_is_refused(
     tmp_path: Path, sandbox: tuple[Sandbox, str]
 ) -> None:
@@ -346,6 +352,7 @@ def test_resume_on_a_file_that_is_not_a_report_is_refused_not_appended_to(
 
 
 @pytest.mark.parametrize("how", ["delete the folder", "rename the report"])
+@pytest.mark.subprocess
 async def test_a_report_that_vanishes_mid_run_stops_the_run_with_exit_2(
     tmp_path: Path, sandbox: tuple[Sandbox, str], how: str
 ) -> None:
@@ -364,7 +371,8 @@ async def test_a_report_that_vanishes_mid_run_stops_the_run_with_exit_2(
         process = await anyio.open_process(
             command("run", str(job), "--no-progress", "--no-snapshot"), env=environment()
         )
-        await box.wait_until(lambda s: s.waiting_at_gate == 1)
+        with anyio.fail_after(CLI_TIMEOUT):
+            await box.wait_until(lambda s: s.waiting_at_gate == 1)
         if how == "delete the folder":
             shutil.rmtree(folder)
         else:
@@ -451,6 +459,7 @@ async def test_a_run_starts_no_more_workers_than_it_has_items(
 # -- the log file ----------------------------------------------------------------------
 
 
+@pytest.mark.subprocess
 async def test_a_log_file_on_a_full_disk_is_a_clear_error_and_the_report_untouched(
     tmp_path: Path, sandbox: tuple[Sandbox, str]
 ) -> None:

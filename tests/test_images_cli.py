@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -282,6 +283,7 @@ async def test_a_plan_already_showing_its_thumbnail_is_skipped_without_a_put(
     assert '"error": "already set"' in (tmp_path / "job.results.jsonl").read_text()
 
 
+@pytest.mark.subprocess
 async def test_resume_after_a_kill_during_a_migration_uploads_nothing_twice(tmp_path: Path) -> None:
     """Killed with SIGKILL mid-migration, a --resume run finishes without uploading any image twice to the target."""
     sandbox = strict()
@@ -310,7 +312,8 @@ async def test_resume_after_a_kill_during_a_migration_uploads_nothing_twice(tmp_
             with anyio.fail_after(30):
                 await sandbox.wait_until(lambda s: s.waiting_at_gate >= 2)
             process.send_signal(signal.SIGKILL)
-            await process.wait()
+            with anyio.fail_after(30):
+                await process.wait()
         sandbox.gate.open()
         uploaded = len(uploads_to(sandbox, DST))
         assert 2 <= uploaded < 40
@@ -346,3 +349,24 @@ async def test_migrate_o_says_why_its_images_folder_cannot_be_created(tmp_path: 
     )
     assert sandbox.stats.downloads == 0
     assert not (tmp_path / "move.yaml").exists()
+
+
+async def test_an_image_the_server_refuses_fails_its_plans_after_one_upload(
+    tmp_path: Path,
+) -> None:
+    """A refused upload fails every plan showing that image, says "upload failed", is not retried."""
+    sandbox = Sandbox(SandboxConfig(strict_urls=True, autocreate=False, max_upload_bytes=64))
+    plans = [sandbox.add_plan(SRC, name=f"P{n}") for n in range(3)]
+    (tmp_path / "logo.png").write_bytes(png(1) + b"\0" * 100)
+    lines = [f"  - {{project_id: {SRC}, plan_id: {p.id}, image: logo.png}}" for p in plans]
+    async with sandbox.serve() as url:
+        (tmp_path / "job.yaml").write_text(f"endpoint: {url}\nitems:\n" + "\n".join(lines) + "\n")
+        await cli("run", "job.yaml", "--no-progress", cwd=tmp_path, check=1)
+    assert (sandbox.stats.uploads, sandbox.stats.puts) == (1, 0)
+    lines = (tmp_path / "job.results.jsonl").read_text().splitlines()
+    failed = [r for r in map(json.loads, lines) if r.get("outcome") == "failed"]
+    assert len(failed) == 3
+    assert {r["error"] for r in failed} == {
+        "upload failed: Invalid parameter file: the image is larger than 64 bytes"
+    }
+    assert sorted(r["attempts"] for r in failed) == [0, 0, 1]  # one upload; the others reuse it

@@ -559,3 +559,222 @@ def test_libyaml_and_the_pure_parser_give_the_same_lines(
     with_libyaml = outcome()
     monkeypatch.setattr(jobfile, "_Loader", yaml.SafeLoader)
     assert outcome() == with_libyaml
+
+
+def test_an_empty_token_file_is_a_problem_not_a_fall_back_to_the_environment(
+    tmp_path: Path,
+) -> None:
+    """`token_file: ''` names no file: refused, instead of silently using $BATCHTHUMB_TOKEN."""
+    for auth in ("auth: {token_file: ''}\n", "auth: {aksk: {credentials_file: ''}}\n"):
+        path = write(tmp_path, auth + ITEMS)
+        key = "auth.token_file" if "token_file" in auth else "auth.aksk.credentials_file"
+        assert problems(path) == [f"{path}:1: {key}: is empty; give a path"]
+
+
+ENV_ADVICE = (
+    "must be the NAME of an environment variable (capital letters, digits and _, "
+    "e.g. BATCHTHUMB_TOKEN), not a secret; the value goes in the environment"
+)
+
+
+@pytest.mark.parametrize(
+    ("auth", "problem"),
+    [
+        ("auth: {}", "auth: empty; give one of token_env, token_file, iam, aksk"),
+        ("auth: {colour: x}", "auth.colour: unknown key (known: token_env, token_file, iam, aksk)"),
+        ("auth: {token_env: ''}", f"auth.token_env: {ENV_ADVICE}"),
+        ("auth: {token_env: [A]}", f"auth.token_env: {ENV_ADVICE}"),
+        (
+            "auth: {iam: {domain: acme, user: bot, password_env: PW, endpoint: 'ftp://x'}}",
+            "auth.iam.endpoint: 'ftp://x' is not a base URL like https://host[:port]",
+        ),
+        (
+            "auth: {iam: {domain: acme, user: bot, password_env: PW, colour: red}}",
+            "auth.iam.colour: unknown key (known: endpoint, domain, user, password_env, project)",
+        ),
+        (
+            "auth: {iam: {domain: acme, user: bot, password_env: lower}}",
+            f"auth.iam.password_env: {ENV_ADVICE}",
+        ),
+        (
+            "auth: {iam: {domain: acme, user: bot, password_env: PW, passwd: x}}",
+            "auth.iam.passwd: secrets never go in a job file; name an environment variable with `password_env:` instead",
+        ),
+        ("auth: {iam: {user: bot, password_env: PW}}", "auth.iam.domain: missing"),
+        ("auth: {iam: {domain: acme, password_env: PW}}", "auth.iam.user: missing"),
+        ("auth: {iam: {domain: '', user: bot, password_env: PW}}", "auth.iam.domain: missing"),
+        ("auth: {iam: [x]}", "auth.iam: must be a mapping, not a list"),
+        (
+            "auth: {aksk: {colour: red}}",
+            "auth.aksk.colour: unknown key (known: ak_env, sk_env, credentials_file, iam_endpoint, project)",
+        ),
+        ("auth: {aksk: {ak_env: 'bad name'}}", f"auth.aksk.ak_env: {ENV_ADVICE}"),
+        (
+            "auth: {aksk: {ak: AKxx}}",
+            "auth.aksk.ak: secrets never go in a job file; set HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK (or name other variables with ak_env/sk_env), or use the SDK file ~/.huaweicloud/credentials (mode 0600)",
+        ),
+        ("auth: {aksk: 5}", "auth.aksk: must be a mapping, not 5"),
+        ("auth: {aksk: []}", "auth.aksk: must be a mapping, not a list"),
+        ("auth: [x]", "auth: must be a mapping, not a list"),
+        ("auth: 5", "auth: must be a mapping, not 5"),
+    ],
+)
+def test_each_mistake_in_an_auth_section_is_one_problem_naming_its_key(
+    tmp_path: Path, auth: str, problem: str
+) -> None:
+    """Unknown keys, bad variable names and endpoints, missing or misplaced values: one line each."""
+    path = write(tmp_path, auth + "\n" + ITEMS)
+    assert problems(path) == [f"{path}:1: {problem}"]
+
+
+@pytest.mark.parametrize(
+    ("auth", "expected"),
+    [
+        (
+            "auth: {iam: {domain: acme, user: bot, password_env: PW, endpoint: 'https://iam.example.com/'}}",
+            IamAuth(
+                domain="acme", user="bot", password_env="PW", endpoint="https://iam.example.com"
+            ),
+        ),
+        ("auth: {aksk: {ak_env: MY_AK}}", AkSkAuth(ak_env="MY_AK")),
+        ("auth: {aksk: {sk_env: MY_SK}}", AkSkAuth(sk_env="MY_SK")),
+    ],
+)
+def test_auth_values_left_out_take_their_defaults(
+    tmp_path: Path, auth: str, expected: object
+) -> None:
+    """An endpoint loses its final "/"; an aksk key left out keeps the SDK's variable name."""
+    assert load_job(write(tmp_path, auth + "\n" + ITEMS)).auth == expected
+
+
+def test_an_aksk_credentials_file_is_relative_to_the_job(tmp_path: Path) -> None:
+    """auth.aksk.credentials_file is taken relative to the job file, like every path in it."""
+    job = load_job(write(tmp_path, "auth: {aksk: {credentials_file: creds}}\n" + ITEMS))
+    assert job.auth == AkSkAuth(credentials_file=tmp_path / "creds")
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            "auth: {aksk: {}}\npassword: x\n",
+            ":2: password: secrets never go in a job file; put the password in an environment variable and name it with `auth: {iam: {password_env: NAME}}`",
+        ),
+        ("colour: x\n", ":1: colour: unknown key; this file holds only an `auth:` section"),
+        ("", ": auth: missing; this file must hold an `auth:` section"),
+        ("auth: {token_env: A}\nauth: {token_env: B}\n", ":2: auth: appears twice"),
+        ("- a\n", ":1: must be a mapping, not a list"),
+        ("auth:\n", ":1: auth: must be a mapping, not empty"),
+    ],
+)
+def test_an_auth_file_with_anything_but_one_auth_section_is_refused(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    """--auth FILE: other keys, no auth, two auth sections, or a non-mapping: each named."""
+    path = write(tmp_path, text, "auth.yaml")
+    with pytest.raises(JobFileError) as info:
+        load_auth(path)
+    assert [str(p) for p in info.value.problems] == [f"{path}{problem}"]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("rate: -1", "rate: must be 0 or more, not -1"),
+        ("rate: .inf", "rate: must be a finite number, not .inf"),
+        ("rate: .nan", "rate: must be a finite number, not .nan"),
+        ("rate: 1.0e+999", "rate: must be 0 or more, not 1.0e+999"),
+        ("rate: 1_000_000", "rate: must be at most 10,000, not 1_000_000"),
+        ("rate: 10000.5", "rate: must be at most 10,000, not 10000.5"),
+        ("rate: abc", "rate: must be a number, not the text 'abc'"),
+        ("rate: [1]", "rate: must be a number, not a list"),
+        ("timeout: 0", "timeout: must be greater than 0, not 0"),
+        ("timeout: -0.5", "timeout: must be greater than 0, not -0.5"),
+        (
+            "defaults: {colour: x}",
+            "defaults.colour: unknown key (known: image, img_url, project_id)",
+        ),
+        (
+            "defaults: {img_url: /v1/upload/x.png}",
+            "defaults.img_url: must look like /v1/upload/<id>/<yyyymm>/<name>.<ext>",
+        ),
+        ("defaults: []", "defaults: must be a mapping, not a list"),
+        ("defaults: {project_id: [x]}", "defaults.project_id: must be a text value, not a list"),
+        (
+            f"defaults: {{img_url: '{URL1}', image: a.png}}",
+            "defaults: give either `img_url` or `image`, not both",
+        ),
+        ("{a: 1}: 2", "keys must be plain names"),
+        ("~: 2", "keys must be plain names"),
+        ("<<: {rate: 1}", "<<: YAML merge keys are not allowed in job files"),
+    ],
+)
+def test_each_bad_setting_or_default_is_one_problem_naming_it(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    """Numbers out of range or not numbers, unknown or clashing defaults, odd keys: named."""
+    path = write(tmp_path, text + "\n" + ITEMS)
+    assert problems(path) == [f"{path}:1: {problem}"]
+
+
+def test_numbers_take_fractions_and_underscores_and_zero_where_allowed(tmp_path: Path) -> None:
+    """rate: 0 (no cap), 2.5 and 1_0 are read as numbers; timeout takes a fraction of a second."""
+    for text, rate in (("rate: 0", 0.0), ("rate: 2.5", 2.5), ("rate: 1_0", 10.0)):
+        assert load_job(write(tmp_path, text + "\n" + ITEMS)).settings.rate == rate
+    assert load_job(write(tmp_path, "timeout: 0.5\n" + ITEMS)).settings.timeout == 0.5
+
+
+def test_a_setting_given_twice_is_named_at_its_second_line(tmp_path: Path) -> None:
+    """The same key twice: the second one is the problem, at its own line."""
+    path = write(tmp_path, "rate: 1\nrate: 2\n" + ITEMS)
+    assert problems(path) == [f"{path}:2: rate: appears twice"]
+
+
+def test_an_items_file_that_lists_nothing_or_is_given_images_is_refused(tmp_path: Path) -> None:
+    """An items_file with only a header lists no items; `defaults.image` does not apply to one."""
+    (tmp_path / "items.csv").write_text("project_id,plan_id,img_url\n")
+    path = write(tmp_path, "items_file: items.csv\n")
+    assert problems(path) == [f"{tmp_path / 'items.csv'}: lists no items"]
+    path = write(tmp_path, "items_file: items.csv\ndefaults: {image: a.png}\n")
+    assert problems(path) == [f"{path}:2: defaults.image: items_file items take img_url, not image"]
+    (tmp_path / "items.csv").write_text("not a csv the job would read")
+    path = write(tmp_path, "items_file: items.csv\nrate: -1\n")
+    assert problems(path) == [f"{path}:2: rate: must be 0 or more, not -1"]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("concurrency: 0", "concurrency: must be at least 1, not 0"),
+        ("concurrency: 513", "concurrency: must be at most 512, not 513"),
+        ("concurrency: 2.5", "concurrency: must be a whole number, not 2.5"),
+        ("concurrency: " + "9" * 5000, "concurrency: must be at most 512, not " + "9" * 40),
+        ("retries: -1", "retries: must be at least 0, not -1"),
+        ("burst: 0", "burst: must be at least 1, not 0"),
+        ("auth: {token_env: ~}", f"auth.token_env: {ENV_ADVICE}"),
+        ("auth: {token_env: " + "A" * 129 + "}", f"auth.token_env: {ENV_ADVICE}"),
+        ("auth: {token_env: 1A}", f"auth.token_env: {ENV_ADVICE}"),
+    ],
+)
+def test_each_bad_whole_number_or_variable_name_is_one_problem(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    """Whole numbers below their minimum, past their maximum or fractional; names that are not
+    variable names (too long, a leading digit, null): each one problem, the value cut short."""
+    path = write(tmp_path, text + "\n" + ITEMS)
+    assert problems(path) == [f"{path}:1: {problem}"]
+
+
+def test_whole_numbers_take_their_bounds_hex_and_underscores(tmp_path: Path) -> None:
+    """512 workers and 0 retries are allowed; 0x10 and 1_0 read as YAML integers do."""
+    for text, field_name, value in (
+        ("concurrency: 512", "concurrency", 512),
+        ("concurrency: 0x10", "concurrency", 16),
+        ("concurrency: 1_0", "concurrency", 10),
+        ("retries: 0", "retries", 0),
+    ):
+        settings = load_job(write(tmp_path, text + "\n" + ITEMS)).settings
+        assert getattr(settings, field_name) == value
+    for name in ("A" * 128, "_A1"):
+        job = load_job(write(tmp_path, f"auth: {{token_env: {name}}}\n" + ITEMS))
+        assert job.auth == TokenAuth(env=name)

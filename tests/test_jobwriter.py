@@ -135,6 +135,7 @@ def test_csv_cells_that_could_be_formulas_are_text(name: str, cell: str) -> None
 
 
 @pytest.mark.anyio
+@pytest.mark.subprocess
 async def test_export_and_migrate_of_hostile_names_write_jobs_that_validate(
     tmp_path: Path,
 ) -> None:

@@ -8,10 +8,20 @@ import signal
 from collections.abc import Mapping
 from pathlib import Path
 
+import anyio
 import pytest
 
 from batchthumb.sandbox import Fault, Sandbox, SandboxConfig
-from tests.clihelp import cli, environment, finish, read_report, read_until, start, write_job
+from tests.clihelp import (
+    CLI_TIMEOUT,
+    cli,
+    environment,
+    finish,
+    read_report,
+    read_until,
+    start,
+    write_job,
+)
 from tests.conftest import P1, TOKEN, img_url, plan_id
 from tests.test_images_cli import png
 
@@ -52,6 +62,7 @@ def night5(n: int) -> str:
     return img_url(500 + n)
 
 
+@pytest.mark.subprocess
 async def test_a_week_of_nights_then_undo_restores_what_each_plan_showed_before_its_last_change(
     tmp_path: Path, sandbox: tuple[Sandbox, str]
 ) -> None:
@@ -82,7 +93,8 @@ async def test_a_week_of_nights_then_undo_restores_what_each_plan_showed_before_
     job_of(job, url, {2: night5(2), 3: night5(3)}, settings="concurrency: 1")
     box.gate.close()
     process = await start("run", str(job), *flags)
-    await box.wait_until(lambda s: s.waiting_at_gate == 1)
+    with anyio.fail_after(CLI_TIMEOUT):
+        await box.wait_until(lambda s: s.waiting_at_gate == 1)
     process.send_signal(signal.SIGINT)
     seen = await read_until(process, "finishing requests in flight")
     box.gate.open()

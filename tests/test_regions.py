@@ -398,6 +398,7 @@ async def stop_sandbox(process: anyio.abc.Process) -> None:
     await process.aclose()
 
 
+@pytest.mark.subprocess
 async def test_two_sandbox_processes_as_two_regions_never_see_each_others_credentials(
     tmp_path: Path,
 ) -> None:

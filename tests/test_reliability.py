@@ -35,7 +35,7 @@ from tests.clihelp import (
 )
 from tests.conftest import P1, TOKEN, img_url, plan_id
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.subprocess]
 
 Key = tuple[str, str]
 

@@ -102,6 +102,7 @@ def test_bad_seed_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 
 @pytest.mark.anyio
+@pytest.mark.subprocess
 async def test_subprocess_serves_until_sigint(tmp_path: Path) -> None:
     """The command prints one URL line, serves the seed (first PUT 503), exits 0 on SIGINT."""
     seed = tmp_path / "seed.yaml"

@@ -57,6 +57,7 @@ def held(box: Sandbox, project: str) -> Gate:
     return gate
 
 
+@pytest.mark.subprocess
 async def test_a_projects_puts_go_on_while_another_project_is_being_listed(
     tmp_path: Path, sandbox: tuple[Sandbox, str]
 ) -> None:
@@ -98,6 +99,7 @@ async def test_the_summary_counts_the_list_calls_among_its_requests(
     assert "9 requests for 6 items" in result.err
 
 
+@pytest.mark.subprocess
 async def test_with_backup_every_project_is_listed_at_once_before_any_put(
     tmp_path: Path, sandbox: tuple[Sandbox, str]
 ) -> None:
@@ -136,6 +138,7 @@ async def test_a_project_that_cannot_be_listed_fails_only_its_items(tmp_path: Pa
     assert sum(project == P1 for project, _ in box.stats.applied) == 3
 
 
+@pytest.mark.subprocess
 async def test_a_kill_while_a_listing_is_held_then_resume_and_undo_restore_every_plan(
     tmp_path: Path, sandbox: tuple[Sandbox, str]
 ) -> None:
@@ -152,7 +155,8 @@ async def test_a_kill_while_a_listing_is_held_then_resume_and_undo_restore_every
         box.gate.close()  # PUTs from now on are held, and applied only after the kill
         await box.wait_until(lambda s: s.waiting_at_gate >= 1)
     process.kill()
-    await process.wait()
+    with anyio.fail_after(CLI_TIMEOUT):
+        await process.wait()
     box.gate.open()
     gate.open()
     with anyio.fail_after(CLI_TIMEOUT):
