@@ -36,6 +36,7 @@ _EXPORTS = {
     "export": "batchthumb.commands.export",
     "migrate": "batchthumb.commands.migrate",
     "undo": "batchthumb.commands.undo",
+    "history": "batchthumb.commands.history",
     "example": "batchthumb.commands.example",
     "Console": "batchthumb.console",
     "StderrConsole": "batchthumb.console",
@@ -58,6 +59,7 @@ __all__ = [  # the names of _EXPORTS (a test checks), for type checkers and star
     "dry_run",
     "example",
     "export",
+    "history",
     "load_auth",
     "load_job",
     "migrate",
@@ -69,6 +71,7 @@ __all__ = [  # the names of _EXPORTS (a test checks), for type checkers and star
 if TYPE_CHECKING:
     from batchthumb.commands.example import example
     from batchthumb.commands.export import export
+    from batchthumb.commands.history import history
     from batchthumb.commands.migrate import migrate
     from batchthumb.commands.run import dry_run, run
     from batchthumb.commands.undo import undo

@@ -33,6 +33,7 @@ COMMANDS = {
     "export": "write a job file that sets every plan's current thumbnail (a backup)",
     "migrate": "copy thumbnails from one project's plans to another's",
     "undo": "write the job that restores what a run changed",
+    "history": "list a report's kept history: each run's date, counts and changes",
     "report": "summarise reports: text, JSON, CSV, JUnit, or a before/after HTML gallery",
     "check": "compare a job with what the API shows; list calls only, nothing is changed",
     "validate": "check a job file; send nothing",
@@ -47,9 +48,10 @@ exit codes:
   {EXIT_USAGE}    invalid usage, job file or credentials (nothing was sent), or a report
        that cannot be read or written (the run stops at once)
   {EXIT_ABORTED}    aborted: credentials rejected, or items kept failing the same way
-  {EXIT_INCOMPLETE}    --max-duration reached; run again with --resume to finish
+  {EXIT_INCOMPLETE}    not finished: --max-duration reached, or items never attempted (after
+       --retry-failed); the summary ends with the command that finishes the job
   {EXIT_LOCKED}   another run holds the report's lock
-  {EXIT_INTERRUPTED}  interrupted (SIGINT or SIGTERM); run again with --resume to finish
+  {EXIT_INTERRUPTED}  interrupted (SIGINT or SIGTERM); the summary says how to --resume
 """
 
 
@@ -134,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = module.from_args(args, StderrConsole(mask=_masked))
     except JobFileError as exc:
+        if exc.shown:
+            return exc.exit_code
         for problem in exc.problems:
             print(_masked(str(problem)), file=sys.stderr)
         count = len(exc.problems)
@@ -143,7 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return exc.exit_code
     except BatchthumbError as exc:
-        print(f"batchthumb: {_masked(str(exc))}", file=sys.stderr)
+        if not exc.shown:
+            print(f"batchthumb: {_masked(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("batchthumb: interrupted", file=sys.stderr)

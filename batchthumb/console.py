@@ -10,6 +10,28 @@ import sys
 from collections.abc import Callable
 from typing import Protocol, TextIO
 
+# Streams a progress bar is drawn on, and how to print a line above it (set by progress.Bar).
+_bars: dict[TextIO, Callable[[str], None]] = {}
+
+
+def bar_drawn(stream: TextIO, write_above: Callable[[str], None]) -> None:
+    """A bar is drawn on ``stream`` from now on: lines go above it through ``write_above``."""
+    _bars[stream] = write_above
+
+
+def bar_gone(stream: TextIO) -> None:
+    """The bar on ``stream`` is closed."""
+    _bars.pop(stream, None)
+
+
+def write_line(stream: TextIO, text: str) -> None:
+    """Print one line and flush it; above the bar when one is drawn, never inside it."""
+    above = _bars.get(stream)
+    if above is not None:
+        above(text)
+    else:
+        print(text, file=stream, flush=True)
+
 
 class Console(Protocol):
     """What a command may say while it works (its result is returned, not said)."""
@@ -45,11 +67,11 @@ class StderrConsole:
 
     def status(self, message: str) -> None:
         """``batchthumb: message``, flushed: it may be the last line before a signal."""
-        print(f"batchthumb: {self._mask(message)}", file=self.stream, flush=True)
+        write_line(self.stream, f"batchthumb: {self._mask(message)}")
 
     def warn(self, message: str) -> None:
         """``warning: message``."""
-        print(f"warning: {self._mask(message)}", file=self.stream)
+        write_line(self.stream, f"warning: {self._mask(message)}")
 
 
 class Quiet:

@@ -32,6 +32,7 @@ class BatchthumbError(Exception):
     """Root of every error batchthumb reports to the user as one message and an exit code."""
 
     exit_code = EXIT_USAGE
+    shown = False  # already said where the user reads it (the JSON log on stderr)
 
 
 class UsageError(BatchthumbError):

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from batchthumb.errors import UsageError
+from batchthumb.history import last_changes
 from batchthumb.jobwriter import Entry, render_job
-from batchthumb.model import Outcome, PlanSummary
-from batchthumb.report import last_records
+from batchthumb.model import PlanSummary
 
 
 def export_job(
@@ -41,13 +41,17 @@ def export_job(
     return render_job(entries, header=header, comments=comments, endpoint=endpoint), len(entries)
 
 
-def undo_job(report: Path, *, endpoint: str | None = None) -> tuple[str, int, int]:
-    """A job restoring every plan a run changed: (text, plans restored, plans it cannot)."""
+def undo_job(report: Path, *, endpoint: str | None) -> tuple[str, int, int]:
+    """A job restoring every plan the report's history changed: (text, restored, cannot).
+
+    Each plan goes back to what it showed before the newest run that changed it, whichever
+    report of the history (``REPORT``, ``REPORT.1``...) records that run.
+    """
     entries: list[Entry] = []
     comments: list[str] = []
-    for (project_id, plan_id), record in last_records(report).items():
-        if record.get("outcome") != Outcome.SUCCEEDED.value:
-            continue  # failed or skipped: the run did not change it
+    sources: set[Path] = set()
+    for (project_id, plan_id), change in last_changes(report).items():
+        record = change.record
         if "previous_img_url" not in record:
             comments.append(f"{plan_id}: previous thumbnail unknown; cannot restore")
         elif not isinstance(record["previous_img_url"], str):
@@ -56,12 +60,16 @@ def undo_job(report: Path, *, endpoint: str | None = None) -> tuple[str, int, in
             )
         else:
             entries.append(Entry(project_id, plan_id, img_url=record["previous_img_url"]))
+            sources.add(change.report)
     if not entries:
         why = "; ".join(sorted({comment.split(": ", 1)[1] for comment in comments}))
         raise UsageError(
-            f"{report}: no plan the run changed can be restored"
-            + (f" ({len(comments)} plans: {why})" if comments else "")
+            f"{report}: no plan a run changed can be restored"
+            + (f" ({len(comments)} plans: {why})" if comments else " (no run changed any)")
         )
-    header = [f"Restores the thumbnails that the run recorded in {report} replaced."]
+    names = ", ".join(sorted(path.name for path in sources))
+    header = [
+        f"Restores each plan to what it showed before the last run that changed it ({names}).",
+    ]
     text = render_job(entries, header=header, comments=comments, endpoint=endpoint)
     return text, len(entries), len(comments)

@@ -23,12 +23,13 @@ from typing import BinaryIO, TypeVar, cast
 import yaml
 
 from batchthumb.auth import ENV_NAME, URL_CREDENTIALS_ADVICE, url_has_credentials
-from batchthumb.errors import MAX_PROBLEMS, JobFileError, Problem
+from batchthumb.errors import MAX_PROBLEMS, JobFileError, Problem, UsageError
 from batchthumb.files import AUTH_FILE_LIMIT, JOB_FILE_LIMIT, FileRefused, describe, open_regular
 from batchthumb.images import ImageProblem, inspect_image
 from batchthumb.keyset import KeyDigests, key_hash
 from batchthumb.model import (
     MAXIMA,
+    MIB,
     REGION,
     AkSkAuth,
     AuthConfig,
@@ -41,6 +42,7 @@ from batchthumb.model import (
     TokenAuth,
     endpoint_for_region,
     field_problem,
+    parse_duration,
 )
 
 # libyaml's parser is several times faster on large jobs; fall back to the pure one.
@@ -55,8 +57,25 @@ _SETTING_KEYS = (
     "burst",
     "retries",
     "timeout",
+    "backoff",
+    "breaker",
     "report",
+    "history",
+    "snapshot",
+    "backup",
+    "lock_wait",
+    "max_duration",
+    "progress",
+    "quiet",
+    "verbose",
+    "log_json",
+    "log_file",
+    "max_answer_mb",
+    "max_list_pages",
 )
+_BOOL_SETTINGS = ("snapshot", "progress", "quiet", "verbose", "log_json")
+# Paths in a job file are relative to the job file, so cron's working directory is moot.
+_PATH_SETTINGS = ("report", "backup", "log_file")
 _TOP_KEYS = frozenset((*_SETTING_KEYS, "auth", "defaults", "items", "items_file"))
 _AUTH_WAYS = ("token_env", "token_file", "iam", "aksk")
 _IAM_KEYS = ("endpoint", "domain", "user", "password_env", "project")
@@ -96,6 +115,7 @@ _DEFAULT_KEYS = frozenset(("project_id", "img_url", "image"))
 _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
 _NULL = "tag:yaml.org,2002:null"
+_BOOL = "tag:yaml.org,2002:bool"
 _STR = "tag:yaml.org,2002:str"
 _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
@@ -199,6 +219,12 @@ class _Checker:
             self.problem(node, key, f"must be at most {MAXIMA[key]:,g}, not {node.value[:40]}")
             return None
         return value
+
+    def boolean(self, node: yaml.Node, key: str) -> bool | None:
+        if not isinstance(node, yaml.ScalarNode) or node.tag != _BOOL:
+            self.problem(node, key, f"must be true or false, not {_kind(node)}")
+            return None
+        return node.value.lower() in ("true", "yes", "on")
 
     def number(self, node: yaml.Node, key: str, *, positive: bool) -> float | None:
         if not isinstance(node, yaml.ScalarNode) or node.tag not in (_INT, _FLOAT):
@@ -765,12 +791,16 @@ class _Utf8Reader:
 
 
 def _read_setting(checker: _Checker, name: str, node: yaml.Node) -> object:
-    if name in ("concurrency", "burst"):
+    if name in ("concurrency", "burst", "history", "max_list_pages"):
         return checker.integer(node, name, minimum=1)
-    if name == "retries":
+    if name in ("retries", "breaker"):
         return checker.integer(node, name, minimum=0)
-    if name in ("rate", "timeout"):
-        return checker.number(node, name, positive=name == "timeout")
+    if name in ("rate", "timeout", "backoff", "lock_wait", "max_answer_mb"):
+        return checker.number(node, name, positive=name in ("timeout", "max_answer_mb"))
+    if name in _BOOL_SETTINGS:
+        return checker.boolean(node, name)
+    if name == "max_duration":
+        return _max_duration(checker, node)
     value = checker.text(node, name)
     if value is None:
         return None
@@ -782,6 +812,20 @@ def _read_setting(checker: _Checker, name: str, node: yaml.Node) -> object:
         checker.problem(node, name, problem)
         return None
     return value
+
+
+def _max_duration(checker: _Checker, node: yaml.Node) -> float | None:
+    """Seconds as a number, or a duration such as ``90s``, ``30m`` or ``2h``."""
+    if isinstance(node, yaml.ScalarNode) and node.tag in (_INT, _FLOAT):
+        return checker.number(node, "max_duration", positive=True)
+    text = checker.text(node, "max_duration")
+    if text is None:
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        checker.problem(node, "max_duration", str(exc))
+        return None
 
 
 def _endpoint_problem(url: str) -> str | None:
@@ -796,23 +840,21 @@ def _endpoint_problem(url: str) -> str | None:
 def _settings(checker: _Checker, root: _At, values: dict[str, object], base: Path) -> RunSettings:
     if "endpoint" in values and "region" in values:
         checker.problem(root, "region", "give either `endpoint` or `region`, not both")
-    endpoint = values.get("endpoint")
-    region = values.get("region")
-    if isinstance(region, str):
-        endpoint = endpoint_for_region(region)
-    report = values.get("report")
-    defaults = RunSettings()
-    return RunSettings(
-        endpoint=str(endpoint).rstrip("/") if isinstance(endpoint, str) else None,
-        region=region if isinstance(region, str) else None,
-        concurrency=_or(values.get("concurrency"), defaults.concurrency),
-        rate=_or(values.get("rate"), defaults.rate),
-        burst=_or(values.get("burst"), defaults.burst),
-        retries=_or(values.get("retries"), defaults.retries),
-        timeout=_or(values.get("timeout"), defaults.timeout),
-        # Paths in a job file are relative to the job file, so cron's working directory is moot.
-        report=base / report if isinstance(report, str) else None,
-    )
+    given = {name: value for name, value in values.items() if value is not None}
+    if isinstance(given.get("region"), str):
+        given["endpoint"] = endpoint_for_region(str(given["region"]))
+    if isinstance(given.get("endpoint"), str):
+        given["endpoint"] = str(given["endpoint"]).rstrip("/")
+    for name in _PATH_SETTINGS:
+        if isinstance(given.get(name), str):
+            given[name] = base / str(given[name])
+    if "max_answer_mb" in given:
+        given["max_answer_bytes"] = int(float(str(given.pop("max_answer_mb"))) * MIB)
+    try:
+        return RunSettings(**given)  # type: ignore[arg-type]  # each value checked above
+    except UsageError as exc:  # settings that contradict each other, e.g. quiet and verbose
+        checker.problem(root, "", str(exc))
+        return RunSettings()
 
 
 def _or(value: object, default: _T) -> _T:

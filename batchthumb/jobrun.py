@@ -7,20 +7,15 @@ talks through a :class:`~batchthumb.console.Console`) and never exits: it return
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
+import shlex
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from contextlib import (
-    AbstractAsyncContextManager,
-    AsyncExitStack,
-    asynccontextmanager,
-    contextmanager,
-)
-from dataclasses import dataclass, replace
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -38,13 +33,12 @@ from batchthumb.errors import (
     EXIT_OK,
     EXIT_SOME_FAILED,
     BatchthumbError,
-    UsageError,
-    os_errors,
 )
 from batchthumb.gallery import write_gallery
-from batchthumb.jobwriter import Entry, render_job, write_text
-from batchthumb.logs import JsonEvents
+from batchthumb.history import remembered_uploads, rotate
+from batchthumb.jobwriter import Entry, render_job, write_job
 from batchthumb.model import Item, ItemResult, ItemStream, Job, RunSettings, Tally
+from batchthumb.output import RunOutput, open_output
 from batchthumb.progress import Silent, choose_progress, format_duration
 from batchthumb.report import (
     Journal,
@@ -56,7 +50,7 @@ from batchthumb.report import (
     report_lock,
 )
 from batchthumb.runner import Key, Recorder, RunSummary, Uploads, run_batch
-from batchthumb.sending import Channel, Events, NoEvents, Sender, Stop
+from batchthumb.sending import Channel, Sender, Stop
 from batchthumb.session import Connection, embedded_sandbox, make_sender
 from batchthumb.snapshot import Snapshot
 from batchthumb.summarize import ReportFile
@@ -71,43 +65,84 @@ Watch = Callable[[ItemStream], Callable[[ItemResult], None]]
 
 @dataclass(frozen=True, slots=True)
 class RunResult:
-    """What a run did: the counts before it, and the runner's summary if anything was sent."""
+    """What a run did: the counts before it, the runner's summary, and what is left to do."""
 
     report: Path
     total: int  # items in the job
     skipped: int  # already done according to the report
     summary: RunSummary | None  # None: nothing was left to send
     configured_rate: float
+    unfinished: int = 0  # items the report does not record as done once the run is over
+    unattempted: int = 0  # --retry-failed: items the report records neither done nor failed
+    rerun: tuple[str, ...] = ()  # the command line that runs this job again (no --resume)
+    quiet: bool = False  # print the summary only when the job is not done
+    json_only: bool = False  # stderr holds JSON events only: the summary is one of them
 
     @property
     def exit_code(self) -> int:
-        """0 all done, 1 some failed, 3 aborted, 4 out of time, 130 interrupted."""
+        """0 every item done, 1 some failed, 3 aborted, 4 out of time or never attempted,
+        130 interrupted."""
         summary = self.summary
-        if summary is None:
-            return EXIT_OK
-        if summary.aborted:
-            return EXIT_ABORTED
-        if summary.stopped == TIME_LIMIT:
-            return EXIT_INCOMPLETE
-        if summary.stopped:
-            return EXIT_INTERRUPTED
-        return EXIT_SOME_FAILED if summary.tally.failed else EXIT_OK
+        if summary is not None:
+            if summary.aborted:
+                return EXIT_ABORTED
+            if summary.stopped == TIME_LIMIT:
+                return EXIT_INCOMPLETE
+            if summary.stopped:
+                return EXIT_INTERRUPTED
+            if summary.tally.failed:
+                return EXIT_SOME_FAILED
+        return EXIT_INCOMPLETE if self.unfinished else EXIT_OK
 
     def stdout_lines(self) -> list[str]:
         """Nothing: a run's output is its report."""
         return []
 
     def stderr_lines(self) -> list[str]:
-        """The summary, and why the run gave up if it did."""
-        if self.summary is None:
+        """The summary, why the run gave up if it did, the report, and how to finish."""
+        if self.json_only or (self.quiet and self.exit_code == EXIT_OK):
             return []
-        text = format_summary(
-            self.summary, configured_rate=self.configured_rate, skipped=self.skipped
-        )
-        lines = [text]
-        if self.summary.aborted:
-            lines.append(f"batchthumb: aborted: {self.summary.aborted}")
+        return self.lines()
+
+    def lines(self) -> list[str]:
+        """The whole summary, whoever reads it (stderr, the log file)."""
+        lines = []
+        if self.summary is not None:
+            lines.append(
+                format_summary(
+                    self.summary, configured_rate=self.configured_rate, skipped=self.skipped
+                )
+            )
+            if self.summary.aborted:
+                lines.append(f"batchthumb: aborted: {self.summary.aborted}")
+        if self.unattempted:
+            lines.append(
+                f"batchthumb: {self.unattempted} items were never attempted (the run that "
+                "wrote the report stopped before them); --retry-failed does not send them"
+            )
+        lines.append(f"report: {self.report}")
+        finish = self.finish_command()
+        if finish:
+            lines.append(f"to finish: {finish}")
+        elif self.unfinished:  # a caller that gave no command line (migrate: many flags)
+            lines.append("to finish: run the same command again with --resume")
         return lines
+
+    def finish_command(self) -> str | None:
+        """The command that finishes the job: ``--resume`` when items were never sent, else
+        ``--retry-failed`` for the failed ones; None when nothing is left."""
+        if not self.unfinished or not self.rerun:
+            return None
+        summary = self.summary
+        failed_only = (
+            summary is not None
+            and not summary.stopped
+            and not summary.aborted
+            and self.unattempted == 0
+            and summary.tally.failed == self.unfinished
+        )
+        flag = "--retry-failed" if failed_only else "--resume"
+        return shlex.join((*self.rerun, flag))
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +169,10 @@ class RunPlan:
     pending: ItemStream
     skipped: int  # already done according to the report
     recorded: ReportState  # what the report says was done, when resuming
+    unattempted: int = 0  # --retry-failed: items neither done nor failed (not sent)
     projects: int = 0  # projects the pending items name: what the snapshot lists
+    # Uploads earlier reports of the history record, trusted once a plan is seen showing them.
+    remembered: dict[Key, str] = field(default_factory=dict)
 
     def estimate(self, settings: RunSettings) -> float | None:
         """Seconds the run should take at the configured rate, if it has one."""
@@ -144,30 +182,50 @@ class RunPlan:
 
 
 def plan_run(job: Job, settings: RunSettings, report: Path) -> RunPlan:
-    """Read the report (when resuming) and pick the items still to send."""
+    """Read the report (when resuming) and its history, and pick the items still to send."""
+    remembered = remembered_uploads(report)
     if not (settings.resume or settings.retry_failed):
-        return RunPlan(job.items, 0, ReportState(), len(job.projects))
+        return RunPlan(
+            job.items, 0, ReportState(), projects=len(job.projects), remembered=remembered
+        )
     recorded = read_report(report)
-    keys = recorded.failed if settings.retry_failed else recorded.done
-    wanted = settings.retry_failed
-    # Counted in one streaming pass: a large job is never held as a list of pending items.
-    count = 0
+    done = failed = 0
     projects: set[str] = set()
+    # Counted in one streaming pass: a large job is never held as a list of pending items.
     for item in job.items:
-        if (key_digest(item.key) in keys) is wanted:
-            count += 1
+        digest = key_digest(item.key)
+        was_done, was_failed = digest in recorded.done, digest in recorded.failed
+        done += was_done
+        failed += was_failed
+        if was_failed if settings.retry_failed else not was_done:
             projects.add(item.project_id)
-    pending = Remaining(job.items, keys, wanted, count)
-    return RunPlan(pending, len(job.items) - count, recorded, len(projects))
+    if settings.retry_failed:
+        pending = Remaining(job.items, recorded.failed, True, failed)
+        unattempted = len(job.items) - done - failed
+    else:
+        pending = Remaining(job.items, recorded.done, False, len(job.items) - done)
+        unattempted = 0
+    return RunPlan(pending, done, recorded, unattempted, len(projects), remembered)
 
 
 def headline(job: Job, plan: RunPlan, settings: RunSettings) -> str:
-    """``N of M plans to set, K already done[, about T at R/s]``."""
+    """``N of M plans to set, K already done[, U never attempted][, about T at R/s]``."""
     estimate = plan.estimate(settings)
     took = f", about {format_duration(estimate)} at {settings.rate:g}/s" if estimate else ""
+    never = f", {plan.unattempted} never attempted" if plan.unattempted else ""
+    verb = "retry" if settings.retry_failed else "set"
     return (
-        f"{len(plan.pending)} of {len(job.items)} plans to set, {plan.skipped} already done{took}"
+        f"{len(plan.pending)} of {len(job.items)} plans to {verb}, {plan.skipped} already done"
+        f"{never}{took}"
     )
+
+
+def rerun_command(job: Job, settings: RunSettings, report: Path) -> tuple[str, ...]:
+    """``batchthumb run JOB --report R [--endpoint E]``: this job again, as it was run."""
+    command = ["batchthumb", "run", str(job.path), "--report", str(report)]
+    if settings.endpoint is not None and settings.endpoint != job.settings.endpoint:
+        command += ["--endpoint", settings.endpoint]
+    return tuple(command)
 
 
 def run_job(
@@ -179,6 +237,7 @@ def run_job(
     source: Connection | None = None,
     watch: Watch | None = None,
     watch_signals: bool = False,
+    rerun: Sequence[str] | None = None,
 ) -> RunResult:
     """Run a job under its report's lock; ``connection`` None means an embedded sandbox.
 
@@ -187,50 +246,54 @@ def run_job(
 
     With ``watch_signals`` (the CLI), the first SIGINT or SIGTERM stops gracefully and the
     second at once; only in the main thread, the only one Python delivers signals to.
+    ``rerun`` is the command line that runs the job again, for the summary's hint (default:
+    :func:`rerun_command`).
     """
-    console = console or Quiet()
     report = settings.report_for(job.path)
-    with report_lock(report, wait=settings.lock_wait, on_wait=console.status):
-        plan = plan_run(job, settings, report)
-        if plan.recorded.torn_line:
-            console.warn(
-                f"{report}:{plan.recorded.torn_line}: ignoring a torn last line "
-                "(the previous run was killed while writing it)"
-            )
-        console.status(f"{headline(job, plan, settings)}; report: {report}")
-        summary = None
-        if len(plan.pending):
-            with _log_stream(settings, console) as log:
+    with open_output(settings, console or Quiet()) as output:
+        with report_lock(report, wait=settings.lock_wait, on_wait=output.status):
+            plan = plan_run(job, settings, report)
+            if plan.recorded.torn_line:
+                output.warn(
+                    f"{report}:{plan.recorded.torn_line}: ignoring a torn last line "
+                    "(the previous run was killed while writing it)"
+                )
+            output.status(f"{headline(job, plan, settings)}; report: {report}")
+            summary = None
+            if len(plan.pending):
                 run = partial(
-                    _run_in_loop, job, plan, settings, report, connection, console, log,
+                    _run_in_loop, job, plan, settings, report, connection, output,
                     watch_signals, source, watch,
                 )  # fmt: skip
                 summary = anyio.run(run, backend_options=_backend_options())
-    return RunResult(report, len(job.items), plan.skipped, summary, settings.rate)
+        tally = summary.tally if summary is not None else Tally()
+        result = RunResult(
+            report,
+            len(job.items),
+            plan.skipped,
+            summary,
+            settings.rate,
+            unfinished=len(job.items) - plan.skipped - tally.succeeded - tally.skipped,
+            unattempted=plan.unattempted,
+            rerun=tuple(rerun) if rerun is not None else rerun_command(job, settings, report),
+            quiet=settings.quiet,
+            json_only=output.json_on_console,
+        )
+        output.log_only(result.lines())
+        output.emit(
+            "result",
+            exit_code=result.exit_code,
+            unfinished=result.unfinished,
+            unattempted=result.unattempted or None,
+            report=str(report),
+            finish=result.finish_command(),
+        )
+    return result
 
 
 def _backend_options() -> dict[str, object]:
     """uvloop when it is installed (the ``uvloop`` extra): less CPU per request."""
     return {"use_uvloop": True} if importlib.util.find_spec("uvloop") else {}
-
-
-@contextmanager
-def _log_stream(settings: RunSettings, console: Console) -> Iterator[TextIO | None]:
-    """Where JSON events go: ``log_file``, else the console's stream; None without log_json."""
-    if not settings.log_json:
-        yield None
-    elif settings.log_file is None:
-        yield console.stream
-    else:
-        with os_errors(settings.log_file, "write the log", UsageError):
-            stream = settings.log_file.open("a", encoding="utf-8")
-        try:
-            yield stream
-        finally:
-            # Each event is flushed as written: a close that fails repeats an error the run
-            # has already reported.
-            with contextlib.suppress(OSError):
-                stream.close()
 
 
 @asynccontextmanager
@@ -252,14 +315,13 @@ async def _run_in_loop(
     settings: RunSettings,
     report: Path,
     connection: Connection | None,
-    console: Console,
-    log: TextIO | None,
+    output: RunOutput,
     watch_signals: bool,
     source: Connection | None,
     watch: Watch | None,
 ) -> RunSummary:
     stop = Stop()
-    async with _target(job, connection, console) as target:
+    async with _target(job, connection, output) as target:
         # Fetch the first IAM token here, outside any task group, so a wrong password is one
         # clear message (exit 3) rather than an exception group.
         await target.credentials.prepare()
@@ -268,9 +330,9 @@ async def _run_in_loop(
         failure: BatchthumbError | None = None
         async with anyio.create_task_group() as tasks:
             if watch_signals and threading.current_thread() is threading.main_thread():
-                tasks.start_soon(_watch_signals, stop, console)
+                tasks.start_soon(_watch_signals, stop, output)
             if settings.max_duration is not None:
-                tasks.start_soon(_stop_at_deadline, stop, settings.max_duration, console)
+                tasks.start_soon(_stop_at_deadline, stop, settings.max_duration, output)
             try:
                 summary = await run_plan(
                     plan,
@@ -278,8 +340,7 @@ async def _run_in_loop(
                     report=report,
                     connection=target,
                     stop=stop,
-                    console=console,
-                    log=log,
+                    console=output,
                     source=source,
                     watch=watch,
                 )
@@ -291,7 +352,7 @@ async def _run_in_loop(
         if settings.gallery is not None and not summary.aborted:
             # Here, while the target is still there: an embedded sandbox ends with the run.
             made = await write_gallery([ReportFile(report)], settings.gallery, target, settings)
-            console.status(f"gallery of {made.plans} plans: {made.index}")
+            output.status(f"gallery of {made.plans} plans: {made.index}")
     return summary
 
 
@@ -336,28 +397,30 @@ async def run_plan(
     is the caller's to report, outside any task group. With ``source``, source images are
     downloaded through a second session with its own credentials and its own sender (rate
     limit, throttling), sharing the run's stop; nothing of one side is sent to the other.
+    ``console`` is the run's
+    :class:`~batchthumb.output.RunOutput`, or any console (then ``log``, if given, gets the
+    JSON events).
 
     Unless ``settings.snapshot`` is off, one paginated listing per project records each plan's
     current thumbnail (``previous_img_url``), journaled before that project's first change:
     the workers list each project when its first item comes (:mod:`batchthumb.snapshot`), so
     listings and PUTs overlap. With ``settings.backup`` every project is listed first (the
-    backup is written before any change). A project that cannot be listed aborts the run.
+    backup is written before any change). A project that cannot be listed fails its own items;
+    refused credentials abort the run.
     """
+    if not isinstance(console, RunOutput):
+        console = RunOutput(console, replace(settings, log_json=log is not None), log)
+    output = console
     appending = settings.resume or settings.retry_failed
     credentials = connection.credentials
     sides = [credentials] if source is None else [credentials, source.credentials]
     # Read at each use: tokens renewed during the run are masked too.
-    redact = Redactor(lambda: [secret for side in sides for secret in side.secrets])
+    output.redact = Redactor(lambda: [secret for side in sides for secret in side.secrets])
     # A log that cannot be written stops the run gracefully: what is in flight is journaled.
-    logger = None
-    if log is not None:
-        logger = JsonEvents(
-            log, redact=redact, on_error=lambda exc: stop.request("the log cannot be written")
-        )
-    events: Events = NoEvents() if logger is None else logger
+    output.on_log_error = lambda exc: stop.request("the log cannot be written")
     # No more workers, nor pooled connections, than there are items to send.
     workers = max(1, min(settings.concurrency, len(plan.pending)))
-    events.emit(
+    output.emit(
         "start",
         items=len(plan.pending),
         skipped=plan.skipped,
@@ -368,10 +431,9 @@ async def run_plan(
         rate=settings.rate,
         report=str(report),
     )
-    if logger is not None:
-        logger.check()  # before the report is touched: a log that fails at once changes nothing
-    _prepare_report(report, plan, appending=appending)
-    stream = console.stream
+    output.check_log()  # before the report is touched: a log that fails at once changes nothing
+    _prepare_report(report, plan, appending=appending, keep=settings.history)
+    stream = output.stream
     progress = (
         Silent()
         if stream is None
@@ -379,14 +441,20 @@ async def run_plan(
             stream, enabled=settings.progress, total=len(plan.pending), skipped=plan.skipped
         )
     )
-    sender = make_sender(settings, stop=stop, events=events)
+    sender = make_sender(settings, stop=stop, events=output)
     async with AsyncExitStack() as stack:
         api = await stack.enter_async_context(_api(connection, settings, workers))
         downloads = None
         if source is not None:
             source_api = await stack.enter_async_context(_api(source, settings, workers))
-            downloads = Channel(source_api, make_sender(settings, stop=stop, events=events))
-        with Journal(report, redact=redact) as journal:
+            downloads = Channel(source_api, make_sender(settings, stop=stop, events=output))
+        with Journal(report, redact=output.redact) as journal:
+            journal.record_start(
+                endpoint=connection.endpoint,
+                items=len(plan.pending),
+                resumed=settings.resume,
+                retry_failed=settings.retry_failed,
+            )
             began = time.monotonic()
             started_at = _now()
             listings = None
@@ -394,7 +462,7 @@ async def run_plan(
             ahead = (item.project_id for item in plan.pending)
             if settings.snapshot:
                 listings = Snapshot(
-                    api, sender, journal, console, progress, known=plan.recorded,
+                    api, sender, journal, output, progress, known=plan.recorded,
                     total=plan.projects, ahead=ahead, max_pages=settings.max_list_pages,
                 )  # fmt: skip
             try:
@@ -402,13 +470,14 @@ async def run_plan(
                     # The backup is written before the first change: every project listed first.
                     if not await listings.list_all(ahead, concurrency=settings.concurrency):
                         progress.close()
-                        return _unstarted(sender, time.monotonic() - began)
+                        summary = _unstarted(sender, time.monotonic() - began)
+                        journal.record_run(run_facts(summary, settings, started_at=started_at))
+                        return summary
                     write_backup(
-                        settings.backup,
-                        plan.pending,
-                        listings.previous,
-                        endpoint=connection.endpoint,
-                    )
+                        settings.backup, plan.pending, listings.previous,
+                        endpoint=connection.endpoint, console=output,
+                    )  # fmt: skip
+                uploads = Uploads(done=dict(plan.recorded.uploads), remembered=plan.remembered)
                 recorder: Recorder = journal
                 if watch is not None:
                     recorder = _Watched(journal, watch(plan.pending))
@@ -419,7 +488,7 @@ async def run_plan(
                     journal=recorder,
                     concurrency=workers,
                     progress=progress,
-                    uploads=Uploads(done=dict(plan.recorded.uploads)),
+                    uploads=uploads,
                     previous=listings.previous if listings is not None else None,
                     listings=listings,
                     downloads=downloads,
@@ -431,7 +500,7 @@ async def run_plan(
             journal.record_run(run_facts(summary, settings, started_at=started_at))
     if appending and plan.recorded.lines:
         compact(report)
-    events.emit(
+    output.emit(
         "summary",
         succeeded=summary.tally.succeeded,
         failed=summary.tally.failed,
@@ -442,9 +511,10 @@ async def run_plan(
         settled_rate=summary.governor.rate,
         stopped=summary.stopped,
         aborted=summary.aborted,
+        errors=summary.tally.error_codes or None,
+        report=str(report),
     )
-    if logger is not None:
-        logger.check()
+    output.check_log()
     return summary
 
 
@@ -500,14 +570,13 @@ def run_facts(summary: RunSummary, settings: RunSettings, *, started_at: str) ->
     }
 
 
-def _prepare_report(report: Path, plan: RunPlan, *, appending: bool) -> None:
-    """Resuming: drop a torn last line. Else keep the last report as ``REPORT.1``."""
+def _prepare_report(report: Path, plan: RunPlan, *, appending: bool, keep: int) -> None:
+    """Resuming: drop a torn last line. Else start a fresh report, keeping the history."""
     if appending and report.exists():
         drop_torn_tail(report, plan.recorded)
-    elif report.exists():
-        # A fresh run starts a fresh report, keeping the last one: a run started without
-        # --resume by mistake must not destroy what undo needs.
-        report.replace(report.with_name(report.name + ".1"))
+    elif not appending:
+        # A run started without --resume by mistake must not destroy what undo needs.
+        rotate(report, keep=keep)
 
 
 def _unstarted(sender: Sender, elapsed: float) -> RunSummary:
@@ -524,9 +593,18 @@ def _unstarted(sender: Sender, elapsed: float) -> RunSummary:
 
 
 def write_backup(
-    path: Path, items: Iterable[Item], previous: Mapping[Key, str | None], *, endpoint: str
+    path: Path,
+    items: Iterable[Item],
+    previous: Mapping[Key, str | None],
+    *,
+    endpoint: str,
+    console: Console,
 ) -> None:
-    """Write the thumbnails the items are about to replace as a job that restores them."""
+    """Write the thumbnails the items are about to replace as a job that restores them.
+
+    When no plan had one there is nothing to restore: no file (an empty job is not a valid
+    one), and the console says so.
+    """
     entries: list[Entry] = []
     comments: list[str] = []
     for item in items:
@@ -536,5 +614,15 @@ def write_backup(
             comments.append(f"plan {item.plan_id}: had no thumbnail")
         else:
             entries.append(Entry(item.project_id, item.plan_id, img_url=previous[item.key]))
+    if not entries:
+        console.warn(
+            f"--backup: none of the {len(comments)} plans has a thumbnail to back up; "
+            f"{path} not written"
+        )
+        return
     header = ["The thumbnails before the run; `batchthumb run` this file to restore them."]
-    write_text(path, render_job(entries, header=header, comments=comments, endpoint=endpoint))
+    written = write_job(
+        path, render_job(entries, header=header, comments=comments, endpoint=endpoint)
+    )
+    kept = f" (the previous one kept as {written.kept})" if written.kept else ""
+    console.status(f"backup of {len(entries)} thumbnails: {path}{kept}")

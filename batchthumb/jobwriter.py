@@ -61,6 +61,46 @@ def render_job(
     return "\n".join(lines) + "\n"
 
 
+STDOUT = Path("-")
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """Where a generated job went: a file (an older one kept as ``FILE.1``), or stdout."""
+
+    path: Path
+    text: str | None = None  # the job, when it goes to standard output (``-o -``)
+    kept: Path | None = None  # the file it replaced, renamed
+
+    def stdout_lines(self, summary: str) -> list[str]:
+        """The job itself with ``-o -``; else the one-line summary."""
+        if self.text is not None:
+            return self.text.splitlines()
+        kept = f" (the previous one is kept as {self.kept})" if self.kept else ""
+        return [summary + kept]
+
+    def stderr_lines(self, summary: str) -> list[str]:
+        """The summary, when the job itself took standard output."""
+        return [summary] if self.text is not None else []
+
+
+def write_job(path: Path, text: str) -> Written:
+    """Write a generated job: ``-`` means standard output; an existing file is kept as ``.1``.
+
+    The one rule for every file batchthumb generates (export, undo, migrate -o, --backup), as
+    for the report: nothing is overwritten without a copy, and a nightly cron line never
+    fails because last night's file is there.
+    """
+    if path == STDOUT:
+        return Written(path, text=text)
+    kept = path.with_name(path.name + ".1") if path.exists() else None
+    if kept is not None:
+        with os_errors(path, "keep the previous file"):
+            path.replace(kept)
+    write_text(path, text)
+    return Written(path, kept=kept)
+
+
 def write_text(path: Path, text: str) -> None:
     """Write a file whole (temporary file, then rename), so a crash never leaves half of it."""
     tmp = path.with_name(path.name + ".tmp")

@@ -62,6 +62,8 @@ MAXIMA: dict[str, float] = {
     "max_duration": 7 * 86_400,  # a week
     "max_answer_mb": 1_024,
     "max_list_pages": MAX_LIST_PAGES,
+    "history": 100,  # reports kept beside the report
+    "breaker": 100_000,
 }
 
 
@@ -79,6 +81,23 @@ def field_problem(name: str, value: str) -> str | None:
 def endpoint_for_region(region: str) -> str:
     """The documented CodeArts Req endpoint of a region (facts §3)."""
     return f"https://projectman-ext.{region}.myhuaweicloud.com"
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``90s``, ``30m``, ``2h`` or ``45``; ValueError saying what is wrong."""
+    number, unit = (text[:-1], text[-1]) if text[-1:] in DURATION_UNITS else (text, "s")
+    try:
+        value = float(number) * DURATION_UNITS[unit]
+    except ValueError:
+        raise ValueError(f"{text[:40]!r} is not a duration like 90s, 30m or 2h") from None
+    if not value > 0:
+        raise ValueError(f"must be greater than 0, not {text[:40]}")
+    if not value <= MAXIMA["max_duration"]:
+        raise ValueError(f"must be at most 7 days (168h), not {text[:40]}")
+    return value
 
 
 # -- what the auth: section says (references to secrets, never secrets) ----------------------
@@ -218,13 +237,16 @@ class RunSettings:
     retry_failed: bool = False  # send only the items the report records as failed
     snapshot: bool = True  # list each project first: previous_img_url, "already set", undo
     backup: Path | None = None  # write the previous thumbnails as a job file first
+    history: int = 5  # earlier reports that changed something, kept as REPORT.1..N for undo
     # Bounds: waiting for the report's lock, and the run's own duration.
     lock_wait: float = 0.0
     max_duration: float | None = None  # start nothing new after this many seconds
     # What the run shows and logs.
     progress: bool = True  # a bar on a terminal, status lines elsewhere
     log_json: bool = False  # JSON-lines events
-    log_file: Path | None = None  # where they go; None: the console's stream (stderr)
+    log_file: Path | None = None  # JSON events with log_json, else the human lines; appended
+    quiet: bool = False  # print nothing unless something failed
+    verbose: bool = False  # also show each retry and throttling
     gallery: Path | None = None  # after the run, write its before/after gallery here
 
     def __post_init__(self) -> None:
@@ -232,6 +254,10 @@ class RunSettings:
             raise UsageError("--resume and --retry-failed do not go together; pick one")
         if self.backup is not None and not self.snapshot:
             raise UsageError("--backup needs the snapshot; drop --no-snapshot")
+        if self.quiet and self.verbose:
+            raise UsageError("--quiet and --verbose do not go together; pick one")
+        if self.history < 1:
+            raise UsageError("--history must be 1 or more: the last changing report is kept")
 
     def report_for(self, job_path: Path) -> Path:
         """The report of a run of the job at ``job_path``: ``report``, else next to the job."""
@@ -364,6 +390,7 @@ class Tally:
     failed: int = 0
     skipped: int = 0
     error_codes: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, str] = field(default_factory=dict)  # error code -> its first plan
 
     @property
     def done(self) -> int:
@@ -380,6 +407,7 @@ class Tally:
             self.failed += 1
             code = failure_label(result)
             self.error_codes[code] = self.error_codes.get(code, 0) + 1
+            self.examples.setdefault(code, result.plan_id)
 
 
 def failure_label(result: ItemResult) -> str:

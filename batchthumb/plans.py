@@ -13,15 +13,71 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from batchthumb.client import PERMISSION_CODES
 from batchthumb.errors import JobFileError, Problem, ProjectNotFound, RunAborted
 from batchthumb.files import MAPPING_FILE_LIMIT, FileRefused, read_regular
-from batchthumb.model import DEFAULT_MAX_LIST_PAGES, PROJECT_ID, Attempt, PlanPage, PlanSummary
+from batchthumb.model import (
+    DEFAULT_MAX_LIST_PAGES,
+    PROJECT_ID,
+    Attempt,
+    PlanPage,
+    PlanSummary,
+    Verdict,
+)
 from batchthumb.sending import Sender, ThumbnailApi
 
 # The documented maximum; the documented default is 1, so it is always sent (facts §1.1).
 PAGE_SIZE = 200
 # "The project does not exist or has been deleted" (facts §5.2).
 NO_SUCH_PROJECT = "PM.02152005"
+
+
+class ListingFailed(RunAborted):
+    """A project's plans could not be listed; ``attempt`` is the answer that said so."""
+
+    def __init__(
+        self,
+        project_id: str,
+        attempt: Attempt,
+        rejected: str | None = None,
+        *,
+        message: str | None = None,
+    ) -> None:
+        self.project_id = project_id
+        self.attempt = attempt
+        # The credentials, not the project: no other project would fare better.
+        self.credentials = rejected is not None or attempt.error_code in PERMISSION_CODES
+        if message is not None:
+            pass
+        elif rejected is not None:
+            message = f"{rejected}; check the credentials (listing project {project_id})"
+        elif self.credentials:
+            message = (
+                f"the credentials have no access to project {project_id} ({describe(attempt)}); "
+                "check that their user is a member with permission"
+            )
+        else:
+            message = f"cannot list the plans of project {project_id}: {describe(attempt)}"
+        # Not super(): in MissingProject the next class is ProjectNotFound, with its own init.
+        RunAborted.__init__(self, message)
+
+    @classmethod
+    def inconsistent(cls, project_id: str, why: str) -> ListingFailed:
+        """The answers came, but do not make one list: the project's items fail with ``why``."""
+        message = f"cannot list the plans of project {project_id}: {why}"
+        return cls(project_id, Attempt(Verdict.PERMANENT, error=why), message=message)
+
+
+class MissingProject(ListingFailed, ProjectNotFound):
+    """The list call says the project does not exist (or was deleted): a listing failure that
+    ``migrate`` reports by the line of its pairs file."""
+
+
+def describe(attempt: Attempt) -> str:
+    """``HTTP 404 PM.02174100: the project does not exist`` or ``no answer: ...``."""
+    code = f" {attempt.error_code}" if attempt.error_code else ""
+    status = f"HTTP {attempt.http_status}" if attempt.http_status else "no answer"
+    return f"{status}{code}: {attempt.error}"
 
 
 async def list_project(
@@ -33,20 +89,20 @@ async def list_project(
     search: str | None = None,
     max_pages: int = DEFAULT_MAX_LIST_PAGES,
 ) -> tuple[PlanSummary, ...]:
-    """Every plan of a project, all pages; raise :class:`RunAborted` if a page cannot be had.
+    """Every plan of a project, all pages; raise :class:`ListingFailed` if a page cannot be had.
 
-    A server cannot keep it listing forever: it stops at ``max_pages``, and a page that repeats
-    what was listed, a ``total`` that changes between pages, more plans than the total, or a
-    page longer than asked for are each a clear failure. An empty page ends the list (the
+    Rejected credentials (401, 403 and the permission codes) say so in the message. A server
+    cannot keep it listing forever: it stops at ``max_pages``, and a page that repeats what
+    was listed, a ``total`` that changes between pages, more plans than the total, or a page
+    longer than asked for are each a clear failure. An empty page ends the list (the
     documented way to stop should the total be off).
     """
     plans: dict[str, PlanSummary] = {}
     total: int | None = None
 
-    def refuse(why: str) -> RunAborted:
-        return RunAborted(
-            f"cannot list the plans of project {project_id}: {why} (the server's list is "
-            "inconsistent; listing stopped there)"
+    def refuse(why: str) -> ListingFailed:
+        return ListingFailed.inconsistent(
+            project_id, f"{why} (the server's list is inconsistent; listing stopped there)"
         )
 
     for page_no in range(1, max_pages + 1):
@@ -65,14 +121,9 @@ async def list_project(
             raise RunAborted(f"stopped while listing the plans of project {project_id}")
         attempt, found, _ = sent
         if found is None:
-            code = f" {attempt.error_code}" if attempt.error_code else ""
-            status = f"HTTP {attempt.http_status}" if attempt.http_status else "no answer"
-            message = (
-                f"cannot list the plans of project {project_id}: {status}{code}: {attempt.error}"
-            )
             if attempt.error_code == NO_SUCH_PROJECT:
-                raise ProjectNotFound(project_id, message)
-            raise RunAborted(message)
+                raise MissingProject(project_id, attempt, sender.aborted)
+            raise ListingFailed(project_id, attempt, sender.aborted)
         if not found.plans:
             return tuple(plans.values())
         if len(found.plans) > PAGE_SIZE:
@@ -94,9 +145,10 @@ async def list_project(
             return tuple(plans.values())
         if total is not None and page_no * PAGE_SIZE >= total:
             return tuple(plans.values())
-    raise RunAborted(
-        f"cannot list the plans of project {project_id}: the list goes on past {max_pages:,} "
-        f"pages of {PAGE_SIZE} plans; stopped there (--max-list-pages raises the limit)"
+    raise ListingFailed.inconsistent(
+        project_id,
+        f"the list goes on past {max_pages:,} pages of {PAGE_SIZE} plans; stopped there "
+        "(--max-list-pages raises the limit)",
     )
 
 

@@ -12,6 +12,7 @@ from typing import Protocol, TextIO
 
 import anyio
 
+from batchthumb.console import bar_drawn, bar_gone, write_line
 from batchthumb.model import Tally
 
 STATUS_INTERVAL = 10.0
@@ -67,6 +68,13 @@ class Bar:
             dynamic_ncols=True,
             smoothing=0.1,
         )
+        self._stream = stream
+        bar_drawn(stream, self._write)
+
+    def _write(self, text: str) -> None:
+        # tqdm's write clears the bar, prints, and draws the bar again below the line.
+        self._bar.write(text, file=self._stream)
+        self._stream.flush()
 
     def update(self, tally: Tally) -> None:
         """Advance by one and show the split."""
@@ -85,6 +93,7 @@ class Bar:
 
     def close(self) -> None:
         """Leave the final bar on screen."""
+        bar_gone(self._stream)
         self._bar.close()
 
 
@@ -133,7 +142,7 @@ class StatusLines:
         """Print the status line every interval."""
         while True:
             await self._sleep(self._interval)
-            print(self.line(tally), file=self._stream, flush=True)
+            write_line(self._stream, self.line(tally))
 
     def close(self) -> None:
         """The summary follows; nothing more to print here."""

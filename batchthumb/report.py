@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -54,7 +55,8 @@ FIELDS = (
 )
 UPLOAD = "upload"
 SNAPSHOT = "snapshot"
-RUN = "run"
+START = "start"  # a run (fresh or resumed) began: when, where, how many items
+RUN = "run"  # a run ended (done, stopped or aborted; a killed run has none): its facts
 CHECK_EVERY = 1.0  # seconds between checks that the report is still where it was opened
 _APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT
 
@@ -185,6 +187,13 @@ def last_records(path: Path) -> dict[Key, dict[str, Any]]:
         if key is not None and record is not None:
             last[key] = record
     return last
+
+
+def report_lines(path: Path) -> Iterator[dict[str, Any]]:
+    """Every well-formed line of a report, in order (a torn last line left out)."""
+    for _, record, _raw in _records(path):
+        if record is not None:
+            yield record
 
 
 def read_uploads(path: Path) -> dict[Key, str]:
@@ -358,8 +367,17 @@ class Journal:
         """
         self._write({"kind": SNAPSHOT, "project_id": project_id, "plans": plans})
 
+    def record_start(self, **fields: object) -> None:
+        """Append the line that starts a run: its time and the fields given (endpoint...)."""
+        started = datetime.now(UTC).isoformat(timespec="seconds")
+        self._write({"kind": START, "started_at": started, **fields})
+
     def record_run(self, facts: dict[str, Any]) -> None:
-        """Append what a run as a whole did: start and end, requests, throttling, the end's why."""
+        """Append what a run as a whole did: start and end, requests, throttling, the end's why.
+
+        Written as the run ends: a report whose last start line has no run line after it
+        was killed (:func:`batchthumb.history.changed_anything`).
+        """
         self._write({"kind": RUN, **facts})
 
     def record_upload(self, project_id: str, cache_key: str, img_url: str) -> None:

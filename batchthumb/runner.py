@@ -53,6 +53,15 @@ class Listings(Protocol):
         """Wait until the project's plans are known and journaled; False: send nothing."""
         ...
 
+    @property
+    def unlisted(self) -> Mapping[str, Attempt]:
+        """The projects that could not be listed, and the answer that said so."""
+        ...
+
+    def shows(self, project_id: str, img_url: str) -> bool:
+        """Whether a plan of the (listed) project showed ``img_url`` before the run."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class RunSummary:
@@ -81,10 +90,12 @@ class Uploads:
     """Single-flight uploads: each (project, image) is uploaded once, whoever needs it first.
 
     ``done`` maps (project_id, cache key) to the uploaded img_url; a resumed run starts with
-    what the journal recorded, so it uploads nothing twice.
+    what the journal recorded, so it uploads nothing twice. ``remembered`` holds what earlier
+    reports uploaded: used (and journaled again) only where the project's listing shows it.
     """
 
     done: dict[Key, str] = field(default_factory=dict)
+    remembered: dict[Key, str] = field(default_factory=dict)
     failed: dict[Key, Attempt] = field(default_factory=dict)
     flying: dict[Key, anyio.Event] = field(default_factory=dict)
 
@@ -140,6 +151,10 @@ class _Batch:
             except ReportError as exc:
                 self.fail(exc)
                 return None
+            unlisted = listings.unlisted.get(item.project_id)
+            if unlisted is not None:  # the project could not be listed: its items fail unsent
+                listing = _prefixed(unlisted, "listing the project")
+                return self.result(item, item.img_url, listing, Outcome.FAILED, 0, began)
         img_url = item.img_url
         attempts = 0
         if img_url is None:  # an image to upload first; most items name their img_url
@@ -155,8 +170,9 @@ class _Batch:
             already = Attempt(Verdict.OK, error="already set")
             return self.result(item, img_url, already, Outcome.SKIPPED, attempts, began)
         api = self.api
+        subject = f"plan {item.plan_id}"
         sent = await self.sender.send_attempt(
-            api.set_thumbnail, item.project_id, item.plan_id, img_url, subject=item.plan_id
+            api.set_thumbnail, item.project_id, item.plan_id, img_url, subject=subject
         )
         if sent is None:
             return None
@@ -172,6 +188,8 @@ class _Batch:
         while True:
             if key in uploads.done:
                 return _Resolved(uploads.done[key], Attempt(Verdict.OK))
+            if key in uploads.remembered and self.trust(key, uploads.remembered.pop(key)):
+                continue
             if key in uploads.failed:
                 return _Resolved(None, uploads.failed[key])
             flying = uploads.flying.get(key)
@@ -197,6 +215,19 @@ class _Batch:
             return resolved
         finally:
             uploads.flying.pop(key).set()
+
+    def trust(self, key: Key, img_url: str) -> bool:
+        """Take an earlier run's upload if a plan of its project shows it: the server has it."""
+        listings = self.listings
+        if listings is None or not listings.shows(key[0], img_url):
+            return False
+        try:
+            self.journal.record_upload(key[0], key[1], img_url)  # kept as the history rotates
+        except ReportError as exc:
+            self.fail(exc)
+            return False
+        self.uploads.done[key] = img_url
+        return True
 
     async def upload(self, item: Item) -> _Resolved | None:
         image = item.image
@@ -352,7 +383,8 @@ async def run_batch(
     Source images are downloaded through ``downloads`` (a migration's source side, with its
     own API and sender sharing ``sender``'s stop), else through ``api`` and ``sender``.
     ``listings``, when given, is waited for before each item: it lists the item's project (once)
-    and fills ``previous``. The summary counts every request the sender sent, listings included.
+    and fills ``previous``; the items of a project it could not list fail with the answer its
+    listing got, unsent. The summary counts every request the sender sent, listings included.
     """
     separate = downloads is not None
     downloads = downloads or Channel(api, sender)

@@ -194,7 +194,11 @@ class Sender:
             retries = self.retry.retries
             if attempts - throttles > retries or throttles > THROTTLE_PATIENCE * retries:
                 return attempt, attempts
-            self.events.emit("retry", subject=subject, attempt=attempts, **_attempt_fields(attempt))
+            throttled = verdict is Verdict.THROTTLED or None  # None: left out of the event
+            self.events.emit(
+                "retry", subject=subject, attempt=attempts, throttled=throttled,
+                **_attempt_fields(attempt),
+            )  # fmt: skip
             if verdict is Verdict.RETRY:
                 delay = self.backoff(attempts, attempt.retry_after)
                 if delay > 0 and await self.stop.wait(partial(self.pause, delay)) is None:

@@ -18,8 +18,8 @@ import anyio
 
 from batchthumb.console import Console
 from batchthumb.errors import ReportError, RunAborted
-from batchthumb.model import DEFAULT_MAX_LIST_PAGES
-from batchthumb.plans import list_project, thumbnails
+from batchthumb.model import DEFAULT_MAX_LIST_PAGES, Attempt
+from batchthumb.plans import ListingFailed, list_project, thumbnails
 from batchthumb.progress import Progress
 from batchthumb.report import ReportState
 from batchthumb.runner import Key
@@ -59,6 +59,10 @@ class Previous(Mapping[Key, "str | None"]):
             known.setdefault(plan_id, img_url)
         self._count += len(known) - before
 
+    def shows(self, project_id: str, img_url: str) -> bool:
+        """Whether a plan of the project shows ``img_url``."""
+        return img_url in self._projects.get(project_id, {}).values()
+
     def __getitem__(self, key: Key) -> str | None:
         return self._projects[key[0]][key[1]]
 
@@ -93,6 +97,8 @@ class Snapshot:
     flying: dict[str, anyio.Event] = field(default_factory=dict)
     ahead: Iterator[str] | None = None
     max_pages: int = DEFAULT_MAX_LIST_PAGES  # a server cannot keep a listing going forever
+    # Projects that could not be listed, and the answer that said so: their items fail.
+    unlisted: dict[str, Attempt] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # What an interrupted run journaled comes first: a listing now may show its changes.
@@ -101,6 +107,10 @@ class Snapshot:
             by_project.setdefault(project_id, {})[plan_id] = img_url
         for project_id, plans in by_project.items():
             self.previous.add(project_id, plans)
+
+    def shows(self, project_id: str, img_url: str) -> bool:
+        """Whether a plan of the project showed ``img_url`` when it was listed."""
+        return self.previous.shows(project_id, img_url)
 
     async def ready(self, project_id: str) -> bool:
         """Wait until the project is listed and journaled; False if the run must not go on.
@@ -166,9 +176,18 @@ class Snapshot:
                 )
             except RunAborted as exc:
                 sender = self.sender
-                if not sender.stop.requested:  # a project that cannot be listed: give up
-                    sender.aborted = sender.aborted or str(exc)
-                    sender.stop.request("aborted")
+                if sender.stop.requested:
+                    return
+                if isinstance(exc, ListingFailed) and not exc.credentials:
+                    # This project only: its items fail with the answer, the others go on.
+                    self.console.warn(f"{exc}; its items fail, the other projects go on")
+                    self.unlisted[project_id] = exc.attempt
+                    self.listed.add(project_id)
+                    self.progress.listed(len(self.listed), self.total)
+                    return
+                # Refused credentials (or a stop): no other project would fare better.
+                sender.aborted = sender.aborted or str(exc)
+                sender.stop.request("aborted")
                 return
             if any(not plan.img_known for plan in plans):
                 self.console.warn(

@@ -5,9 +5,12 @@ from __future__ import annotations
 from batchthumb.progress import format_duration
 from batchthumb.runner import RunSummary
 
+SHOWN_CODES = 10  # error codes listed one a line; the report has the rest
+
 
 def format_summary(summary: RunSummary, *, configured_rate: float, skipped: int = 0) -> str:
-    """Counts by outcome, top error codes, time taken, and the rate achieved against the cap."""
+    """Counts by outcome, failures by error code (with an example plan each), time taken, and
+    the rate achieved against the cap."""
     tally = summary.tally
     done = tally.succeeded + tally.failed
     lines = [
@@ -15,8 +18,13 @@ def format_summary(summary: RunSummary, *, configured_rate: float, skipped: int 
         f"{skipped + tally.skipped} skipped, in {format_duration(summary.elapsed)}"
     ]
     if tally.error_codes:
-        top = sorted(tally.error_codes.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
-        lines.append("top errors: " + ", ".join(f"{code} x{count}" for code, count in top))
+        lines.append("failed by error:")
+        top = sorted(tally.error_codes.items(), key=lambda kv: (-kv[1], kv[0]))
+        for code, count in top[:SHOWN_CODES]:
+            lines.append(f"  {code} x{count} (e.g. plan {tally.examples.get(code, '?')})")
+        if len(top) > SHOWN_CODES:
+            rest = sum(count for _, count in top[SHOWN_CODES:])
+            lines.append(f"  {len(top) - SHOWN_CODES} more codes, {rest} items: see the report")
     cap = f"{configured_rate:g}/s" if configured_rate > 0 else "no cap"
     # Over less than a second, a rate says more about the clock than about the run.
     achieved = f"{summary.requests / summary.elapsed:.1f}/s" if summary.elapsed >= 1 else "-"
@@ -32,5 +40,5 @@ def format_summary(summary: RunSummary, *, configured_rate: float, skipped: int 
                 f"settled at {settled}"
             )
     if summary.stopped:
-        lines.append(f"stopped early ({summary.stopped}); run again with --resume to finish")
+        lines.append(f"stopped early ({summary.stopped})")
     return "\n".join(lines)

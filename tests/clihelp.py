@@ -109,7 +109,7 @@ async def cli_process(
         )
     result = Result(done.returncode, done.stdout.decode(), done.stderr.decode())
     check_no_leak(result.out, result.err)
-    assert "Traceback" not in result.err
+    assert "Traceback" not in result.err, result.err
     return result
 
 
@@ -160,6 +160,32 @@ def read_report(path: Path) -> list[dict[str, Any]]:
 def by_plan(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Report records keyed by plan id (the last one wins)."""
     return {r["plan_id"]: r for r in records}
+
+
+async def start(*args: str) -> anyio.abc.Process:
+    return await anyio.open_process(command(*args), env=environment())
+
+
+async def read_until(process: anyio.abc.Process, marker: str) -> str:
+    """Read the process's stderr until ``marker`` appears (the process says it got there)."""
+    assert process.stderr is not None
+    seen = ""
+    with anyio.fail_after(CLI_TIMEOUT):
+        while marker not in seen:
+            seen += (await process.stderr.receive()).decode()
+    return seen
+
+
+async def finish(process: anyio.abc.Process, already: str = "") -> tuple[int, str]:
+    """Wait for the process to exit; return its code and all of its stderr."""
+    assert process.stderr is not None
+    err = already
+    with anyio.fail_after(CLI_TIMEOUT):
+        async for chunk in process.stderr:
+            err += chunk.decode()
+        code = await process.wait()
+    check_no_leak(err)
+    return code, err
 
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -84,7 +84,7 @@ async def test_permanent_failures_exit_1_and_are_reported_with_the_servers_words
         "invalid parameter",
     )
     assert failed["attempts"] == 1
-    assert "top errors: PM.02175006 x1" in result.err
+    assert f"  PM.02175006 x1 (e.g. plan {plan_id(2)})" in result.err
 
 
 @pytest.mark.parametrize(
@@ -185,7 +185,7 @@ async def test_resume_sends_only_what_is_not_done_and_keeps_one_line_per_item(
 async def test_retry_failed_sends_only_failed_items(
     tmp_path: Path, sandbox: tuple[Sandbox, str]
 ) -> None:
-    """--retry-failed ignores items the report has never seen and retries the failed ones."""
+    """--retry-failed retries the failed items only; those never attempted make it exit 4."""
     box, url = sandbox
     box.faults.script(Fault.status(400), plan_id=plan_id(1))
     job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(3))
@@ -193,8 +193,12 @@ async def test_retry_failed_sends_only_failed_items(
     bigger = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(6))
     puts_before = box.stats.puts
     result = await cli("run", str(bigger), "--no-progress", "--retry-failed")
-    assert result.code == 0
+    assert result.code == 4
     assert box.stats.puts - puts_before == 1
+    assert "1 of 6 plans to retry, 2 already done, 3 never attempted" in result.err
+    assert "3 items were never attempted" in result.err
+    report = tmp_path / "job.results.jsonl"
+    assert f"to finish: batchthumb run {bigger} --report {report} --resume" in result.err
 
 
 async def test_dry_run_shows_the_plan_and_sends_nothing(
@@ -291,7 +295,7 @@ async def test_the_breaker_can_be_switched_off(tmp_path: Path) -> None:
     options = ("--no-progress", "--no-snapshot", "--retries", "0", "--backoff", "0")
     result = await cli("run", str(job), *options, "--breaker", "0")
     assert result.code == 1
-    assert "top errors: cannot connect x40" in result.err
+    assert "  cannot connect x40 (e.g. plan " in result.err
 
 
 @pytest.mark.parametrize("job", sorted((Path(__file__).parent.parent / "jobs").glob("*.yaml")))

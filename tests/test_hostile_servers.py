@@ -78,14 +78,17 @@ async def test_a_redirected_put_fails_naming_the_location_and_the_other_host_get
 
 
 async def test_a_redirected_plan_list_stops_the_run_before_any_change(tmp_path: Path) -> None:
-    """A redirect on the snapshot's list call aborts (exit 3) naming the Location; no PUT."""
+    """A redirect on the snapshot's list call fails the project's items (exit 1) naming the
+    Location, in the report too; no PUT."""
     async with serve(nothing_expected) as elsewhere:
         target = f"{elsewhere.url}/v3/plan/{P1}/managements"
         async with serve(redirect(302, lambda request: target)) as endpoint:
             job = write_job(tmp_path / "job.yaml", endpoint=endpoint.url, plans=[1])
             result = await cli("run", str(job), *RUN)
-    assert result.code == 3
+    assert result.code == 1
     assert f"HTTP 302: the server redirected to {target}" in result.err
+    [failed] = read_report(tmp_path / "job.results.jsonl")
+    assert failed["outcome"] == "failed" and target in failed["error"]
     assert elsewhere.seen == []
     assert [s.method for s in endpoint.seen] == ["POST"]
 
@@ -381,8 +384,9 @@ async def test_a_plan_list_that_does_not_add_up_stops_the_run_clearly(
     tmp_path: Path, case: str, expected: str
 ) -> None:
     """A list that repeats a page with total 10^9, changes its total, holds more plans than its
-    total, sends a page longer than asked, or never ends (past --max-list-pages) aborts the run
-    (exit 3) with what was wrong, after a bounded number of list calls and no PUT."""
+    total, sends a page longer than asked, or never ends (past --max-list-pages) fails the
+    project's items (exit 1) with what was wrong, after a bounded number of list calls and no
+    PUT."""
 
     async def pages(request: web.Request) -> web.StreamResponse:
         number = json.loads(await request.read())["page_no"]
@@ -401,10 +405,12 @@ async def test_a_plan_list_that_does_not_add_up_stops_the_run_clearly(
     async with serve(pages) as endpoint:
         job = write_job(tmp_path / "job.yaml", endpoint=endpoint.url, plans=[1])
         result = await cli("run", str(job), *RUN, "--max-list-pages", "3")
-    assert result.code == 3
+    assert result.code == 1
     assert f"cannot list the plans of project {P1}: {expected}" in result.err
     assert {s.method for s in endpoint.seen} == {"POST"}
     assert len(endpoint.seen) <= 3
+    [failed] = read_report(tmp_path / "job.results.jsonl")
+    assert failed["outcome"] == "failed" and expected in failed["error"]
 
 
 # -- row 12: answers that only look like success, proxies that refuse ---------------------------

@@ -114,7 +114,7 @@ items:
     assert problems(path) == [
         f"{p}:1: concurrency: must be at least 1, not 0",
         f"{p}:2: rate: must be a number, not the text 'fast'",
-        f"{p}:3: colour: unknown key (known: auth, burst, concurrency, defaults, endpoint, items, items_file, rate, region, report, retries, timeout)",
+        f"{p}:3: colour: unknown key (known: auth, backoff, backup, breaker, burst, concurrency, defaults, endpoint, history, items, items_file, lock_wait, log_file, log_json, max_answer_mb, max_duration, max_list_pages, progress, quiet, rate, region, report, retries, snapshot, timeout, verbose)",
         f"{p}:5: items[0].project_id: must be 32 letters or digits (the CodeArts Req project id)",
         f"{p}:10: items[1].img_url: must look like /v1/upload/<id>/<yyyymm>/<name>.<ext>",
         f"{p}:11: items[2].plan_id: missing",

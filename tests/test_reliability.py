@@ -27,9 +27,10 @@ from tests.clihelp import (
     check_no_leak,
     cli_process,
     cli_with_file_limit,
-    command,
-    environment,
+    finish,
     read_report,
+    read_until,
+    start,
     write_job,
 )
 from tests.conftest import P1, TOKEN, img_url, plan_id
@@ -64,10 +65,6 @@ def assert_each_item_once_and_succeeded(
         assert record["outcome"] in allowed
 
 
-async def start(*args: str) -> anyio.abc.Process:
-    return await anyio.open_process(command(*args), env=environment())
-
-
 async def until(box: Sandbox, predicate: Callable[[Stats], bool]) -> None:
     """Wait until the sandbox's stats satisfy ``predicate``, with a deadline of its own."""
     with anyio.fail_after(CLI_TIMEOUT):
@@ -78,28 +75,6 @@ async def ended(process: anyio.abc.Process) -> int:
     """Wait for a killed or signalled process to exit, with a deadline of its own."""
     with anyio.fail_after(CLI_TIMEOUT):
         return await process.wait()
-
-
-async def read_until(process: anyio.abc.Process, marker: str) -> str:
-    """Read the process's stderr until ``marker`` appears (the process says it got there)."""
-    assert process.stderr is not None
-    seen = ""
-    with anyio.fail_after(CLI_TIMEOUT):
-        while marker not in seen:
-            seen += (await process.stderr.receive()).decode()
-    return seen
-
-
-async def finish(process: anyio.abc.Process, already: str = "") -> tuple[int, str]:
-    """Wait for the process to exit; return its code and all of its stderr."""
-    assert process.stderr is not None
-    err = already
-    with anyio.fail_after(CLI_TIMEOUT):
-        async for chunk in process.stderr:
-            err += chunk.decode()
-        code = await process.wait()
-    check_no_leak(err)
-    return code, err
 
 
 async def test_kill_9_mid_run_then_resume_completes_exactly_the_rest(
@@ -168,13 +143,14 @@ async def test_a_torn_last_line_is_ignored_with_a_warning(
     job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(4))
     report = tmp_path / "job.results.jsonl"
     assert (await cli_process("run", str(job), "--no-progress")).code == 0
-    lines = report.read_text().splitlines(keepends=True)
-    report.write_text("".join(lines[:3]) + lines[3][:40])
-    torn = json.loads(lines[3])["plan_id"]
+    # Killed while writing the last item's line: no end line after it either.
+    lines = report.read_text().splitlines(keepends=True)[:-1]
+    report.write_text("".join(lines[:-1]) + lines[-1][:40])
+    torn = json.loads(lines[-1])["plan_id"]
     # Without the snapshot the resumed run cannot see that the plan is already set.
     result = await cli_process("run", str(job), "--no-progress", "--resume", "--no-snapshot")
     assert result.code == 0
-    assert f"{report}:4: ignoring a torn last line" in result.err
+    assert f"{report}:{len(lines)}: ignoring a torn last line" in result.err
     assert box.stats.applied[(P1, torn)] == 2
     assert sum(box.stats.applied.values()) == 5
     assert_each_item_once_and_succeeded(report, 4)
@@ -215,7 +191,7 @@ async def test_first_signal_finishes_in_flight_requests_and_exits_130(
     box.gate.open()
     code, err = await finish(process, seen)
     assert code == 130
-    assert "run again with --resume" in err
+    assert f"to finish: batchthumb run {job} --report {report} --resume" in err
     assert box.stats.puts == 4
     assert len(journaled(report)) == 4
     result = await cli_process("run", str(job), "--no-progress", "--resume")
@@ -429,13 +405,15 @@ async def test_json_logs_record_each_kind_of_event_with_secrets_masked(
     check_no_leak(text)
     events = [json.loads(line) for line in text.splitlines()]
     kinds = [event["event"] for event in events]
-    assert kinds[0] == "start"
-    assert kinds[-1] == "summary"
+    assert kinds[0] == "status"  # the plan line, as a person would read it on stderr
+    assert "4 of 4 plans to set" in events[0]["message"]
+    assert "start" in kinds
+    assert kinds[-2:] == ["summary", "result"]
     assert {"retry", "throttled", "item_failed"} <= set(kinds)
     failed = next(event for event in events if event["event"] == "item_failed")
     assert (failed["plan_id"], failed["error_code"]) == (plan_id(2), "PM.02175006")
     assert "token *** rejected" in failed["error"]
-    assert events[-1]["failed"] == 1
+    assert events[-2]["failed"] == 1
 
 
 async def test_a_report_that_cannot_be_written_stops_the_run_with_a_clear_error(

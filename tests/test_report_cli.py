@@ -220,7 +220,7 @@ async def test_run_lines_leave_resume_compaction_and_undo_working(
     run = await run_scenario(box, url, tmp_path)
     resumed = await cli("run", str(run.job), "--no-progress", "--retry-failed", "--backoff", "0")
     assert resumed.code == 0, resumed.err
-    assert "1 of 6 plans to set" in resumed.err
+    assert "1 of 6 plans to retry" in resumed.err
     lines = [json.loads(line) for line in run.report.read_text().splitlines()]
     # Each run: its list call, then its PUTs (5 and a throttled retry; then the one left).
     assert [line["requests"] for line in lines if line.get("kind") == "run"] == [7, 2]

@@ -121,17 +121,19 @@ async def test_with_backup_every_project_is_listed_at_once_before_any_put(
     assert all(url_before in backup.read_text() for url_before in before.values())
 
 
-async def test_a_project_that_cannot_be_listed_aborts_the_run(tmp_path: Path) -> None:
-    """A project the server will not list stops the run (exit 3) and gets no PUT."""
+async def test_a_project_that_cannot_be_listed_fails_only_its_items(tmp_path: Path) -> None:
+    """A project the server will not list gets no PUT and its item fails (exit 1); the other
+    project's plans are set, listed concurrently as ever."""
     box = Sandbox(SandboxConfig(tokens=frozenset({TOKEN}), autocreate=False))
     items = [(P1, n) for n in range(3)]
     seed(box, items)
     async with box.serve() as url:
         job = write_items(tmp_path / "job.yaml", url, [*items, (P2, 9)], "concurrency: 1")
         result = await cli("run", str(job), "--no-progress", "--backoff", "0")
-    assert result.code == 3, result.err
+    assert result.code == 1, result.err
     assert f"cannot list the plans of project {P2}" in result.err
     assert not any(project == P2 for project, _ in box.stats.applied)
+    assert sum(project == P1 for project, _ in box.stats.applied) == 3
 
 
 async def test_a_kill_while_a_listing_is_held_then_resume_and_undo_restore_every_plan(

@@ -12,7 +12,7 @@ from batchthumb.commands import Done
 from batchthumb.commands.flags import add_connection_arguments, check_project, settings_from_args
 from batchthumb.console import Console, Quiet
 from batchthumb.export import export_job
-from batchthumb.jobwriter import write_text
+from batchthumb.jobwriter import Written, write_job
 from batchthumb.model import PlanSummary, RunSettings
 from batchthumb.plans import list_project
 from batchthumb.session import connect, open_session
@@ -27,16 +27,23 @@ DESCRIPTION = (
 class ExportResult(Done):
     """The backup job written: plans listed, and how many had a thumbnail."""
 
-    output: Path
+    written: Written
     plans: int
     with_thumbnail: int
 
-    def stdout_lines(self) -> list[str]:
-        """``OUT: N of M plans with a thumbnail (K listed as comments)``."""
-        return [
-            f"{self.output}: {self.with_thumbnail} of {self.plans} plans with a thumbnail "
+    def _summary(self) -> str:
+        return (
+            f"{self.written.path}: {self.with_thumbnail} of {self.plans} plans with a thumbnail "
             f"({self.plans - self.with_thumbnail} listed as comments)"
-        ]
+        )
+
+    def stdout_lines(self) -> list[str]:
+        """``OUT: N of M plans with a thumbnail (K listed as comments)``, or the job (``-o -``)."""
+        return self.written.stdout_lines(self._summary())
+
+    def stderr_lines(self) -> list[str]:
+        """The summary line, when the job went to standard output."""
+        return self.written.stderr_lines(self._summary())
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +52,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--project", required=True, metavar="ID", help="the project to export")
     parser.add_argument("--type", choices=("gantt", "mind"), help="only plans of this type")
     parser.add_argument("--search", metavar="TEXT", help="only plans whose name contains TEXT")
-    parser.add_argument("-o", "--output", type=Path, required=True, metavar="FILE")
+    parser.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="FILE",
+        help="where to write the job (- for stdout; an existing file is kept as FILE.1)",
+    )  # fmt: skip
     add_connection_arguments(parser)
 
 
@@ -88,5 +98,4 @@ def export(
 
     plans = anyio.run(listing)
     text, count = export_job(plans, project_id=project, endpoint=connection.endpoint)
-    write_text(output, text)
-    return ExportResult(output, len(plans), count)
+    return ExportResult(write_job(output, text), len(plans), count)

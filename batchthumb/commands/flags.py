@@ -23,6 +23,7 @@ from batchthumb.model import (
     RunSettings,
     Side,
     endpoint_for_region,
+    parse_duration,
 )
 
 
@@ -49,23 +50,11 @@ def _number(
     return check
 
 
-_non_negative_int = _number(int, low=0)
-
-
 def _duration(text: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600}
-    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
     try:
-        value = float(number) * units[unit]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text[:40]!r} is not a duration like 90s, 30m or 2h"
-        ) from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, not {text[:40]}")
-    if value > MAXIMA["max_duration"]:
-        raise argparse.ArgumentTypeError(f"must be at most 7 days (168h), not {text[:40]}")
-    return value
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
@@ -93,9 +82,6 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
         "--insecure",
         action="store_true",
         help="allow plain http:// to hosts other than loopback (credentials unencrypted!)",
-    )
-    parser.add_argument(
-        "--report", type=Path, help="results report (JSON lines); default from the job"
     )
     parser.add_argument(
         "--concurrency",
@@ -141,7 +127,9 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
         help="base delay before a retry, doubled each time (default 1, at most 60; 0 = at once)",
     )
     parser.add_argument(
-        "--no-progress", action="store_true", help="no progress bar or status lines"
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help="a bar on a terminal, a status line every 10 s elsewhere (default on)",
     )
 
 
@@ -179,7 +167,20 @@ def _region(value: str, flag: str) -> str:
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """How a run that changes plans is reported, resumed, bounded and logged."""
+    """How a run that changes plans is reported, resumed, bounded and logged.
+
+    Each has a job-file key of the same name (``--no-snapshot`` is ``snapshot: false``).
+    """
+    parser.add_argument(
+        "--report", type=Path, help="results report (JSON lines); default JOB.results.jsonl"
+    )
+    parser.add_argument(
+        "--history",
+        type=_number(int, low=1, name="history"),
+        metavar="N",
+        help="earlier reports that changed something to keep as REPORT.1..N for undo "
+        "(default 5, at most 100)",
+    )
     parser.add_argument(
         "--resume", action="store_true", help="skip items the report records as done"
     )
@@ -200,26 +201,45 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DURATION",
         help="start nothing new after this long (90s, 30m, 2h; at most 168h); exit 4",
     )
-    parser.add_argument("--log-json", action="store_true", help="log events as JSON lines")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument(
+        "-q", "--quiet", action="store_true", default=None,
+        help="print nothing unless something failed (then the summary and the failures)",
+    )  # fmt: skip
+    output.add_argument(
+        "-v", "--verbose", action="store_true", default=None,
+        help="also show each retry and throttling",
+    )  # fmt: skip
     parser.add_argument(
-        "--log-file", type=Path, metavar="FILE", help="where --log-json goes (default stderr)"
+        "--log-json",
+        action=argparse.BooleanOptionalAction,
+        help="log events as JSON lines (to --log-file, else stderr, which then holds only JSON)",
+    )
+    parser.add_argument(
+        "--log-file",
+        type=Path,
+        metavar="FILE",
+        help="append the log here: JSON lines with --log-json, else the lines printed, dated",
     )
     parser.add_argument(
         "--breaker",
-        type=_non_negative_int,
+        type=_number(int, low=0, name="breaker"),
         metavar="N",
-        help="stop (exit 3) after N items in a row fail the same permanent way (0 = never)",
+        help="stop (exit 3) after N items in a row fail the same permanent way (default 25; "
+        "0 = never)",
     )
     parser.add_argument(
         "--backup",
         type=Path,
         metavar="FILE",
-        help="write the plans' current thumbnails as a job file before the first change",
+        help="write the plans' current thumbnails as a job file before the first change "
+        "(an existing FILE is kept as FILE.1)",
     )
     parser.add_argument(
-        "--no-snapshot",
-        action="store_true",
-        help="skip listing each project first (no previous_img_url, no undo, no --backup)",
+        "--snapshot",
+        action=argparse.BooleanOptionalAction,
+        help='list each project first: previous_img_url, undo, --backup, "already set" '
+        "(default on)",
     )
     parser.add_argument(
         "--gallery",
@@ -232,16 +252,14 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 # Flags whose value, when given, replaces the settings field of the same name.
 _VALUES = (
     "concurrency", "rate", "burst", "retries", "timeout", "backoff", "breaker", "report",
-    "ca_bundle", "backup", "lock_wait", "max_duration", "log_file", "gallery",
+    "ca_bundle", "backup", "lock_wait", "max_duration", "log_file", "history", "progress",
+    "snapshot", "log_json", "quiet", "verbose", "gallery",
 )  # fmt: skip
 # Switches that set a field when present: (flag's dest, field, value when present).
 _SWITCHES = (
     ("insecure", "insecure", True),
-    ("no_progress", "progress", False),
     ("resume", "resume", True),
     ("retry_failed", "retry_failed", True),
-    ("log_json", "log_json", True),
-    ("no_snapshot", "snapshot", False),
 )
 
 
@@ -253,6 +271,13 @@ def settings_from_args(args: argparse.Namespace, base: RunSettings) -> RunSettin
     for dest, name, value in _SWITCHES:
         if getattr(args, dest, False):
             overrides[name] = value
+    # The flag wins over the job file's opposite setting.
+    if overrides.get("snapshot") is False and "backup" not in overrides:
+        overrides["backup"] = None  # --no-snapshot over the job's `backup:`
+    if overrides.get("quiet"):
+        overrides["verbose"] = False
+    if overrides.get("verbose"):
+        overrides["quiet"] = False
     if args.max_answer_mb is not None:
         overrides["max_answer_bytes"] = int(args.max_answer_mb * MIB)
     if args.max_list_pages is not None:

@@ -28,7 +28,7 @@ from batchthumb.commands.flags import (
 from batchthumb.console import Console, Quiet
 from batchthumb.errors import JobFileError, Problem, ProjectNotFound, UsageError, os_errors
 from batchthumb.jobrun import RunResult, run_job
-from batchthumb.jobwriter import Entry, render_job, write_text
+from batchthumb.jobwriter import STDOUT, Entry, render_job, write_job
 from batchthumb.migrate import (
     PairPlan,
     PairWatch,
@@ -67,10 +67,12 @@ class MigrationJobResult(Done):
     output: Path
     plans: int
     images: Path
+    kept: Path | None = None  # the job file it replaced, renamed
 
     def stdout_lines(self) -> list[str]:
         """``OUT: N plans; images in DIR``."""
-        return [f"{self.output}: {self.plans} plans; images in {self.images}"]
+        kept = f" (the previous one is kept as {self.kept})" if self.kept else ""
+        return [f"{self.output}: {self.plans} plans; images in {self.images}{kept}"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +174,8 @@ def migrate(
     to it) instead of running; else run it under one report (default
     ``migrate-SRC-DST.results.jsonl``, or ``migrate-MAP.results.jsonl``).
     """
+    if output == STDOUT:
+        raise UsageError("migrate -o writes its images next to the job: name a file, not -")
     shared = settings or RunSettings()
     console = console or Quiet()
     from_settings = (source_side or Side()).settings(shared)
@@ -227,6 +231,7 @@ def migrate(
             source=from_side if split else None,
             watch=watch,
             watch_signals=signals,
+            rerun=(),  # its flags are many; the summary names the report, --resume finishes
         )
         lines = () if len(planned) == 1 else tuple(pair_summary(planned, read_report(run.report)))
         return MigrationResult(run, lines)
@@ -333,5 +338,5 @@ def _write_job(
     comments = [why for pair in planned for why in pair.migration.nothing]
     # The job runs against the target: its endpoint is the one recorded.
     text = render_job(entries, header=header, comments=comments, endpoint=to_side.endpoint)
-    write_text(output, text)
-    return MigrationJobResult(output, len(entries), folder)
+    written = write_job(output, text)
+    return MigrationJobResult(output, len(entries), folder, written.kept)

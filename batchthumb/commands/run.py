@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from batchthumb.errors import BatchthumbError, UsageError
 from batchthumb.jobfile import load_job
 from batchthumb.jobrun import RunResult, headline, plan_run, run_job
 from batchthumb.model import Item, Job, RunSettings
+from batchthumb.output import open_output
 from batchthumb.session import Connection, connect
 
 DESCRIPTION = "Set the thumbnails a job file lists. Flags win over the job file."
@@ -64,11 +65,17 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def from_args(args: argparse.Namespace, console: Console) -> RunResult | DryRunResult:
     """Load the job, put the flags on its settings, and run it (or dry-run it)."""
-    job = load_job(args.job)
-    for warning in job.warnings:
-        console.warn(str(warning))
-    settings = settings_from_args(args, job.settings)
+    try:
+        job = load_job(args.job)
+        settings = settings_from_args(args, job.settings)
+    except BatchthumbError:
+        # The job's own log settings are unknown: log the failure as the flags say.
+        flags = RunSettings(log_file=args.log_file, log_json=bool(args.log_json))
+        with open_output(flags, console):
+            raise
     if args.dry_run:
+        for warning in job.warnings:
+            console.warn(str(warning))
         return dry_run(
             job=job,
             settings=settings,
@@ -76,7 +83,30 @@ def from_args(args: argparse.Namespace, console: Console) -> RunResult | DryRunR
             console=console,
             compare=not args.no_check,
         )
-    return run(job=job, settings=settings, console=console, sandbox=args.sandbox, signals=True)
+    return run(
+        job=job,
+        settings=settings,
+        console=console,
+        sandbox=args.sandbox,
+        signals=True,
+        rerun=rerun_from_args(args, settings.report_for(job.path)),
+    )
+
+
+# The flags that say where a run goes and how it gets in: the hint to finish a job repeats them.
+_CONNECTION_FLAGS = ("endpoint", "region", "auth", "ca_bundle")
+
+
+def rerun_from_args(args: argparse.Namespace, report: Path) -> tuple[str, ...]:
+    """``batchthumb run JOB --report R`` with the connection flags as given."""
+    command = ["batchthumb", "run", str(args.job), "--report", str(report)]
+    for name in _CONNECTION_FLAGS:
+        value = getattr(args, name)
+        if value is not None:
+            command += [f"--{name.replace('_', '-')}", str(value)]
+    switches = (("--insecure", args.insecure), ("--sandbox", args.sandbox))
+    command += [flag for flag, on in switches if on]
+    return tuple(command)
 
 
 def run(
@@ -86,16 +116,23 @@ def run(
     console: Console | None = None,
     sandbox: bool = False,
     signals: bool = False,
+    rerun: Sequence[str] | None = None,
 ) -> RunResult:
     """Run ``job`` with ``settings`` (default: the job's own) and return what it did.
 
     ``sandbox`` runs against an embedded sandbox that knows the job's plans. ``signals``
     (main thread only) makes SIGINT/SIGTERM stop the run gracefully, as the CLI does.
+    ``rerun`` is the command line the summary's hint repeats to finish the job.
     """
     settings = settings or job.settings
-    console = console or Quiet()
-    connection = None if sandbox else connect(settings, job.auth, console)
-    return run_job(job, settings, console=console, connection=connection, watch_signals=signals)
+    with open_output(settings, console or Quiet()) as output:  # logs a failure to connect too
+        for warning in job.warnings:
+            output.warn(str(warning))
+        connection = None if sandbox else connect(settings, job.auth, output)
+        return run_job(
+            job, settings, console=output, connection=connection, watch_signals=signals,
+            rerun=rerun,
+        )  # fmt: skip
 
 
 def dry_run(
