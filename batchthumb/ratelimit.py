@@ -14,7 +14,10 @@ do:
   requests sent before the cut say nothing about the new rate: they cut nothing.
 - **Recovery.** The rate then climbs along a cubic back to that maximum in ``recovery``
   seconds (longer for slow limits, so that probing costs few throttled requests), whatever the
-  depth of the cut, flattens near it, and then grows past it, so a limit that rose is found.
+  depth of the cut, and flattens near it. Past it, it grows again within ``recovery`` seconds
+  however long the approach took (a maximum measured low, or a limit that rose, is not held
+  for ten more seconds), then doubles each ``recovery``. The first start after a cut waits
+  one interval at the new rate: the server has just refused one, so its bucket is empty.
 - **Pause.** Throttling that persists with no success in between (a window that is full until
   it resets) pauses every worker, for a time that doubles while it lasts; ``Retry-After``, when
   the server sends it, sets the pause instead (capped).
@@ -140,11 +143,15 @@ class RateGovernor:
             progress = (now - self._cut_at) / self._recovery - 1.0
             if progress < 0:  # concave: fast at first, flat near the old maximum
                 rate = self._high - (self._high - self._low) * (-progress) ** 3
-            elif progress < 1:  # convex: past the old maximum, slowly at first, then faster
-                rate = self._high + (self._high - self._low) * progress**3
-            else:  # no throttle for that long: the limit rose, find it as in the slow start
-                doublings = (progress - 1) * self._recovery / policy.recovery
-                rate = (2 * self._high - self._low) * 2.0 ** min(doublings, 64)
+            else:
+                # Past the old maximum with no throttle: the limit rose (or was measured low).
+                # Probe above it slowly at first, then faster, within ``recovery`` seconds
+                # however long the approach took, then find it as in the slow start.
+                progress = (now - self._cut_at - self._recovery) / policy.recovery
+                if progress < 1:
+                    rate = self._high + (self._high - self._low) * progress**3
+                else:
+                    rate = (2 * self._high - self._low) * 2.0 ** min(progress - 1, 64)
             since_pause = (now - self._resumed) / policy.doubling
             if since_pause < 16:  # after a pause, one probe first, then quickly back up
                 rate = min(rate, max(policy.start_rate, self._low / 8) * 2.0**since_pause)
@@ -281,7 +288,9 @@ class RateGovernor:
         if self._slow_start:
             # Over the time there was: the slow start paced the first requests, so this is a
             # rate over real time, not the count of a first burst taken for a rate per second.
-            counted = len(accepted) / min(policy.span, max(now - self._started, 1e-3))
+            # At least a tenth of a second: a refusal sooner means a small limit, and one
+            # success in 20 ms is not 50/s.
+            counted = len(accepted) / min(policy.span, max(now - self._started, 0.1))
             measured = counted if accepted else current
         elif not accepted:
             measured = current  # nothing accepted to count: go by the rate refused
@@ -305,7 +314,9 @@ class RateGovernor:
         )
         self._cut_at = now
         self._rate_at = -math.inf
-        self._tat = max(now, self._paused_until)  # slots booked at the old rate are void
+        # Slots booked at the old rate are void, and the server has just refused one: its
+        # bucket is empty, so the next start waits an interval at the new rate, not none.
+        self._tat = max(now, self._paused_until) + 1.0 / self._low
         self._epoch += 1
         self._booked_rate = self._low
         self._cuts += 1

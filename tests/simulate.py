@@ -13,6 +13,7 @@ from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
+from batchthumb.model import RunSettings
 from batchthumb.ratelimit import RateGovernor, ThrottlePolicy
 from batchthumb.sandbox.limits import Limiter, RateLimit
 
@@ -73,6 +74,8 @@ def simulate(
 ) -> tuple[Outcome, RateGovernor]:
     """Send ``items`` requests through ``workers`` against ``limit`` (None: unlimited)."""
     vt = VirtualTime()
+    # By default the policy the CLI runs with (its pause follows --backoff), not the bare one.
+    policy = policy or ThrottlePolicy(pause=RunSettings().backoff / 2)
     governor = RateGovernor(
         rate=rate, burst=burst, policy=policy, clock=vt.clock, sleep=vt.sleep, jitter=lambda: 0.5
     )

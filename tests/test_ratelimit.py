@@ -183,6 +183,21 @@ async def test_answers_to_requests_sent_before_a_cut_do_not_cut_again() -> None:
     assert gov.rate == rate
 
 
+async def test_the_first_start_after_a_cut_waits_an_interval_at_the_new_rate() -> None:
+    """The server just refused one, so its bucket is empty: no start at the moment of the cut."""
+    time = FakeTime()
+    gov = governor(time, rate=100.0)
+    for _ in range(10):
+        await gov.acquire()
+        gov.on_success()
+    started = await gov.acquire()
+    gov.on_throttle(started_at=started, retry_after=None)
+    cut_at, rate = time.now, gov.rate
+    assert rate is not None
+    assert gov.try_acquire() is None
+    assert await gov.acquire() >= cut_at + 1.0 / rate - 1e-9
+
+
 async def test_a_first_wave_over_milliseconds_is_not_taken_for_a_rate_per_second() -> None:
     """18 successes in 5 ms, then a 429: the new rate is not 18/s but far above it."""
     time = FakeTime()
@@ -192,7 +207,7 @@ async def test_a_first_wave_over_milliseconds_is_not_taken_for_a_rate_per_second
         gov.on_success()
         time.now += 0.005 / 18
     gov.on_throttle(started_at=time.now, retry_after=None)
-    assert gov.rate is not None and gov.rate >= 100
+    assert gov.rate is not None and gov.rate >= 4 * 18
 
 
 def test_a_first_wave_in_a_run_settles_at_the_limit_not_at_its_count() -> None:
@@ -203,17 +218,23 @@ def test_a_first_wave_in_a_run_settles_at_the_limit_not_at_its_count() -> None:
     assert outcome.throttled <= 0.03 * len(outcome.arrivals)
 
 
+def cut_after_a_steady_second(time: FakeTime, rate: int) -> RateGovernor:
+    """A governor past its slow start that saw ``rate`` successes in a second, then a 429."""
+    gov = governor(time, rate=0.0)
+    gov.try_acquire()
+    time.now = 2.0
+    for _ in range(rate):
+        time.now += 1.0 / rate
+        gov.on_success()
+    gov.on_throttle(started_at=time.now, retry_after=None)  # a maximum of ``rate``/s
+    return gov
+
+
 def test_a_cut_regains_the_old_rate_in_bounded_time_whatever_its_depth() -> None:
     """However low a cut leaves the rate, the old maximum is back within the recovery time."""
     for depth in (0.5, 0.1, 0.01):
         time = FakeTime()
-        gov = governor(time, rate=0.0)
-        gov.try_acquire()
-        time.now = 2.0
-        for _ in range(200):
-            time.now += 0.005
-            gov.on_success()
-        gov.on_throttle(started_at=time.now, retry_after=None)  # a maximum of 200/s
+        gov = cut_after_a_steady_second(time, 200)
         maximum = gov._high
         gov._low = maximum * depth
         recovery = max(ThrottlePolicy().recovery, ThrottlePolicy().probe_every / maximum)
@@ -222,6 +243,18 @@ def test_a_cut_regains_the_old_rate_in_bounded_time_whatever_its_depth() -> None
         assert gov.rate == pytest.approx(maximum - (maximum - gov._low) / 8, rel=0.01), depth
         time.now = cut_at + recovery
         assert gov.rate == pytest.approx(maximum, rel=0.01), depth
+
+
+def test_past_a_slow_maximum_it_probes_higher_within_a_second_not_a_recovery() -> None:
+    """A 5/s maximum takes 10 s to approach; a second past it the rate is at 2x max - low."""
+    time = FakeTime()
+    gov = cut_after_a_steady_second(time, 5)
+    maximum, low, cut_at = gov._high, gov._low, time.now
+    policy = ThrottlePolicy()
+    recovery = min(policy.max_recovery, policy.probe_every / maximum)
+    assert recovery > 5 * policy.recovery  # a slow limit: a long, careful approach
+    time.now = cut_at + recovery + policy.recovery
+    assert gov.rate == pytest.approx(2 * maximum - low, rel=0.01)
 
 
 # -- simulated runs against the sandbox's limiters ----------------------------------------
@@ -243,6 +276,13 @@ def test_a_bucket_holding_one_is_not_overrun_as_the_rate_climbs() -> None:
     outcome, _ = simulate(RateLimit.per_second(200, burst=1), items=600, workers=8)
     assert outcome.span <= 2 * 599 / 200
     assert outcome.throttled <= 0.03 * len(outcome.arrivals)
+
+
+def test_a_slow_bucket_holding_one_costs_few_429s() -> None:
+    """5/s, a bucket of 1, 100 PUTs: within 1.2x the ideal 19.8 s and at most 6% throttled."""
+    outcome, _ = simulate(RateLimit.per_second(5), items=100, workers=8)
+    assert outcome.span <= 1.2 * 99 / 5
+    assert outcome.throttled <= 0.06 * len(outcome.arrivals)
 
 
 def test_it_follows_a_limit_that_falls() -> None:
