@@ -167,9 +167,6 @@ class _Checker:
     def problem(self, node: _At | None, key: str, message: str) -> None:
         self.problems.append(Problem(str(self.path), _line(node), key, message))
 
-    def warn(self, node: _At, key: str, message: str) -> None:
-        self.warnings.append(Problem(str(self.path), _line(node), key, message))
-
     def key_name(self, names: set[str], key_node: yaml.Node, key: str) -> str | None:
         """A mapping key's name if it is a plain name not met before in ``names``."""
         if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _NULL:
