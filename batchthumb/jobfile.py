@@ -856,10 +856,6 @@ def _settings(checker: _Checker, root: _At, values: dict[str, object], base: Pat
         return RunSettings()
 
 
-def _or(value: object, default: _T) -> _T:
-    return value if isinstance(value, type(default)) else default
-
-
 def _read_defaults(checker: _Checker, node: yaml.Node) -> dict[str, tuple[str, _At]]:
     defaults: dict[str, tuple[str, _At]] = {}
     for name, value_node in checker.mapping(node, "defaults"):
