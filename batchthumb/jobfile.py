@@ -894,9 +894,7 @@ def _read_items_file(
         )
         return ()
     values = {name: value for name, (value, _) in defaults.items()}
-    found = read_items_file(
-        path, defaults=values, problems=checker.problems, warnings=checker.warnings
-    )
+    found = read_items_file(path, defaults=values, problems=checker.problems)
     if found is not None and not len(found):
         checker.problems.append(Problem(str(path), 0, "", "lists no items"))
     return () if found is None else found
