@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tracemalloc
 from pathlib import Path
 
@@ -9,9 +10,18 @@ import pytest
 import yaml
 
 from batchthumb import jobfile
-from batchthumb.errors import JobFileError
+from batchthumb.errors import JobFileError, Problem
+from batchthumb.files import AUTH_FILE_LIMIT, describe
+from batchthumb.images import ImageProblem, inspect_image, read_image
 from batchthumb.jobfile import YamlItems, load_auth, load_job
-from batchthumb.model import AkSkAuth, IamAuth, TokenAuth, field_problem
+from batchthumb.model import (
+    AkSkAuth,
+    IamAuth,
+    LocalImage,
+    TokenAuth,
+    field_problem,
+)
+from tests.imagedata import png
 
 P1 = "919bb351ef424e2daaf3dd80c179fae9"
 P2 = "0792b7d26cb74bd799cbae80063dc74a"
@@ -614,6 +624,24 @@ ENV_ADVICE = (
             "auth: {aksk: {ak: AKxx}}",
             "auth.aksk.ak: secrets never go in a job file; set HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK (or name other variables with ak_env/sk_env), or use the SDK file ~/.huaweicloud/credentials (mode 0600)",
         ),
+        (
+            "auth: {token: x}",
+            "auth.token: secrets never go in a job file; use `auth: {token_env: NAME}` or `auth: {token_file: PATH}`",
+        ),
+        ("auth: {token_file: [x]}", "auth.token_file: must be a text value, not a list"),
+        (
+            "auth: {iam: {domain: [x], user: bot, password_env: PW}}",
+            "auth.iam.domain: must be a text value, not a list",
+        ),
+        (
+            "auth: {aksk: {iam_endpoint: 'ftp://x'}}",
+            "auth.aksk.iam_endpoint: 'ftp://x' is not a base URL like https://host",
+        ),
+        (
+            "auth: {aksk: {iam_endpoint: [x]}}",
+            "auth.aksk.iam_endpoint: must be a text value, not a list",
+        ),
+        ("auth: {aksk: {project: [x]}}", "auth.aksk.project: must be a text value, not a list"),
         ("auth: {aksk: 5}", "auth.aksk: must be a mapping, not 5"),
         ("auth: {aksk: []}", "auth.aksk: must be a mapping, not a list"),
         ("auth: [x]", "auth: must be a mapping, not a list"),
@@ -637,6 +665,14 @@ def test_each_mistake_in_an_auth_section_is_one_problem_naming_its_key(
                 domain="acme", user="bot", password_env="PW", endpoint="https://iam.example.com"
             ),
         ),
+        (
+            "auth: {iam: {domain: acme, user: bot/, password_env: PW, endpoint: 'https://IAM.BOX/'}}",
+            IamAuth(domain="acme", user="bot/", password_env="PW", endpoint="https://IAM.BOX"),
+        ),
+        (
+            "auth: {aksk: {iam_endpoint: 'https://IAM.BOX/', project: p1}}",
+            AkSkAuth(iam_endpoint="https://IAM.BOX", project="p1"),
+        ),
         ("auth: {aksk: {ak_env: MY_AK}}", AkSkAuth(ak_env="MY_AK")),
         ("auth: {aksk: {sk_env: MY_SK}}", AkSkAuth(sk_env="MY_SK")),
     ],
@@ -644,7 +680,8 @@ def test_each_mistake_in_an_auth_section_is_one_problem_naming_its_key(
 def test_auth_values_left_out_take_their_defaults(
     tmp_path: Path, auth: str, expected: object
 ) -> None:
-    """An endpoint loses its final "/"; an aksk key left out keeps the SDK's variable name."""
+    """An endpoint loses its final "/" (and only that); an aksk key left out keeps the SDK's
+    variable name; other values are kept as written."""
     assert load_job(write(tmp_path, auth + "\n" + ITEMS)).auth == expected
 
 
@@ -767,15 +804,201 @@ def test_each_bad_whole_number_or_variable_name_is_one_problem(
 
 
 def test_whole_numbers_take_their_bounds_hex_and_underscores(tmp_path: Path) -> None:
-    """512 workers and 0 retries are allowed; 0x10 and 1_0 read as YAML integers do."""
+    """512 workers, 0 retries and a rate of 10,000 are allowed; 0x10, 1_0 and 1__0 read as YAML
+    numbers do (underscores are digit separators, however many); max_duration takes seconds."""
     for text, field_name, value in (
         ("concurrency: 512", "concurrency", 512),
         ("concurrency: 0x10", "concurrency", 16),
         ("concurrency: 1_0", "concurrency", 10),
+        ("concurrency: 1__0", "concurrency", 10),
         ("retries: 0", "retries", 0),
+        ("rate: 10000", "rate", 10_000.0),
+        ("rate: 1__0", "rate", 10.0),
+        ("max_duration: 90", "max_duration", 90.0),
+        ("max_duration: 0.5", "max_duration", 0.5),
+        ("max_duration: 2h", "max_duration", 7200.0),
     ):
         settings = load_job(write(tmp_path, text + "\n" + ITEMS)).settings
         assert getattr(settings, field_name) == value
     for name in ("A" * 128, "_A1"):
         job = load_job(write(tmp_path, f"auth: {{token_env: {name}}}\n" + ITEMS))
         assert job.auth == TokenAuth(env=name)
+
+
+def test_an_image_named_by_many_items_is_read_and_checked_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three items (and a default) naming logo.png read it once; each item gets that check."""
+    (tmp_path / "logo.png").write_bytes(png())
+    read: list[Path] = []
+
+    def counted(path: Path) -> LocalImage:
+        read.append(path)
+        return inspect_image(path)
+
+    monkeypatch.setattr(jobfile, "inspect_image", counted)
+    path = write(
+        tmp_path,
+        f"defaults: {{project_id: {P1}, image: logo.png}}\nitems:\n"
+        + "".join(f"  - {{plan_id: {plan(n)}}}\n" for n in range(2))
+        + f"  - {{plan_id: {plan(2)}, image: logo.png}}\n",
+    )
+    images = [item.image for item in load_job(path).items]
+    assert read == [tmp_path / "logo.png"]
+    assert images == [inspect_image(tmp_path / "logo.png")] * 3
+
+
+def test_a_large_job_read_again_keeps_each_image_as_it_was_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Items read again from the file carry the checked image, so an image changed since the
+    job was read is refused at upload instead of sent unchecked."""
+    monkeypatch.setattr(jobfile, "KEEP_IN_MEMORY", 0)
+    logo = tmp_path / "logo.png"
+    logo.write_bytes(png(1))
+    checked = inspect_image(logo)
+    path = write(tmp_path, f"items:\n  - {{project_id: {P1}, plan_id: {PLAN}, image: logo.png}}\n")
+    job = load_job(path)
+    assert isinstance(job.items, YamlItems)
+    logo.write_bytes(png(2))
+    [item] = list(job.items)
+    assert item.image == checked
+    with pytest.raises(ImageProblem, match="changed since the job was checked"):
+        read_image(checked)
+
+
+def test_a_bad_default_image_is_one_problem_however_many_items_use_it(tmp_path: Path) -> None:
+    """`defaults.image` naming a missing file is reported once, not once per item."""
+    path = write(
+        tmp_path,
+        f"defaults: {{project_id: {P1}, image: gone.png}}\nitems:\n"
+        + "".join(f"  - {{plan_id: {plan(n)}}}\n" for n in range(3)),
+    )
+    assert problems(path) == [f"{path}:1: defaults.image: {tmp_path / 'gone.png'} does not exist"]
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        *((f"progress: {word}", True) for word in ("true", "True", "yes", "YES", "on", "ON")),
+        *((f"snapshot: {word}", False) for word in ("false", "no", "NO", "off", "Off")),
+    ],
+)
+def test_yaml_booleans_are_read_in_each_of_their_spellings(
+    tmp_path: Path, text: str, value: bool
+) -> None:
+    """yes/on/true (any case YAML allows) are true; no/off/false are false."""
+    settings = load_job(write(tmp_path, text + "\n" + ITEMS)).settings
+    assert getattr(settings, text.split(":")[0]) is value
+
+
+LONG = "1." + "0" * 60 + "1"  # a number whose message quotes only its first 40 characters
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (f"rate: -{LONG}", f"rate: must be 0 or more, not -{LONG[:39]}"),
+        (f"rate: 1000{LONG}", f"rate: must be at most 10,000, not 1000{LONG[:36]}"),
+        ("rate: {a: 1}", "rate: must be a number, not a mapping"),
+        ("max_duration: 0", "max_duration: must be greater than 0, not 0"),
+        ("max_duration: -1.5", "max_duration: must be greater than 0, not -1.5"),
+        ("max_duration: 604801", "max_duration: must be at most 604,800, not 604801"),
+        ("max_duration: [1]", "max_duration: must be a text value, not a list"),
+        ("max_duration: soon", "max_duration: 'soon' is not a duration like 90s, 30m or 2h"),
+    ],
+)
+def test_each_bad_number_or_duration_is_one_problem_quoting_it_cut_short(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    """Out of range, not a number, or not a duration: one problem at its line, value cut short."""
+    path = write(tmp_path, text + "\n" + ITEMS)
+    assert problems(path) == [f"{path}:1: {problem}"]
+
+
+def test_an_unknown_key_holding_nested_lists_and_mappings_is_skipped_whole(
+    tmp_path: Path,
+) -> None:
+    """The value of an unknown key is read past to its end, however deep, so the keys after it
+    are still checked."""
+    path = write(tmp_path, "colour: {a: [1, {b: [2, 3]}, [4]], c: {d: 5}}\nrate: -1\n" + ITEMS)
+    found = problems(path)
+    assert [p.split(": ")[1] for p in found] == ["colour", "rate"]
+    assert found[1] == f"{path}:2: rate: must be 0 or more, not -1"
+
+
+def test_defaults_after_items_keep_the_problems_of_the_other_sections(tmp_path: Path) -> None:
+    """Reading `items:` again for late defaults drops none of the problems found before it."""
+    path = write(
+        tmp_path,
+        f"rate: -1\nitems:\n  - {{plan_id: {PLAN}, img_url: {URL1}}}\ndefaults:\n"
+        f"  project_id: {P1}\n",
+    )
+    assert problems(path) == [f"{path}:1: rate: must be 0 or more, not -1"]
+
+
+def test_two_plans_each_listed_twice_each_name_their_own_first_line(tmp_path: Path) -> None:
+    """Each repeated plan points at the line where that plan, not another, first appears."""
+    path = write(
+        tmp_path,
+        "items:\n"
+        + "".join(
+            f"  - {{project_id: {P1}, plan_id: {plan_id}, img_url: {URL1}}}\n"
+            for plan_id in (PLAN, PLAN2, PLAN, PLAN2)
+        ),
+    )
+    assert problems(path) == [
+        f"{path}:4: items[2]: plan {PLAN} is already listed at line 2",
+        f"{path}:5: items[3]: plan {PLAN2} is already listed at line 3",
+    ]
+
+
+def test_an_auth_file_is_capped_at_its_own_limit(tmp_path: Path) -> None:
+    """An auth file past AUTH_FILE_LIMIT (far below a job file's) is refused, naming the cap."""
+    path = tmp_path / "auth.yaml"
+    path.write_text("auth: {token_env: A}\n" + "#" * AUTH_FILE_LIMIT + "\n")
+    with pytest.raises(JobFileError) as info:
+        load_auth(path)
+    cap = describe(AUTH_FILE_LIMIT)
+    assert [str(p) for p in info.value.problems] == [
+        f"{path}: is larger than {cap}, the limit for an auth file"
+    ]
+
+
+def test_paths_in_an_auth_file_are_relative_to_that_file(tmp_path: Path) -> None:
+    """token_file in `--auth conf/auth.yaml` is taken relative to conf/, like a job's paths."""
+    (tmp_path / "conf").mkdir()
+    path = write(tmp_path, "auth: {token_file: token}\n", "conf/auth.yaml")
+    assert load_auth(path) == TokenAuth(file=tmp_path / "conf" / "token")
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("{}\n", Problem("", 1, "auth", "missing; this file must hold an `auth:` section")),
+        ("auth: &a {token_env: A}\n", Problem("", 1, "auth", jobfile._ANCHORS)),
+        ("~: 1\nauth: {token_env: A}\n", Problem("", 1, "", "keys must be plain names")),
+    ],
+)
+def test_each_problem_of_an_auth_file_names_its_line_and_key(
+    tmp_path: Path, text: str, problem: Problem
+) -> None:
+    """An auth file with no auth, an anchored one or an odd key: the problem's line and key."""
+    path = write(tmp_path, text, "auth.yaml")
+    with pytest.raises(JobFileError) as info:
+        load_auth(path)
+    assert info.value.problems == (dataclasses.replace(problem, path=str(path)),)
+
+
+def test_a_problem_of_the_whole_file_has_no_key_and_line_0_when_it_has_no_line(
+    tmp_path: Path,
+) -> None:
+    """File-level problems (not YAML, an items file listing nothing) have an empty key."""
+    bad = write(tmp_path, "items: [\n")
+    with pytest.raises(JobFileError) as info:
+        load_job(bad)
+    assert [(p.line, p.key) for p in info.value.problems] == [(2, "")]
+    (tmp_path / "items.csv").write_text("project_id,plan_id,img_url\n")
+    with pytest.raises(JobFileError) as info:
+        load_job(write(tmp_path, "items_file: items.csv\n"))
+    assert info.value.problems == (Problem(str(tmp_path / "items.csv"), 0, "", "lists no items"),)
