@@ -715,6 +715,9 @@ def test_an_auth_file_with_anything_but_one_auth_section_is_refused(
     assert [str(p) for p in info.value.problems] == [f"{path}{problem}"]
 
 
+LONG = "1." + "0" * 60 + "1"  # a number whose message quotes only its first 40 characters
+
+
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
@@ -728,6 +731,14 @@ def test_an_auth_file_with_anything_but_one_auth_section_is_refused(
         ("rate: [1]", "rate: must be a number, not a list"),
         ("timeout: 0", "timeout: must be greater than 0, not 0"),
         ("timeout: -0.5", "timeout: must be greater than 0, not -0.5"),
+        (f"rate: -{LONG}", f"rate: must be 0 or more, not -{LONG[:39]}"),
+        (f"rate: 1000{LONG}", f"rate: must be at most 10,000, not 1000{LONG[:36]}"),
+        ("rate: {a: 1}", "rate: must be a number, not a mapping"),
+        ("max_duration: 0", "max_duration: must be greater than 0, not 0"),
+        ("max_duration: -1.5", "max_duration: must be greater than 0, not -1.5"),
+        ("max_duration: 604801", "max_duration: must be at most 604,800, not 604801"),
+        ("max_duration: [1]", "max_duration: must be a text value, not a list"),
+        ("max_duration: soon", "max_duration: 'soon' is not a duration like 90s, 30m or 2h"),
         (
             "defaults: {colour: x}",
             "defaults.colour: unknown key (known: image, img_url, project_id)",
@@ -750,7 +761,8 @@ def test_an_auth_file_with_anything_but_one_auth_section_is_refused(
 def test_each_bad_setting_or_default_is_one_problem_naming_it(
     tmp_path: Path, text: str, problem: str
 ) -> None:
-    """Numbers out of range or not numbers, unknown or clashing defaults, odd keys: named."""
+    """Numbers out of range (the value cut short) or not numbers, bad durations, unknown or
+    clashing defaults, odd keys: each named at its line."""
     path = write(tmp_path, text + "\n" + ITEMS)
     assert problems(path) == [f"{path}:1: {problem}"]
 
@@ -890,30 +902,6 @@ def test_yaml_booleans_are_read_in_each_of_their_spellings(
     """yes/on/true (any case YAML allows) are true; no/off/false are false."""
     settings = load_job(write(tmp_path, text + "\n" + ITEMS)).settings
     assert getattr(settings, text.split(":")[0]) is value
-
-
-LONG = "1." + "0" * 60 + "1"  # a number whose message quotes only its first 40 characters
-
-
-@pytest.mark.parametrize(
-    ("text", "problem"),
-    [
-        (f"rate: -{LONG}", f"rate: must be 0 or more, not -{LONG[:39]}"),
-        (f"rate: 1000{LONG}", f"rate: must be at most 10,000, not 1000{LONG[:36]}"),
-        ("rate: {a: 1}", "rate: must be a number, not a mapping"),
-        ("max_duration: 0", "max_duration: must be greater than 0, not 0"),
-        ("max_duration: -1.5", "max_duration: must be greater than 0, not -1.5"),
-        ("max_duration: 604801", "max_duration: must be at most 604,800, not 604801"),
-        ("max_duration: [1]", "max_duration: must be a text value, not a list"),
-        ("max_duration: soon", "max_duration: 'soon' is not a duration like 90s, 30m or 2h"),
-    ],
-)
-def test_each_bad_number_or_duration_is_one_problem_quoting_it_cut_short(
-    tmp_path: Path, text: str, problem: str
-) -> None:
-    """Out of range, not a number, or not a duration: one problem at its line, value cut short."""
-    path = write(tmp_path, text + "\n" + ITEMS)
-    assert problems(path) == [f"{path}:1: {problem}"]
 
 
 def test_an_unknown_key_holding_nested_lists_and_mappings_is_skipped_whole(
