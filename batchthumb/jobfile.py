@@ -727,19 +727,23 @@ def _parsing(
         except yaml.reader.ReaderError as exc:
             # A control character: libyaml gives its offset, but no mark to take a line from.
             reason = f"not valid YAML: {exc.reason} (character {exc.character:#04x})"
-            raise _unusable(path, _line_at(path, exc.position), reason) from None
+            line = _line_at(path, exc.position, chars=issubclass(_Loader, yaml.reader.Reader))
+            raise _unusable(path, line, reason) from None
         except yaml.YAMLError as exc:
             raise _unusable(path, 0, f"not valid YAML: {exc}") from None
         except OSError as exc:
             raise _unusable(path, 0, f"cannot read: {exc.strerror}") from None
 
 
-def _line_at(path: Path, offset: int) -> int:
-    """The line holding byte ``offset`` of a file already read once (an error path only)."""
+def _line_at(path: Path, offset: int, *, chars: bool) -> int:
+    """The line holding ``offset`` of a file already read once (an error path only): a byte
+    offset from libyaml, a character index (``chars``) from the pure parser."""
     try:
         with open_regular(path) as file:
-            return file.read(max(offset, 0)).count(b"\n") + 1
-    except (FileRefused, OSError):
+            if chars:
+                return codecs.getreader("utf-8")(file).read(chars=offset).count("\n") + 1
+            return file.read(offset).count(b"\n") + 1
+    except (FileRefused, OSError, UnicodeDecodeError):
         return 0
 
 

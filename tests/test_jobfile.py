@@ -544,6 +544,7 @@ PARSER_CASES = [
     f"items:\n  - {{plan_id: {PLAN}, img_url: {URL1}}}\ndefaults:\n  project_id: {P2}\n",
     "items:\n  - plan_id: [unclosed\n  - x: y\n",
     "items: []\n---\nrate: 1\n",
+    "# " + "\N{EURO SIGN}" * 20 + "\n" * 3 + "rate: 1\x01\n",  # a control char after 3-byte ones
 ]
 
 
