@@ -802,6 +802,8 @@ def test_an_items_file_that_lists_nothing_or_is_given_images_is_refused(tmp_path
         ("concurrency: " + "9" * 5000, "concurrency: must be at most 512, not " + "9" * 40),
         ("retries: -1", "retries: must be at least 0, not -1"),
         ("burst: 0", "burst: must be at least 1, not 0"),
+        ("max_list_pages: 0", "max_list_pages: must be at least 1, not 0"),
+        ("max_list_pages: '5'", "max_list_pages: must be a whole number, not the text '5'"),
         ("auth: {token_env: ~}", f"auth.token_env: {ENV_ADVICE}"),
         ("auth: {token_env: " + "A" * 129 + "}", f"auth.token_env: {ENV_ADVICE}"),
         ("auth: {token_env: 1A}", f"auth.token_env: {ENV_ADVICE}"),
@@ -825,6 +827,7 @@ def test_whole_numbers_take_their_bounds_hex_and_underscores(tmp_path: Path) -> 
         ("concurrency: 1_0", "concurrency", 10),
         ("concurrency: 1__0", "concurrency", 10),
         ("retries: 0", "retries", 0),
+        ("max_list_pages: 9999", "max_list_pages", 9999),
         ("rate: 10000", "rate", 10_000.0),
         ("rate: 1__0", "rate", 10.0),
         ("max_duration: 90", "max_duration", 90.0),
@@ -991,3 +994,17 @@ def test_a_problem_of_the_whole_file_has_no_key_and_line_0_when_it_has_no_line(
     with pytest.raises(JobFileError) as info:
         load_job(write(tmp_path, "items_file: items.csv\n"))
     assert info.value.problems == (Problem(str(tmp_path / "items.csv"), 0, "", "lists no items"),)
+
+
+def test_each_bad_default_is_named_and_fills_no_item(tmp_path: Path) -> None:
+    """Every key of `defaults:` is checked, past an unknown one; a bad default fills nothing,
+    so an item lacking its own value is named too."""
+    path = write(
+        tmp_path,
+        f"defaults: {{colour: x, project_id: short}}\nitems:\n  - {{plan_id: {PLAN}, img_url: {URL1}}}\n",
+    )
+    assert problems(path) == [
+        f"{path}:1: defaults.colour: unknown key (known: image, img_url, project_id)",
+        f"{path}:1: defaults.project_id: must be 32 letters or digits (the CodeArts Req project id)",
+        f"{path}:3: items[0].project_id: missing",
+    ]
