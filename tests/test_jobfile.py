@@ -756,6 +756,7 @@ LONG = "1." + "0" * 60 + "1"  # a number whose message quotes only its first 40 
         ),
         ("{a: 1}: 2", "keys must be plain names"),
         ("~: 2", "keys must be plain names"),
+        (f"defaults: {{project_id: {P1}, project_id: {P1}}}", "defaults.project_id: appears twice"),
         ("<<: {rate: 1}", "<<: YAML merge keys are not allowed in job files"),
     ],
 )
