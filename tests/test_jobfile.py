@@ -756,6 +756,8 @@ LONG = "1." + "0" * 60 + "1"  # a number whose message quotes only its first 40 
         ),
         ("{a: 1}: 2", "keys must be plain names"),
         ("~: 2", "keys must be plain names"),
+        ("rate: !!str 4", "rate: must be a number, not the text '4'"),
+        ("rate: [1, &a 2]", "rate: YAML anchors and aliases are not allowed in job files"),
         (f"defaults: {{project_id: {P1}, project_id: {P1}}}", "defaults.project_id: appears twice"),
         ("<<: {rate: 1}", "<<: YAML merge keys are not allowed in job files"),
     ],
@@ -763,8 +765,8 @@ LONG = "1." + "0" * 60 + "1"  # a number whose message quotes only its first 40 
 def test_each_bad_setting_or_default_is_one_problem_naming_it(
     tmp_path: Path, text: str, problem: str
 ) -> None:
-    """Numbers out of range (the value cut short) or not numbers, bad durations, unknown or
-    clashing defaults, odd keys: each named at its line."""
+    """Numbers out of range (the value cut short) or not numbers (`!!str 4` too), bad durations,
+    unknown or clashing defaults, odd keys, an anchor deep in a value: each named at its line."""
     path = write(tmp_path, text + "\n" + ITEMS)
     assert problems(path) == [f"{path}:1: {problem}"]
 
@@ -821,7 +823,8 @@ def test_each_bad_whole_number_or_variable_name_is_one_problem(
 
 def test_whole_numbers_take_their_bounds_hex_and_underscores(tmp_path: Path) -> None:
     """512 workers, 0 retries and a rate of 10,000 are allowed; 0x10, 1_0 and 1__0 read as YAML
-    numbers do (underscores are digit separators, however many); max_duration takes seconds."""
+    numbers do (underscores are digit separators, however many), as do explicit tags and the
+    non-specific `!` (as SafeLoader reads them); max_duration takes seconds."""
     for text, field_name, value in (
         ("concurrency: 512", "concurrency", 512),
         ("concurrency: 0x10", "concurrency", 16),
@@ -829,6 +832,8 @@ def test_whole_numbers_take_their_bounds_hex_and_underscores(tmp_path: Path) -> 
         ("concurrency: 1__0", "concurrency", 10),
         ("retries: 0", "retries", 0),
         ("max_list_pages: 9999", "max_list_pages", 9999),
+        ("concurrency: !!int '4'", "concurrency", 4),
+        ("concurrency: ! 4", "concurrency", 4),
         ("rate: 10000", "rate", 10_000.0),
         ("rate: 1__0", "rate", 10.0),
         ("max_duration: 90", "max_duration", 90.0),
