@@ -758,6 +758,7 @@ LONG = "1." + "0" * 60 + "1"  # a number whose message quotes only its first 40 
         ("~: 2", "keys must be plain names"),
         ("rate: !!str 4", "rate: must be a number, not the text '4'"),
         ("rate: [1, &a 2]", "rate: YAML anchors and aliases are not allowed in job files"),
+        (f"defaults: {{&k project_id: {P1}}}", f"defaults: {jobfile._ANCHORS}"),
         (f"defaults: {{project_id: {P1}, project_id: {P1}}}", "defaults.project_id: appears twice"),
         ("<<: {rate: 1}", "<<: YAML merge keys are not allowed in job files"),
     ],
