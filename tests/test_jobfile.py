@@ -1015,3 +1015,15 @@ def test_each_bad_default_is_named_and_fills_no_item(tmp_path: Path) -> None:
         f"{path}:1: defaults.project_id: must be 32 letters or digits (the CodeArts Req project id)",
         f"{path}:3: items[0].project_id: missing",
     ]
+
+
+def test_an_item_giving_both_img_url_and_image_is_one_problem_at_its_line(
+    tmp_path: Path,
+) -> None:
+    """An item naming both an img_url and an image is refused as such, at the item's line."""
+    path = write(
+        tmp_path,
+        f"items:\n  - {{project_id: {P1}, plan_id: {PLAN}, img_url: {URL1}}}\n"
+        f"  - {{project_id: {P1}, plan_id: {PLAN2}, img_url: {URL1}, image: logo.png}}\n",
+    )
+    assert problems(path) == [f"{path}:3: items[1]: give either `img_url` or `image`, not both"]
