@@ -141,6 +141,10 @@ items:
         ("rate: 1\n", "1: items: missing; list the plans whose thumbnails to set"),
         ("- 1\n- 2\n", "1: must be a mapping, not a list"),
         ("items: [1]\n", "1: items[0]: must be a mapping, not 1"),
+        (
+            f"items: [{{project_id: {P1}, plan_id: {PLAN}}}]\n",
+            "1: items[0].img_url: missing (or give `image:` a local file)",
+        ),
         ("retries: -1\nitems: [1]\n", "1: retries: must be at least 0, not -1"),
         ("timeout: 0\nitems: [1]\n", "1: timeout: must be greater than 0, not 0"),
         ("concurrency: true\nitems: [1]\n", "1: concurrency: must be a whole number, not true"),
