@@ -234,12 +234,16 @@ def test_alias_bombs_are_refused_without_expanding(tmp_path: Path) -> None:
 
 
 def test_an_aliased_item_is_refused(tmp_path: Path) -> None:
-    """Reusing an item through an anchor is refused rather than silently duplicated."""
+    """Reusing an item through an anchor is refused rather than silently duplicated: the anchor
+    and the alias each named at their own line."""
     path = write(
         tmp_path,
         f"items:\n  - &x {{project_id: {P1}, plan_id: {PLAN}, img_url: {URL1}}}\n  - *x\n",
     )
-    assert any("anchors and aliases are not allowed" in p for p in problems(path))
+    assert problems(path) == [
+        f"{path}:2: items[0]: {jobfile._ANCHORS}",
+        f"{path}:3: items[1]: {jobfile._ANCHORS}",
+    ]
 
 
 def test_merge_keys_are_refused(tmp_path: Path) -> None:
@@ -517,7 +521,21 @@ def test_thousands_of_bad_items_are_a_hundred_problems_and_a_count(tmp_path: Pat
     found = problems(path)
     assert len(found) == 101
     assert found[0].startswith(f"{path}:2: items[0].plan_id: must be 32")
-    assert found[-1] == f"{path}: items: and 50 more problems"
+    with pytest.raises(JobFileError) as info:
+        load_job(path)
+    assert info.value.problems[-1] == Problem(str(path), 0, "items", "and 50 more problems")
+
+
+def test_a_duplicate_past_the_first_hundred_problems_is_counted_with_the_rest(
+    tmp_path: Path,
+) -> None:
+    """The count of problems left out adds those of the duplicates pass to the items' own."""
+    good = f"  - {{project_id: {P1}, plan_id: {PLAN}, img_url: {URL1}}}\n"
+    path = write(tmp_path, "items:\n" + good * 2 + "  - {plan_id: x}\n" * 150)
+    found = problems(path)
+    assert len(found) == 101
+    assert found[0] == f"{path}:3: items[1]: plan {PLAN} is already listed at line 2"
+    assert found[-1] == f"{path}: items: and 51 more problems"
 
 
 def test_a_character_split_across_read_chunks_is_fine_and_a_bad_byte_names_its_line(
@@ -855,7 +873,8 @@ def test_whole_numbers_take_their_bounds_hex_and_underscores(tmp_path: Path) -> 
 def test_an_image_named_by_many_items_is_read_and_checked_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Three items (and a default) naming logo.png read it once; each item gets that check."""
+    """Three items (and a default) naming logo.png read it once; each item gets that check
+    and keeps its line."""
     (tmp_path / "logo.png").write_bytes(png())
     read: list[Path] = []
 
@@ -870,9 +889,11 @@ def test_an_image_named_by_many_items_is_read_and_checked_once(
         + "".join(f"  - {{plan_id: {plan(n)}}}\n" for n in range(2))
         + f"  - {{plan_id: {plan(2)}, image: logo.png}}\n",
     )
-    images = [item.image for item in load_job(path).items]
+    items = load_job(path).items
     assert read == [tmp_path / "logo.png"]
-    assert images == [inspect_image(tmp_path / "logo.png")] * 3
+    assert [(item.image, item.line) for item in items] == [
+        (inspect_image(tmp_path / "logo.png"), line) for line in (3, 4, 5)
+    ]
 
 
 def test_a_large_job_read_again_keeps_each_image_as_it_was_checked(
