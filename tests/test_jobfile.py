@@ -754,6 +754,7 @@ LONG = "1." + "0" * 60 + "1"  # a number whose message quotes only its first 40 
         ("rate: [1]", "rate: must be a number, not a list"),
         ("timeout: 0", "timeout: must be greater than 0, not 0"),
         ("timeout: -0.5", "timeout: must be greater than 0, not -0.5"),
+        ("max_answer_mb: 0", "max_answer_mb: must be greater than 0, not 0"),
         (f"rate: -{LONG}", f"rate: must be 0 or more, not -{LONG[:39]}"),
         (f"rate: 1000{LONG}", f"rate: must be at most 10,000, not 1000{LONG[:36]}"),
         ("rate: {a: 1}", "rate: must be a number, not a mapping"),
@@ -1052,3 +1053,29 @@ def test_an_item_giving_both_img_url_and_image_is_one_problem_at_its_line(
         f"  - {{project_id: {P1}, plan_id: {PLAN2}, img_url: {URL1}, image: logo.png}}\n",
     )
     assert problems(path) == [f"{path}:3: items[1]: give either `img_url` or `image`, not both"]
+
+
+@pytest.mark.parametrize(
+    ("item", "problem"),
+    [
+        (
+            f"{{project_id: &a {P1}, plan_id: {PLAN}, img_url: {URL1}}}",
+            f"items[0].project_id: {jobfile._ANCHORS}",
+        ),
+        (
+            f"{{project_id: {P1}, plan_id: {PLAN}, plan_id: {PLAN}, img_url: {URL1}}}",
+            "items[0].plan_id: appears twice",
+        ),
+        (
+            f"{{project_id: {P1}, plan_id: {PLAN}, img_url: {URL1}, extra: [1, {{a: [2]}}]}}",
+            "items[0].extra: unknown key (known: project_id, plan_id, img_url, image)",
+        ),
+    ],
+)
+def test_each_bad_key_of_an_item_is_one_problem_naming_the_item(
+    tmp_path: Path, item: str, problem: str
+) -> None:
+    """An anchored value, a repeated key, or an unknown key (its value skipped whole, however
+    deep) in an item: one problem, named with the item."""
+    path = write(tmp_path, f"items:\n  - {item}\n")
+    assert problems(path) == [f"{path}:2: {problem}"]
