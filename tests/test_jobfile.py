@@ -516,11 +516,13 @@ def test_a_duplicate_is_reported_in_file_order_among_other_problems(tmp_path: Pa
 
 
 def test_thousands_of_bad_items_are_a_hundred_problems_and_a_count(tmp_path: Path) -> None:
-    """Hostile input is bounded: 150 bad items give 100 problems and how many more there are."""
-    path = write(tmp_path, "items:\n" + "  - {plan_id: x}\n" * 150)
+    """Hostile input is bounded: 150 bad items give 100 problems and how many more there are,
+    counted apart from the problems of the other sections."""
+    path = write(tmp_path, "rate: -1\nitems:\n" + "  - {plan_id: x}\n" * 150)
     found = problems(path)
-    assert len(found) == 101
-    assert found[0].startswith(f"{path}:2: items[0].plan_id: must be 32")
+    assert len(found) == 102
+    assert found[0] == f"{path}:1: rate: must be 0 or more, not -1"
+    assert found[1].startswith(f"{path}:3: items[0].plan_id: must be 32")
     with pytest.raises(JobFileError) as info:
         load_job(path)
     assert info.value.problems[-1] == Problem(str(path), 0, "items", "and 50 more problems")
@@ -1067,6 +1069,10 @@ def test_an_item_giving_both_img_url_and_image_is_one_problem_at_its_line(
             "items[0].plan_id: appears twice",
         ),
         (
+            f"{{project_id: {P1}, plan_id: ~, img_url: {URL1}}}",
+            "items[0].plan_id: must be a text value, not empty",
+        ),
+        (
             f"{{project_id: {P1}, plan_id: {PLAN}, img_url: {URL1}, extra: [1, {{a: [2]}}]}}",
             "items[0].extra: unknown key (known: project_id, plan_id, img_url, image)",
         ),
@@ -1075,7 +1081,7 @@ def test_an_item_giving_both_img_url_and_image_is_one_problem_at_its_line(
 def test_each_bad_key_of_an_item_is_one_problem_naming_the_item(
     tmp_path: Path, item: str, problem: str
 ) -> None:
-    """An anchored value, a repeated key, or an unknown key (its value skipped whole, however
-    deep) in an item: one problem, named with the item."""
+    """An anchored value, a repeated key, an empty value, or an unknown key (its value skipped
+    whole, however deep) in an item: one problem, named with the item."""
     path = write(tmp_path, f"items:\n  - {item}\n")
     assert problems(path) == [f"{path}:2: {problem}"]
