@@ -1,19 +1,35 @@
-"""The runner against a scripted in-memory API: retries, verdicts, stops, and streaming."""
+"""The runner against a scripted in-memory API (retries, verdicts, stops, streaming), and its
+images uploaded and copied over real HTTP against the sandbox."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import anyio
 import anyio.lowlevel
 import pytest
 
+from batchthumb.auth import StaticToken
+from batchthumb.client import open_api
 from batchthumb.errors import ReportError
-from batchthumb.model import Attempt, Item, ItemResult, Outcome, Verdict
+from batchthumb.images import inspect_image
+from batchthumb.model import (
+    Attempt,
+    Item,
+    ItemResult,
+    LocalImage,
+    Outcome,
+    SourceImage,
+    Tally,
+    Verdict,
+)
 from batchthumb.ratelimit import RateGovernor, ThrottlePolicy
-from batchthumb.runner import UtcStamp, run_batch
+from batchthumb.runner import RunSummary, UtcStamp, run_batch
+from batchthumb.sandbox import Fault, Sandbox, SandboxConfig
 from batchthumb.sending import RetryPolicy, Sender, Stop
+from tests.imagedata import png
 
 pytestmark = pytest.mark.anyio
 
@@ -68,9 +84,13 @@ class ScriptedApi:
 class Journal:
     def __init__(self) -> None:
         self.results: list[ItemResult] = []
+        self.uploads: list[tuple[str, str, str]] = []
 
     def record(self, result: ItemResult) -> None:
         self.results.append(result)
+
+    def record_upload(self, project_id: str, cache_key: str, img_url: str) -> None:
+        self.uploads.append((project_id, cache_key, img_url))
 
     def by_plan(self) -> dict[str, ItemResult]:
         return {r.plan_id: r for r in self.results}
@@ -90,7 +110,9 @@ async def run(api: ScriptedApi, work: list[Item], **kwargs: object) -> tuple[Jou
     options.update(kwargs)
     # What configures the sender goes to the sender; the rest to run_batch.
     sending = {
-        k: options.pop(k) for k in ("governor", "retry", "stop", "sleep", "jitter") if k in options
+        k: options.pop(k)
+        for k in ("governor", "retry", "stop", "sleep", "jitter", "events")
+        if k in options
     }
     sender = Sender(**sending)  # type: ignore[arg-type]
     with anyio.fail_after(WAIT):
@@ -383,3 +405,345 @@ async def test_a_journal_that_fails_stops_the_run_and_raises_plainly() -> None:
         )  # fmt: skip
     assert len(journal.results) == 3
     assert len(api.calls) == 4
+
+
+class Events:
+    """Keeps every event a run emits, in order."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, dict[str, object]]] = []
+
+    def emit(self, event: str, **fields: object) -> None:
+        self.seen.append((event, fields))
+
+    def named(self, event: str) -> list[dict[str, object]]:
+        return [fields for name, fields in self.seen if name == event]
+
+
+async def test_a_failed_item_is_one_event_with_its_answer_and_a_success_is_none() -> None:
+    """item_failed names the project, plan, status, code, error and attempts; successes emit none."""
+    bad = Attempt(Verdict.PERMANENT, 400, "PM.02175006", "invalid parameter img_url")
+    busy = Attempt(Verdict.RETRY, 503, "SANDBOX.0503", "busy")
+    events = Events()
+    await run(ScriptedApi({plan(1): [busy, bad]}), items(3), events=events)
+    assert events.named("item_failed") == [
+        {
+            "project_id": P,
+            "plan_id": plan(1),
+            "http_status": 400,
+            "error_code": "PM.02175006",
+            "error": "invalid parameter img_url",
+            "attempts": 2,
+        }
+    ]
+    assert [e["subject"] for e in events.named("retry")] == [f"plan {plan(1)}"]
+
+
+class Watching:
+    """A progress display that keeps what it was shown."""
+
+    def __init__(self) -> None:
+        self.done: list[int] = []
+        self.beating: object = None
+        self.closed = False
+
+    def update(self, tally: Tally) -> None:
+        self.done.append(tally.done)
+
+    def listed(self, done: int, total: int) -> None:
+        raise AssertionError("the runner lists nothing")
+
+    async def heartbeat(self, tally: Tally) -> None:
+        self.beating = tally
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def test_the_progress_display_sees_each_item_the_runs_tally_and_the_end() -> None:
+    """Progress is updated once per finished item, beats on the run's own tally, and is closed."""
+    progress = Watching()
+    _, summary = await run(ScriptedApi(), items(5), progress=progress)
+    assert progress.done == [1, 2, 3, 4, 5]
+    assert progress.beating is summary.tally  # type: ignore[attr-defined]
+    assert progress.closed
+
+
+async def test_times_come_from_the_injected_clock() -> None:
+    """An item's elapsed_ms and the run's elapsed are differences of the clock the run was given."""
+    ticks = iter([100.0, 100.5, 102.0, 110.0])  # run start, item start, item end, run end
+    busy = Attempt(Verdict.RETRY, 503)
+    journal, summary = await run(
+        ScriptedApi({plan(0): [busy, busy]}), items(1), concurrency=1, clock=lambda: next(ticks)
+    )
+    [result] = journal.results
+    assert result.elapsed_ms == 1500
+    assert summary.elapsed == 10.0  # type: ignore[attr-defined]
+    assert summary.requests == 3  # type: ignore[attr-defined]
+
+
+async def test_a_plan_already_showing_its_image_is_skipped_and_the_state_before_is_kept() -> None:
+    """previous: a plan showing the item's img_url is skipped unsent; the others keep what it had."""
+    other = f"/v1/upload/{P}/202506/2.png"
+    previous: dict[tuple[str, str], str | None] = {(P, plan(0)): URL, (P, plan(1)): other}
+    previous[(P, plan(2))] = None  # known to have had no thumbnail
+    api = ScriptedApi()
+    journal, summary = await run(api, items(4), previous=previous)
+    results = journal.by_plan()
+    assert sorted(api.calls) == [plan(1), plan(2), plan(3)]
+    skipped = results[plan(0)]
+    assert (skipped.outcome, skipped.error, skipped.attempts) == (
+        Outcome.SKIPPED,
+        "already set",
+        0,
+    )
+    assert [
+        (results[plan(n)].previous_img_url, results[plan(n)].previous_known) for n in range(4)
+    ] == [
+        (URL, True),
+        (other, True),
+        (None, True),
+        (None, False),
+    ]
+    assert summary.tally.skipped == 1  # type: ignore[attr-defined]
+
+
+def breaker(count: int) -> RetryPolicy:
+    return RetryPolicy(retries=0, backoff=0.0, breaker=count)
+
+
+@pytest.mark.parametrize(
+    ("answer", "how"),
+    [
+        (Attempt(Verdict.PERMANENT, 400, "PM.02175006", "bad"), "HTTP 400 PM.02175006"),
+        (Attempt(Verdict.PERMANENT, 499, None, "bad"), "HTTP 499"),
+        (Attempt(Verdict.RETRY, error="cannot connect: refused"), "cannot connect"),
+    ],
+)
+async def test_the_breaker_counts_4xx_and_no_answer_and_says_why_it_stopped(
+    answer: Attempt, how: str
+) -> None:
+    """3 items in a row failing alike (a 4xx, or no answer) stop the run; the reason quotes them."""
+    api = ScriptedApi({plan(n): [answer] for n in range(10)})
+    journal, summary = await run(api, items(10), concurrency=1, retry=breaker(3))
+    assert len(journal.results) == 3
+    assert summary.aborted == (  # type: ignore[attr-defined]
+        f"3 items in a row failed with {how} ({answer.error}); "
+        "check the endpoint and the job before running again"
+    )
+    assert summary.stopped is None  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        Attempt(Verdict.RETRY, 408, None, "request timeout"),
+        Attempt(Verdict.THROTTLED, 429, "APIGW.0308", "throttled"),
+        Attempt(Verdict.RETRY, 500, None, "internal error"),
+    ],
+)
+async def test_the_breaker_ignores_408_429_and_5xx(answer: Attempt) -> None:
+    """Timeouts, throttling and server errors are passing trouble: 10 in a row do not stop a run."""
+    api = ScriptedApi({plan(n): [answer] for n in range(10)})
+    journal, summary = await run(api, items(10), concurrency=1, retry=breaker(3))
+    assert summary.aborted is None  # type: ignore[attr-defined]
+    assert [r.outcome for r in journal.results] == [Outcome.FAILED] * 10
+
+
+async def test_a_breaker_of_one_stops_at_the_first_failure_and_zero_never() -> None:
+    """breaker=1 stops after one permanent failure; breaker=0 lets 20 of them run."""
+    missing = Attempt(Verdict.PERMANENT, 404, "APIGW.0101", "no such API")
+    script = {plan(n): [missing] for n in range(20)}
+    journal, summary = await run(ScriptedApi(script), items(20), concurrency=1, retry=breaker(1))
+    assert len(journal.results) == 1
+    assert summary.aborted is not None  # type: ignore[attr-defined]
+    journal, summary = await run(ScriptedApi(script), items(20), concurrency=1, retry=breaker(0))
+    assert len(journal.results) == 20
+    assert summary.aborted is None  # type: ignore[attr-defined]
+
+
+async def test_the_breaker_keeps_the_reason_the_server_gave_first() -> None:
+    """A rejected token that also trips the breaker is reported as the rejection, not the streak."""
+    rejected = Attempt(Verdict.REJECTED, 401, "APIGW.0301", "bad token")
+    api = ScriptedApi({plan(0): [rejected]})
+    _, summary = await run(api, items(5), concurrency=1, retry=breaker(1))
+    assert summary.aborted == (  # type: ignore[attr-defined]
+        "the server rejected the credentials (HTTP 401 APIGW.0301: bad token)"
+    )
+
+
+class Listed:
+    """Listings that are known at once: ``unlisted`` projects failed, or every project waits."""
+
+    def __init__(self, unlisted: dict[str, Attempt] | None = None, *, go: bool = True) -> None:
+        self.failed = unlisted or {}
+        self.go = go
+        self.asked: list[str] = []
+
+    async def ready(self, project_id: str) -> bool:
+        self.asked.append(project_id)
+        await anyio.lowlevel.checkpoint()
+        return self.go
+
+    @property
+    def unlisted(self) -> dict[str, Attempt]:
+        return self.failed
+
+    def shows(self, project_id: str, img_url: str) -> bool:
+        return False
+
+
+async def test_the_items_of_a_project_that_could_not_be_listed_fail_unsent() -> None:
+    """A project whose listing failed: its items fail with the listing's answer, sent nothing."""
+    other = "0" * 32
+    refused = Attempt(Verdict.PERMANENT, 400, "PM.02150010", "not a member", "req-9")
+    work = [Item(other, plan(0), URL), *items(2)]
+    listings = Listed({other: refused})
+    api = ScriptedApi()
+    journal, _ = await run(api, work, listings=listings)
+    assert sorted(api.calls) == [plan(0), plan(1)]  # the other project's items only
+    failed = next(r for r in journal.results if r.project_id == other)
+    assert (
+        failed.outcome,
+        failed.http_status,
+        failed.error_code,
+        failed.error,
+        failed.request_id,
+        failed.attempts,
+    ) == (
+        Outcome.FAILED,
+        400,
+        "PM.02150010",
+        "listing the project failed: not a member",
+        "req-9",
+        0,
+    )
+    assert sorted(listings.asked) == sorted([other, P, P])
+
+
+async def test_nothing_is_sent_or_journaled_when_the_listing_says_stop() -> None:
+    """ready() False (the run stopped while listing): no item is sent and none is journaled."""
+    api = ScriptedApi()
+    journal, _ = await run(api, items(3), listings=Listed(go=False))
+    assert (api.calls, journal.results) == ([], [])
+
+
+async def test_a_listing_that_cannot_be_journaled_stops_the_run_and_raises_plainly() -> None:
+    """ready() raising ReportError (the listing's journal failed) raises it; nothing is sent."""
+
+    class Unwritable(Listed):
+        async def ready(self, project_id: str) -> bool:
+            raise ReportError("r.jsonl: cannot write the report: No space left on device")
+
+    api = ScriptedApi()
+    with pytest.raises(ReportError, match="No space left"):
+        await run(api, items(3), listings=Unwritable())
+    assert api.calls == []
+
+
+# -- images, uploaded and copied over real HTTP against the sandbox ------------------------
+
+TOKEN = "t" * 40
+SRC = "a" * 32
+
+
+async def run_over_http(
+    box: Sandbox, work: list[Item], *, events: Events | None = None, **kwargs: object
+) -> tuple[Journal, RunSummary]:
+    """Run ``work`` with one worker against ``box`` served on loopback, through the real client."""
+    journal = Journal()
+    sender = Sender(
+        governor=RateGovernor(policy=ThrottlePolicy(pause=0.0)),
+        retry=NO_WAIT,
+        events=events or Events(),
+    )
+    async with (
+        box.serve() as url,
+        open_api(url, StaticToken(TOKEN), concurrency=1, timeout=10) as api,
+    ):
+        with anyio.fail_after(WAIT):
+            summary = await run_batch(
+                work, api=api, sender=sender, journal=journal, concurrency=1, **kwargs
+            )  # type: ignore[arg-type]
+    return journal, summary
+
+
+def strict_sandbox() -> Sandbox:
+    return Sandbox(SandboxConfig(tokens=frozenset({TOKEN}), strict_urls=True))
+
+
+def checked_image(path: Path, data: bytes) -> LocalImage:
+    """``data`` written to ``path`` and checked, as reading the job does."""
+    path.write_bytes(data)
+    return inspect_image(path)
+
+
+async def test_an_image_changed_since_the_job_was_read_fails_its_plan_unsent(
+    tmp_path: Path,
+) -> None:
+    """A file edited after the check fails its item with the reason, uploading and sending nothing."""
+    path = tmp_path / "logo.png"
+    image = checked_image(path, png(1))
+    path.write_bytes(png(2))
+    box = strict_sandbox()
+    target = box.add_plan(P, name="P")
+    journal, _ = await run_over_http(box, [Item(P, target.id, None, image=image)])
+    [result] = journal.results
+    assert (result.outcome, result.error, result.http_status, result.attempts) == (
+        Outcome.FAILED,
+        f"{path} changed since the job was checked",
+        None,
+        0,
+    )
+    assert (box.stats.uploads, box.stats.puts, journal.uploads) == (0, 0, [])
+
+
+async def test_an_uploaded_image_is_journaled_and_its_upload_counts_in_the_attempts(
+    tmp_path: Path,
+) -> None:
+    """One upload per image and project, journaled with its key; attempts add upload and PUT."""
+    image = checked_image(tmp_path / "logo.png", png(1))
+    box = strict_sandbox()
+    plans = [box.add_plan(P, name=f"P{n}") for n in range(2)]
+    box.faults.script(Fault.status(503), plan_id=plans[0].id)
+    work = [Item(P, p.id, None, image=image) for p in plans]
+    journal, _ = await run_over_http(box, work)
+    shown = {box.plan(P, p.id).img_url for p in plans}  # type: ignore[union-attr]
+    [img_url] = shown
+    assert img_url is not None and box.image_bytes(img_url) == png(1)
+    assert journal.uploads == [(P, image.cache_key, img_url)]
+    assert [(r.outcome, r.img_url, r.attempts) for r in journal.results] == [
+        (Outcome.SUCCEEDED, img_url, 3),  # the upload, a 503, the PUT
+        (Outcome.SUCCEEDED, img_url, 1),  # the upload reused: only the PUT
+    ]
+
+
+async def test_a_copied_image_is_downloaded_uploaded_and_set_and_each_counts(
+    tmp_path: Path,
+) -> None:
+    """A source image is downloaded from its project, uploaded to the item's, and set: 3 attempts."""
+    box = strict_sandbox()
+    source = box.upload(SRC, png(3))
+    target = box.add_plan(P, name="P")
+    journal, summary = await run_over_http(
+        box, [Item(P, target.id, None, image=SourceImage(SRC, source))]
+    )
+    [result] = journal.results
+    assert (result.outcome, result.attempts) == (Outcome.SUCCEEDED, 3)
+    assert result.img_url is not None and result.img_url != source
+    assert box.image_bytes(result.img_url) == png(3)
+    assert (box.stats.downloads, box.stats.uploads, summary.requests) == (1, 1, 3)
+
+
+async def test_a_source_image_that_cannot_be_downloaded_fails_its_plan_saying_so() -> None:
+    """A download refused fails the item as "download failed: ...", after one attempt, unsent."""
+    box = strict_sandbox()
+    target = box.add_plan(P, name="P")
+    missing = f"/v1/upload/{SRC}/202506/1749730526922581391.png"
+    journal, _ = await run_over_http(
+        box, [Item(P, target.id, None, image=SourceImage(SRC, missing))]
+    )
+    [result] = journal.results
+    assert (result.outcome, result.http_status, result.attempts) == (Outcome.FAILED, 400, 1)
+    assert result.error == "download failed: Invalid parameter image_uri: no such image"
+    assert (box.stats.uploads, box.stats.puts) == (0, 0)
