@@ -26,10 +26,11 @@ from batchthumb.model import (
     Verdict,
 )
 from batchthumb.ratelimit import RateGovernor, ThrottlePolicy
-from batchthumb.runner import RunSummary, UtcStamp, run_batch
-from batchthumb.sandbox import Fault, Sandbox, SandboxConfig
+from batchthumb.runner import RunSummary, Uploads, UtcStamp, run_batch
+from batchthumb.sandbox import Fault, RateLimit, Sandbox, SandboxConfig
 from batchthumb.sending import RetryPolicy, Sender, Stop
 from tests.imagedata import png
+from tests.test_ratelimit import FakeTime
 
 pytestmark = pytest.mark.anyio
 
@@ -101,7 +102,8 @@ WAIT = 30  # seconds: the deadline of each wait, so a regression fails instead o
 
 
 async def run(api: ScriptedApi, work: list[Item], **kwargs: object) -> tuple[Journal, object]:
-    journal = Journal()
+    journal = kwargs.pop("journal", None) or Journal()
+    assert isinstance(journal, Journal)
     options: dict[str, object] = {
         "governor": RateGovernor(policy=ThrottlePolicy(pause=0.0)),
         "concurrency": 4,
@@ -575,9 +577,16 @@ async def test_the_breaker_keeps_the_reason_the_server_gave_first() -> None:
 class Listed:
     """Listings that are known at once: ``unlisted`` projects failed, or every project waits."""
 
-    def __init__(self, unlisted: dict[str, Attempt] | None = None, *, go: bool = True) -> None:
+    def __init__(
+        self,
+        unlisted: dict[str, Attempt] | None = None,
+        *,
+        go: bool = True,
+        showing: frozenset[tuple[str, str]] = frozenset(),
+    ) -> None:
         self.failed = unlisted or {}
         self.go = go
+        self.showing = showing  # (project_id, img_url) that some plan showed before the run
         self.asked: list[str] = []
 
     async def ready(self, project_id: str) -> bool:
@@ -590,18 +599,20 @@ class Listed:
         return self.failed
 
     def shows(self, project_id: str, img_url: str) -> bool:
-        return False
+        return (project_id, img_url) in self.showing
 
 
 async def test_the_items_of_a_project_that_could_not_be_listed_fail_unsent() -> None:
     """A project whose listing failed: its items fail with the listing's answer, sent nothing."""
-    other = "0" * 32
+    other, mute = "0" * 32, "1" * 32
     refused = Attempt(Verdict.PERMANENT, 400, "PM.02150010", "not a member", "req-9")
-    work = [Item(other, plan(0), URL), *items(2)]
-    listings = Listed({other: refused})
+    work = [Item(other, plan(0), URL), Item(mute, plan(0), URL), *items(2)]
+    listings = Listed({other: refused, mute: Attempt(Verdict.PERMANENT, 404)})
     api = ScriptedApi()
     journal, _ = await run(api, work, listings=listings)
-    assert sorted(api.calls) == [plan(0), plan(1)]  # the other project's items only
+    assert sorted(api.calls) == [plan(0), plan(1)]  # the listed project's items only
+    wordless = next(r for r in journal.results if r.project_id == mute)
+    assert (wordless.http_status, wordless.error) == (404, "listing the project failed")
     failed = next(r for r in journal.results if r.project_id == other)
     assert (
         failed.outcome,
@@ -618,7 +629,7 @@ async def test_the_items_of_a_project_that_could_not_be_listed_fail_unsent() -> 
         "req-9",
         0,
     )
-    assert sorted(listings.asked) == sorted([other, P, P])
+    assert sorted(listings.asked) == sorted([other, mute, P, P])
 
 
 async def test_nothing_is_sent_or_journaled_when_the_listing_says_stop() -> None:
@@ -648,12 +659,18 @@ SRC = "a" * 32
 
 
 async def run_over_http(
-    box: Sandbox, work: list[Item], *, events: Events | None = None, **kwargs: object
+    box: Sandbox,
+    work: list[Item],
+    *,
+    events: Events | None = None,
+    journal: Journal | None = None,
+    governor: RateGovernor | None = None,
+    **kwargs: object,
 ) -> tuple[Journal, RunSummary]:
     """Run ``work`` with one worker against ``box`` served on loopback, through the real client."""
-    journal = Journal()
+    journal = journal or Journal()
     sender = Sender(
-        governor=RateGovernor(policy=ThrottlePolicy(pause=0.0)),
+        governor=governor or RateGovernor(policy=ThrottlePolicy(pause=0.0)),
         retry=NO_WAIT,
         events=events or Events(),
     )
@@ -676,6 +693,14 @@ def checked_image(path: Path, data: bytes) -> LocalImage:
     """``data`` written to ``path`` and checked, as reading the job does."""
     path.write_bytes(data)
     return inspect_image(path)
+
+
+def one_image_for(tmp_path: Path, count: int) -> tuple[Sandbox, LocalImage, list[Item]]:
+    """A strict sandbox with ``count`` plans, and an item per plan setting one checked image."""
+    image = checked_image(tmp_path / "logo.png", png(1))
+    box = strict_sandbox()
+    plans = [box.add_plan(P, plan_id=plan(n), name=f"P{n}") for n in range(count)]
+    return box, image, [Item(P, p.id, None, image=image) for p in plans]
 
 
 async def test_an_image_changed_since_the_job_was_read_fails_its_plan_unsent(
@@ -702,13 +727,10 @@ async def test_an_uploaded_image_is_journaled_and_its_upload_counts_in_the_attem
     tmp_path: Path,
 ) -> None:
     """One upload per image and project, journaled with its key; attempts add upload and PUT."""
-    image = checked_image(tmp_path / "logo.png", png(1))
-    box = strict_sandbox()
-    plans = [box.add_plan(P, name=f"P{n}") for n in range(2)]
-    box.faults.script(Fault.status(503), plan_id=plans[0].id)
-    work = [Item(P, p.id, None, image=image) for p in plans]
+    box, image, work = one_image_for(tmp_path, 2)
+    box.faults.script(Fault.status(503), plan_id=plan(0))
     journal, _ = await run_over_http(box, work)
-    shown = {box.plan(P, p.id).img_url for p in plans}  # type: ignore[union-attr]
+    shown = {box.plan(P, plan(n)).img_url for n in range(2)}  # type: ignore[union-attr]
     [img_url] = shown
     assert img_url is not None and box.image_bytes(img_url) == png(1)
     assert journal.uploads == [(P, image.cache_key, img_url)]
@@ -747,3 +769,66 @@ async def test_a_source_image_that_cannot_be_downloaded_fails_its_plan_saying_so
     assert (result.outcome, result.http_status, result.attempts) == (Outcome.FAILED, 400, 1)
     assert result.error == "download failed: Invalid parameter image_uri: no such image"
     assert (box.stats.uploads, box.stats.puts) == (0, 0)
+
+
+async def test_an_earlier_upload_a_plan_shows_is_used_and_journaled_again() -> None:
+    """A remembered upload the listing shows is used without uploading, and journaled anew."""
+    image = SourceImage(SRC, f"/v1/upload/{SRC}/202506/1.png")
+    key = (P, image.cache_key)
+    uploads = Uploads(remembered={key: URL})
+    listings = Listed(showing=frozenset({(P, URL)}))
+    api = ScriptedApi()  # it can neither download nor upload: using either fails the test
+    journal, _ = await run(
+        api, [Item(P, plan(n), None, image=image) for n in range(2)], uploads=uploads,
+        listings=listings,
+    )  # fmt: skip
+    assert [(r.outcome, r.img_url, r.attempts) for r in journal.results] == [
+        (Outcome.SUCCEEDED, URL, 1),
+        (Outcome.SUCCEEDED, URL, 1),
+    ]
+    assert journal.uploads == [(P, image.cache_key, URL)]
+    assert uploads.done == {key: URL}
+
+
+class UploadsUnwritable(Journal):
+    def record_upload(self, project_id: str, cache_key: str, img_url: str) -> None:
+        raise ReportError("r.jsonl: cannot write the report: No space left on device")
+
+
+async def test_an_upload_that_cannot_be_journaled_stops_the_run_and_raises_plainly(
+    tmp_path: Path,
+) -> None:
+    """When a finished upload cannot be journaled the run raises ReportError and sets nothing."""
+    box, _, work = one_image_for(tmp_path, 3)
+    with pytest.raises(ReportError, match="No space left"):
+        await run_over_http(box, work, journal=UploadsUnwritable())
+    assert (box.stats.uploads, box.stats.puts) == (1, 0)
+
+
+async def test_a_remembered_upload_that_cannot_be_journaled_again_stops_the_run() -> None:
+    """Journaling a remembered upload anew failing raises ReportError; nothing is sent."""
+    image = SourceImage(SRC, f"/v1/upload/{SRC}/202506/1.png")
+    uploads = Uploads(remembered={(P, image.cache_key): URL})
+    api = ScriptedApi()
+    with pytest.raises(ReportError, match="No space left"):
+        await run(
+            api, [Item(P, plan(0), None, image=image)], uploads=uploads,
+            listings=Listed(showing=frozenset({(P, URL)})), journal=UploadsUnwritable(),
+        )  # fmt: skip
+    assert api.calls == []
+
+
+async def test_a_throttled_download_is_logged_with_the_url_it_fetches() -> None:
+    """A 429 to a download is a "throttled" event whose subject names the source image's URL."""
+    time = FakeTime()  # the sandbox's limit and the governor's waits share it: no real waiting
+    limit = RateLimit.per_second(1, burst=1)  # each API on its own, as the gateway counts
+    box = Sandbox(SandboxConfig(tokens=frozenset({TOKEN}), rate_limit=limit), clock=time.clock)
+    sources = [box.upload(SRC, png(n)) for n in range(2)]
+    work = [Item(P, plan(n), None, image=SourceImage(SRC, sources[n])) for n in range(2)]
+    for n in range(2):
+        box.add_plan(P, plan_id=plan(n), name=f"P{n}")
+    events = Events()
+    governor = RateGovernor(clock=time.clock, sleep=time.sleep, jitter=lambda: 1.0)
+    journal, _ = await run_over_http(box, work, events=events, governor=governor)
+    assert [r.outcome for r in journal.results] == [Outcome.SUCCEEDED] * 2
+    assert f"download {sources[1]}" in {e["subject"] for e in events.named("throttled")}
