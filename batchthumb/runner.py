@@ -188,7 +188,8 @@ class _Batch:
         while True:
             if key in uploads.done:
                 return _Resolved(uploads.done[key], Attempt(Verdict.OK))
-            if key in uploads.remembered and self.trust(key, uploads.remembered.pop(key)):
+            if key in uploads.remembered:  # an earlier run's: kept if a plan shows it, else dropped
+                self.trust(key, uploads.remembered.pop(key))
                 continue
             if key in uploads.failed:
                 return _Resolved(None, uploads.failed[key])
@@ -216,18 +217,17 @@ class _Batch:
         finally:
             uploads.flying.pop(key).set()
 
-    def trust(self, key: Key, img_url: str) -> bool:
+    def trust(self, key: Key, img_url: str) -> None:
         """Take an earlier run's upload if a plan of its project shows it: the server has it."""
         listings = self.listings
         if listings is None or not listings.shows(key[0], img_url):
-            return False
+            return
         try:
             self.journal.record_upload(key[0], key[1], img_url)  # kept as the history rotates
         except ReportError as exc:
             self.fail(exc)
-            return False
+            return
         self.uploads.done[key] = img_url
-        return True
 
     async def upload(self, item: Item) -> _Resolved | None:
         image = item.image
