@@ -166,7 +166,8 @@ class _Batch:
                 return self.result(item, None, attempt, Outcome.FAILED, resolved.attempts, began)
             img_url, attempts = resolved.img_url, resolved.attempts
         previous = self.previous
-        if previous and previous.get(item.key, _UNKNOWN) == img_url:
+        # img_url is a str here, so neither an unknown plan nor one without a thumbnail matches.
+        if previous and previous.get(item.key) == img_url:
             already = Attempt(Verdict.OK, error="already set")
             return self.result(item, img_url, already, Outcome.SKIPPED, attempts, began)
         api = self.api
@@ -312,9 +313,6 @@ class _Batch:
                 "check the endpoint and the job before running again"
             )
             self.sender.stop.request("aborted")
-
-
-_UNKNOWN = object()  # not in ``previous``: unlike None, which means "had no thumbnail"
 
 
 class UtcStamp:
