@@ -4,7 +4,7 @@ images uploaded and copied over real HTTP against the sandbox."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
@@ -471,8 +471,8 @@ async def test_the_progress_display_sees_each_item_the_runs_tally_and_the_end() 
     assert progress.closed
 
 
-async def test_times_come_from_the_injected_clock() -> None:
-    """An item's elapsed_ms and the run's elapsed are differences of the clock the run was given."""
+async def test_times_come_from_the_injected_clock_and_results_are_stamped_in_utc() -> None:
+    """elapsed_ms and the run's elapsed are differences of the run's clock; finished_at is UTC."""
     ticks = iter([100.0, 100.5, 102.0, 110.0])  # run start, item start, item end, run end
     busy = Attempt(Verdict.RETRY, 503)
     journal, summary = await run(
@@ -480,6 +480,9 @@ async def test_times_come_from_the_injected_clock() -> None:
     )
     [result] = journal.results
     assert result.elapsed_ms == 1500
+    finished = datetime.fromisoformat(result.finished_at)
+    assert finished.utcoffset() == timedelta(0)
+    assert finished.isoformat(timespec="milliseconds") == result.finished_at
     assert summary.elapsed == 10.0  # type: ignore[attr-defined]
     assert summary.requests == 3  # type: ignore[attr-defined]
 
@@ -818,17 +821,36 @@ async def test_a_remembered_upload_that_cannot_be_journaled_again_stops_the_run(
     assert api.calls == []
 
 
-async def test_a_throttled_download_is_logged_with_the_url_it_fetches() -> None:
-    """A 429 to a download is a "throttled" event whose subject names the source image's URL."""
-    time = FakeTime()  # the sandbox's limit and the governor's waits share it: no real waiting
+def limited(time: FakeTime) -> Sandbox:
+    """A sandbox that takes one request a second per API, on ``time``: a second in a row is a 429."""
     limit = RateLimit.per_second(1, burst=1)  # each API on its own, as the gateway counts
-    box = Sandbox(SandboxConfig(tokens=frozenset({TOKEN}), rate_limit=limit), clock=time.clock)
-    sources = [box.upload(SRC, png(n)) for n in range(2)]
-    work = [Item(P, plan(n), None, image=SourceImage(SRC, sources[n])) for n in range(2)]
-    for n in range(2):
-        box.add_plan(P, plan_id=plan(n), name=f"P{n}")
+    return Sandbox(SandboxConfig(tokens=frozenset({TOKEN}), rate_limit=limit), clock=time.clock)
+
+
+async def throttled(box: Sandbox, time: FakeTime, work: list[Item]) -> set[object]:
+    """Run ``work`` (all of it succeeds); the subjects of its "throttled" events."""
+    for item in work:
+        box.add_plan(P, plan_id=item.plan_id, name="P")
     events = Events()
+    # The governor waits on the sandbox's clock, so its pauses let the limit refill at once.
     governor = RateGovernor(clock=time.clock, sleep=time.sleep, jitter=lambda: 1.0)
     journal, _ = await run_over_http(box, work, events=events, governor=governor)
-    assert [r.outcome for r in journal.results] == [Outcome.SUCCEEDED] * 2
-    assert f"download {sources[1]}" in {e["subject"] for e in events.named("throttled")}
+    assert [r.outcome for r in journal.results] == [Outcome.SUCCEEDED] * len(work)
+    return {e["subject"] for e in events.named("throttled")}
+
+
+async def test_a_throttled_download_is_logged_with_the_url_it_fetches() -> None:
+    """A 429 to a download is a "throttled" event whose subject names the source image's URL."""
+    time = FakeTime()
+    box = limited(time)
+    sources = [box.upload(SRC, png(n)) for n in range(2)]
+    work = [Item(P, plan(n), None, image=SourceImage(SRC, sources[n])) for n in range(2)]
+    assert f"download {sources[1]}" in await throttled(box, time, work)
+
+
+async def test_a_throttled_upload_is_logged_with_the_image_it_sends(tmp_path: Path) -> None:
+    """A 429 to an upload is a "throttled" event whose subject names the image's content key."""
+    time = FakeTime()
+    images = [checked_image(tmp_path / f"{n}.png", png(n)) for n in range(2)]
+    work = [Item(P, plan(n), None, image=images[n]) for n in range(2)]
+    assert f"upload {images[1].cache_key}" in await throttled(limited(time), time, work)
