@@ -423,7 +423,7 @@ class Events:
 
 
 async def test_a_failed_item_is_one_event_with_its_answer_and_a_success_is_none() -> None:
-    """item_failed names the project, plan, status, code, error and attempts; successes emit none."""
+    """item_failed gives project, plan, status, code, error and attempts; a success emits none."""
     bad = Attempt(Verdict.PERMANENT, 400, "PM.02175006", "invalid parameter img_url")
     busy = Attempt(Verdict.RETRY, 503, "SANDBOX.0503", "busy")
     events = Events()
@@ -488,7 +488,7 @@ async def test_times_come_from_the_injected_clock_and_results_are_stamped_in_utc
 
 
 async def test_a_plan_already_showing_its_image_is_skipped_and_the_state_before_is_kept() -> None:
-    """previous: a plan showing the item's img_url is skipped unsent; the others keep what it had."""
+    """A plan already showing the img_url is skipped unsent; each result keeps the state before."""
     other = f"/v1/upload/{P}/202506/2.png"
     previous: dict[tuple[str, str], str | None] = {(P, plan(0)): URL, (P, plan(1)): other}
     previous[(P, plan(2))] = None  # known to have had no thumbnail
@@ -709,7 +709,7 @@ def one_image_for(tmp_path: Path, count: int) -> tuple[Sandbox, LocalImage, list
 async def test_an_image_changed_since_the_job_was_read_fails_its_plan_unsent(
     tmp_path: Path,
 ) -> None:
-    """A file edited after the check fails its item with the reason, uploading and sending nothing."""
+    """A file edited after the check fails its item saying so; nothing is uploaded or sent."""
     path = tmp_path / "logo.png"
     image = checked_image(path, png(1))
     path.write_bytes(png(2))
@@ -729,7 +729,7 @@ async def test_an_image_changed_since_the_job_was_read_fails_its_plan_unsent(
 async def test_an_uploaded_image_is_journaled_and_its_upload_counts_in_the_attempts(
     tmp_path: Path,
 ) -> None:
-    """One upload per image and project, journaled with its key; attempts add upload and PUT."""
+    """One upload per image and project, named by its hash, journaled, counted in the attempts."""
     box, image, work = one_image_for(tmp_path, 2)
     box.faults.script(Fault.status(503), plan_id=plan(0))
     journal, _ = await run_over_http(box, work)
@@ -737,6 +737,8 @@ async def test_an_uploaded_image_is_journaled_and_its_upload_counts_in_the_attem
     [img_url] = shown
     assert img_url is not None and box.image_bytes(img_url) == png(1)
     assert journal.uploads == [(P, image.cache_key, img_url)]
+    # Named by its content and its real type, not by the file it came from.
+    assert box.store.uploads[img_url].filename == f"{image.sha256[:16]}.png"
     assert [(r.outcome, r.img_url, r.attempts) for r in journal.results] == [
         (Outcome.SUCCEEDED, img_url, 3),  # the upload, a 503, the PUT
         (Outcome.SUCCEEDED, img_url, 1),  # the upload reused: only the PUT
@@ -746,7 +748,7 @@ async def test_an_uploaded_image_is_journaled_and_its_upload_counts_in_the_attem
 async def test_a_copied_image_is_downloaded_uploaded_and_set_and_each_counts(
     tmp_path: Path,
 ) -> None:
-    """A source image is downloaded from its project, uploaded to the item's, and set: 3 attempts."""
+    """A source image is downloaded, uploaded to the item's project and set: 3 attempts."""
     box = strict_sandbox()
     source = box.upload(SRC, png(3))
     target = box.add_plan(P, name="P")
@@ -822,7 +824,7 @@ async def test_a_remembered_upload_that_cannot_be_journaled_again_stops_the_run(
 
 
 def limited(time: FakeTime) -> Sandbox:
-    """A sandbox that takes one request a second per API, on ``time``: a second in a row is a 429."""
+    """A sandbox taking one request a second per API on ``time``: a second in a row gets a 429."""
     limit = RateLimit.per_second(1, burst=1)  # each API on its own, as the gateway counts
     return Sandbox(SandboxConfig(tokens=frozenset({TOKEN}), rate_limit=limit), clock=time.clock)
 
