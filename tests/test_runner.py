@@ -3,6 +3,8 @@ images uploaded and copied over real HTTP against the sandbox."""
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -387,6 +389,29 @@ def test_utc_stamp_reads_like_datetime_isoformat_in_milliseconds() -> None:
     for ns in times:
         when = datetime.fromtimestamp(ns // 10**9, UTC).replace(microsecond=ns // 1000 % 10**6)
         assert stamp() == when.isoformat(timespec="milliseconds")
+
+
+@pytest.fixture
+def far_east() -> Iterator[None]:
+    """The process's local time zone set to UTC+8 (a POSIX rule: no tz database needed)."""
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = "XST-8"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = saved
+        time.tzset()
+
+
+@pytest.mark.usefixtures("far_east")
+def test_utc_stamp_is_utc_whatever_the_local_time_zone() -> None:
+    """On a machine eight hours east of UTC, the stamp still gives the time in UTC."""
+    stamp = UtcStamp(lambda: 1_700_000_000_123_000_000)
+    assert stamp() == "2023-11-14T22:13:20.123+00:00"
 
 
 async def test_a_journal_that_fails_stops_the_run_and_raises_plainly() -> None:
@@ -823,19 +848,19 @@ async def test_a_remembered_upload_that_cannot_be_journaled_again_stops_the_run(
     assert api.calls == []
 
 
-def limited(time: FakeTime) -> Sandbox:
-    """A sandbox taking one request a second per API on ``time``: a second in a row gets a 429."""
+def limited(fake: FakeTime) -> Sandbox:
+    """A sandbox taking one request a second per API on ``fake``: a second in a row gets a 429."""
     limit = RateLimit.per_second(1, burst=1)  # each API on its own, as the gateway counts
-    return Sandbox(SandboxConfig(tokens=frozenset({TOKEN}), rate_limit=limit), clock=time.clock)
+    return Sandbox(SandboxConfig(tokens=frozenset({TOKEN}), rate_limit=limit), clock=fake.clock)
 
 
-async def throttled(box: Sandbox, time: FakeTime, work: list[Item]) -> set[object]:
+async def throttled(box: Sandbox, fake: FakeTime, work: list[Item]) -> set[object]:
     """Run ``work`` (all of it succeeds); the subjects of its "throttled" events."""
     for item in work:
         box.add_plan(P, plan_id=item.plan_id, name="P")
     events = Events()
     # The governor waits on the sandbox's clock, so its pauses let the limit refill at once.
-    governor = RateGovernor(clock=time.clock, sleep=time.sleep, jitter=lambda: 1.0)
+    governor = RateGovernor(clock=fake.clock, sleep=fake.sleep, jitter=lambda: 1.0)
     journal, _ = await run_over_http(box, work, events=events, governor=governor)
     assert [r.outcome for r in journal.results] == [Outcome.SUCCEEDED] * len(work)
     return {e["subject"] for e in events.named("throttled")}
@@ -843,16 +868,16 @@ async def throttled(box: Sandbox, time: FakeTime, work: list[Item]) -> set[objec
 
 async def test_a_throttled_download_is_logged_with_the_url_it_fetches() -> None:
     """A 429 to a download is a "throttled" event whose subject names the source image's URL."""
-    time = FakeTime()
-    box = limited(time)
+    fake = FakeTime()
+    box = limited(fake)
     sources = [box.upload(SRC, png(n)) for n in range(2)]
     work = [Item(P, plan(n), None, image=SourceImage(SRC, sources[n])) for n in range(2)]
-    assert f"download {sources[1]}" in await throttled(box, time, work)
+    assert f"download {sources[1]}" in await throttled(box, fake, work)
 
 
 async def test_a_throttled_upload_is_logged_with_the_image_it_sends(tmp_path: Path) -> None:
     """A 429 to an upload is a "throttled" event whose subject names the image's content key."""
-    time = FakeTime()
+    fake = FakeTime()
     images = [checked_image(tmp_path / f"{n}.png", png(n)) for n in range(2)]
     work = [Item(P, plan(n), None, image=images[n]) for n in range(2)]
-    assert f"upload {images[1].cache_key}" in await throttled(limited(time), time, work)
+    assert f"upload {images[1].cache_key}" in await throttled(limited(fake), fake, work)
