@@ -644,6 +644,7 @@ async def test_the_items_of_a_project_that_could_not_be_listed_fail_unsent() -> 
     failed = next(r for r in journal.results if r.project_id == other)
     assert (
         failed.outcome,
+        failed.img_url,
         failed.http_status,
         failed.error_code,
         failed.error,
@@ -651,6 +652,7 @@ async def test_the_items_of_a_project_that_could_not_be_listed_fail_unsent() -> 
         failed.attempts,
     ) == (
         Outcome.FAILED,
+        URL,  # what the item would have set: the report says which thumbnail failed
         400,
         "PM.02150010",
         "listing the project failed: not a member",
