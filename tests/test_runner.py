@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from batchthumb.model import (
 from batchthumb.ratelimit import RateGovernor, ThrottlePolicy
 from batchthumb.runner import RunSummary, Uploads, UtcStamp, run_batch
 from batchthumb.sandbox import Fault, RateLimit, Sandbox, SandboxConfig
-from batchthumb.sending import RetryPolicy, Sender, Stop
+from batchthumb.sending import Channel, RetryPolicy, Sender, Stop, ThumbnailApi
 from tests.imagedata import png
 from tests.test_ratelimit import FakeTime
 
@@ -695,19 +696,32 @@ async def run_over_http(
     events: Events | None = None,
     journal: Journal | None = None,
     governor: RateGovernor | None = None,
+    source: Sandbox | None = None,
     **kwargs: object,
 ) -> tuple[Journal, RunSummary]:
-    """Run ``work`` with one worker against ``box`` served on loopback, through the real client."""
+    """Run ``work`` with one worker against ``box`` served on loopback, through the real client.
+
+    With ``source``, images are downloaded from that other sandbox, as a migration between
+    endpoints does: its own client and sender, sharing the run's stop.
+    """
     journal = journal or Journal()
     sender = Sender(
         governor=governor or RateGovernor(policy=ThrottlePolicy(pause=0.0)),
         retry=NO_WAIT,
         events=events or Events(),
     )
-    async with (
-        box.serve() as url,
-        open_api(url, StaticToken(TOKEN), concurrency=1, timeout=10) as api,
-    ):
+    async with AsyncExitStack() as stack:
+
+        async def client(sandbox: Sandbox) -> ThumbnailApi:
+            url = await stack.enter_async_context(sandbox.serve())
+            return await stack.enter_async_context(
+                open_api(url, StaticToken(TOKEN), concurrency=1, timeout=10)
+            )
+
+        api = await client(box)
+        if source is not None:
+            source_sender = Sender(governor=RateGovernor(), retry=NO_WAIT, stop=sender.stop)
+            kwargs["downloads"] = Channel(await client(source), source_sender)
         with anyio.fail_after(WAIT):
             summary = await run_batch(
                 work, api=api, sender=sender, journal=journal, concurrency=1, **kwargs
@@ -787,6 +801,21 @@ async def test_a_copied_image_is_downloaded_uploaded_and_set_and_each_counts(
     assert result.img_url is not None and result.img_url != source
     assert box.image_bytes(result.img_url) == png(3)
     assert (box.stats.downloads, box.stats.uploads, summary.requests) == (1, 1, 3)
+    assert summary.source_governor is None  # one side, one governor
+
+
+async def test_a_copy_between_endpoints_counts_the_requests_of_both_sides() -> None:
+    """Downloads from another endpoint go through its own sender, counted in the summary apart."""
+    source, box = strict_sandbox(), strict_sandbox()
+    images = [source.upload(SRC, png(n)) for n in range(2)]
+    for n in range(2):
+        box.add_plan(P, plan_id=plan(n), name=f"P{n}")
+    work = [Item(P, plan(n), None, image=SourceImage(SRC, images[n])) for n in range(2)]
+    journal, summary = await run_over_http(box, work, source=source)
+    assert [r.outcome for r in journal.results] == [Outcome.SUCCEEDED] * 2
+    assert (source.stats.downloads, box.stats.downloads, box.stats.uploads) == (2, 0, 2)
+    assert summary.requests == 6  # 2 downloads there, 2 uploads and 2 PUTs here
+    assert summary.source_governor is not None  # the source's throttling, reported apart
 
 
 async def test_a_source_image_that_cannot_be_downloaded_fails_its_plan_saying_so() -> None:
