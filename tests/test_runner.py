@@ -392,6 +392,11 @@ def test_utc_stamp_reads_like_datetime_isoformat_in_milliseconds() -> None:
         assert stamp() == when.isoformat(timespec="milliseconds")
 
 
+def test_utc_stamp_is_right_from_its_first_call_at_any_time() -> None:
+    """Even the epoch's first millisecond is formatted: no starting value passes for a time."""
+    assert UtcStamp(lambda: 1_000_000)() == "1970-01-01T00:00:00.001+00:00"
+
+
 @pytest.fixture
 def far_east() -> Iterator[None]:
     """The process's local time zone set to UTC+8 (a POSIX rule: no tz database needed)."""
