@@ -141,6 +141,11 @@ items:
         ("rate: 1\n", "1: items: missing; list the plans whose thumbnails to set"),
         ("- 1\n- 2\n", "1: must be a mapping, not a list"),
         ("items: [1]\n", "1: items[0]: must be a mapping, not 1"),
+        ("items: &a plan\n", f"1: items: {jobfile._ANCHORS}"),
+        (
+            f"items: &a [{{project_id: {P1}, plan_id: {PLAN}, img_url: {URL1}}}]\n",
+            f"1: items: {jobfile._ANCHORS}",
+        ),
         (
             f"items: [{{project_id: {P1}, plan_id: {PLAN}}}]\n",
             "1: items[0].img_url: missing (or give `image:` a local file)",
@@ -756,6 +761,10 @@ LONG = "1." + "0" * 60 + "1"  # a number whose message quotes only its first 40 
         ("rate: [1]", "rate: must be a number, not a list"),
         ("timeout: 0", "timeout: must be greater than 0, not 0"),
         ("timeout: -0.5", "timeout: must be greater than 0, not -0.5"),
+        (
+            "endpoint: https://a.example\nregion: cn-north-4",
+            "region: give either `endpoint` or `region`, not both",
+        ),
         ("max_answer_mb: 0", "max_answer_mb: must be greater than 0, not 0"),
         (f"rate: -{LONG}", f"rate: must be 0 or more, not -{LONG[:39]}"),
         (f"rate: 1000{LONG}", f"rate: must be at most 10,000, not 1000{LONG[:36]}"),
