@@ -97,6 +97,12 @@ def test_region_gives_the_documented_endpoint(tmp_path: Path) -> None:
     assert load_job(path).settings.endpoint == "https://projectman-ext.cn-north-4.myhuaweicloud.com"
 
 
+def test_an_endpoint_loses_its_final_slash_and_nothing_else(tmp_path: Path) -> None:
+    """`endpoint: https://HOST.BOX/` is used as https://HOST.BOX (paths are joined to it)."""
+    path = write(tmp_path, "endpoint: https://HOST.BOX/\n" + ITEMS)
+    assert load_job(path).settings.endpoint == "https://HOST.BOX"
+
+
 def test_all_problems_are_reported_at_once_with_file_line_and_key(tmp_path: Path) -> None:
     """Unknown keys, wrong types, bad ids, bad URLs and missing fields each get their own line."""
     path = write(
