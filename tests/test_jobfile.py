@@ -771,6 +771,7 @@ LONG = "1." + "0" * 60 + "1"  # a number whose message quotes only its first 40 
             "endpoint: https://a.example\nregion: cn-north-4",
             "region: give either `endpoint` or `region`, not both",
         ),
+        ("quiet: true\nverbose: true", "--quiet and --verbose do not go together; pick one"),
         ("max_answer_mb: 0", "max_answer_mb: must be greater than 0, not 0"),
         (f"rate: -{LONG}", f"rate: must be 0 or more, not -{LONG[:39]}"),
         (f"rate: 1000{LONG}", f"rate: must be at most 10,000, not 1000{LONG[:36]}"),
@@ -865,7 +866,8 @@ def test_each_bad_whole_number_or_variable_name_is_one_problem(
 def test_whole_numbers_take_their_bounds_hex_and_underscores(tmp_path: Path) -> None:
     """512 workers, 0 retries and a rate of 10,000 are allowed; 0x10, 1_0 and 1__0 read as YAML
     numbers do (underscores are digit separators, however many), as do explicit tags and the
-    non-specific `!` (as SafeLoader reads them); max_duration takes seconds."""
+    non-specific `!` (as SafeLoader reads them); max_duration takes seconds, max_answer_mb
+    mebibytes."""
     for text, field_name, value in (
         ("concurrency: 512", "concurrency", 512),
         ("concurrency: 0x10", "concurrency", 16),
@@ -875,6 +877,7 @@ def test_whole_numbers_take_their_bounds_hex_and_underscores(tmp_path: Path) -> 
         ("max_list_pages: 9999", "max_list_pages", 9999),
         ("concurrency: !!int '4'", "concurrency", 4),
         ("concurrency: ! 4", "concurrency", 4),
+        ("max_answer_mb: 2.5", "max_answer_bytes", 2_621_440),
         ("rate: 10000", "rate", 10_000.0),
         ("rate: 1__0", "rate", 10.0),
         ("max_duration: 90", "max_duration", 90.0),
