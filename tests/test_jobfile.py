@@ -1038,11 +1038,15 @@ def test_each_problem_of_an_auth_file_names_its_line_and_key(
 def test_a_problem_of_the_whole_file_has_no_key_and_line_0_when_it_has_no_line(
     tmp_path: Path,
 ) -> None:
-    """File-level problems (not YAML, an items file listing nothing) have an empty key."""
+    """File-level problems (not YAML, settings that contradict each other, an items file
+    listing nothing) have an empty key."""
     bad = write(tmp_path, "items: [\n")
     with pytest.raises(JobFileError) as info:
         load_job(bad)
     assert [(p.line, p.key) for p in info.value.problems] == [(2, "")]
+    with pytest.raises(JobFileError) as info:
+        load_job(write(tmp_path, "quiet: true\nverbose: true\n" + ITEMS))
+    assert [(p.line, p.key) for p in info.value.problems] == [(1, "")]
     (tmp_path / "items.csv").write_text("project_id,plan_id,img_url\n")
     with pytest.raises(JobFileError) as info:
         load_job(write(tmp_path, "items_file: items.csv\n"))
