@@ -772,6 +772,7 @@ LONG = "1." + "0" * 60 + "1"  # a number whose message quotes only its first 40 
             "region: give either `endpoint` or `region`, not both",
         ),
         ("quiet: true\nverbose: true", "--quiet and --verbose do not go together; pick one"),
+        ("items_file: [x]", "items_file: must be a text value, not a list"),
         ("max_answer_mb: 0", "max_answer_mb: must be greater than 0, not 0"),
         (f"rate: -{LONG}", f"rate: must be 0 or more, not -{LONG[:39]}"),
         (f"rate: 1000{LONG}", f"rate: must be at most 10,000, not 1000{LONG[:36]}"),
@@ -1038,15 +1039,16 @@ def test_each_problem_of_an_auth_file_names_its_line_and_key(
 def test_a_problem_of_the_whole_file_has_no_key_and_line_0_when_it_has_no_line(
     tmp_path: Path,
 ) -> None:
-    """File-level problems (not YAML, settings that contradict each other, an items file
-    listing nothing) have an empty key."""
+    """File-level problems (not YAML, settings that contradict each other, an empty file, an
+    odd key, an items file listing nothing) have an empty key."""
     bad = write(tmp_path, "items: [\n")
     with pytest.raises(JobFileError) as info:
         load_job(bad)
     assert [(p.line, p.key) for p in info.value.problems] == [(2, "")]
-    with pytest.raises(JobFileError) as info:
-        load_job(write(tmp_path, "quiet: true\nverbose: true\n" + ITEMS))
-    assert [(p.line, p.key) for p in info.value.problems] == [(1, "")]
+    for text, line in (("quiet: true\nverbose: true\n", 1), ("", 0), ("~: 1\n", 1)):
+        with pytest.raises(JobFileError) as info:
+            load_job(write(tmp_path, text + (ITEMS if text else "")))
+        assert [(p.line, p.key) for p in info.value.problems] == [(line, "")]
     (tmp_path / "items.csv").write_text("project_id,plan_id,img_url\n")
     with pytest.raises(JobFileError) as info:
         load_job(write(tmp_path, "items_file: items.csv\n"))
