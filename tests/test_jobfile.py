@@ -892,12 +892,8 @@ def test_whole_numbers_take_their_bounds_hex_and_underscores(tmp_path: Path) -> 
         assert job.auth == TokenAuth(env=name)
 
 
-def test_an_image_named_by_many_items_is_read_and_checked_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Three items (and a default) naming logo.png read it once; each item gets that check
-    and keeps its line."""
-    (tmp_path / "logo.png").write_bytes(png())
+def count_image_reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The paths jobfile inspects as images, in order, from now on."""
     read: list[Path] = []
 
     def counted(path: Path) -> LocalImage:
@@ -905,6 +901,16 @@ def test_an_image_named_by_many_items_is_read_and_checked_once(
         return inspect_image(path)
 
     monkeypatch.setattr(jobfile, "inspect_image", counted)
+    return read
+
+
+def test_an_image_named_by_many_items_is_read_and_checked_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three items (and a default) naming logo.png read it once; each item gets that check
+    and keeps its line."""
+    (tmp_path / "logo.png").write_bytes(png())
+    read = count_image_reads(monkeypatch)
     path = write(
         tmp_path,
         f"defaults: {{project_id: {P1}, image: logo.png}}\nitems:\n"
@@ -1109,3 +1115,15 @@ def test_each_bad_key_of_an_item_is_one_problem_naming_the_item(
     whole, however deep) in an item: one problem, named with the item."""
     path = write(tmp_path, f"items:\n  - {item}\n")
     assert problems(path) == [f"{path}:2: {problem}"]
+
+
+def test_the_duplicates_pass_reads_no_image_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plan listed twice with an image is refused, and the image is still read only once."""
+    (tmp_path / "logo.png").write_bytes(png())
+    read = count_image_reads(monkeypatch)
+    line = f"  - {{project_id: {P1}, plan_id: {PLAN}, image: logo.png}}\n"
+    path = write(tmp_path, "items:\n" + line * 2)
+    assert problems(path) == [f"{path}:3: items[1]: plan {PLAN} is already listed at line 2"]
+    assert read == [tmp_path / "logo.png"]
