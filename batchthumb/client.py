@@ -54,8 +54,6 @@ JSON = "application/json;charset=UTF-8"
 # Throttling as the gateway (APIGW.0308) and CodeArts itself (PM.02153001, sent as HTTP 400)
 # signal it (facts §5.2, §5.3).
 THROTTLE_CODES = frozenset({"APIGW.0308", "APIG.0308", "PM.02153001"})
-# Permission refused, sent as HTTP 400 (facts §0): not a member, no permission for the action.
-PERMISSION_CODES = frozenset({"PM.02150010", "PM.02174103"})
 # A stale token (facts §4.1): worth one renewal before the run gives up.
 STALE_TOKEN_CODES = frozenset({"APIGW.0301", "PM.10001002"})
 # Permission refusals, documented as HTTP 400 (facts §0): not a member of the project, and
