@@ -276,7 +276,7 @@ class PlanApi:
         json_body: object = None,
         body: bytes | None = None,
         content_type: str | None = None,
-        expect: str | None = "result",
+        expect: str | None,
     ) -> Reply:
         """Send one request, renewing stale credentials once; never raises for HTTP trouble.
 
@@ -785,7 +785,7 @@ def _iso_time(value: object) -> float | None:
     if not isinstance(value, str):
         return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        return datetime.fromisoformat(value).timestamp()  # reads a trailing Z since 3.11
     except ValueError:
         return None
 
