@@ -238,7 +238,7 @@ class PlanApi:
         )
         if reply.attempt.verdict is not Verdict.OK:
             return reply.attempt, None
-        img_url = reply.body.get("img_url") if isinstance(reply.body, dict) else None
+        img_url = reply.body.get("img_url")  # an OK answer's body is always a dict
         if not isinstance(img_url, str):
             return _unexpected(reply.attempt, "the upload answer has no img_url"), None
         return reply.attempt, img_url
@@ -257,8 +257,9 @@ class PlanApi:
             if reply.attempt.verdict is not Verdict.FORBIDDEN:
                 body = bytes(reply.body) if reply.attempt.verdict is Verdict.OK else None
                 return reply.attempt, body
-            # One extra request, once a run, outside the rate governor's count.
-            self._download_refused = reply.attempt.error or "DownloadImageFile was refused"
+            # One extra request, once a run, outside the rate governor's count. A refusal's
+            # error is never empty: _send puts the permission hint in it.
+            self._download_refused = reply.attempt.error
         reply = await self.request("GET", "/v3/" + img_url.removeprefix("/v1/"), expect=None)
         attempt = reply.attempt
         if attempt.verdict is Verdict.FORBIDDEN:
