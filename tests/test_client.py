@@ -978,6 +978,15 @@ async def test_a_200_that_is_not_an_answer_quotes_what_came(raw: bytes, error: s
     assert (attempt.verdict, attempt.error) == (Verdict.PERMANENT, error)
 
 
+def bare_redirect(status: int) -> Handler:
+    """A redirect status without a Location header."""
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=status)
+
+    return answer
+
+
 async def test_a_success_keeps_its_code_and_retry_after() -> None:
     """A 200 success keeps the error code it carries and the Retry-After it sends."""
     body = {"status": "success", "result": {}, "error_code": "PM.0"}
@@ -1002,13 +1011,36 @@ async def test_a_200_saying_status_error_fails_with_its_message(
 ) -> None:
     """A 200 whose body says status error fails for good with the server's code and message,
     or says that it answered status error."""
+    headers = {"X-Request-Id": "r-2", "Retry-After": "4"}
     async with (
-        serve(json_answer(body)) as endpoint,
+        serve(json_answer(body, **headers)) as endpoint,
         open_api(endpoint.url, StaticToken(TOKEN), concurrency=1, timeout=5) as api,
     ):
         with anyio.fail_after(20):
             attempt = await call(api, "put")
-    assert attempt == Attempt(Verdict.PERMANENT, 200, code, error)
+    assert attempt == Attempt(Verdict.PERMANENT, 200, code, error, "r-2", 4.0)
+
+
+@pytest.mark.parametrize(
+    ("handler", "where"),
+    [
+        (redirect(300, lambda request: "https://elsewhere.example/"), "https://elsewhere.example/"),
+        (bare_redirect(302), "nowhere"),
+    ],
+)
+async def test_a_300_or_a_redirect_without_location_is_not_followed_and_says_where(
+    handler: Handler, where: str
+) -> None:
+    """A 300 is a redirect like the others; one without Location says it pointed nowhere."""
+    async with (
+        serve(handler) as endpoint,
+        open_api(endpoint.url, StaticToken(TOKEN), concurrency=1, timeout=5) as api,
+    ):
+        with anyio.fail_after(20):
+            attempt = await call(api, "put")
+    assert attempt.verdict is Verdict.PERMANENT
+    assert attempt.error is not None
+    assert attempt.error.startswith(f"the server redirected to {where}; redirects are not")
 
 
 def declaring(status: int, size: int) -> Handler:
@@ -1206,15 +1238,6 @@ async def test_a_token_without_issued_at_lives_until_its_expiry_from_now() -> No
     )
     assert isinstance(issued, IssuedToken)
     assert 3000 < issued.lifetime <= 3600
-
-
-def bare_redirect(status: int) -> Handler:
-    """A redirect status without a Location header."""
-
-    async def answer(request: web.Request) -> web.StreamResponse:
-        return web.Response(status=status)
-
-    return answer
 
 
 @pytest.mark.parametrize(
