@@ -7,12 +7,15 @@ import dataclasses
 import email.utils
 import gzip
 import json
+import ssl
 import time
 import tracemalloc
 from datetime import UTC, datetime
+from pathlib import Path
 
 import anyio
 import pytest
+import trustme
 from aiohttp import web
 
 from batchthumb.auth import AkSk, IamIdentity, IamPassword, IssuedToken, StaticToken
@@ -1307,3 +1310,79 @@ async def test_each_failed_project_lookup_at_the_bounds_says_why(
     assert isinstance(found, RunAborted | CredentialsError)
     prefix = f"cannot look up the IAM project id of cn-north-4 for X-Project-Id: IAM at {iam.url} "
     assert str(found).startswith(prefix + message), str(found)
+
+
+# -- TLS: --ca-bundle is what the endpoint and IAM are verified against ----------------------
+
+
+@pytest.fixture
+def tls(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server context with a certificate for 127.0.0.1 from a throwaway CA, and that CA's
+    certificate as a PEM file (what --ca-bundle names)."""
+    authority = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(server)
+    bundle = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(bundle))
+    return server, bundle
+
+
+async def test_a_ca_bundle_is_trusted_for_the_endpoint_and_nothing_else_is(
+    tls: tuple[ssl.SSLContext, Path],
+) -> None:
+    """Over https, a server signed by the --ca-bundle CA is answered; without the bundle its
+    certificate is not trusted: a clean 'cannot connect', and nothing reaches it."""
+    context, bundle = tls
+    async with serve(nothing_expected, tls=context) as endpoint:
+        for transport in (make_transport(ca_bundle=bundle), make_transport()):
+            async with open_api(
+                endpoint.url, StaticToken(TOKEN), concurrency=1, timeout=5, transport=transport
+            ) as api:
+                with anyio.fail_after(20):
+                    attempt = await call(api, "put")
+            if transport.ssl_context is not None:
+                assert attempt.verdict is Verdict.OK
+                assert len(endpoint.seen) == 1
+            else:
+                assert (attempt.verdict, attempt.ambiguous) == (Verdict.RETRY, False)
+                assert attempt.error is not None
+                assert "certificate verify failed" in attempt.error
+    assert len(endpoint.seen) == 1
+
+
+async def test_iam_is_verified_against_the_ca_bundle_too(
+    tls: tuple[ssl.SSLContext, Path],
+) -> None:
+    """A token from an https IAM signed by the --ca-bundle CA is issued; without the bundle
+    the certificate is refused and the password is never sent."""
+    context, bundle = tls
+    answer = json_answer(ISSUED, 201, **{"X-Subject-Token": "tok-1234567890"})
+    async with serve(answer, tls=context) as iam:
+        identity = dataclasses.replace(IAM_ID, endpoint=iam.url)
+        with anyio.fail_after(20):
+            issued = await IamTokens(make_transport(ca_bundle=bundle), timeout=5)(identity, "pw")
+        with anyio.fail_after(20), pytest.raises(RunAborted) as refused:
+            await IamTokens(make_transport(), timeout=5)(identity, "pw")
+    assert issued == IssuedToken("tok-1234567890", 86400.0)
+    assert str(refused.value) == (
+        f"no token for IAM user bot of account acme: cannot reach IAM at {iam.url} "
+        "(ClientConnectorCertificateError)"
+    )
+    assert len(iam.seen) == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [(None, "No such file or directory"), ("not a certificate\n", "[X509: NO_CERTIFICATE")],
+)
+def test_a_ca_bundle_that_cannot_be_loaded_says_why(
+    tmp_path: Path, content: str | None, reason: str
+) -> None:
+    """--ca-bundle naming a missing file, or one holding no certificate, is a usage error
+    naming the file and the reason."""
+    bundle = tmp_path / "ca.pem"
+    if content is not None:
+        bundle.write_text(content)
+    with pytest.raises(UsageError) as caught:
+        make_transport(ca_bundle=bundle)
+    assert str(caught.value).startswith(f"--ca-bundle {bundle}: cannot load it: {reason}")
