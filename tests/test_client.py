@@ -1386,3 +1386,107 @@ def test_a_ca_bundle_that_cannot_be_loaded_says_why(
     with pytest.raises(UsageError) as caught:
         make_transport(ca_bundle=bundle)
     assert str(caught.value).startswith(f"--ca-bundle {bundle}: cannot load it: {reason}")
+
+
+# -- classification at its edges: bare statuses, error shapes, Retry-After forms ----------------
+
+
+def answering(status: int, body: bytes = b"", **headers: str) -> Handler:
+    """A server answering ``status`` with ``body`` as it is."""
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=status, body=body, headers=headers)
+
+    return answer
+
+
+async def put_to(handler: Handler) -> Attempt:
+    """The thumbnail PUT against a server answering with ``handler``."""
+    async with (
+        serve(handler) as endpoint,
+        open_api(endpoint.url, StaticToken(TOKEN), concurrency=1, timeout=5) as api,
+    ):
+        with anyio.fail_after(20):
+            return await call(api, "put")
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (429, b"", Attempt(Verdict.THROTTLED, 429)),
+        (404, b"", Attempt(Verdict.PERMANENT, 404, None, "Not Found")),
+        (
+            400,
+            b'{"error_code": "PM.7"}',
+            Attempt(Verdict.PERMANENT, 400, "PM.7", "Bad Request"),
+        ),
+        (
+            400,
+            b'{"errorCode": "PM.8", "errorMsg": "camel"}',
+            Attempt(Verdict.PERMANENT, 400, "PM.8", "camel"),
+        ),
+        (
+            400,
+            b'{"error": {"code": 17}}',
+            Attempt(Verdict.PERMANENT, 400, "17", "Bad Request"),
+        ),
+        (
+            400,
+            '{"error_code": "PM.9", "error_msg": "wide"}'.encode("utf-16-le"),
+            Attempt(Verdict.PERMANENT, 400, "PM.9", "wide"),
+        ),
+    ],
+)
+async def test_a_bare_or_oddly_shaped_failure_is_classified_by_status_and_code(
+    status: int, body: bytes, expected: Attempt
+) -> None:
+    """A bare 429 is throttling; a failure without a message takes the status's reason; a code
+    alone, the camelCase shape, a nested numeric code and a UTF-16 body are each read."""
+    assert await put_to(answering(status, body)) == expected
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [(" 5 ", 5.0), ("soon", None), (email.utils.formatdate(0, usegmt=True), 0.0)],
+)
+async def test_a_retry_after_is_read_trimmed_and_never_negative(
+    header: str, seconds: float | None
+) -> None:
+    """Retry-After is read with spaces around it; one that is not a number or a date is
+    ignored; a date in the past means 'now'."""
+    attempt = await put_to(answering(429, b"", **{"Retry-After": header}))
+    assert (attempt.verdict, attempt.retry_after) == (Verdict.THROTTLED, seconds)
+
+
+async def test_a_stale_token_message_is_recognised_whatever_its_case() -> None:
+    """A 401 without a stale-token code saying 'The Token Must Be Updated' renews the token."""
+    stale = {"error_code": "APIGW.0101", "error_msg": "The Token Must Be Updated."}
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if request.headers.get("X-Auth-Token") == "tok-first-000000":
+            return web.json_response(stale, status=401)
+        return web.json_response({"status": "success", "result": {}})
+
+    credentials = issuing("tok-first-000000", "tok-second-00000")
+    async with (
+        serve(handle) as endpoint,
+        open_api(endpoint.url, credentials, concurrency=1, timeout=5) as api,
+    ):
+        with anyio.fail_after(20):
+            attempt = await call(api, "put")
+    assert attempt.verdict is Verdict.OK
+    assert len(endpoint.seen) == 2
+
+
+async def test_a_stale_token_code_on_a_403_is_no_reason_to_renew() -> None:
+    """Only a 401 is worth a renewal: a 403 carrying APIGW.0301 is sent once and refused."""
+    body = json.dumps({"error_code": "APIGW.0301", "error_msg": "token must be updated"})
+    credentials = issuing("tok-first-000000", "tok-second-00000")
+    async with (
+        serve(answering(403, body.encode())) as endpoint,
+        open_api(endpoint.url, credentials, concurrency=1, timeout=5) as api,
+    ):
+        with anyio.fail_after(20):
+            attempt = await call(api, "put")
+    assert attempt.verdict is Verdict.FORBIDDEN
+    assert len(endpoint.seen) == 1
