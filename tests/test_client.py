@@ -1490,3 +1490,23 @@ async def test_a_stale_token_code_on_a_403_is_no_reason_to_renew() -> None:
             attempt = await call(api, "put")
     assert attempt.verdict is Verdict.FORBIDDEN
     assert len(endpoint.seen) == 1
+
+
+def test_plain_http_messages_name_the_url_and_what_it_is_for() -> None:
+    """The refusal and the --insecure warning name the URL and which URL it is; https and
+    loopback (LOCALHOST and [::1] too) pass without a word."""
+    with pytest.raises(UsageError) as caught:
+        check_url("http://10.0.0.5:8080", insecure=False, what="IAM endpoint")
+    assert str(caught.value) == (
+        "the IAM endpoint http://10.0.0.5:8080 is plain http: credentials would cross the "
+        "network unencrypted; use https, or pass --insecure if you really mean it"
+    )
+    assert check_url("http://10.0.0.5:8080", insecure=True) == (
+        "--insecure: the endpoint http://10.0.0.5:8080 is plain http; credentials are sent "
+        "unencrypted"
+    )
+    for url in ("http://LOCALHOST:8080", "http://[::1]:80", "https://10.0.0.5"):
+        assert check_url(url, insecure=False) is None
+    with pytest.raises(UsageError) as userinfo:
+        check_url("https://bot:pw@example.com", insecure=False, what="IAM endpoint")
+    assert str(userinfo.value).startswith("the IAM endpoint URL must not hold")
