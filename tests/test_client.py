@@ -1435,13 +1435,20 @@ async def put_to(handler: Handler) -> Attempt:
             '{"error_code": "PM.9", "error_msg": "wide"}'.encode("utf-16-le"),
             Attempt(Verdict.PERMANENT, 400, "PM.9", "wide"),
         ),
+        (
+            400,
+            '{"error_code": "PM.9", "error_msg": "marked"}'.encode("utf-16"),
+            Attempt(Verdict.PERMANENT, 400, "PM.9", "marked"),
+        ),
+        (400, b'{"error_msg": "words only"}', Attempt(Verdict.PERMANENT, 400, None, "words only")),
     ],
 )
 async def test_a_bare_or_oddly_shaped_failure_is_classified_by_status_and_code(
     status: int, body: bytes, expected: Attempt
 ) -> None:
     """A bare 429 is throttling; a failure without a message takes the status's reason; a code
-    alone, the camelCase shape, a nested numeric code and a UTF-16 body are each read."""
+    or a message alone, the camelCase shape, a nested numeric code and a UTF-16 body (with or
+    without its byte-order mark) are each read."""
     assert await put_to(answering(status, body)) == expected
 
 
