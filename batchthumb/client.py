@@ -115,7 +115,7 @@ def make_transport(*, ca_bundle: Path | None = None) -> Transport:
     try:
         context = ssl.create_default_context(cafile=str(ca_bundle))
     except (OSError, ssl.SSLError) as exc:
-        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
+        reason = exc.strerror or exc  # SSLError is an OSError: its strerror says why too
         raise UsageError(f"--ca-bundle {ca_bundle}: cannot load it: {reason}") from None
     return Transport(context, proxies)
 
@@ -125,7 +125,7 @@ def is_loopback(host: str) -> bool:
     if host.lower() == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        return ipaddress.ip_address(host).is_loopback  # a hostname: IPv6 without brackets
     except ValueError:
         return False
 
