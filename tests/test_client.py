@@ -8,8 +8,10 @@ import email.utils
 import gzip
 import json
 import ssl
+import struct
 import time
 import tracemalloc
+import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -1517,3 +1519,94 @@ def test_plain_http_messages_name_the_url_and_what_it_is_for() -> None:
     with pytest.raises(UsageError) as userinfo:
         check_url("https://bot:pw@example.com", insecure=False, what="IAM endpoint")
     assert str(userinfo.value).startswith("the IAM endpoint URL must not hold")
+
+
+# -- reading an answer: the limits hold for chunked and compressed bodies too -------------------
+
+
+def chunked(body: bytes, **headers: str) -> Handler:
+    """A 200 sending ``body`` chunked (no Content-Length), in pieces of 64 KiB."""
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers=headers)
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for start in range(0, len(body), 65536):
+            await response.write(body[start : start + 65536])
+        return response
+
+    return answer
+
+
+async def test_a_chunked_image_of_exactly_the_limit_is_read_and_one_byte_more_is_not() -> None:
+    """Without Content-Length the 6 MiB image limit still holds to the byte."""
+    image = b"\x89PNG\r\n\x1a\n".ljust(MAX_IMAGE_ANSWER_BYTES, b"\0")
+    got = []
+    for body in (image, image + b"\0"):
+        async with (
+            serve(chunked(body)) as endpoint,
+            open_api(endpoint.url, StaticToken(TOKEN), concurrency=1, timeout=30) as api,
+        ):
+            with anyio.fail_after(20):
+                got.append(await api.download_image(P1, img_url()))
+    (fits, data), (past, none) = got
+    assert (fits.verdict, data) == (Verdict.OK, image)
+    assert (past.verdict, none) == (Verdict.PERMANENT, None)
+    assert past.error is not None
+    assert past.error.startswith("the answer (HTTP 200) is larger than 6,291,456 bytes")
+
+
+def stored_gzip(data: bytes) -> bytes:
+    """``data`` as gzip made of stored (uncompressed) deflate blocks: 18 + 5 bytes a block of
+    up to 65,535 bytes more than ``data``, so the wire size is exact."""
+    blocks = [data[start : start + 65535] for start in range(0, len(data), 65535)]
+    out = [b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"]
+    for index, block in enumerate(blocks):
+        final = index == len(blocks) - 1
+        out.append(struct.pack("<BHH", final, len(block), len(block) ^ 0xFFFF) + block)
+    out.append(struct.pack("<II", zlib.crc32(data) & 0xFFFFFFFF, len(data) & 0xFFFFFFFF))
+    return b"".join(out)
+
+
+def success_of(size: int) -> bytes:
+    """A success answer of exactly ``size`` bytes."""
+    head, tail = b'{"status": "success", "result": {"pad": "', b'"}}'
+    return head + b"p" * (size - len(head) - len(tail)) + tail
+
+
+async def test_a_compressed_answer_is_bounded_by_its_wire_size_too() -> None:
+    """A chunked gzip success of 4 MiB on the wire (less decoded) is read; one byte more on
+    the wire is refused, though it decodes to less than the limit."""
+    limit = 4 * MIB
+    # 64 stored blocks: 18 + 64 * 5 bytes of framing around the data.
+    fits = stored_gzip(success_of(limit - 18 - 64 * 5))
+    past = stored_gzip(success_of(limit - 18 - 64 * 5 + 1))
+    assert (len(fits), len(past)) == (limit, limit + 1)
+    attempts = []
+    for wire in (fits, past):
+        async with (
+            serve(chunked(wire, **{"Content-Encoding": "gzip"})) as endpoint,
+            open_api(endpoint.url, StaticToken(TOKEN), concurrency=1, timeout=30) as api,
+        ):
+            with anyio.fail_after(20):
+                attempts.append(await call(api, "put"))
+    assert attempts[0].verdict is Verdict.OK, attempts[0].error
+    assert attempts[1].verdict is Verdict.PERMANENT
+    assert attempts[1].error is not None
+    assert attempts[1].error.startswith("the answer (HTTP 200) is larger than 4,194,304 bytes")
+
+
+def test_loopback_never_goes_through_a_proxy_whatever_the_scheme(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With HTTP_PROXY and HTTPS_PROXY set and NO_PROXY empty, loopback URLs (by address or
+    as localhost) get no proxy, and any other host gets the one for its scheme."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, f"http://{name.lower()}.corp:3128")
+    for name in ("NO_PROXY", "no_proxy", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    transport = make_transport()
+    for url in ("http://127.0.0.1:8080", "https://127.0.0.1", "https://LOCALHOST/x"):
+        assert transport.proxy_for(url) is None, url
+    assert transport.proxy_for("http://iam.example") == "http://http_proxy.corp:3128"
+    assert transport.proxy_for("https://iam.example") == "http://https_proxy.corp:3128"
