@@ -1443,14 +1443,22 @@ async def put_to(handler: Handler) -> Attempt:
             Attempt(Verdict.PERMANENT, 400, "PM.9", "marked"),
         ),
         (400, b'{"error_msg": "words only"}', Attempt(Verdict.PERMANENT, 400, None, "words only")),
+        (
+            400,
+            '{"error_code": "PM.02153001", "error_msg": "x\ud800"}'.encode(
+                "utf-8", "surrogatepass"
+            ),
+            Attempt(Verdict.THROTTLED, 400, "PM.02153001", "x\ud800"),
+        ),
     ],
 )
 async def test_a_bare_or_oddly_shaped_failure_is_classified_by_status_and_code(
     status: int, body: bytes, expected: Attempt
 ) -> None:
     """A bare 429 is throttling; a failure without a message takes the status's reason; a code
-    or a message alone, the camelCase shape, a nested numeric code and a UTF-16 body (with or
-    without its byte-order mark) are each read."""
+    or a message alone, the camelCase shape, a nested numeric code, a UTF-16 body (with or
+    without its byte-order mark) and one holding a stray surrogate (as json.loads reads it) are
+    each read."""
     assert await put_to(answering(status, body)) == expected
 
 
