@@ -879,7 +879,7 @@ async def test_a_list_answered_stale_is_sent_again_whole_with_the_renewed_token(
 
 
 async def test_a_put_answered_stale_is_sent_again_with_its_content_type() -> None:
-    """The thumbnail PUT, renewed after a stale-token 401, goes again as the same JSON."""
+    """The thumbnail PUT goes as JSON, and, renewed after a stale-token 401, again the same."""
     credentials = issuing("tok-first-000000", "tok-second-00000")
     success = {"status": "success", "result": {}}
     async with (
@@ -890,7 +890,7 @@ async def test_a_put_answered_stale_is_sent_again_with_its_content_type() -> Non
             attempt = await api.set_thumbnail(P1, plan_id(1), img_url())
     assert attempt.verdict is Verdict.OK
     first, again = endpoint.seen
-    assert again.headers["Content-Type"] == JSON
+    assert first.headers["Content-Type"] == again.headers["Content-Type"] == JSON
     assert (again.method, again.path, again.body) == (first.method, first.path, first.body)
 
 
