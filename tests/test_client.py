@@ -878,20 +878,43 @@ async def test_a_list_answered_stale_is_sent_again_whole_with_the_renewed_token(
     assert json.loads(again.body)["search"] == "a"
 
 
-async def test_a_put_answered_stale_is_sent_again_with_its_content_type() -> None:
-    """The thumbnail PUT goes as JSON, and, renewed after a stale-token 401, again the same."""
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ({"status": "success", "result": {}}, Attempt(Verdict.OK, 200)),
+        ({"result": {}}, Attempt(Verdict.OK, 200)),
+        ({"status": "error", "error_msg": "nope"}, Attempt(Verdict.PERMANENT, 200, None, "nope")),
+    ],
+)
+async def test_a_put_answered_stale_is_sent_again_and_judged_like_the_first(
+    answer: object, expected: Attempt
+) -> None:
+    """The thumbnail PUT goes as JSON and, renewed after a stale-token 401, again the same;
+    the second answer is judged as a PUT's: a result without status is a success, status
+    error a failure."""
     credentials = issuing("tok-first-000000", "tok-second-00000")
-    success = {"status": "success", "result": {}}
     async with (
-        serve(stale_for("tok-first-000000", success)) as endpoint,
+        serve(stale_for("tok-first-000000", answer)) as endpoint,
         open_api(endpoint.url, credentials, concurrency=1, timeout=5) as api,
     ):
         with anyio.fail_after(20):
             attempt = await api.set_thumbnail(P1, plan_id(1), img_url())
-    assert attempt.verdict is Verdict.OK
+    assert attempt == expected
     first, again = endpoint.seen
     assert first.headers["Content-Type"] == again.headers["Content-Type"] == JSON
     assert (again.method, again.path, again.body) == (first.method, first.path, first.body)
+
+
+async def test_an_endpoint_with_a_trailing_slash_makes_the_same_paths() -> None:
+    """An endpoint given as https://host/ sends /v3/..., not //v3/...."""
+    async with (
+        serve(nothing_expected) as endpoint,
+        open_api(endpoint.url + "/", StaticToken(TOKEN), concurrency=1, timeout=5) as api,
+    ):
+        with anyio.fail_after(20):
+            attempt = await call(api, "put")
+    assert attempt.verdict is Verdict.OK
+    assert [seen.path for seen in endpoint.seen] == [f"/v3/plan/{P1}/management/{plan_id(1)}/img"]
 
 
 async def test_a_renewal_that_fails_is_the_stale_answer_saying_why() -> None:
