@@ -59,8 +59,10 @@ pytestmark = pytest.mark.anyio
 
 
 async def put(url: str, *, token: str = TOKEN, limit: float = 5.0, plan: int = 1) -> Attempt:
+    """One thumbnail PUT, under a deadline of its own."""
     async with open_api(url, StaticToken(token), concurrency=2, timeout=limit) as api:
-        return await api.set_thumbnail(P1, plan_id(plan), img_url())
+        with anyio.fail_after(20):
+            return await api.set_thumbnail(P1, plan_id(plan), img_url())
 
 
 async def test_success_is_ok_and_the_plan_changes(sandbox: tuple[Sandbox, str]) -> None:
@@ -92,7 +94,8 @@ async def test_a_bad_request_is_permanent_with_the_servers_code(
     """A 400 that is not throttling keeps the server's error_code and error_msg."""
     _, url = sandbox
     async with open_api(url, StaticToken(TOKEN), concurrency=1, timeout=5) as api:
-        attempt = await api.set_thumbnail("x" * 31, plan_id(1), img_url())
+        with anyio.fail_after(20):
+            attempt = await api.set_thumbnail("x" * 31, plan_id(1), img_url())
     assert (attempt.verdict, attempt.http_status, attempt.error_code) == (
         Verdict.PERMANENT,
         400,
@@ -220,7 +223,8 @@ async def test_no_answer_within_the_timeout_is_ambiguous(sandbox: tuple[Sandbox,
 async def test_nothing_listening_is_a_clean_retryable_failure() -> None:
     """A refused connection was never sent: retryable and not ambiguous."""
     async with open_api("http://127.0.0.1:9", StaticToken(TOKEN), concurrency=1, timeout=5) as api:
-        attempt = await api.set_thumbnail(P1, plan_id(1), img_url())
+        with anyio.fail_after(20):
+            attempt = await api.set_thumbnail(P1, plan_id(1), img_url())
     assert attempt.verdict is Verdict.RETRY
     assert not attempt.ambiguous
     assert attempt.error is not None and attempt.error.startswith("cannot connect")
@@ -260,7 +264,8 @@ async def test_a_refused_download_says_which_policy_is_missing_when_the_v3_route
         box.serve() as url,
         open_api(url, StaticToken(TOKEN), concurrency=1, timeout=5) as api,
     ):
-        attempt, data = await api.download_image(P1, source)
+        with anyio.fail_after(20):
+            attempt, data = await api.download_image(P1, source)
     assert data is None
     assert (attempt.verdict, attempt.error_code) == (Verdict.FORBIDDEN, "PM.02150010")
     assert attempt.error is not None
@@ -300,7 +305,8 @@ async def test_no_call_follows_a_redirect(name: str) -> None:
         serve(redirect(307, lambda request: elsewhere.url + "/moved")) as endpoint,
         open_api(endpoint.url, StaticToken(TOKEN), concurrency=1, timeout=5) as api,
     ):
-        attempt = await call(api, name)
+        with anyio.fail_after(20):
+            attempt = await call(api, name)
     assert attempt.verdict is Verdict.PERMANENT
     assert attempt.http_status == 307
     assert attempt.error is not None
@@ -344,7 +350,8 @@ async def test_a_gzip_bomb_never_inflates_in_memory() -> None:
     ):
         tracemalloc.start()
         try:
-            attempt = await call(api, "put")
+            with anyio.fail_after(60):
+                attempt = await call(api, "put")
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
@@ -364,9 +371,11 @@ async def test_an_image_up_to_its_limit_downloads_and_one_past_it_fails() -> Non
         serve(image) as endpoint,
         open_api(endpoint.url, StaticToken(TOKEN), concurrency=1, timeout=30) as api,
     ):
-        attempt, data = await api.download_image(P1, img_url())
+        with anyio.fail_after(20):
+            attempt, data = await api.download_image(P1, img_url())
         size["bytes"] += 1
-        too_big, none = await api.download_image(P1, img_url())
+        with anyio.fail_after(20):
+            too_big, none = await api.download_image(P1, img_url())
     assert attempt.verdict is Verdict.OK
     assert data is not None
     assert len(data) == MAX_IMAGE_ANSWER_BYTES
@@ -385,7 +394,8 @@ async def test_server_text_is_masked_before_it_is_cut() -> None:
         serve(echo) as endpoint,
         open_api(endpoint.url, StaticToken(TOKEN), concurrency=1, timeout=5) as api,
     ):
-        attempt = await call(api, "put")
+        with anyio.fail_after(20):
+            attempt = await call(api, "put")
     assert attempt.error is not None
     assert attempt.error.startswith("x" * 490 + "***" + "y" * 7 + "...")
     assert TOKEN[:5] not in attempt.error
@@ -398,7 +408,8 @@ async def test_a_list_page_with_an_absurd_field_is_unexpected() -> None:
         serve(json_answer(body)) as endpoint,
         open_api(endpoint.url, StaticToken(TOKEN), concurrency=1, timeout=5) as api,
     ):
-        attempt, page = await api.list_plans(P1, page_no=1, page_size=200)
+        with anyio.fail_after(20):
+            attempt, page = await api.list_plans(P1, page_no=1, page_size=200)
     assert page is None
     assert attempt.error == "unexpected answer: a plan's name is 2,000 characters long"
 
@@ -430,7 +441,8 @@ async def test_an_honest_compressed_or_chunked_answer_is_still_read(encoding: st
         serve(answer) as endpoint,
         open_api(endpoint.url, StaticToken(TOKEN), concurrency=1, timeout=5) as api,
     ):
-        attempt = await call(api, "put")
+        with anyio.fail_after(20):
+            attempt = await call(api, "put")
     assert attempt.verdict is Verdict.OK, attempt.error
 
 
