@@ -1656,3 +1656,28 @@ def test_loopback_never_goes_through_a_proxy_whatever_the_scheme(
         assert transport.proxy_for(url) is None, url
     assert transport.proxy_for("http://iam.example") == "http://http_proxy.corp:3128"
     assert transport.proxy_for("https://iam.example") == "http://https_proxy.corp:3128"
+
+
+async def test_a_refused_tunnel_is_a_clean_retry_and_a_ca_bundle_keeps_the_proxy(
+    tls: tuple[ssl.SSLContext, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transport made with --ca-bundle still takes HTTPS_PROXY; a proxy refusing the CONNECT
+    is a retryable 'cannot connect', never 'may have applied', and only the proxy is asked."""
+    _, bundle = tls
+    remote = "https://projectman-ext.cn-north-4.myhuaweicloud.com"
+    async with refusing_proxy() as proxy:
+        for name in ("HTTPS_PROXY", "https_proxy"):
+            monkeypatch.setenv(name, proxy.url)
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        transport = make_transport(ca_bundle=bundle)
+        assert transport.proxy_for(remote) == proxy.url
+        async with open_api(
+            remote, StaticToken(TOKEN), concurrency=1, timeout=5, transport=transport
+        ) as api:
+            with anyio.fail_after(20):
+                attempt = await call(api, "put")
+    assert attempt == Attempt(
+        Verdict.RETRY, error="cannot connect: the proxy refused the tunnel (HTTP 403 Forbidden)"
+    )
+    assert proxy.requests == ["CONNECT projectman-ext.cn-north-4.myhuaweicloud.com:443 HTTP/1.1"]
