@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from functools import partial
 
 import anyio
 import anyio.lowlevel
@@ -77,6 +78,7 @@ class Journal:
 
 
 NO_WAIT = RetryPolicy(retries=3, backoff=0.0)
+FOUR_IN_FLIGHT = partial(RateGovernor, policy=ThrottlePolicy(start_window=4))
 WAIT = 30  # seconds: the deadline of each wait, so a regression fails instead of hanging
 
 
@@ -294,7 +296,8 @@ async def test_graceful_stop_finishes_in_flight_and_starts_nothing_new() -> None
             async def go() -> None:
                 await run_batch(
                     items(100), api=api, journal=journal, concurrency=4,
-                    sender=Sender(governor=RateGovernor(), retry=NO_WAIT, stop=stop),
+                    # A slow start's window of 4: the held requests are never answered.
+                    sender=Sender(governor=FOUR_IN_FLIGHT(), retry=NO_WAIT, stop=stop),
                 )  # fmt: skip
 
             tg.start_soon(go)
@@ -338,7 +341,7 @@ async def test_a_forced_stop_cancels_requests_in_flight_without_journaling_them(
             async def go() -> None:
                 summary = await run_batch(
                     items(10), api=api, journal=journal, concurrency=3,
-                    sender=Sender(governor=RateGovernor(), retry=NO_WAIT, stop=stop),
+                    sender=Sender(governor=FOUR_IN_FLIGHT(), retry=NO_WAIT, stop=stop),
                 )  # fmt: skip
                 assert summary.stopped == "interrupted"
 
