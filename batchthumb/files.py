@@ -22,6 +22,9 @@ if sys.platform != "win32":  # making a descriptor blocking again is fcntl(2): P
 # Flags that do not exist on Windows, where batchthumb's lock refuses to run anyway.
 NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+# Appending to a file batchthumb writes (the report, the log): created if missing, and never
+# through a symlink, which a dangling link would otherwise create wherever it points.
+APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT | NOFOLLOW
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -75,6 +78,8 @@ def open_fd(path: os.PathLike[str] | str, flags: int, *, mode: int = 0o644) -> i
             raise FileRefused("is a symbolic link; refusing to follow it") from None
         if isinstance(exc, IsADirectoryError):
             raise FileRefused("is a directory") from None
+        if exc.errno == errno.ENXIO:  # O_NONBLOCK write-open of a FIFO that nobody reads
+            raise FileRefused("is a FIFO (named pipe), not a regular file") from None
         raise FileRefused(f"cannot open: {exc.strerror}") from None
     try:
         mode_now = os.fstat(fd).st_mode

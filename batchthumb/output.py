@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 from batchthumb.console import Console
 from batchthumb.errors import BatchthumbError, UsageError, os_errors
+from batchthumb.files import APPEND, FileRefused, open_fd
 from batchthumb.logs import JsonEvents
 from batchthumb.model import RunSettings
 
@@ -138,6 +139,10 @@ def _describe(event: str, fields: dict[str, Any]) -> str:
     return f"retrying {subject} (attempt {fields.get('attempt')} failed: {answer}){wait}"
 
 
+def _open_append(path: str, flags: int) -> int:
+    return open_fd(path, APPEND)
+
+
 @contextmanager
 def open_output(settings: RunSettings, console: Console) -> Iterator[RunOutput]:
     """The run's output; what stops the run is logged before it leaves.
@@ -151,7 +156,10 @@ def open_output(settings: RunSettings, console: Console) -> Iterator[RunOutput]:
     if settings.log_file is not None:
         with os_errors(settings.log_file, "write the log", UsageError):
             settings.log_file.parent.mkdir(parents=True, exist_ok=True)
-            log = settings.log_file.open("a", encoding="utf-8")
+        try:  # closed below, when the run ends
+            log = open(settings.log_file, "a", encoding="utf-8", opener=_open_append)  # noqa: SIM115
+        except FileRefused as exc:
+            raise UsageError(f"{settings.log_file}: cannot write the log: {exc.reason}") from None
     output = RunOutput(console, settings, log)
     try:
         yield output

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from batchthumb.errors import LockHeldError, ReportError, UsageError, os_errors
-from batchthumb.files import NOFOLLOW, FileRefused, open_fd, open_new, open_regular
+from batchthumb.files import APPEND, NOFOLLOW, FileRefused, open_fd, open_new, open_regular
 from batchthumb.model import ItemResult, Outcome
 
 if sys.platform != "win32":  # the lock is flock(2): POSIX only (Linux, macOS)
@@ -58,7 +58,6 @@ SNAPSHOT = "snapshot"
 START = "start"  # a run (fresh or resumed) began: when, where, how many items
 RUN = "run"  # a run ended (done, stopped or aborted; a killed run has none): its facts
 CHECK_EVERY = 1.0  # seconds between checks that the report is still where it was opened
-_APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT
 
 
 def key_digest(key: tuple[str, ...]) -> bytes:
@@ -298,8 +297,7 @@ class Journal:
         with os_errors(self.path, "write the report"):
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            # Never through a symlink (a dangling one would create its target).
-            fd = open_fd(self.path, _APPEND | NOFOLLOW)
+            fd = open_fd(self.path, APPEND)
         except FileRefused as exc:
             raise ReportError(f"{self.path}: cannot write the report: {exc.reason}") from None
         info = os.fstat(fd)

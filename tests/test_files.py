@@ -479,6 +479,32 @@ async def test_a_log_file_on_a_full_disk_is_a_clear_error_and_the_report_untouch
     assert box.stats.puts == 0
 
 
+@pytest.mark.parametrize("kind", ["dangling symlink", "symlink", "fifo"])
+async def test_a_log_file_that_is_not_a_regular_file_is_refused_before_anything_is_sent(
+    tmp_path: Path, sandbox: tuple[Sandbox, str], kind: str
+) -> None:
+    """--log-file through a symlink or into a FIFO: exit 2 at once, no PUT, no file created."""
+    box, url = sandbox
+    job = write_job(tmp_path / "job.yaml", endpoint=url, plans=range(3))
+    log, target = tmp_path / "run.log", tmp_path / "elsewhere"
+    if kind == "fifo":
+        fifo(log)
+    else:
+        if kind == "symlink":
+            target.write_text("keep\n")
+        log.symlink_to(target)
+    with anyio.fail_after(30):  # a FIFO opened for writing with no reader would block
+        result = await cli("run", str(job), "--no-progress", "--log-file", str(log))
+    assert result.code == 2, result.err
+    reason = "is a symbolic link" if "symlink" in kind else "not a regular file"
+    assert f"{log}: cannot write the log: " in result.err and reason in result.err
+    assert box.stats.puts == 0
+    if kind == "dangling symlink":
+        assert not target.exists()
+    elif kind == "symlink":
+        assert target.read_text() == "keep\n"
+
+
 def test_a_failing_log_stream_reports_once_and_drops_later_events() -> None:
     """Writes to /dev/full fail: the error is kept, told once, and never raised into the run."""
     from batchthumb.errors import UsageError
