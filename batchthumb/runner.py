@@ -166,7 +166,8 @@ class _Batch:
                 return self.result(item, None, attempt, Outcome.FAILED, resolved.attempts, began)
             img_url, attempts = resolved.img_url, resolved.attempts
         previous = self.previous
-        if previous and previous.get(item.key, _UNKNOWN) == img_url:
+        # img_url is a str here, so neither an unknown plan nor one without a thumbnail matches.
+        if previous and previous.get(item.key) == img_url:
             already = Attempt(Verdict.OK, error="already set")
             return self.result(item, img_url, already, Outcome.SKIPPED, attempts, began)
         api = self.api
@@ -188,7 +189,8 @@ class _Batch:
         while True:
             if key in uploads.done:
                 return _Resolved(uploads.done[key], Attempt(Verdict.OK))
-            if key in uploads.remembered and self.trust(key, uploads.remembered.pop(key)):
+            if key in uploads.remembered:  # an earlier run's: kept if a plan shows it, else dropped
+                self.trust(key, uploads.remembered.pop(key))
                 continue
             if key in uploads.failed:
                 return _Resolved(None, uploads.failed[key])
@@ -216,18 +218,17 @@ class _Batch:
         finally:
             uploads.flying.pop(key).set()
 
-    def trust(self, key: Key, img_url: str) -> bool:
+    def trust(self, key: Key, img_url: str) -> None:
         """Take an earlier run's upload if a plan of its project shows it: the server has it."""
         listings = self.listings
         if listings is None or not listings.shows(key[0], img_url):
-            return False
+            return
         try:
             self.journal.record_upload(key[0], key[1], img_url)  # kept as the history rotates
         except ReportError as exc:
             self.fail(exc)
-            return False
+            return
         self.uploads.done[key] = img_url
-        return True
 
     async def upload(self, item: Item) -> _Resolved | None:
         image = item.image
@@ -312,9 +313,6 @@ class _Batch:
                 "check the endpoint and the job before running again"
             )
             self.sender.stop.request("aborted")
-
-
-_UNKNOWN = object()  # not in ``previous``: unlike None, which means "had no thumbnail"
 
 
 class UtcStamp:

@@ -23,12 +23,18 @@ SRC = "a" * 32
 DST = "b" * 32
 TOKEN = "t" * 40
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "BATCHTHUMB_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)}
+
+
+def env() -> dict[str, str]:
+    """The environment as it is now, with the token."""
+    # Not a copy taken at import: the in-process CLI would undo what was set since, such as
+    # mutmut's MUTANT_UNDER_TEST, and test the unmutated code.
+    return {**os.environ, "BATCHTHUMB_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)}
 
 
 async def cli(*args: str, cwd: Path, check: int | None = 0) -> subprocess.CompletedProcess[bytes]:
     """``batchthumb ARGS`` in process (:func:`tests.clihelp.cli`), shaped like a subprocess's."""
-    result = await in_process(*args, env={**ENV, "BATCHTHUMB_TOKEN": TOKEN}, cwd=cwd)
+    result = await in_process(*args, env=env(), cwd=cwd)
     done = subprocess.CompletedProcess(args, result.code, result.out.encode(), result.err.encode())
     if check is not None:
         assert done.returncode == check, done.stderr.decode()
@@ -308,7 +314,7 @@ async def test_resume_after_a_kill_during_a_migration_uploads_nothing_twice(tmp_
             "2",
         ]
         sandbox.gate.close()
-        async with await anyio.open_process(args, cwd=tmp_path, env=ENV) as process:
+        async with await anyio.open_process(args, cwd=tmp_path, env=env()) as process:
             with anyio.fail_after(30):
                 await sandbox.wait_until(lambda s: s.waiting_at_gate >= 2)
             process.send_signal(signal.SIGKILL)

@@ -161,8 +161,8 @@ def _int_param(params: dict[str, Any], name: str, default: int, high: int) -> in
     return value
 
 
-def _multipart_file(content_type: str, body: bytes) -> bytes:
-    """Return the bytes of the ``file`` field of a multipart/form-data body."""
+def _multipart_file(content_type: str, body: bytes) -> tuple[bytes, str | None]:
+    """The bytes of the ``file`` field of a multipart/form-data body, and its file name."""
     mime, _, params = content_type.partition(";")
     if mime.strip().lower() != "multipart/form-data":
         raise parameter_error("the body must be multipart/form-data with a file field")
@@ -185,7 +185,7 @@ def _multipart_file(content_type: str, body: bytes) -> bytes:
             if name.strip().lower() == "content-disposition":
                 _, disposition = parse_content_disposition(value.strip())
                 if disposition.get("name") == "file":
-                    return content
+                    return content, disposition.get("filename")
     raise parameter_error("the multipart body has no file field")
 
 
@@ -493,7 +493,7 @@ class Routes:
         await self.admit("upload", request, body)
         project_id = self.project(request)
         self.plans_of(project_id, create=True)
-        data = _multipart_file(request.headers.get("Content-Type", ""), body)
+        data, filename = _multipart_file(request.headers.get("Content-Type", ""), body)
         limit = sandbox.config.max_upload_bytes
         if len(data) > limit:
             # The 5 MB cap is the service's (doc of UploadIssueImg), not the gateway's 12 MB
@@ -502,7 +502,7 @@ class Routes:
         ext = image_type(data)
         if ext is None:
             raise invalid("file", "not a png, jpg, gif, bmp or webp image")
-        img_id, upload = self.store.store_upload(project_id, data, ext)
+        img_id, upload = self.store.store_upload(project_id, data, ext, filename)
         return json_response({"img_id": img_id, "img_url": upload.img_url})
 
     async def download_img(self, request: web.Request) -> web.StreamResponse:

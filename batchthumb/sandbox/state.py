@@ -89,12 +89,13 @@ class Plan:
 
 @dataclass(frozen=True, slots=True)
 class Upload:
-    """An image stored by the upload route (or by ``Sandbox.upload``)."""
+    """An image stored by the upload route (or by ``Sandbox.upload``), with the file name sent."""
 
     project_id: str
     img_url: str
     data: bytes
     content_type: str
+    filename: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +236,9 @@ class Store:
         self.projects[plan.project_id][plan.id] = updated
         return updated
 
-    def store_upload(self, project_id: str, data: bytes, ext: str) -> tuple[str, Upload]:
+    def store_upload(
+        self, project_id: str, data: bytes, ext: str, filename: str | None = None
+    ) -> tuple[str, Upload]:
         """Store image bytes under a fresh ``/v1/upload/...`` URL; return (img_id, upload)."""
         self.ensure_project(project_id)
         self._upload_seq += 1
@@ -245,6 +248,6 @@ class Store:
         month = time.strftime("%Y%m", time.gmtime(now))
         img_url = f"/v1/upload/{project_id}/{month}/{img_id}.{ext}"
         content_type = CONTENT_TYPES.get(ext.lower(), "application/octet-stream")
-        upload = Upload(project_id, img_url, data, content_type)
+        upload = Upload(project_id, img_url, data, content_type, filename)
         self.uploads[img_url] = upload
         return img_id, upload
