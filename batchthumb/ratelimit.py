@@ -7,17 +7,26 @@ do:
 
 - **Slow start.** A run begins at ``start_rate`` and doubles every ``doubling`` seconds, so an
   unknown limit meets a probe, not every worker at once, while an unlimited server is at full
-  speed within half a second (past ``unlimited`` the pacing stops).
+  speed within half a second (past ``unlimited`` the pacing stops). Over a long round trip
+  the rate is not what holds a first wave back (at 50 ms, 32 workers are all in flight before
+  the first answer), so the slow start also has a congestion window, as TCP's does: at most
+  ``start_window`` requests in flight, one more per success (twice as many each round trip).
+  What the first wave costs is what is in flight when the limit is met. A configured ``rate``
+  needs no probing, so it starts with no window.
 - **Cut.** A throttled answer to a request started after the last cut sets the maximum to the
   rate the server *accepted*, counted over the last ``span`` (a second: a count over a few
   milliseconds is not a rate per second), and cuts to ``beta`` times that. Answers to
-  requests sent before the cut say nothing about the new rate: they cut nothing.
+  requests sent before the cut say nothing about the new rate: they cut nothing. After a cut
+  one request is in flight until one is accepted, then one more per success: a window that is
+  closed until it resets refuses that one probe, not every worker's request.
 - **Recovery.** The rate then climbs along a cubic back to that maximum in ``recovery``
-  seconds (longer for slow limits, so that probing costs few throttled requests), whatever the
-  depth of the cut, and flattens near it. Past it, it grows again within ``recovery`` seconds
-  however long the approach took (a maximum measured low, or a limit that rose, is not held
-  for ten more seconds), then doubles each ``recovery``. The first start after a cut waits
-  one interval at the new rate: the server has just refused one, so its bucket is empty.
+  seconds (longer for slow limits, the time ``probe_every`` requests take, so that probing
+  costs few throttled requests; after the first cut, whose maximum is a guess, the time
+  ``first_probe_every`` take), whatever the depth of the cut, and flattens near it. Past
+  it, it grows again within ``recovery`` seconds however long the approach took (a maximum
+  measured low, or a limit that rose, is not held for ten more seconds), then doubles each
+  ``recovery``. The first start after a cut waits one interval at the new rate: the server
+  has just refused one, so its bucket is empty.
 - **Pause.** Throttling that persists with no success in between (a window that is full until
   it resets) pauses every worker, for a time that doubles while it lasts; ``Retry-After``, when
   the server sends it, sets the pause instead (capped).
@@ -43,6 +52,8 @@ class ThrottlePolicy:
     """How the governor probes, brakes and recovers."""
 
     start_rate: float = 50.0  # requests per second the slow start begins at
+    start_window: int = 2  # requests in flight the slow start begins with; +1 per success
+    window_nap: float = 0.002  # seconds between looks at a full window
     doubling: float = 0.03  # seconds in which the slow start doubles the rate
     unlimited: float = 10_000.0  # past this rate in slow start, nothing is paced at all
     beta: float = 0.85  # a cut leaves this share of the rate the server accepted
@@ -50,6 +61,7 @@ class ThrottlePolicy:
     span: float = 1.0  # seconds over which the accepted rate is counted
     recovery: float = 1.0  # seconds to regain the rate before a cut, at least
     probe_every: float = 150.0  # ... and at least this many requests: each probe costs a 429
+    first_probe_every: float = 60.0  # ... after the first cut, whose maximum is a guess
     max_recovery: float = 10.0  # ... and at most this many seconds
     min_rate: float = 0.2  # requests per second; never slower than this
     pause: float = 0.25  # first pause while throttling persists; doubles while it lasts
@@ -110,6 +122,10 @@ class RateGovernor:
         self._accepted: deque[float] = deque()  # success times within the last span
         self._throttles: deque[float] = deque()  # throttle times within the last span
         self._first_answer = math.inf
+        self._in_flight = 0  # started and not yet answered
+        # The congestion window (requests in flight at most): what a first wave can cost is
+        # what is in flight when the limit is met. A configured rate needs no probing.
+        self._window = float(self._policy.start_window) if rate <= 0 else math.inf
         self._throttled = 0
         self._cuts = 0
 
@@ -175,8 +191,11 @@ class RateGovernor:
             return None
         if self._started == math.inf:
             self._started = now
+        if self._in_flight >= self._window:
+            return None
         rate = self._current_rate(now)
         if math.isinf(rate):
+            self._in_flight += 1
             return now
         interval = 1.0 / rate
         tat = max(self._tat, now)
@@ -184,6 +203,7 @@ class RateGovernor:
             return None
         self._tat = tat + interval
         self._last_start = now
+        self._in_flight += 1
         return now
 
     async def acquire(self) -> float:
@@ -195,12 +215,18 @@ class RateGovernor:
                 continue
             if self._started == math.inf:
                 self._started = now
+            if self._in_flight >= self._window:
+                # The window is full: an answer frees it within a round trip.
+                await self._sleep(self._policy.window_nap)
+                continue
             rate = self._current_rate(now)
             if math.isinf(rate):
+                self._in_flight += 1
                 return now
             slot = self._reserve(now, rate)
             if slot <= now:
                 self._last_start = max(self._last_start, now)
+                self._in_flight += 1
                 return now
             epoch = self._epoch
             # Wake now and then: a cut, a pause or a climb voids the slot (booked at the old
@@ -208,8 +234,9 @@ class RateGovernor:
             nap = self._policy.doubling
             while epoch == self._epoch and (now := self._clock()) < slot:
                 await self._sleep(min(slot - now, nap))
-            if epoch == self._epoch:
+            if epoch == self._epoch and self._in_flight < self._window:
                 self._last_start = max(self._last_start, slot)
+                self._in_flight += 1
                 return slot
 
     def _reserve(self, now: float, rate: float) -> float:
@@ -218,9 +245,15 @@ class RateGovernor:
         self._tat = tat + interval
         return max(now, tat - (self._burst - 1) * interval)
 
+    def on_answer(self) -> None:
+        """Note a request that ended neither accepted nor throttled (an error, a cancel)."""
+        self._in_flight = max(0, self._in_flight - 1)
+
     def on_success(self) -> None:
         """Note a request the server accepted."""
         now = self._clock()
+        self._in_flight = max(0, self._in_flight - 1)
+        self._window += 1  # twice as many in flight each round trip, as in TCP's slow start
         self._streak = 0
         accepted = self._accepted
         accepted.append(now)
@@ -235,6 +268,7 @@ class RateGovernor:
         """Slow the whole run down: the server throttled a request started at ``started_at``."""
         now = self._clock()
         policy = self._policy
+        self._in_flight = max(0, self._in_flight - 1)
         self._throttled += 1
         if self._first_answer == math.inf:
             self._first_answer = now
@@ -305,13 +339,20 @@ class RateGovernor:
         measured = min(measured, current)
         if math.isinf(measured):  # unpaced, and nothing accepted to count: start low
             measured = policy.start_rate
-        beta = policy.first_beta if self._slow_start else policy.beta
+        first = self._slow_start
+        beta = policy.first_beta if first else policy.beta
         self._slow_start = False
+        # One request in flight until one is accepted, then one more per success: a window
+        # that is closed (or a pause's end that comes too soon) refuses one probe, not every
+        # worker's request. The rate soon paces alone again.
+        self._window = 1.0
         self._high = max(measured, policy.min_rate)
         self._low = max(self._high * beta, policy.min_rate)
-        self._recovery = min(
-            policy.max_recovery, max(policy.recovery, policy.probe_every / self._high)
-        )
+        # The first cut's maximum is a guess from under a second, too high or too low: it is
+        # regained over fewer requests, so that a limit above it (or one that rose) is found
+        # in seconds. A later one was measured, and probing above it costs a 429 each time.
+        probes = policy.first_probe_every if first else policy.probe_every
+        self._recovery = min(policy.max_recovery, max(policy.recovery, probes / self._high))
         self._cut_at = now
         self._rate_at = -math.inf
         # Slots booked at the old rate are void, and the server has just refused one: its

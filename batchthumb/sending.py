@@ -175,11 +175,17 @@ class Sender:
                 return None
             attempts += 1
             self.requests += 1
-            attempt = await request(*args)
+            try:
+                attempt = await request(*args)
+            except BaseException:
+                self.governor.on_answer()  # cancelled or failed: no longer in flight
+                raise
             verdict = attempt.verdict
             if verdict is Verdict.OK:
                 self.governor.on_success()
                 return attempt, attempts
+            if verdict is not Verdict.THROTTLED:
+                self.governor.on_answer()
             if verdict is Verdict.REJECTED or verdict is Verdict.FORBIDDEN:
                 self.abort(attempt)
                 return attempt, attempts

@@ -3,6 +3,7 @@
     python benchmarks/throttling.py               # the README's table (~15 min on 2 quiet cores)
     python benchmarks/throttling.py --quick       # a few short cells, for development
     python benchmarks/throttling.py --jobs 4      # cells run four at a time (default 4)
+    python benchmarks/throttling.py --simulate    # the same cells on a virtual clock, in seconds
 
 Each cell is the real CLI (``batchthumb run --no-snapshot``, no ``--rate``) in a subprocess
 against the sandbox in another (``benchmarks/sandbox_server.py``), which notes when every PUT
@@ -17,6 +18,12 @@ client replayed against the sandbox's own limiter (so a bucket's burst and a win
 allowance count as sent at once). At 50 ms a few workers cannot reach some limits at all, so
 there the ideal is the larger of that and N x round trip / workers. Every cell is at least 20 s
 of ideal. Results go to ``benchmarks/results/throttling.json`` and ``.md``.
+
+``--simulate`` runs the very same cells through ``tests/simulate.py``: the real governor
+against the sandbox's real limiter on a virtual clock, with a loopback round trip of 1 to 3 ms
+(jittered, so answers come back out of order) and the sandbox's latency held before the limit,
+as the sandbox holds it. It does not depend on the machine's load, so it is what the governor
+is tuned against; its results go to ``throttling-simulated.json`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -32,10 +39,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from run import HERE, Server, _table, batchthumb, machine, write_yaml_job
+from run import HERE, ROOT, Server, _table, batchthumb, machine, write_yaml_job
+
+sys.path.insert(0, str(ROOT))  # tests/simulate.py, for --simulate
 
 from batchthumb.model import RunSettings
 from batchthumb.sandbox.command import add_arguments, build_sandbox
+from batchthumb.sandbox.limits import Limiter, RateLimit
+from tests.simulate import simulate
 
 LIMITS = (5, 20, 50, 200, 1000)
 DEFAULT_CONCURRENCY = RunSettings().concurrency
@@ -43,6 +54,7 @@ WORKERS = (DEFAULT_CONCURRENCY, 32)
 MIN_IDEAL = 20.0
 LATENCY = 0.05
 TARGET_RATIO, TARGET_MEDIAN, TARGET_THROTTLED = 1.15, 1.10, 3.0
+SIM_ROUND_TRIP, SIM_JITTER = 0.001, 0.001  # loopback: 1 ms, plus up to 1 ms more each way
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,19 +86,18 @@ def shapes(limit: float) -> dict[str, tuple[str, ...]]:
     }  # fmt: skip
 
 
-def sandbox_limiter(options: tuple[str, ...]) -> Any:
-    """The limiter the sandbox builds from ``options`` (the very code it runs)."""
+def sandbox_limit(options: tuple[str, ...]) -> RateLimit:
+    """The limit the sandbox builds from ``options`` (the very code it runs)."""
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    from batchthumb.sandbox.limits import Limiter
-
     limit = build_sandbox(parser.parse_args(list(options))).config.rate_limit
-    return Limiter(limit)
+    assert limit is not None, options
+    return limit
 
 
 def ideal_span(options: tuple[str, ...], items: int) -> float:
     """First to last of ``items`` PUTs sent as early as the limit allows (a greedy client)."""
-    limiter = sandbox_limiter(options)
+    limiter = Limiter(sandbox_limit(options))
     now, sent, first = 0.0, 0, 0.0
     while sent < items:
         wait = limiter.admit(now)
@@ -112,13 +123,26 @@ def items_for(cell: Cell) -> tuple[int, float]:
         items = max(items + 1, round(items * cell.min_ideal / max(span, 1.0)))
 
 
-def run_cell(cell: Cell, work: Path, index: int) -> dict[str, Any]:
-    """Run one cell; what the sandbox saw, against the ideal."""
+def client_rate(cell: Cell) -> float:
+    """The cell's ``--rate``, or 0 (none)."""
+    if "--rate" not in cell.client:
+        return 0.0
+    return float(cell.client[cell.client.index("--rate") + 1])
+
+
+def cell_ideal(cell: Cell) -> tuple[int, float]:
+    """The cell's items, and the least time its limit, round trip and ``--rate`` allow."""
     items, ideal = items_for(cell)
     if cell.latency:
         ideal = max(ideal, items * cell.latency / cell.workers)
-    if "--rate" in cell.client:  # a configured rate allows no more than itself
-        ideal = max(ideal, (items - 1) / float(cell.client[cell.client.index("--rate") + 1]))
+    if client_rate(cell):  # a configured rate allows no more than itself
+        ideal = max(ideal, (items - 1) / client_rate(cell))
+    return items, ideal
+
+
+def run_cell(cell: Cell, work: Path, index: int) -> dict[str, Any]:
+    """Run one cell; what the sandbox saw, against the ideal."""
+    items, ideal = cell_ideal(cell)
     job = write_yaml_job(work / f"cell-{index}.yaml", items)
     # --autocreate: the job's plans are made up, and the sandbox knows none of them.
     server_options = ("--autocreate", *cell.server)
@@ -128,7 +152,33 @@ def run_cell(cell: Cell, work: Path, index: int) -> dict[str, Any]:
             job, server, "--concurrency", str(cell.workers), *cell.client, timeout=900.0
         )
         seen = server.seen()
-    puts = len(seen.arrivals)
+    return cell_row(
+        cell, items, ideal, seen.span, len(seen.arrivals), seen.statuses.get(429, 0),
+        child.returncode,
+    )  # fmt: skip
+
+
+def simulate_cell(cell: Cell, work: Path, index: int) -> dict[str, Any]:
+    """Run one cell on the virtual clock of tests/simulate.py; the same row as a real run."""
+    items, ideal = cell_ideal(cell)
+    outcome, _ = simulate(
+        sandbox_limit(cell.server),
+        items=items,
+        workers=cell.workers,
+        round_trip=SIM_ROUND_TRIP,
+        jitter=SIM_JITTER,
+        latency=cell.latency,
+        seed=index,
+        rate=client_rate(cell),
+    )
+    puts = len(outcome.arrivals)
+    return cell_row(cell, items, ideal, outcome.sent_span, puts, outcome.throttled, 0)
+
+
+def cell_row(
+    cell: Cell, items: int, ideal: float, span: float, puts: int, throttled: int, exit: int
+) -> dict[str, Any]:
+    """One cell's row of the tables, printed as it comes."""
     row = {
         "shape": cell.shape,
         "limit": cell.limit,
@@ -138,18 +188,18 @@ def run_cell(cell: Cell, work: Path, index: int) -> dict[str, Any]:
         "note": cell.note,
         "items": items,
         "ideal_s": ideal,
-        "span_s": seen.span,
-        "ratio": seen.span / ideal if ideal else float("nan"),
+        "span_s": span,
+        "ratio": span / ideal if ideal else float("nan"),
         "puts": puts,
-        "throttled": seen.statuses.get(429, 0),
-        "throttled_pct": seen.statuses.get(429, 0) / puts * 100 if puts else 0.0,
-        "exit": child.returncode,
+        "throttled": throttled,
+        "throttled_pct": throttled / puts * 100 if puts else 0.0,
+        "exit": exit,
     }
     extra = f" {row['client']}" if row["client"] else ""
     extra += f" {row['latency_ms']} ms" if cell.latency else ""
     print(
         f"  {cell.shape} {cell.limit:g}/s x{cell.workers}{extra}: {row['ratio']:.2f}x, "
-        f"{row['throttled_pct']:.1f}% throttled, exit {child.returncode}",
+        f"{row['throttled_pct']:.1f}% throttled, exit {exit}",
         flush=True,
     )
     return row
@@ -254,12 +304,21 @@ def summary_lines(rows: list[dict[str, Any]], what: str) -> list[str]:
 def markdown(result: dict[str, Any]) -> str:
     """The tables of a result, as Markdown."""
     info = result["machine"]
+    if result.get("simulated"):
+        what = (
+            f"Simulated {result['date']} (`python benchmarks/throttling.py --simulate`: "
+            f"tests/simulate.py's virtual clock, loopback {SIM_ROUND_TRIP * 1000:g} ms plus up "
+            f"to {SIM_JITTER * 1000:g} ms each way)."
+        )
+    else:
+        what = (
+            f"Run {result['date']} on {info['cpu']}, {info['cores']} cores, Python "
+            f"{info['python']}, {result['jobs']} cells at a time, load average "
+            f"{result['load_before']} before and {result['load_after']} after "
+            f"({result['minutes']:.0f} minutes)."
+        )
     out = [
-        f"Run {result['date']} on {info['cpu']}, {info['cores']} cores, Python "
-        f"{info['python']}, {result['jobs']} cells at a time, load average "
-        f"{result['load_before']} before and {result['load_after']} after "
-        f"({result['minutes']:.0f} minutes). Each cell: time/ideal, first to last PUT, and "
-        "the share of PUTs answered 429.",
+        f"{what} Each cell: time/ideal, first to last PUT, and the share of PUTs answered 429.",
         "",
         "Loopback:",
         "",
@@ -310,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=4, help="cells run at once (default 4)")
     parser.add_argument("--no-latency", action="store_true", help="skip the 50 ms subset")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="where results go")
+    parser.add_argument(
+        "--simulate", action="store_true", help="the same cells on a virtual clock (seconds)"
+    )
     args = parser.parse_args(argv)
     matrix, extras, slow = cells(args.quick)
     if args.no_latency:
@@ -318,18 +380,21 @@ def main(argv: list[str] | None = None) -> int:
     # Longest first, so the slow cells do not all end up at the tail.
     order = sorted(range(len(everything)), key=lambda i: -items_for(everything[i])[1])
     started = time.monotonic()
+    jobs = 1 if args.simulate else args.jobs  # the simulation is CPU alone: threads gain nothing
     result: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": machine(),
-        "jobs": args.jobs,
+        "jobs": jobs,
+        "simulated": args.simulate,
         "load_before": load(),
     }
-    print(f"{len(everything)} cells, {args.jobs} at a time", flush=True)
+    print(f"{len(everything)} cells, {jobs} at a time", flush=True)
+    run = simulate_cell if args.simulate else run_cell
     with (
         tempfile.TemporaryDirectory(prefix="batchthumb-throttling-") as tmp,
-        ThreadPoolExecutor(max_workers=args.jobs) as pool,
+        ThreadPoolExecutor(max_workers=jobs) as pool,
     ):
-        futures = {i: pool.submit(run_cell, everything[i], Path(tmp), i) for i in order}
+        futures = {i: pool.submit(run, everything[i], Path(tmp), i) for i in order}
         rows = [futures[i].result() for i in range(len(everything))]
     result["load_after"] = load()
     result["minutes"] = (time.monotonic() - started) / 60
@@ -341,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     name = "throttling-quick" if args.quick else "throttling"
+    name += "-simulated" if args.simulate else ""
     (args.out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / f"{name}.md").write_text(table)
     print(f"written: {args.out / f'{name}.json'}, {args.out / f'{name}.md'}")

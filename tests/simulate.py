@@ -1,21 +1,26 @@
 """A simulated run: workers, a rate governor and a sandbox limiter on one virtual clock.
 
 Deterministic and instant: time moves only when every worker waits, to the earliest wake-up.
-Each worker starts a request when the governor lets it, the request reaches the limiter half a
-round trip later and its answer comes back after the other half, as over a network.
+Each worker starts a request when the governor lets it; the request reaches the server half a
+round trip later, is held there for the sandbox's ``latency``, meets the limiter, and its answer
+comes back after the other half, as over a network. Each half may take up to ``jitter`` seconds
+more (seeded), so answers come back out of order as they do over real sockets, and a request
+sent before a window resets may meet the next window.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import math
+import random
 from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
 from batchthumb.model import RunSettings
 from batchthumb.ratelimit import RateGovernor, ThrottlePolicy
-from batchthumb.sandbox.limits import Limiter, RateLimit
+from batchthumb.sandbox.limits import Limiter, RateLimit, RetryAfter
 
 
 class _Wake:
@@ -56,9 +61,21 @@ class Outcome:
         """First to last accepted arrival, seconds."""
         return self.accepted[-1] - self.accepted[0]
 
+    @property
+    def sent_span(self) -> float:
+        """First to last arrival of any request, seconds (what the benchmark measures)."""
+        return max(self.arrivals) - min(self.arrivals)
+
     def accepted_between(self, start: float, end: float) -> int:
         """How many requests were accepted in [start, end)."""
         return sum(1 for t in self.accepted if start <= t < end)
+
+
+def retry_after_header(limit: RateLimit | None) -> Callable[[float], float | None]:
+    """What the client reads from the sandbox's Retry-After: whole seconds, or nothing."""
+    if limit is None or limit.retry_after is RetryAfter.NONE:
+        return lambda wait: None
+    return lambda wait: float(max(1, math.ceil(wait - 1e-9)))
 
 
 def simulate(
@@ -67,10 +84,13 @@ def simulate(
     items: int,
     workers: int = 8,
     round_trip: float = 0.002,
+    latency: float = 0.0,
+    jitter: float = 0.0,
+    seed: int = 0,
     rate: float = 0.0,
     burst: int = 1,
     policy: ThrottlePolicy | None = None,
-    retry_after: Callable[[float], float | None] = lambda wait: None,
+    retry_after: Callable[[float], float | None] | None = None,
 ) -> tuple[Outcome, RateGovernor]:
     """Send ``items`` requests through ``workers`` against ``limit`` (None: unlimited)."""
     vt = VirtualTime()
@@ -80,8 +100,11 @@ def simulate(
         rate=rate, burst=burst, policy=policy, clock=vt.clock, sleep=vt.sleep, jitter=lambda: 0.5
     )
     limiter = None if limit is None else Limiter(limit)
+    told = retry_after or retry_after_header(limit)
     outcome = Outcome()
     queue = iter(range(items))
+    noise = random.Random(seed)
+    leg = round_trip / 2
 
     async def worker() -> None:
         for _ in queue:
@@ -89,17 +112,19 @@ def simulate(
                 started = governor.try_acquire()
                 if started is None:
                     started = await governor.acquire()
-                await vt.sleep(round_trip / 2)
-                wait = None if limiter is None else limiter.admit(vt.now)
+                await vt.sleep(leg + jitter * noise.random())
                 outcome.arrivals.append(vt.now)
+                if latency:
+                    await vt.sleep(latency)
+                wait = None if limiter is None else limiter.admit(vt.now)
                 if wait is None:
-                    outcome.accepted.append(vt.now)
-                await vt.sleep(round_trip / 2)
+                    outcome.accepted.append(vt.now - latency)
+                await vt.sleep(leg + jitter * noise.random())
                 if wait is None:
                     governor.on_success()
                     break
                 outcome.throttled += 1
-                governor.on_throttle(started_at=started, retry_after=retry_after(wait))
+                governor.on_throttle(started_at=started, retry_after=told(wait))
 
     run([worker() for _ in range(workers)], vt)
     return outcome, governor

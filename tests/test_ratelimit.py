@@ -7,6 +7,7 @@ virtual time, so "settles within 10% of the limit in 10 s" is checked exactly an
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 
@@ -76,11 +77,20 @@ def rate_between(accepted: list[float], start: float, end: float) -> float:
 # -- pacing ------------------------------------------------------------------------------
 
 
+async def answered_starts(gov: RateGovernor, count: int) -> list[float]:
+    """Start ``count`` requests one after another, each accepted as soon as it starts."""
+    times = []
+    for _ in range(count):
+        times.append(await gov.acquire())
+        gov.on_success()
+    return times
+
+
 async def test_slow_start_begins_paced_and_doubles() -> None:
     """With no rate set, the first requests are paced (no flood) and the pace doubles quickly."""
     time = FakeTime()
     gov = governor(time)
-    times = await starts(gov, 40)
+    times = await answered_starts(gov, 40)
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert gaps[0] == pytest.approx(1 / ThrottlePolicy().start_rate, rel=0.05)
     assert gaps[-1] < gaps[0] / 4
@@ -91,7 +101,7 @@ async def test_an_unlimited_run_stops_pacing_within_a_fraction_of_a_second() -> 
     """Past the slow start no acquire waits and the rate reads as unlimited."""
     time = FakeTime()
     gov = governor(time)
-    await gov.acquire()
+    await answered_starts(gov, 100)  # the slow start's window grows with every success
     time.now = UNLIMITED_AFTER
     assert await starts(gov, 100) == [UNLIMITED_AFTER] * 100
     assert gov.try_acquire() == UNLIMITED_AFTER
@@ -112,6 +122,7 @@ async def test_try_acquire_honours_a_pause_when_the_rate_is_unlimited() -> None:
     time = FakeTime()
     gov = governor(time)
     gov.try_acquire()
+    gov.on_success()
     time.now = UNLIMITED_AFTER
     assert gov.try_acquire() == UNLIMITED_AFTER
     gov.on_throttle(started_at=UNLIMITED_AFTER, retry_after=2.0)
@@ -120,6 +131,84 @@ async def test_try_acquire_honours_a_pause_when_the_rate_is_unlimited() -> None:
     assert gov.try_acquire() is None
     time.now = UNLIMITED_AFTER + 2.0
     assert gov.try_acquire() == pytest.approx(UNLIMITED_AFTER + 2.0)
+
+
+async def test_the_slow_start_keeps_at_most_its_window_in_flight() -> None:
+    """No answers yet: two requests start, the third waits for an answer, then two more may."""
+    time = FakeTime()
+    gov = governor(time)
+    first, second = await gov.acquire(), await gov.acquire()
+    time.now = 1.0  # long past any pacing: only the window holds the third back
+    assert gov.try_acquire() is None
+    gov.on_success()  # frees one place and widens the window by one
+    assert gov.try_acquire() == 1.0
+    assert gov.try_acquire() == 1.0
+    assert gov.try_acquire() is None
+    assert first < second < 1.0
+
+
+async def test_a_waiting_acquire_starts_when_an_answer_frees_the_window() -> None:
+    """acquire waits while the window is full, and returns once an answer comes (an error too)."""
+    time = FakeTime()
+    answered: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        time.now += seconds
+        if time.now >= 0.5 and not answered:
+            answered.append(time.now)
+            gov.on_answer()  # an error: it frees its place but widens nothing
+
+    gov = RateGovernor(clock=time.clock, sleep=sleep, jitter=lambda: 1.0)
+    await gov.acquire()
+    await gov.acquire()
+    assert await gov.acquire() == pytest.approx(answered[0])
+    assert gov.try_acquire() is None  # two in flight again, and the window is still two
+
+
+async def test_a_configured_rate_has_no_window() -> None:
+    """With a rate set there is nothing to probe: starts follow the rate, answered or not."""
+    time = FakeTime()
+    times = await starts(governor(time, rate=100.0), 10)
+    assert times == pytest.approx([i * 0.01 for i in range(10)])
+
+
+async def test_after_a_cut_one_request_is_in_flight_until_one_is_accepted() -> None:
+    """A cut leaves a window of one: a second start waits for an answer, a success widens it."""
+    time = FakeTime()
+    gov = governor(time, rate=100.0, burst=10)
+    gov.on_throttle(started_at=await gov.acquire(), retry_after=None)  # the cut
+    time.now = 1.0  # a burst of 10 is due: only the window holds starts back
+    assert gov.try_acquire() == 1.0
+    assert gov.try_acquire() is None
+    gov.on_success()
+    assert gov.try_acquire() == 1.0
+    assert gov.try_acquire() == 1.0
+    assert gov.try_acquire() is None
+
+
+def test_a_window_that_closes_refuses_one_probe_per_pause_not_every_worker() -> None:
+    """32 workers at 50 ms, a fixed window of 200 a second: past the first 2 s, under 3% 429s."""
+    limit = RateLimit.per_second(200, shape=Shape.FIXED)
+    outcome, _ = simulate(limit, items=4200, workers=32, latency=0.05)
+    first = outcome.arrivals[0]
+    later = [t for t in outcome.arrivals if t >= first + 2.0]
+    refused_later = len(later) - outcome.accepted_between(first + 2.0, math.inf)
+    assert refused_later <= 0.03 * len(later)
+
+
+def first_wave_refusals(start_window: int) -> int:
+    """429s in the first 0.3 s: 32 workers, a 50 ms round trip, a fixed window of 20 a second."""
+    limit = RateLimit.per_second(20, shape=Shape.FIXED)
+    policy = ThrottlePolicy(pause=0.25, start_window=start_window)
+    outcome, _ = simulate(limit, items=100, workers=32, latency=0.05, policy=policy)
+    first = [t for t in outcome.arrivals if t < outcome.arrivals[0] + 0.3]
+    return len(first) - outcome.accepted_between(0.0, outcome.arrivals[0] + 0.3)
+
+
+def test_the_window_makes_a_first_wave_at_a_long_round_trip_cheaper() -> None:
+    """At 50 ms the slow start's window costs at most three quarters of the 429s none costs."""
+    windowed, unwindowed = first_wave_refusals(2), first_wave_refusals(10**6)
+    assert 0 < windowed <= 0.75 * unwindowed
 
 
 # -- Retry-After and pauses ---------------------------------------------------------------
@@ -245,6 +334,22 @@ def test_a_cut_regains_the_old_rate_in_bounded_time_whatever_its_depth() -> None
         assert gov.rate == pytest.approx(maximum, rel=0.01), depth
 
 
+def test_the_first_cuts_guess_is_regained_over_fewer_requests_than_a_measured_maximum() -> None:
+    """At 20/s: the slow start's guess is back in 3 s (60 requests), a later cut's in 7.5 s (150)."""
+    time = FakeTime()
+    gov = cut_after_a_steady_second(time, 20)  # the first cut: a maximum of 20/s
+    first_high, cut_at = gov._high, time.now
+    time.now = cut_at + 60 / first_high
+    assert gov.rate == pytest.approx(first_high, rel=0.01)
+    gov.on_success()
+    gov.on_throttle(started_at=time.now, retry_after=None)  # a later cut, at the rate refused
+    high, cut_at = gov._high, time.now
+    time.now = cut_at + 60 / high
+    assert gov.rate is not None and gov.rate < 0.99 * high
+    time.now = cut_at + 150 / high
+    assert gov.rate == pytest.approx(high, rel=0.01)
+
+
 def test_past_a_slow_maximum_it_probes_higher_within_a_second_not_a_recovery() -> None:
     """A 5/s maximum takes 10 s to approach; a second past it the rate is at 2x max - low."""
     time = FakeTime()
@@ -279,10 +384,12 @@ def test_a_bucket_holding_one_is_not_overrun_as_the_rate_climbs() -> None:
 
 
 def test_a_slow_bucket_holding_one_costs_few_429s() -> None:
-    """5/s, a bucket of 1, 100 PUTs: within 1.2x the ideal 19.8 s and at most 6% throttled."""
+    """5/s, a bucket of 1, 100 PUTs: within 1.2x the ideal 19.8 s and at most 7% throttled."""
+    # 7%, not 6%: the first cut's guess (10/s here) is regained over 60 requests, not 150, so
+    # that a limit above it is found in seconds; at 5/s that costs one more 429.
     outcome, _ = simulate(RateLimit.per_second(5), items=100, workers=8)
     assert outcome.span <= 1.2 * 99 / 5
-    assert outcome.throttled <= 0.06 * len(outcome.arrivals)
+    assert outcome.throttled <= 0.07 * len(outcome.arrivals)
 
 
 def test_it_follows_a_limit_that_falls() -> None:

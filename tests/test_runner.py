@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -101,6 +102,7 @@ class Journal:
 
 
 NO_WAIT = RetryPolicy(retries=3, backoff=0.0)
+FOUR_IN_FLIGHT = partial(RateGovernor, policy=ThrottlePolicy(start_window=4))
 WAIT = 30  # seconds: the deadline of each wait, so a regression fails instead of hanging
 
 
@@ -321,7 +323,8 @@ async def test_graceful_stop_finishes_in_flight_and_starts_nothing_new() -> None
             async def go() -> None:
                 await run_batch(
                     items(100), api=api, journal=journal, concurrency=4,
-                    sender=Sender(governor=RateGovernor(), retry=NO_WAIT, stop=stop),
+                    # A slow start's window of 4: the held requests are never answered.
+                    sender=Sender(governor=FOUR_IN_FLIGHT(), retry=NO_WAIT, stop=stop),
                 )  # fmt: skip
 
             tg.start_soon(go)
@@ -365,7 +368,7 @@ async def test_a_forced_stop_cancels_requests_in_flight_without_journaling_them(
             async def go() -> None:
                 summary = await run_batch(
                     items(10), api=api, journal=journal, concurrency=3,
-                    sender=Sender(governor=RateGovernor(), retry=NO_WAIT, stop=stop),
+                    sender=Sender(governor=FOUR_IN_FLIGHT(), retry=NO_WAIT, stop=stop),
                 )  # fmt: skip
                 assert summary.stopped == "interrupted"
 
