@@ -1127,3 +1127,33 @@ def test_the_duplicates_pass_reads_no_image_again(
     path = write(tmp_path, "items:\n" + line * 2)
     assert problems(path) == [f"{path}:3: items[1]: plan {PLAN} is already listed at line 2"]
     assert read == [tmp_path / "logo.png"]
+
+
+@pytest.mark.parametrize("null", ["~", "null", "! null", "!!null ''", "!!null null"])
+def test_a_null_item_value_or_key_is_read_as_safeloader_reads_it(tmp_path: Path, null: str) -> None:
+    """A null, plain, non-specific (`! null`) or explicit (`!!null`), is empty as an item's
+    value and no plain name as a key, as SafeLoader reads it."""
+    assert yaml.safe_load(f"a: {null}") == {"a": None}  # the premise
+    job = f"{null}: 1\nitems:\n  - {{project_id: {P1}, plan_id: {PLAN}, img_url: {null}}}\n"
+    path = write(tmp_path, job)
+    assert problems(path) == [
+        f"{path}:1: keys must be plain names",
+        f"{path}:3: items[0].img_url: must be a text value, not empty",
+    ]
+
+
+def test_an_explicit_tag_on_an_item_value_is_no_null(tmp_path: Path) -> None:
+    """`plan_id: !!str ID` is the text ID, not taken for empty."""
+    path = write(
+        tmp_path, f"items:\n  - {{project_id: {P1}, plan_id: !!str {PLAN}, img_url: {URL1}}}\n"
+    )
+    item = next(iter(load_job(path).items))
+    assert item.plan_id == PLAN
+
+
+def test_an_anchored_key_in_an_item_is_named_with_its_item(tmp_path: Path) -> None:
+    """`- {&k project_id: ...}`: the anchor is refused, and the problem names items[0]."""
+    path = write(
+        tmp_path, f"items:\n  - {{&k project_id: {P1}, plan_id: {PLAN}, img_url: {URL1}}}\n"
+    )
+    assert problems(path) == [f"{path}:2: items[0]: {jobfile._ANCHORS}"]
