@@ -1157,3 +1157,11 @@ def test_an_anchored_key_in_an_item_is_named_with_its_item(tmp_path: Path) -> No
         tmp_path, f"items:\n  - {{&k project_id: {P1}, plan_id: {PLAN}, img_url: {URL1}}}\n"
     )
     assert problems(path) == [f"{path}:2: items[0]: {jobfile._ANCHORS}"]
+
+
+@pytest.mark.parametrize(("root", "line"), [("&a\n", 1), ("\n&a [1]\n", 2), ("&a x\n", 1)])
+def test_an_anchor_on_the_root_is_refused_at_its_line(tmp_path: Path, root: str, line: int) -> None:
+    """An anchored root, a mapping or anything else, is one problem at its own line."""
+    text = root + (ITEMS if root == "&a\n" else "")
+    path = write(tmp_path, text)
+    assert problems(path) == [f"{path}:{line}: {jobfile._ANCHORS}"]
