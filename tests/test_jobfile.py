@@ -218,6 +218,15 @@ def test_not_utf8_is_reported_with_its_line(tmp_path: Path) -> None:
     assert problems(path) == [f"{path}:2: not UTF-8 text (byte 23)"]
 
 
+def test_a_character_cut_off_by_the_end_of_the_file_is_reported_with_its_line(
+    tmp_path: Path,
+) -> None:
+    """A file ending inside a UTF-8 sequence (a truncated copy) names the line it is on."""
+    path = tmp_path / "job.yaml"
+    path.write_bytes(b"items:\n  - plan_id: \xe4\xb8")
+    assert problems(path) == [f"{path}:2: not UTF-8 text (byte 20)"]
+
+
 def test_an_empty_file_says_what_a_job_needs(tmp_path: Path) -> None:
     """An empty job file is a problem, not a crash."""
     path = write(tmp_path, "")
