@@ -152,10 +152,14 @@ def run_cell(cell: Cell, work: Path, index: int) -> dict[str, Any]:
             job, server, "--concurrency", str(cell.workers), *cell.client, timeout=900.0
         )
         seen = server.seen()
-    return cell_row(
+    row = cell_row(
         cell, items, ideal, seen.span, len(seen.arrivals), seen.statuses.get(429, 0),
         child.returncode,
     )  # fmt: skip
+    if child.returncode:  # a failed cell says why, in the results and on the console
+        row["error"] = child.stderr.strip().splitlines()[-3:]
+        print(f"  cell {index} exited {child.returncode}:", *row["error"], sep="\n    ")
+    return row
 
 
 def simulate_cell(cell: Cell, work: Path, index: int) -> dict[str, Any]:

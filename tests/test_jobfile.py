@@ -1015,7 +1015,8 @@ def test_two_plans_each_listed_twice_each_name_their_own_first_line(tmp_path: Pa
 
 
 def test_an_auth_file_is_capped_at_its_own_limit(tmp_path: Path) -> None:
-    """An auth file past AUTH_FILE_LIMIT (far below a job file's) is refused, naming the cap."""
+    """An auth file past AUTH_FILE_LIMIT (far below a job file's) is refused, naming the cap;
+    one of exactly that size is read."""
     path = tmp_path / "auth.yaml"
     path.write_text("auth: {token_env: A}\n" + "#" * AUTH_FILE_LIMIT + "\n")
     with pytest.raises(JobFileError) as info:
@@ -1024,6 +1025,10 @@ def test_an_auth_file_is_capped_at_its_own_limit(tmp_path: Path) -> None:
     assert [str(p) for p in info.value.problems] == [
         f"{path}: is larger than {cap}, the limit for an auth file"
     ]
+    head = "auth: {token_env: A}\n#"
+    path.write_text(head + "#" * (AUTH_FILE_LIMIT - len(head) - 1) + "\n")  # the limit, exactly
+    assert path.stat().st_size == AUTH_FILE_LIMIT
+    assert load_auth(path) == TokenAuth(env="A")
 
 
 def test_paths_in_an_auth_file_are_relative_to_that_file(tmp_path: Path) -> None:
