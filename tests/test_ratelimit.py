@@ -452,3 +452,126 @@ async def test_a_rare_429_with_retry_after_pauses_without_cutting() -> None:
     assert gov.stats.rate_cuts == 0
     assert gov.rate == 100.0
     assert await gov.acquire() == pytest.approx(throttled_at + 1.0)
+
+
+# -- what a cut measures ------------------------------------------------------------------
+
+
+async def test_a_slow_start_cut_counts_successes_over_the_time_since_the_first_start() -> None:
+    """A clock far from zero: 10 successes in the half second since the first start is 20/s."""
+    time = FakeTime()
+    time.now = 100.0
+    gov = governor(time)
+    gov.try_acquire()
+    for _ in range(10):
+        time.now += 0.05
+        gov.on_success()
+    gov.on_throttle(started_at=time.now, retry_after=None)
+    assert gov.rate == pytest.approx(20 * ThrottlePolicy().first_beta)
+
+
+async def test_a_429_before_any_success_cuts_the_slow_start_to_half_its_rate() -> None:
+    """Refused first, 0.1 s into the slow start: the rate refused, halved; never the floor."""
+    time = FakeTime()
+    gov = governor(time)
+    gov.try_acquire()
+    time.now = 0.1
+    refused = gov.rate
+    assert refused is not None
+    gov.on_throttle(started_at=time.now, retry_after=None)
+    assert gov.rate == pytest.approx(refused * ThrottlePolicy().first_beta)
+
+
+async def test_a_cut_after_a_quiet_span_goes_by_the_rate_refused() -> None:
+    """Nothing accepted in the last span before a later 429: beta times the rate it refused."""
+    time = FakeTime()
+    gov = cut_after_a_steady_second(time, 100)
+    time.now += 0.5
+    gov.on_success()  # the throttle streak ends, and this success ages out of the span
+    time.now += 2.0
+    refused = gov.rate
+    assert refused is not None
+    gov.on_throttle(started_at=time.now, retry_after=None)
+    assert gov.stats.rate_cuts == 2
+    assert gov.rate == pytest.approx(refused * ThrottlePolicy().beta)
+
+
+async def test_throttled_for_a_whole_span_the_maximum_is_what_the_span_accepted() -> None:
+    """Cuts a span apart: the second's maximum is the successes over that span (ends included) per second."""
+    time = FakeTime()
+    policy = ThrottlePolicy(span=0.5)
+    gov = governor(time, policy=policy)
+    gov.try_acquire()
+    time.now = 1.0  # unpaced by now, and nothing accepted: the first cut starts low
+    gov.on_throttle(started_at=time.now, retry_after=None)
+    assert gov.rate == pytest.approx(policy.start_rate * policy.first_beta)
+    for at in (1.0, 1.2, 1.3):  # the answers of requests in flight at the cut
+        time.now = at
+        gov.on_success()
+    time.now = 1.5  # exactly a span after the first cut: the same congested spell
+    gov.on_throttle(started_at=time.now, retry_after=None)
+    assert gov.stats.rate_cuts == 2
+    assert gov.rate == pytest.approx(3 / policy.span * policy.beta)
+
+
+# -- Retry-After: when it cuts, and what a pause voids --------------------------------------
+
+
+def frequent_429s_with_retry_after(time: FakeTime) -> RateGovernor:
+    """18 successes, then two 429s saying "0.25 s" a span apart: 20 answers, a tenth refused."""
+    gov = governor(time, rate=100.0)
+    gov.try_acquire()
+    time.now = 1.0
+    for _ in range(18):
+        gov.on_success()
+    gov.on_throttle(started_at=time.now, retry_after=0.25)  # 19 answers: too few to judge
+    time.now = 2.0
+    gov.on_throttle(started_at=time.now, retry_after=0.25)
+    return gov
+
+
+def test_429s_with_retry_after_cut_once_they_are_a_tenth_of_twenty_answers() -> None:
+    """At least min_answers answers over the span, at least `frequent` of them 429s: a cut too."""
+    time = FakeTime()
+    gov = frequent_429s_with_retry_after(time)
+    assert gov.stats.rate_cuts == 1
+    assert gov.stats.throttled == 2
+    assert gov.rate == pytest.approx(18 * ThrottlePolicy().first_beta)
+
+
+async def test_more_answers_with_the_same_retry_after_keep_the_interval_the_cut_booked() -> None:
+    """The wave's other 429, telling the same Retry-After: the first start is still an interval past the pause."""
+    time = FakeTime()
+    gov = frequent_429s_with_retry_after(time)
+    rate = gov.rate
+    assert rate is not None
+    gov.on_throttle(started_at=time.now, retry_after=0.25)  # sent before the cut
+    assert gov.stats.rate_cuts == 1
+    assert await gov.acquire() == pytest.approx(2.25 + 1.0 / rate)
+
+
+async def test_a_retry_after_in_the_past_pauses_nobody() -> None:
+    """A Retry-After below zero (a date behind our clock) is a wait of zero, not of a second."""
+    time = FakeTime()
+    gov = governor(time, rate=10.0)
+    await gov.acquire()
+    time.now = 0.5
+    gov.on_throttle(started_at=0.0, retry_after=-5.0)
+    assert await gov.acquire() == pytest.approx(0.5)
+
+
+async def test_a_pause_voids_a_start_booked_before_it() -> None:
+    """A worker asleep until its slot when a Retry-After comes starts when the pause ends."""
+    time = FakeTime()
+    throttled: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        if not throttled:  # the first request's answer, while the second waits for its slot
+            throttled.append(time.now)
+            gov.on_throttle(started_at=0.0, retry_after=3.0)
+        time.now += seconds
+
+    gov = RateGovernor(rate=10.0, clock=time.clock, sleep=sleep, jitter=lambda: 1.0)
+    assert await gov.acquire() == 0.0
+    assert await gov.acquire() == pytest.approx(3.0)
+    assert throttled == [0.0]
