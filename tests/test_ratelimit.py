@@ -514,6 +514,16 @@ async def test_throttled_for_a_whole_span_the_maximum_is_what_the_span_accepted(
     assert gov.rate == pytest.approx(3 / policy.span * policy.beta)
 
 
+async def test_after_a_pause_a_slow_rate_that_climbs_is_booked_again() -> None:
+    """A pause at 0.5/s, then the cubic's climb: the next gap follows the new rate, not the old slots."""
+    time = FakeTime()
+    gov = cut_after_a_steady_second(time, 1)  # a maximum of 1/s, cut to 0.5/s
+    gov.on_throttle(started_at=time.now, retry_after=0.01)
+    times = await answered_starts(gov, 3)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert gaps[1] < 0.8 * gaps[0]
+
+
 # -- Retry-After: when it cuts, and what a pause voids --------------------------------------
 
 
