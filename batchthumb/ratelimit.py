@@ -256,10 +256,9 @@ class RateGovernor:
         self._streak = 0
         accepted = self._accepted
         accepted.append(now)
-        if accepted[0] < now - self._policy.span:
-            horizon = now - self._policy.span
-            while accepted[0] < horizon:
-                accepted.popleft()
+        horizon = now - self._policy.span
+        while accepted[0] < horizon:  # ``now`` itself stays: the deque is never emptied
+            accepted.popleft()
 
     def on_throttle(self, *, started_at: float, retry_after: float | None) -> None:
         """Slow the whole run down: the server throttled a request started at ``started_at``."""
