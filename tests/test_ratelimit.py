@@ -585,3 +585,17 @@ async def test_a_pause_voids_a_start_booked_before_it() -> None:
     assert await gov.acquire() == 0.0
     assert await gov.acquire() == pytest.approx(3.0)
     assert throttled == [0.0]
+
+
+def test_the_answers_that_judge_a_retry_after_are_those_of_the_last_span() -> None:
+    """A success exactly a span old still counts, an older one not: 18 successes, two 429s, a cut."""
+    time = FakeTime()
+    gov = governor(time, rate=100.0)
+    gov.try_acquire()
+    for at, successes in ((0.0, 1), (0.5, 1), (1.5, 17)):
+        time.now = at
+        for _ in range(successes):
+            gov.on_success()
+    gov.on_throttle(started_at=time.now, retry_after=0.25)  # 19 answers: too few to judge
+    gov.on_throttle(started_at=time.now, retry_after=0.25)  # 20, a tenth of them 429s
+    assert gov.stats.rate_cuts == 1
