@@ -97,6 +97,21 @@ async def test_slow_start_begins_paced_and_doubles() -> None:
     assert times[-1] < 0.3
 
 
+def test_the_slow_start_doubles_its_rate_every_doubling() -> None:
+    """No limit met: start_rate at the first start, twice that one doubling later, 8x three later."""
+    time = FakeTime()
+    gov = governor(time)
+    policy = ThrottlePolicy()
+    assert gov.rate == policy.start_rate
+    gov.try_acquire()
+    time.now = policy.doubling
+    assert gov.rate == pytest.approx(2 * policy.start_rate)
+    time.now = 3 * policy.doubling
+    assert gov.rate == pytest.approx(8 * policy.start_rate)
+    time.now = 100.0  # long unlimited: past any power of two a float holds
+    assert gov.rate is None
+
+
 async def test_an_unlimited_run_stops_pacing_within_a_fraction_of_a_second() -> None:
     """Past the slow start no acquire waits and the rate reads as unlimited."""
     time = FakeTime()
@@ -360,6 +375,21 @@ def test_past_a_slow_maximum_it_probes_higher_within_a_second_not_a_recovery() -
     assert recovery > 5 * policy.recovery  # a slow limit: a long, careful approach
     time.now = cut_at + recovery + policy.recovery
     assert gov.rate == pytest.approx(2 * maximum - low, rel=0.01)
+
+
+def test_past_the_maximum_the_rate_climbs_a_cubic_then_doubles_each_recovery() -> None:
+    """Half a recovery past the maximum: an eighth of the cut above it; past a recovery, doubling."""
+    time = FakeTime()
+    gov = cut_after_a_steady_second(time, 200)
+    maximum, low, cut_at = gov._high, gov._low, time.now
+    recovery = max(ThrottlePolicy().recovery, ThrottlePolicy().first_probe_every / maximum)
+    step = ThrottlePolicy().recovery
+    time.now = cut_at + recovery + step / 2
+    assert gov.rate == pytest.approx(maximum + (maximum - low) / 8)
+    time.now = cut_at + recovery + 2 * step
+    assert gov.rate == pytest.approx(2 * (2 * maximum - low))
+    time.now = cut_at + recovery + 3 * step
+    assert gov.rate == pytest.approx(4 * (2 * maximum - low))
 
 
 # -- simulated runs against the sandbox's limiters ----------------------------------------
