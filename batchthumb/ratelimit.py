@@ -110,7 +110,7 @@ class RateGovernor:
         self._high = math.inf
         self._low = math.inf
         self._recovery = self._policy.recovery
-        self._rate = self._ceiling if self._ceiling < math.inf else math.inf
+        self._rate = self._ceiling  # never read before ``_current_rate`` works it out
         self._rate_at = -math.inf  # when ``_rate`` was last worked out
         self._resumed = -math.inf  # when the last pause for persistent throttling ended
         self._episode = -math.inf  # when the last cut came
