@@ -162,6 +162,19 @@ async def test_the_slow_start_keeps_at_most_its_window_in_flight() -> None:
     assert first < second < 1.0
 
 
+def test_an_error_frees_its_place_in_the_window_and_widens_nothing() -> None:
+    """Two in flight, one ends in an error: one more may start, and the window is still two."""
+    time = FakeTime()
+    gov = governor(time)
+    assert gov.try_acquire() == 0.0
+    time.now = 1.0
+    assert gov.try_acquire() == 1.0
+    assert gov.try_acquire() is None
+    gov.on_answer()
+    assert gov.try_acquire() == 1.0
+    assert gov.try_acquire() is None
+
+
 async def test_a_waiting_acquire_starts_when_an_answer_frees_the_window() -> None:
     """acquire waits while the window is full, and returns once an answer comes (an error too)."""
     time = FakeTime()
