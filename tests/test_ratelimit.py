@@ -562,9 +562,30 @@ async def test_after_a_pause_a_slow_rate_that_climbs_is_booked_again() -> None:
     time = FakeTime()
     gov = cut_after_a_steady_second(time, 1)  # a maximum of 1/s, cut to 0.5/s
     gov.on_throttle(started_at=time.now, retry_after=0.01)
-    times = await answered_starts(gov, 3)
-    gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert gaps[1] < 0.8 * gaps[0]
+    first = await gov.acquire()
+    gov.on_success()
+    second = await gov.acquire()
+    climbed = gov.rate
+    assert climbed is not None
+    gov.on_success()
+    third = await gov.acquire()
+    assert third - second == pytest.approx(1 / climbed)
+    assert third - second < 0.8 * (second - first)
+
+
+def test_after_a_pause_the_rate_restarts_at_an_eighth_of_the_cut_and_doubles_back() -> None:
+    """Throttled again after a cut to 500/s: at the pause's end 62.5/s, twice that a doubling later."""
+    time = FakeTime()
+    policy = ThrottlePolicy()
+    gov = cut_after_a_steady_second(time, 1000)  # a maximum of 1000/s, cut to 500/s
+    low = gov._low
+    gov.on_throttle(started_at=time.now + 0.001, retry_after=None)  # no success since: a pause
+    resumed = time.now + policy.pause  # jitter 1.0: the full first pause
+    assert gov.try_acquire() is None
+    time.now = resumed
+    assert gov.rate == pytest.approx(low / 8)
+    time.now = resumed + policy.doubling
+    assert gov.rate == pytest.approx(low / 4)
 
 
 # -- Retry-After: when it cuts, and what a pause voids --------------------------------------
