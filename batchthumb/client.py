@@ -54,8 +54,6 @@ JSON = "application/json;charset=UTF-8"
 # Throttling as the gateway (APIGW.0308) and CodeArts itself (PM.02153001, sent as HTTP 400)
 # signal it (facts §5.2, §5.3).
 THROTTLE_CODES = frozenset({"APIGW.0308", "APIG.0308", "PM.02153001"})
-# Permission refused, sent as HTTP 400 (facts §0): not a member, no permission for the action.
-PERMISSION_CODES = frozenset({"PM.02150010", "PM.02174103"})
 # A stale token (facts §4.1): worth one renewal before the run gives up.
 STALE_TOKEN_CODES = frozenset({"APIGW.0301", "PM.10001002"})
 # Permission refusals, documented as HTTP 400 (facts §0): not a member of the project, and
@@ -117,7 +115,7 @@ def make_transport(*, ca_bundle: Path | None = None) -> Transport:
     try:
         context = ssl.create_default_context(cafile=str(ca_bundle))
     except (OSError, ssl.SSLError) as exc:
-        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
+        reason = exc.strerror or exc  # SSLError is an OSError: its strerror says why too
         raise UsageError(f"--ca-bundle {ca_bundle}: cannot load it: {reason}") from None
     return Transport(context, proxies)
 
@@ -127,7 +125,7 @@ def is_loopback(host: str) -> bool:
     if host.lower() == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        return ipaddress.ip_address(host).is_loopback  # a hostname: IPv6 without brackets
     except ValueError:
         return False
 
@@ -240,7 +238,7 @@ class PlanApi:
         )
         if reply.attempt.verdict is not Verdict.OK:
             return reply.attempt, None
-        img_url = reply.body.get("img_url") if isinstance(reply.body, dict) else None
+        img_url = reply.body.get("img_url")  # an OK answer's body is always a dict
         if not isinstance(img_url, str):
             return _unexpected(reply.attempt, "the upload answer has no img_url"), None
         return reply.attempt, img_url
@@ -259,8 +257,9 @@ class PlanApi:
             if reply.attempt.verdict is not Verdict.FORBIDDEN:
                 body = bytes(reply.body) if reply.attempt.verdict is Verdict.OK else None
                 return reply.attempt, body
-            # One extra request, once a run, outside the rate governor's count.
-            self._download_refused = reply.attempt.error or "DownloadImageFile was refused"
+            # One extra request, once a run, outside the rate governor's count. A refusal's
+            # error is never empty: _send puts the permission hint in it.
+            self._download_refused = reply.attempt.error
         reply = await self.request("GET", "/v3/" + img_url.removeprefix("/v1/"), expect=None)
         attempt = reply.attempt
         if attempt.verdict is Verdict.FORBIDDEN:
@@ -278,7 +277,7 @@ class PlanApi:
         json_body: object = None,
         body: bytes | None = None,
         content_type: str | None = None,
-        expect: str | None = "result",
+        expect: str | None,
     ) -> Reply:
         """Send one request, renewing stale credentials once; never raises for HTTP trouble.
 
@@ -787,7 +786,7 @@ def _iso_time(value: object) -> float | None:
     if not isinstance(value, str):
         return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        return datetime.fromisoformat(value).timestamp()  # reads a trailing Z since 3.11
     except ValueError:
         return None
 

@@ -237,7 +237,6 @@ def read_items_file(
     *,
     defaults: Mapping[str, str],
     problems: list[Problem],
-    warnings: list[Problem],
 ) -> FileItems | None:
     """Validate an items file in one streaming pass; None (with problems added) if it is bad."""
     kind = FORMATS.get(path.suffix.lower())

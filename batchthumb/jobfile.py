@@ -143,7 +143,6 @@ class _Checker:
 
     path: Path
     problems: list[Problem] = field(default_factory=list)
-    warnings: list[Problem] = field(default_factory=list)
     images: dict[Path, LocalImage | str] = field(default_factory=dict)  # checked once per path
     reported: set[str] = field(default_factory=set)
 
@@ -408,7 +407,6 @@ class YamlItems:
                     if item is not None:
                         yield item
                     checker.problems.clear()
-                    checker.warnings.clear()
 
 
 def load_job(path: Path) -> Job:
@@ -433,8 +431,7 @@ def load_job(path: Path) -> Job:
         checker.problem(found.root, "items", "missing; list the plans whose thumbnails to set")
     else:
         if found.defaults_late:
-            checker.warnings.clear()  # only items warn; they are judged again below
-            checker.reported.clear()
+            checker.reported.clear()  # the items are judged again below
             found.items = _parse(path, checker, lambda events: _walk_to_items(events, found))
         check = found.items or _ItemCheck()
         duplicates: list[Problem] = []
@@ -450,9 +447,7 @@ def load_job(path: Path) -> Job:
             items.images.update(checker.images)
     if checker.problems:
         raise JobFileError(checker.problems)
-    return Job(
-        path=path, settings=settings, items=items, warnings=tuple(checker.warnings), auth=found.auth
-    )
+    return Job(path=path, settings=settings, items=items, auth=found.auth)
 
 
 def _walk_job(events: _Events, base: Path) -> _Sections:
@@ -727,19 +722,23 @@ def _parsing(
         except yaml.reader.ReaderError as exc:
             # A control character: libyaml gives its offset, but no mark to take a line from.
             reason = f"not valid YAML: {exc.reason} (character {exc.character:#04x})"
-            raise _unusable(path, _line_at(path, exc.position), reason) from None
+            line = _line_at(path, exc.position, chars=issubclass(_Loader, yaml.reader.Reader))
+            raise _unusable(path, line, reason) from None
         except yaml.YAMLError as exc:
             raise _unusable(path, 0, f"not valid YAML: {exc}") from None
         except OSError as exc:
             raise _unusable(path, 0, f"cannot read: {exc.strerror}") from None
 
 
-def _line_at(path: Path, offset: int) -> int:
-    """The line holding byte ``offset`` of a file already read once (an error path only)."""
+def _line_at(path: Path, offset: int, *, chars: bool) -> int:
+    """The line holding ``offset`` of a file already read once (an error path only): a byte
+    offset from libyaml, a character index (``chars``) from the pure parser."""
     try:
         with open_regular(path) as file:
-            return file.read(max(offset, 0)).count(b"\n") + 1
-    except (FileRefused, OSError):
+            if chars:
+                return codecs.getreader("utf-8")(file).read(chars=offset).count("\n") + 1
+            return file.read(offset).count(b"\n") + 1
+    except (FileRefused, OSError, UnicodeDecodeError):
         return 0
 
 
@@ -856,10 +855,6 @@ def _settings(checker: _Checker, root: _At, values: dict[str, object], base: Pat
         return RunSettings()
 
 
-def _or(value: object, default: _T) -> _T:
-    return value if isinstance(value, type(default)) else default
-
-
 def _read_defaults(checker: _Checker, node: yaml.Node) -> dict[str, tuple[str, _At]]:
     defaults: dict[str, tuple[str, _At]] = {}
     for name, value_node in checker.mapping(node, "defaults"):
@@ -898,9 +893,7 @@ def _read_items_file(
         )
         return ()
     values = {name: value for name, (value, _) in defaults.items()}
-    found = read_items_file(
-        path, defaults=values, problems=checker.problems, warnings=checker.warnings
-    )
+    found = read_items_file(path, defaults=values, problems=checker.problems)
     if found is not None and not len(found):
         checker.problems.append(Problem(str(path), 0, "", "lists no items"))
     return () if found is None else found
@@ -924,18 +917,14 @@ def _check_items(
     """Check every item of ``items:`` in one pass, keeping 8 bytes per item (its key digest)."""
     checker = events.checker
     check = _ItemCheck()
-    problems, warnings = checker.problems, checker.warnings
-    before, warned = len(problems), len(warnings)
+    problems = checker.problems
+    before = len(problems)
     digests = KeyDigests()
     projects = check.projects
-    extra_warnings = 0
     for _, item in _walk_items(events, event, defaults):
         if len(problems) - before > MAX_PROBLEMS:  # a million bad items are not a million lines
             check.more += len(problems) - before - MAX_PROBLEMS
             del problems[before + MAX_PROBLEMS :]
-        if len(warnings) - warned > MAX_PROBLEMS:
-            extra_warnings += len(warnings) - warned - MAX_PROBLEMS
-            del warnings[warned + MAX_PROBLEMS :]
         if item is not None:
             check.count += 1
             digests.add(item.key)
@@ -947,9 +936,6 @@ def _check_items(
     check.repeated = digests.repeated()
     check.problems = problems[before:]
     del problems[before:]
-    if extra_warnings:
-        more = f"and {extra_warnings} more warnings like these"
-        warnings.append(Problem(str(checker.path), 0, "items", more))
     return check
 
 

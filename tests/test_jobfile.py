@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tracemalloc
 from pathlib import Path
 
@@ -9,9 +10,18 @@ import pytest
 import yaml
 
 from batchthumb import jobfile
-from batchthumb.errors import JobFileError
+from batchthumb.errors import JobFileError, Problem
+from batchthumb.files import AUTH_FILE_LIMIT, describe
+from batchthumb.images import ImageProblem, inspect_image, read_image
 from batchthumb.jobfile import YamlItems, load_auth, load_job
-from batchthumb.model import AkSkAuth, IamAuth, TokenAuth, field_problem
+from batchthumb.model import (
+    AkSkAuth,
+    IamAuth,
+    LocalImage,
+    TokenAuth,
+    field_problem,
+)
+from tests.imagedata import png
 
 P1 = "919bb351ef424e2daaf3dd80c179fae9"
 P2 = "0792b7d26cb74bd799cbae80063dc74a"
@@ -87,6 +97,12 @@ def test_region_gives_the_documented_endpoint(tmp_path: Path) -> None:
     assert load_job(path).settings.endpoint == "https://projectman-ext.cn-north-4.myhuaweicloud.com"
 
 
+def test_an_endpoint_loses_its_final_slash_and_nothing_else(tmp_path: Path) -> None:
+    """`endpoint: https://HOST.BOX/` is used as https://HOST.BOX (paths are joined to it)."""
+    path = write(tmp_path, "endpoint: https://HOST.BOX/\n" + ITEMS)
+    assert load_job(path).settings.endpoint == "https://HOST.BOX"
+
+
 def test_all_problems_are_reported_at_once_with_file_line_and_key(tmp_path: Path) -> None:
     """Unknown keys, wrong types, bad ids, bad URLs and missing fields each get their own line."""
     path = write(
@@ -131,6 +147,15 @@ items:
         ("rate: 1\n", "1: items: missing; list the plans whose thumbnails to set"),
         ("- 1\n- 2\n", "1: must be a mapping, not a list"),
         ("items: [1]\n", "1: items[0]: must be a mapping, not 1"),
+        ("items: &a plan\n", f"1: items: {jobfile._ANCHORS}"),
+        (
+            f"items: &a [{{project_id: {P1}, plan_id: {PLAN}, img_url: {URL1}}}]\n",
+            f"1: items: {jobfile._ANCHORS}",
+        ),
+        (
+            f"items: [{{project_id: {P1}, plan_id: {PLAN}}}]\n",
+            "1: items[0].img_url: missing (or give `image:` a local file)",
+        ),
         ("retries: -1\nitems: [1]\n", "1: retries: must be at least 0, not -1"),
         ("timeout: 0\nitems: [1]\n", "1: timeout: must be greater than 0, not 0"),
         ("concurrency: true\nitems: [1]\n", "1: concurrency: must be a whole number, not true"),
@@ -220,12 +245,16 @@ def test_alias_bombs_are_refused_without_expanding(tmp_path: Path) -> None:
 
 
 def test_an_aliased_item_is_refused(tmp_path: Path) -> None:
-    """Reusing an item through an anchor is refused rather than silently duplicated."""
+    """Reusing an item through an anchor is refused rather than silently duplicated: the anchor
+    and the alias each named at their own line."""
     path = write(
         tmp_path,
         f"items:\n  - &x {{project_id: {P1}, plan_id: {PLAN}, img_url: {URL1}}}\n  - *x\n",
     )
-    assert any("anchors and aliases are not allowed" in p for p in problems(path))
+    assert problems(path) == [
+        f"{path}:2: items[0]: {jobfile._ANCHORS}",
+        f"{path}:3: items[1]: {jobfile._ANCHORS}",
+    ]
 
 
 def test_merge_keys_are_refused(tmp_path: Path) -> None:
@@ -464,17 +493,18 @@ def test_validating_inline_items_keeps_nothing_per_item_but_a_digest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Past KEEP_IN_MEMORY, Python memory stays under 40 bytes an item (an Item is ~300)."""
-    monkeypatch.setattr(jobfile, "KEEP_IN_MEMORY", 1000)
-    count = 20_000
-    path = write(
-        tmp_path,
-        "items:\n"
-        + "".join(
+    keep, count = 100, 5_000  # enough to dwarf the fixed cost; small, as mutmut runs it often
+
+    def items_job(name: str, items: int) -> Path:
+        lines = (
             f'  - {{project_id: "{P1}", plan_id: "{plan(n)}", img_url: "{URL1}"}}\n'
-            for n in range(count)
-        ),
-    )
-    load_job(path)  # imports and caches warmed up
+            for n in range(items)
+        )
+        return write(tmp_path, "items:\n" + "".join(lines), name)
+
+    monkeypatch.setattr(jobfile, "KEEP_IN_MEMORY", keep)
+    path = items_job("job.yaml", count)
+    load_job(items_job("warm.yaml", keep + 1))  # warms imports and caches on the same path
     tracemalloc.start()
     try:
         job = load_job(path)
@@ -497,12 +527,28 @@ def test_a_duplicate_is_reported_in_file_order_among_other_problems(tmp_path: Pa
 
 
 def test_thousands_of_bad_items_are_a_hundred_problems_and_a_count(tmp_path: Path) -> None:
-    """Hostile input is bounded: 150 bad items give 100 problems and how many more there are."""
-    path = write(tmp_path, "items:\n" + "  - {plan_id: x}\n" * 150)
+    """Hostile input is bounded: 150 bad items give 100 problems and how many more there are,
+    counted apart from the problems of the other sections."""
+    path = write(tmp_path, "rate: -1\nitems:\n" + "  - {plan_id: x}\n" * 150)
+    found = problems(path)
+    assert len(found) == 102
+    assert found[0] == f"{path}:1: rate: must be 0 or more, not -1"
+    assert found[1].startswith(f"{path}:3: items[0].plan_id: must be 32")
+    with pytest.raises(JobFileError) as info:
+        load_job(path)
+    assert info.value.problems[-1] == Problem(str(path), 0, "items", "and 50 more problems")
+
+
+def test_a_duplicate_past_the_first_hundred_problems_is_counted_with_the_rest(
+    tmp_path: Path,
+) -> None:
+    """The count of problems left out adds those of the duplicates pass to the items' own."""
+    good = f"  - {{project_id: {P1}, plan_id: {PLAN}, img_url: {URL1}}}\n"
+    path = write(tmp_path, "items:\n" + good * 2 + "  - {plan_id: x}\n" * 150)
     found = problems(path)
     assert len(found) == 101
-    assert found[0].startswith(f"{path}:2: items[0].plan_id: must be 32")
-    assert found[-1] == f"{path}: items: and 50 more problems"
+    assert found[0] == f"{path}:3: items[1]: plan {PLAN} is already listed at line 2"
+    assert found[-1] == f"{path}: items: and 51 more problems"
 
 
 def test_a_character_split_across_read_chunks_is_fine_and_a_bad_byte_names_its_line(
@@ -533,6 +579,7 @@ PARSER_CASES = [
     f"items:\n  - {{plan_id: {PLAN}, img_url: {URL1}}}\ndefaults:\n  project_id: {P2}\n",
     "items:\n  - plan_id: [unclosed\n  - x: y\n",
     "items: []\n---\nrate: 1\n",
+    "# " + "\N{EURO SIGN}" * 20 + "\n" * 3 + "rate: 1\x01\n",  # a control char after 3-byte ones
 ]
 
 
@@ -613,6 +660,24 @@ ENV_ADVICE = (
             "auth: {aksk: {ak: AKxx}}",
             "auth.aksk.ak: secrets never go in a job file; set HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK (or name other variables with ak_env/sk_env), or use the SDK file ~/.huaweicloud/credentials (mode 0600)",
         ),
+        (
+            "auth: {token: x}",
+            "auth.token: secrets never go in a job file; use `auth: {token_env: NAME}` or `auth: {token_file: PATH}`",
+        ),
+        ("auth: {token_file: [x]}", "auth.token_file: must be a text value, not a list"),
+        (
+            "auth: {iam: {domain: [x], user: bot, password_env: PW}}",
+            "auth.iam.domain: must be a text value, not a list",
+        ),
+        (
+            "auth: {aksk: {iam_endpoint: 'ftp://x'}}",
+            "auth.aksk.iam_endpoint: 'ftp://x' is not a base URL like https://host",
+        ),
+        (
+            "auth: {aksk: {iam_endpoint: [x]}}",
+            "auth.aksk.iam_endpoint: must be a text value, not a list",
+        ),
+        ("auth: {aksk: {project: [x]}}", "auth.aksk.project: must be a text value, not a list"),
         ("auth: {aksk: 5}", "auth.aksk: must be a mapping, not 5"),
         ("auth: {aksk: []}", "auth.aksk: must be a mapping, not a list"),
         ("auth: [x]", "auth: must be a mapping, not a list"),
@@ -636,6 +701,14 @@ def test_each_mistake_in_an_auth_section_is_one_problem_naming_its_key(
                 domain="acme", user="bot", password_env="PW", endpoint="https://iam.example.com"
             ),
         ),
+        (
+            "auth: {iam: {domain: acme, user: bot/, password_env: PW, endpoint: 'https://IAM.BOX/'}}",
+            IamAuth(domain="acme", user="bot/", password_env="PW", endpoint="https://IAM.BOX"),
+        ),
+        (
+            "auth: {aksk: {iam_endpoint: 'https://IAM.BOX/', project: p1}}",
+            AkSkAuth(iam_endpoint="https://IAM.BOX", project="p1"),
+        ),
         ("auth: {aksk: {ak_env: MY_AK}}", AkSkAuth(ak_env="MY_AK")),
         ("auth: {aksk: {sk_env: MY_SK}}", AkSkAuth(sk_env="MY_SK")),
     ],
@@ -643,7 +716,8 @@ def test_each_mistake_in_an_auth_section_is_one_problem_naming_its_key(
 def test_auth_values_left_out_take_their_defaults(
     tmp_path: Path, auth: str, expected: object
 ) -> None:
-    """An endpoint loses its final "/"; an aksk key left out keeps the SDK's variable name."""
+    """An endpoint loses its final "/" (and only that); an aksk key left out keeps the SDK's
+    variable name; other values are kept as written."""
     assert load_job(write(tmp_path, auth + "\n" + ITEMS)).auth == expected
 
 
@@ -677,6 +751,9 @@ def test_an_auth_file_with_anything_but_one_auth_section_is_refused(
     assert [str(p) for p in info.value.problems] == [f"{path}{problem}"]
 
 
+LONG = "1." + "0" * 60 + "1"  # a number whose message quotes only its first 40 characters
+
+
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
@@ -690,6 +767,21 @@ def test_an_auth_file_with_anything_but_one_auth_section_is_refused(
         ("rate: [1]", "rate: must be a number, not a list"),
         ("timeout: 0", "timeout: must be greater than 0, not 0"),
         ("timeout: -0.5", "timeout: must be greater than 0, not -0.5"),
+        (
+            "endpoint: https://a.example\nregion: cn-north-4",
+            "region: give either `endpoint` or `region`, not both",
+        ),
+        ("quiet: true\nverbose: true", "--quiet and --verbose do not go together; pick one"),
+        ("items_file: [x]", "items_file: must be a text value, not a list"),
+        ("max_answer_mb: 0", "max_answer_mb: must be greater than 0, not 0"),
+        (f"rate: -{LONG}", f"rate: must be 0 or more, not -{LONG[:39]}"),
+        (f"rate: 1000{LONG}", f"rate: must be at most 10,000, not 1000{LONG[:36]}"),
+        ("rate: {a: 1}", "rate: must be a number, not a mapping"),
+        ("max_duration: 0", "max_duration: must be greater than 0, not 0"),
+        ("max_duration: -1.5", "max_duration: must be greater than 0, not -1.5"),
+        ("max_duration: 604801", "max_duration: must be at most 604,800, not 604801"),
+        ("max_duration: [1]", "max_duration: must be a text value, not a list"),
+        ("max_duration: soon", "max_duration: 'soon' is not a duration like 90s, 30m or 2h"),
         (
             "defaults: {colour: x}",
             "defaults.colour: unknown key (known: image, img_url, project_id)",
@@ -706,13 +798,18 @@ def test_an_auth_file_with_anything_but_one_auth_section_is_refused(
         ),
         ("{a: 1}: 2", "keys must be plain names"),
         ("~: 2", "keys must be plain names"),
+        ("rate: !!str 4", "rate: must be a number, not the text '4'"),
+        ("rate: [1, &a 2]", "rate: YAML anchors and aliases are not allowed in job files"),
+        (f"defaults: {{&k project_id: {P1}}}", f"defaults: {jobfile._ANCHORS}"),
+        (f"defaults: {{project_id: {P1}, project_id: {P1}}}", "defaults.project_id: appears twice"),
         ("<<: {rate: 1}", "<<: YAML merge keys are not allowed in job files"),
     ],
 )
 def test_each_bad_setting_or_default_is_one_problem_naming_it(
     tmp_path: Path, text: str, problem: str
 ) -> None:
-    """Numbers out of range or not numbers, unknown or clashing defaults, odd keys: named."""
+    """Numbers out of range (the value cut short) or not numbers (`!!str 4` too), bad durations,
+    unknown or clashing defaults, odd keys, an anchor deep in a value: each named at its line."""
     path = write(tmp_path, text + "\n" + ITEMS)
     assert problems(path) == [f"{path}:1: {problem}"]
 
@@ -751,6 +848,8 @@ def test_an_items_file_that_lists_nothing_or_is_given_images_is_refused(tmp_path
         ("concurrency: " + "9" * 5000, "concurrency: must be at most 512, not " + "9" * 40),
         ("retries: -1", "retries: must be at least 0, not -1"),
         ("burst: 0", "burst: must be at least 1, not 0"),
+        ("max_list_pages: 0", "max_list_pages: must be at least 1, not 0"),
+        ("max_list_pages: '5'", "max_list_pages: must be a whole number, not the text '5'"),
         ("auth: {token_env: ~}", f"auth.token_env: {ENV_ADVICE}"),
         ("auth: {token_env: " + "A" * 129 + "}", f"auth.token_env: {ENV_ADVICE}"),
         ("auth: {token_env: 1A}", f"auth.token_env: {ENV_ADVICE}"),
@@ -766,15 +865,265 @@ def test_each_bad_whole_number_or_variable_name_is_one_problem(
 
 
 def test_whole_numbers_take_their_bounds_hex_and_underscores(tmp_path: Path) -> None:
-    """512 workers and 0 retries are allowed; 0x10 and 1_0 read as YAML integers do."""
+    """512 workers, 0 retries and a rate of 10,000 are allowed; 0x10, 1_0 and 1__0 read as YAML
+    numbers do (underscores are digit separators, however many), as do explicit tags and the
+    non-specific `!` (as SafeLoader reads them); max_duration takes seconds, max_answer_mb
+    mebibytes."""
     for text, field_name, value in (
         ("concurrency: 512", "concurrency", 512),
         ("concurrency: 0x10", "concurrency", 16),
         ("concurrency: 1_0", "concurrency", 10),
+        ("concurrency: 1__0", "concurrency", 10),
         ("retries: 0", "retries", 0),
+        ("max_list_pages: 9999", "max_list_pages", 9999),
+        ("concurrency: !!int '4'", "concurrency", 4),
+        ("concurrency: ! 4", "concurrency", 4),
+        ("max_answer_mb: 2.5", "max_answer_bytes", 2_621_440),
+        ("rate: 10000", "rate", 10_000.0),
+        ("rate: 1__0", "rate", 10.0),
+        ("max_duration: 90", "max_duration", 90.0),
+        ("max_duration: 0.5", "max_duration", 0.5),
+        ("max_duration: 2h", "max_duration", 7200.0),
     ):
         settings = load_job(write(tmp_path, text + "\n" + ITEMS)).settings
         assert getattr(settings, field_name) == value
     for name in ("A" * 128, "_A1"):
         job = load_job(write(tmp_path, f"auth: {{token_env: {name}}}\n" + ITEMS))
         assert job.auth == TokenAuth(env=name)
+
+
+def count_image_reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The paths jobfile inspects as images, in order, from now on."""
+    read: list[Path] = []
+
+    def counted(path: Path) -> LocalImage:
+        read.append(path)
+        return inspect_image(path)
+
+    monkeypatch.setattr(jobfile, "inspect_image", counted)
+    return read
+
+
+def test_an_image_named_by_many_items_is_read_and_checked_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three items (and a default) naming logo.png read it once; each item gets that check
+    and keeps its line."""
+    (tmp_path / "logo.png").write_bytes(png())
+    read = count_image_reads(monkeypatch)
+    path = write(
+        tmp_path,
+        f"defaults: {{project_id: {P1}, image: logo.png}}\nitems:\n"
+        + "".join(f"  - {{plan_id: {plan(n)}}}\n" for n in range(2))
+        + f"  - {{plan_id: {plan(2)}, image: logo.png}}\n",
+    )
+    items = load_job(path).items
+    assert read == [tmp_path / "logo.png"]
+    assert [(item.image, item.line) for item in items] == [
+        (inspect_image(tmp_path / "logo.png"), line) for line in (3, 4, 5)
+    ]
+
+
+def test_a_large_job_read_again_keeps_each_image_as_it_was_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Items read again from the file carry the checked image, so an image changed since the
+    job was read is refused at upload instead of sent unchecked."""
+    monkeypatch.setattr(jobfile, "KEEP_IN_MEMORY", 0)
+    logo = tmp_path / "logo.png"
+    logo.write_bytes(png(1))
+    checked = inspect_image(logo)
+    path = write(tmp_path, f"items:\n  - {{project_id: {P1}, plan_id: {PLAN}, image: logo.png}}\n")
+    job = load_job(path)
+    assert isinstance(job.items, YamlItems)
+    logo.write_bytes(png(2))
+    [item] = list(job.items)
+    assert item.image == checked
+    with pytest.raises(ImageProblem, match="changed since the job was checked"):
+        read_image(checked)
+
+
+def test_a_bad_default_image_is_one_problem_however_many_items_use_it(tmp_path: Path) -> None:
+    """`defaults.image` naming a missing file is reported once, not once per item."""
+    path = write(
+        tmp_path,
+        f"defaults: {{project_id: {P1}, image: gone.png}}\nitems:\n"
+        + "".join(f"  - {{plan_id: {plan(n)}}}\n" for n in range(3)),
+    )
+    assert problems(path) == [f"{path}:1: defaults.image: {tmp_path / 'gone.png'} does not exist"]
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        *((f"progress: {word}", True) for word in ("true", "True", "yes", "YES", "on", "ON")),
+        *((f"snapshot: {word}", False) for word in ("false", "no", "NO", "off", "Off")),
+    ],
+)
+def test_yaml_booleans_are_read_in_each_of_their_spellings(
+    tmp_path: Path, text: str, value: bool
+) -> None:
+    """yes/on/true (any case YAML allows) are true; no/off/false are false."""
+    settings = load_job(write(tmp_path, text + "\n" + ITEMS)).settings
+    assert getattr(settings, text.split(":")[0]) is value
+
+
+def test_an_unknown_key_holding_nested_lists_and_mappings_is_skipped_whole(
+    tmp_path: Path,
+) -> None:
+    """The value of an unknown key is read past to its end, however deep, so the keys after it
+    are still checked."""
+    path = write(tmp_path, "colour: {a: [1, {b: [2, 3]}, [4]], c: {d: 5}}\nrate: -1\n" + ITEMS)
+    found = problems(path)
+    assert [p.split(": ")[1] for p in found] == ["colour", "rate"]
+    assert found[1] == f"{path}:2: rate: must be 0 or more, not -1"
+
+
+def test_defaults_after_items_keep_the_problems_of_the_other_sections(tmp_path: Path) -> None:
+    """Reading `items:` again for late defaults drops none of the problems found before it."""
+    path = write(
+        tmp_path,
+        f"rate: -1\nitems:\n  - {{plan_id: {PLAN}, img_url: {URL1}}}\ndefaults:\n"
+        f"  project_id: {P1}\n",
+    )
+    assert problems(path) == [f"{path}:1: rate: must be 0 or more, not -1"]
+
+
+def test_two_plans_each_listed_twice_each_name_their_own_first_line(tmp_path: Path) -> None:
+    """Each repeated plan points at the line where that plan, not another, first appears."""
+    path = write(
+        tmp_path,
+        "items:\n"
+        + "".join(
+            f"  - {{project_id: {P1}, plan_id: {plan_id}, img_url: {URL1}}}\n"
+            for plan_id in (PLAN, PLAN2, PLAN, PLAN2)
+        ),
+    )
+    assert problems(path) == [
+        f"{path}:4: items[2]: plan {PLAN} is already listed at line 2",
+        f"{path}:5: items[3]: plan {PLAN2} is already listed at line 3",
+    ]
+
+
+def test_an_auth_file_is_capped_at_its_own_limit(tmp_path: Path) -> None:
+    """An auth file past AUTH_FILE_LIMIT (far below a job file's) is refused, naming the cap."""
+    path = tmp_path / "auth.yaml"
+    path.write_text("auth: {token_env: A}\n" + "#" * AUTH_FILE_LIMIT + "\n")
+    with pytest.raises(JobFileError) as info:
+        load_auth(path)
+    cap = describe(AUTH_FILE_LIMIT)
+    assert [str(p) for p in info.value.problems] == [
+        f"{path}: is larger than {cap}, the limit for an auth file"
+    ]
+
+
+def test_paths_in_an_auth_file_are_relative_to_that_file(tmp_path: Path) -> None:
+    """token_file in `--auth conf/auth.yaml` is taken relative to conf/, like a job's paths."""
+    (tmp_path / "conf").mkdir()
+    path = write(tmp_path, "auth: {token_file: token}\n", "conf/auth.yaml")
+    assert load_auth(path) == TokenAuth(file=tmp_path / "conf" / "token")
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("{}\n", Problem("", 1, "auth", "missing; this file must hold an `auth:` section")),
+        ("auth: &a {token_env: A}\n", Problem("", 1, "auth", jobfile._ANCHORS)),
+        ("~: 1\nauth: {token_env: A}\n", Problem("", 1, "", "keys must be plain names")),
+    ],
+)
+def test_each_problem_of_an_auth_file_names_its_line_and_key(
+    tmp_path: Path, text: str, problem: Problem
+) -> None:
+    """An auth file with no auth, an anchored one or an odd key: the problem's line and key."""
+    path = write(tmp_path, text, "auth.yaml")
+    with pytest.raises(JobFileError) as info:
+        load_auth(path)
+    assert info.value.problems == (dataclasses.replace(problem, path=str(path)),)
+
+
+def test_a_problem_of_the_whole_file_has_no_key_and_line_0_when_it_has_no_line(
+    tmp_path: Path,
+) -> None:
+    """File-level problems (not YAML, settings that contradict each other, an empty file, an
+    odd key, an items file listing nothing) have an empty key."""
+    bad = write(tmp_path, "items: [\n")
+    with pytest.raises(JobFileError) as info:
+        load_job(bad)
+    assert [(p.line, p.key) for p in info.value.problems] == [(2, "")]
+    for text, line in (("quiet: true\nverbose: true\n", 1), ("", 0), ("~: 1\n", 1)):
+        with pytest.raises(JobFileError) as info:
+            load_job(write(tmp_path, text + (ITEMS if text else "")))
+        assert [(p.line, p.key) for p in info.value.problems] == [(line, "")]
+    (tmp_path / "items.csv").write_text("project_id,plan_id,img_url\n")
+    with pytest.raises(JobFileError) as info:
+        load_job(write(tmp_path, "items_file: items.csv\n"))
+    assert info.value.problems == (Problem(str(tmp_path / "items.csv"), 0, "", "lists no items"),)
+
+
+def test_each_bad_default_is_named_and_fills_no_item(tmp_path: Path) -> None:
+    """Every key of `defaults:` is checked, past an unknown one; a bad default fills nothing,
+    so an item lacking its own value is named too."""
+    path = write(
+        tmp_path,
+        f"defaults: {{colour: x, project_id: short}}\nitems:\n  - {{plan_id: {PLAN}, img_url: {URL1}}}\n",
+    )
+    assert problems(path) == [
+        f"{path}:1: defaults.colour: unknown key (known: image, img_url, project_id)",
+        f"{path}:1: defaults.project_id: must be 32 letters or digits (the CodeArts Req project id)",
+        f"{path}:3: items[0].project_id: missing",
+    ]
+
+
+def test_an_item_giving_both_img_url_and_image_is_one_problem_at_its_line(
+    tmp_path: Path,
+) -> None:
+    """An item naming both an img_url and an image is refused as such, at the item's line."""
+    path = write(
+        tmp_path,
+        f"items:\n  - {{project_id: {P1}, plan_id: {PLAN}, img_url: {URL1}}}\n"
+        f"  - {{project_id: {P1}, plan_id: {PLAN2}, img_url: {URL1}, image: logo.png}}\n",
+    )
+    assert problems(path) == [f"{path}:3: items[1]: give either `img_url` or `image`, not both"]
+
+
+@pytest.mark.parametrize(
+    ("item", "problem"),
+    [
+        (
+            f"{{project_id: &a {P1}, plan_id: {PLAN}, img_url: {URL1}}}",
+            f"items[0].project_id: {jobfile._ANCHORS}",
+        ),
+        (
+            f"{{project_id: {P1}, plan_id: {PLAN}, plan_id: {PLAN}, img_url: {URL1}}}",
+            "items[0].plan_id: appears twice",
+        ),
+        (
+            f"{{project_id: {P1}, plan_id: ~, img_url: {URL1}}}",
+            "items[0].plan_id: must be a text value, not empty",
+        ),
+        (
+            f"{{project_id: {P1}, plan_id: {PLAN}, img_url: {URL1}, extra: [1, {{a: [2]}}]}}",
+            "items[0].extra: unknown key (known: project_id, plan_id, img_url, image)",
+        ),
+    ],
+)
+def test_each_bad_key_of_an_item_is_one_problem_naming_the_item(
+    tmp_path: Path, item: str, problem: str
+) -> None:
+    """An anchored value, a repeated key, an empty value, or an unknown key (its value skipped
+    whole, however deep) in an item: one problem, named with the item."""
+    path = write(tmp_path, f"items:\n  - {item}\n")
+    assert problems(path) == [f"{path}:2: {problem}"]
+
+
+def test_the_duplicates_pass_reads_no_image_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plan listed twice with an image is refused, and the image is still read only once."""
+    (tmp_path / "logo.png").write_bytes(png())
+    read = count_image_reads(monkeypatch)
+    line = f"  - {{project_id: {P1}, plan_id: {PLAN}, image: logo.png}}\n"
+    path = write(tmp_path, "items:\n" + line * 2)
+    assert problems(path) == [f"{path}:3: items[1]: plan {PLAN} is already listed at line 2"]
+    assert read == [tmp_path / "logo.png"]
