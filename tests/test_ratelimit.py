@@ -19,15 +19,25 @@ pytestmark = pytest.mark.anyio
 
 
 class FakeTime:
-    """A monotonic clock that only moves when someone sleeps."""
+    """A monotonic clock that only moves when someone sleeps.
+
+    Its sleeps never yield, so no deadline could stop a governor that sleeps forever (zero at a
+    time, or with no start ever due): past ``SLEEPS`` the test fails instead of hanging.
+    """
+
+    SLEEPS = 100_000  # far more than any test here sleeps
 
     def __init__(self) -> None:
         self.now = 0.0
+        self.sleeps = 0
 
     def clock(self) -> float:
         return self.now
 
     async def sleep(self, seconds: float) -> None:
+        self.sleeps += 1
+        if self.sleeps > self.SLEEPS:
+            raise AssertionError(f"still sleeping after {self.SLEEPS} sleeps, at {self.now} s")
         self.now += seconds
 
 
@@ -181,7 +191,7 @@ async def test_a_waiting_acquire_starts_when_an_answer_frees_the_window() -> Non
     answered: list[float] = []
 
     async def sleep(seconds: float) -> None:
-        time.now += seconds
+        await time.sleep(seconds)
         if time.now >= 0.5 and not answered:
             answered.append(time.now)
             gov.on_answer()  # an error: it frees its place but widens nothing
@@ -643,7 +653,7 @@ async def test_a_pause_voids_a_start_booked_before_it() -> None:
         if not throttled:  # the first request's answer, while the second waits for its slot
             throttled.append(time.now)
             gov.on_throttle(started_at=0.0, retry_after=3.0)
-        time.now += seconds
+        await time.sleep(seconds)
 
     gov = RateGovernor(rate=10.0, clock=time.clock, sleep=sleep, jitter=lambda: 1.0)
     assert await gov.acquire() == 0.0
