@@ -60,6 +60,17 @@ async def test_burst_one_spaces_starts_evenly_from_the_first() -> None:
     assert times == pytest.approx([i * 0.25 for i in range(9)])
 
 
+def test_the_fast_path_spaces_starts_by_the_rate_too() -> None:
+    """try_acquire at rate 4: one start now, none 0.2 s later, the next at 0.25 s."""
+    time = FakeTime()
+    gov = governor(time, rate=4.0)
+    assert gov.try_acquire() == 0.0
+    time.now = 0.2
+    assert gov.try_acquire() is None
+    time.now = 0.25
+    assert gov.try_acquire() == 0.25
+
+
 async def test_no_second_ever_holds_more_than_rate_plus_burst() -> None:
     """Over a long run the mean rate is the configured one and no window exceeds rate + burst."""
     time = FakeTime()
