@@ -71,6 +71,15 @@ def test_the_fast_path_spaces_starts_by_the_rate_too() -> None:
     assert gov.try_acquire() == 0.25
 
 
+def test_the_fast_path_lets_a_burst_start_at_once_then_paces() -> None:
+    """try_acquire at rate 2 with a burst of 3: three starts at once, a fourth half a second on."""
+    time = FakeTime()
+    gov = governor(time, rate=2.0, burst=3)
+    assert [gov.try_acquire() for _ in range(4)] == [0.0, 0.0, 0.0, None]
+    time.now = 0.5
+    assert gov.try_acquire() == 0.5
+
+
 async def test_no_second_ever_holds_more_than_rate_plus_burst() -> None:
     """Over a long run the mean rate is the configured one and no window exceeds rate + burst."""
     time = FakeTime()
@@ -121,16 +130,27 @@ async def test_slow_start_begins_paced_and_doubles() -> None:
 def test_the_slow_start_doubles_its_rate_every_doubling() -> None:
     """No limit met: start_rate at the first start, twice that one doubling later, 8x three later."""
     time = FakeTime()
+    time.now = 100.0  # a clock far from zero: doublings count from the first start
     gov = governor(time)
     policy = ThrottlePolicy()
     assert gov.rate == policy.start_rate
     gov.try_acquire()
-    time.now = policy.doubling
+    time.now = 100.0 + policy.doubling
     assert gov.rate == pytest.approx(2 * policy.start_rate)
-    time.now = 3 * policy.doubling
+    time.now = 100.0 + 3 * policy.doubling
     assert gov.rate == pytest.approx(8 * policy.start_rate)
-    time.now = 100.0  # long unlimited: past any power of two a float holds
+    time.now = 200.0  # long unlimited: past any power of two a float holds
     assert gov.rate is None
+
+
+def test_a_millisecond_on_the_rate_is_worked_out_again() -> None:
+    """The rate is kept for less than a millisecond: at 1 ms the slow start's has grown."""
+    time = FakeTime()
+    gov = governor(time)
+    gov.try_acquire()
+    assert gov.rate == ThrottlePolicy().start_rate
+    time.now = 0.001
+    assert gov.rate == pytest.approx(ThrottlePolicy().start_rate * 2 ** (0.001 / 0.03))
 
 
 async def test_an_unlimited_run_stops_pacing_within_a_fraction_of_a_second() -> None:
@@ -356,9 +376,11 @@ def test_a_first_wave_in_a_run_settles_at_the_limit_not_at_its_count() -> None:
     assert outcome.throttled <= 0.03 * len(outcome.arrivals)
 
 
-def cut_after_a_steady_second(time: FakeTime, rate: int) -> RateGovernor:
+def cut_after_a_steady_second(
+    time: FakeTime, rate: int, policy: ThrottlePolicy | None = None
+) -> RateGovernor:
     """A governor past its slow start that saw ``rate`` successes in a second, then a 429."""
-    gov = governor(time, rate=0.0)
+    gov = governor(time, rate=0.0, policy=policy)
     gov.try_acquire()
     time.now = 2.0
     for _ in range(rate):
@@ -414,10 +436,11 @@ def test_past_a_slow_maximum_it_probes_higher_within_a_second_not_a_recovery() -
 def test_past_the_maximum_the_rate_climbs_a_cubic_then_doubles_each_recovery() -> None:
     """Half a recovery past the maximum: an eighth of the cut above it; past a recovery, doubling."""
     time = FakeTime()
-    gov = cut_after_a_steady_second(time, 200)
+    policy = ThrottlePolicy(recovery=0.5)
+    gov = cut_after_a_steady_second(time, 200, policy)
     maximum, low, cut_at = gov._high, gov._low, time.now
-    recovery = max(ThrottlePolicy().recovery, ThrottlePolicy().first_probe_every / maximum)
-    step = ThrottlePolicy().recovery
+    recovery = max(policy.recovery, policy.first_probe_every / maximum)
+    step = policy.recovery
     time.now = cut_at + recovery + step / 2
     assert gov.rate == pytest.approx(maximum + (maximum - low) / 8)
     time.now = cut_at + recovery + 2 * step
