@@ -80,6 +80,12 @@ def test_the_fast_path_lets_a_burst_start_at_once_then_paces() -> None:
     assert gov.try_acquire() == 0.5
 
 
+async def test_a_configured_rate_below_one_a_second_is_honoured() -> None:
+    """rate 0.5: starts two seconds apart, not the slow start's pace for an unknown limit."""
+    time = FakeTime()
+    assert await starts(governor(time, rate=0.5), 3) == pytest.approx([0.0, 2.0, 4.0])
+
+
 async def test_no_second_ever_holds_more_than_rate_plus_burst() -> None:
     """Over a long run the mean rate is the configured one and no window exceeds rate + burst."""
     time = FakeTime()
