@@ -610,7 +610,11 @@ async def test_throttled_for_a_whole_span_the_maximum_is_what_the_span_accepted(
 async def test_after_a_pause_a_slow_rate_that_climbs_is_booked_again() -> None:
     """A pause at 0.5/s, then the cubic's climb: the next gap follows the new rate, not the old slots."""
     time = FakeTime()
-    gov = cut_after_a_steady_second(time, 1)  # a maximum of 1/s, cut to 0.5/s
+    gov = governor(time)
+    await gov.acquire()  # every start through the waiting path, none through the fast one
+    time.now = 3.0
+    gov.on_success()
+    gov.on_throttle(started_at=time.now, retry_after=None)  # a maximum of 1/s, cut to 0.5/s
     gov.on_throttle(started_at=time.now, retry_after=0.01)
     first = await gov.acquire()
     gov.on_success()
