@@ -573,7 +573,7 @@ def test_aksk_without_a_project_id_or_a_region_is_refused_before_sending() -> No
 
 def test_aksk_lookup_endpoint_follows_config_then_sdk_variable_then_region() -> None:
     """The IAM endpoint for the lookup: auth.aksk.iam_endpoint, $HUAWEICLOUD_SDK_IAM_ENDPOINT,
-    then the region's; the project name: auth.aksk.project, then the region."""
+    then the region's, less a final "/"; the project name: auth.aksk.project, then the region."""
     env = {"HUAWEICLOUD_SDK_AK": AK, "HUAWEICLOUD_SDK_SK": SK}
     lookup = IamProjects(make_transport())
 
@@ -590,8 +590,8 @@ def test_aksk_lookup_endpoint_follows_config_then_sdk_variable_then_region() -> 
         "https://iam.cn-east-3.myhuaweicloud.com",
         "cn-east-3",
     )
-    from_env = source(AkSkAuth(), {**env, "HUAWEICLOUD_SDK_IAM_ENDPOINT": "https://iam.example"})
-    assert from_env is not None and from_env.endpoint == "https://iam.example"
+    from_env = source(AkSkAuth(), {**env, "HUAWEICLOUD_SDK_IAM_ENDPOINT": "https://iam.example/X/"})
+    assert from_env is not None and from_env.endpoint == "https://iam.example/X"  # slash only
     configured = source(
         AkSkAuth(iam_endpoint="https://iam.cfg", project="cn-north-4"),
         {**env, "HUAWEICLOUD_SDK_IAM_ENDPOINT": "https://iam.example"},
@@ -954,10 +954,10 @@ def test_iam_endpoints_default_to_the_global_one_and_lose_a_trailing_slash() -> 
     assert creds.identity == IamIdentity(
         "https://iam.myhuaweicloud.com", "acme", "bot", "cn-north-4"
     )
-    given = dataclasses.replace(plain, endpoint="https://iam.example.com//")
+    given = dataclasses.replace(plain, endpoint="https://iam.example.com/X//")
     creds = load_credentials(given, issue=never_called(), environ=environ)
     assert isinstance(creds, IamPassword)
-    assert creds.identity.endpoint == "https://iam.example.com"
+    assert creds.identity.endpoint == "https://iam.example.com/X"  # only the slashes go
 
 
 @pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux's /proc")
