@@ -110,7 +110,7 @@ class RateGovernor:
         self._high = math.inf
         self._low = math.inf
         self._recovery = self._policy.recovery
-        self._rate = self._ceiling if self._ceiling < math.inf else math.inf
+        self._rate = self._ceiling  # never read before ``_current_rate`` works it out
         self._rate_at = -math.inf  # when ``_rate`` was last worked out
         self._resumed = -math.inf  # when the last pause for persistent throttling ended
         self._episode = -math.inf  # when the last cut came
@@ -121,7 +121,6 @@ class RateGovernor:
         self._streak = 0  # throttles since the last success, each after a cut or pause
         self._accepted: deque[float] = deque()  # success times within the last span
         self._throttles: deque[float] = deque()  # throttle times within the last span
-        self._first_answer = math.inf
         self._in_flight = 0  # started and not yet answered
         # The congestion window (requests in flight at most): what a first wave can cost is
         # what is in flight when the limit is met. A configured rate needs no probing.
@@ -257,12 +256,9 @@ class RateGovernor:
         self._streak = 0
         accepted = self._accepted
         accepted.append(now)
-        if accepted[0] < now - self._policy.span:
-            horizon = now - self._policy.span
-            while accepted[0] < horizon:
-                accepted.popleft()
-        if self._first_answer == math.inf:
-            self._first_answer = now
+        horizon = now - self._policy.span
+        while accepted[0] < horizon:  # ``now`` itself stays: the deque is never emptied
+            accepted.popleft()
 
     def on_throttle(self, *, started_at: float, retry_after: float | None) -> None:
         """Slow the whole run down: the server throttled a request started at ``started_at``."""
@@ -270,8 +266,6 @@ class RateGovernor:
         policy = self._policy
         self._in_flight = max(0, self._in_flight - 1)
         self._throttled += 1
-        if self._first_answer == math.inf:
-            self._first_answer = now
         if retry_after is not None:  # the server says when: wait that long, whatever else
             wait = min(max(retry_after, 0.0), policy.max_retry_after)
             self._pause_until(now + wait)

@@ -130,13 +130,24 @@ def simulate(
     return outcome, governor
 
 
+STUCK = 100_000  # wake-ups at one virtual instant: far more than any run's workers need
+
+
 def run(coroutines: list[Coroutine[Any, Any, None]], vt: VirtualTime) -> None:
-    """Drive ``coroutines`` to the end on virtual time (never on a real event loop)."""
+    """Drive ``coroutines`` to the end on virtual time (never on a real event loop).
+
+    Virtual time never waits, so no deadline could stop workers that sleep zero forever: past
+    ``STUCK`` wake-ups with the clock standing still, the run fails instead of hanging.
+    """
     order = itertools.count()
     ready = [(vt.now, next(order), c) for c in coroutines]
     heapq.heapify(ready)
+    still = 0
     while ready:
         at, _, coroutine = heapq.heappop(ready)
+        still = still + 1 if at <= vt.now else 0
+        if still > STUCK:
+            raise RuntimeError(f"the simulation is stuck at {vt.now} s: no worker moves time on")
         vt.now = max(vt.now, at)
         try:
             wake = coroutine.send(None)

@@ -19,15 +19,25 @@ pytestmark = pytest.mark.anyio
 
 
 class FakeTime:
-    """A monotonic clock that only moves when someone sleeps."""
+    """A monotonic clock that only moves when someone sleeps.
+
+    Its sleeps never yield, so no deadline could stop a governor that sleeps forever (zero at a
+    time, or with no start ever due): past ``SLEEPS`` the test fails instead of hanging.
+    """
+
+    SLEEPS = 100_000  # far more than any test here sleeps
 
     def __init__(self) -> None:
         self.now = 0.0
+        self.sleeps = 0
 
     def clock(self) -> float:
         return self.now
 
     async def sleep(self, seconds: float) -> None:
+        self.sleeps += 1
+        if self.sleeps > self.SLEEPS:
+            raise AssertionError(f"still sleeping after {self.SLEEPS} sleeps, at {self.now} s")
         self.now += seconds
 
 
@@ -48,6 +58,32 @@ async def test_burst_one_spaces_starts_evenly_from_the_first() -> None:
     time = FakeTime()
     times = await starts(governor(time, rate=4.0, burst=1), 9)
     assert times == pytest.approx([i * 0.25 for i in range(9)])
+
+
+def test_the_fast_path_spaces_starts_by_the_rate_too() -> None:
+    """try_acquire at rate 4: one start now, none 0.2 s later, the next at 0.25 s."""
+    time = FakeTime()
+    gov = governor(time, rate=4.0)
+    assert gov.try_acquire() == 0.0
+    time.now = 0.2
+    assert gov.try_acquire() is None
+    time.now = 0.25
+    assert gov.try_acquire() == 0.25
+
+
+def test_the_fast_path_lets_a_burst_start_at_once_then_paces() -> None:
+    """try_acquire at rate 2 with a burst of 3: three starts at once, a fourth half a second on."""
+    time = FakeTime()
+    gov = governor(time, rate=2.0, burst=3)
+    assert [gov.try_acquire() for _ in range(4)] == [0.0, 0.0, 0.0, None]
+    time.now = 0.5
+    assert gov.try_acquire() == 0.5
+
+
+async def test_a_configured_rate_below_one_a_second_is_honoured() -> None:
+    """rate 0.5: starts two seconds apart, not the slow start's pace for an unknown limit."""
+    time = FakeTime()
+    assert await starts(governor(time, rate=0.5), 3) == pytest.approx([0.0, 2.0, 4.0])
 
 
 async def test_no_second_ever_holds_more_than_rate_plus_burst() -> None:
@@ -95,6 +131,32 @@ async def test_slow_start_begins_paced_and_doubles() -> None:
     assert gaps[0] == pytest.approx(1 / ThrottlePolicy().start_rate, rel=0.05)
     assert gaps[-1] < gaps[0] / 4
     assert times[-1] < 0.3
+
+
+def test_the_slow_start_doubles_its_rate_every_doubling() -> None:
+    """No limit met: start_rate at the first start, twice that one doubling later, 8x three later."""
+    time = FakeTime()
+    time.now = 100.0  # a clock far from zero: doublings count from the first start
+    gov = governor(time)
+    policy = ThrottlePolicy()
+    assert gov.rate == policy.start_rate
+    gov.try_acquire()
+    time.now = 100.0 + policy.doubling
+    assert gov.rate == pytest.approx(2 * policy.start_rate)
+    time.now = 100.0 + 3 * policy.doubling
+    assert gov.rate == pytest.approx(8 * policy.start_rate)
+    time.now = 200.0  # long unlimited: past any power of two a float holds
+    assert gov.rate is None
+
+
+def test_a_millisecond_on_the_rate_is_worked_out_again() -> None:
+    """The rate is kept for less than a millisecond: at 1 ms the slow start's has grown."""
+    time = FakeTime()
+    gov = governor(time)
+    gov.try_acquire()
+    assert gov.rate == ThrottlePolicy().start_rate
+    time.now = 0.001
+    assert gov.rate == pytest.approx(ThrottlePolicy().start_rate * 2 ** (0.001 / 0.03))
 
 
 async def test_an_unlimited_run_stops_pacing_within_a_fraction_of_a_second() -> None:
@@ -147,13 +209,26 @@ async def test_the_slow_start_keeps_at_most_its_window_in_flight() -> None:
     assert first < second < 1.0
 
 
+def test_an_error_frees_its_place_in_the_window_and_widens_nothing() -> None:
+    """Two in flight, one ends in an error: one more may start, and the window is still two."""
+    time = FakeTime()
+    gov = governor(time)
+    assert gov.try_acquire() == 0.0
+    time.now = 1.0
+    assert gov.try_acquire() == 1.0
+    assert gov.try_acquire() is None
+    gov.on_answer()
+    assert gov.try_acquire() == 1.0
+    assert gov.try_acquire() is None
+
+
 async def test_a_waiting_acquire_starts_when_an_answer_frees_the_window() -> None:
     """acquire waits while the window is full, and returns once an answer comes (an error too)."""
     time = FakeTime()
     answered: list[float] = []
 
     async def sleep(seconds: float) -> None:
-        time.now += seconds
+        await time.sleep(seconds)
         if time.now >= 0.5 and not answered:
             answered.append(time.now)
             gov.on_answer()  # an error: it frees its place but widens nothing
@@ -307,9 +382,11 @@ def test_a_first_wave_in_a_run_settles_at_the_limit_not_at_its_count() -> None:
     assert outcome.throttled <= 0.03 * len(outcome.arrivals)
 
 
-def cut_after_a_steady_second(time: FakeTime, rate: int) -> RateGovernor:
+def cut_after_a_steady_second(
+    time: FakeTime, rate: int, policy: ThrottlePolicy | None = None
+) -> RateGovernor:
     """A governor past its slow start that saw ``rate`` successes in a second, then a 429."""
-    gov = governor(time, rate=0.0)
+    gov = governor(time, rate=0.0, policy=policy)
     gov.try_acquire()
     time.now = 2.0
     for _ in range(rate):
@@ -360,6 +437,22 @@ def test_past_a_slow_maximum_it_probes_higher_within_a_second_not_a_recovery() -
     assert recovery > 5 * policy.recovery  # a slow limit: a long, careful approach
     time.now = cut_at + recovery + policy.recovery
     assert gov.rate == pytest.approx(2 * maximum - low, rel=0.01)
+
+
+def test_past_the_maximum_the_rate_climbs_a_cubic_then_doubles_each_recovery() -> None:
+    """Half a recovery past the maximum: an eighth of the cut above it; from one past, doubling."""
+    time = FakeTime()
+    policy = ThrottlePolicy(recovery=0.5)
+    gov = cut_after_a_steady_second(time, 200, policy)
+    maximum, low, cut_at = gov._high, gov._low, time.now
+    recovery = max(policy.recovery, policy.first_probe_every / maximum)
+    step = policy.recovery
+    time.now = cut_at + recovery + step / 2
+    assert gov.rate == pytest.approx(maximum + (maximum - low) / 8)
+    time.now = cut_at + recovery + 1.5 * step
+    assert gov.rate == pytest.approx(2**0.5 * (2 * maximum - low))
+    time.now = cut_at + recovery + 3 * step
+    assert gov.rate == pytest.approx(4 * (2 * maximum - low))
 
 
 # -- simulated runs against the sandbox's limiters ----------------------------------------
@@ -452,3 +545,175 @@ async def test_a_rare_429_with_retry_after_pauses_without_cutting() -> None:
     assert gov.stats.rate_cuts == 0
     assert gov.rate == 100.0
     assert await gov.acquire() == pytest.approx(throttled_at + 1.0)
+
+
+# -- what a cut measures ------------------------------------------------------------------
+
+
+async def test_a_slow_start_cut_counts_successes_over_the_time_since_the_first_start() -> None:
+    """A clock far from zero: 10 successes in the half second since the first start is 20/s."""
+    time = FakeTime()
+    time.now = 100.0
+    gov = governor(time)
+    gov.try_acquire()
+    for _ in range(10):
+        time.now += 0.05
+        gov.on_success()
+    gov.on_throttle(started_at=time.now, retry_after=None)
+    assert gov.rate == pytest.approx(20 * ThrottlePolicy().first_beta)
+
+
+async def test_a_429_before_any_success_cuts_the_slow_start_to_half_its_rate() -> None:
+    """Refused first, 0.1 s into the slow start: the rate refused, halved; never the floor."""
+    time = FakeTime()
+    gov = governor(time)
+    gov.try_acquire()
+    time.now = 0.1
+    refused = gov.rate
+    assert refused is not None
+    gov.on_throttle(started_at=time.now, retry_after=None)
+    assert gov.rate == pytest.approx(refused * ThrottlePolicy().first_beta)
+
+
+async def test_a_cut_after_a_quiet_span_goes_by_the_rate_refused() -> None:
+    """Nothing accepted in the last span before a later 429: beta times the rate it refused."""
+    time = FakeTime()
+    gov = cut_after_a_steady_second(time, 100)
+    time.now += 0.5
+    gov.on_success()  # the throttle streak ends, and this success ages out of the span
+    time.now += 2.0
+    refused = gov.rate
+    assert refused is not None
+    gov.on_throttle(started_at=time.now, retry_after=None)
+    assert gov.stats.rate_cuts == 2
+    assert gov.rate == pytest.approx(refused * ThrottlePolicy().beta)
+
+
+async def test_throttled_for_a_whole_span_the_maximum_is_what_the_span_accepted() -> None:
+    """Cuts a span apart: the second's maximum is the successes over that span (ends included) per second."""
+    time = FakeTime()
+    policy = ThrottlePolicy(span=0.5)
+    gov = governor(time, policy=policy)
+    gov.try_acquire()
+    time.now = 1.0  # unpaced by now, and nothing accepted: the first cut starts low
+    gov.on_throttle(started_at=time.now, retry_after=None)
+    assert gov.rate == pytest.approx(policy.start_rate * policy.first_beta)
+    for at in (1.0, 1.2, 1.3):  # the answers of requests in flight at the cut
+        time.now = at
+        gov.on_success()
+    time.now = 1.5  # exactly a span after the first cut: the same congested spell
+    gov.on_throttle(started_at=time.now, retry_after=None)
+    assert gov.stats.rate_cuts == 2
+    assert gov.rate == pytest.approx(3 / policy.span * policy.beta)
+
+
+async def test_after_a_pause_a_slow_rate_that_climbs_is_booked_again() -> None:
+    """A pause at 0.5/s, then the cubic's climb: the next gap follows the new rate, not the old slots."""
+    time = FakeTime()
+    gov = governor(time)
+    await gov.acquire()  # every start through the waiting path, none through the fast one
+    time.now = 3.0
+    gov.on_success()
+    gov.on_throttle(started_at=time.now, retry_after=None)  # a maximum of 1/s, cut to 0.5/s
+    gov.on_throttle(started_at=time.now, retry_after=0.01)
+    first = await gov.acquire()
+    gov.on_success()
+    second = await gov.acquire()
+    climbed = gov.rate
+    assert climbed is not None
+    gov.on_success()
+    third = await gov.acquire()
+    assert third - second == pytest.approx(1 / climbed)
+    assert third - second < 0.8 * (second - first)
+
+
+def test_after_a_pause_the_rate_restarts_at_an_eighth_of_the_cut_and_doubles_back() -> None:
+    """Throttled again after a cut to 500/s: at the pause's end 62.5/s, twice that a doubling later."""
+    time = FakeTime()
+    policy = ThrottlePolicy()
+    gov = cut_after_a_steady_second(time, 1000)  # a maximum of 1000/s, cut to 500/s
+    low = gov._low
+    gov.on_throttle(started_at=time.now + 0.001, retry_after=None)  # no success since: a pause
+    resumed = time.now + policy.pause  # jitter 1.0: the full first pause
+    assert gov.try_acquire() is None
+    time.now = resumed
+    assert gov.rate == pytest.approx(low / 8)
+    time.now = resumed + policy.doubling
+    assert gov.rate == pytest.approx(low / 4)
+
+
+# -- Retry-After: when it cuts, and what a pause voids --------------------------------------
+
+
+def frequent_429s_with_retry_after(time: FakeTime) -> RateGovernor:
+    """18 successes, then two 429s saying "0.25 s" a span apart: 20 answers, a tenth refused."""
+    gov = governor(time, rate=100.0)
+    gov.try_acquire()
+    time.now = 1.0
+    for _ in range(18):
+        gov.on_success()
+    gov.on_throttle(started_at=time.now, retry_after=0.25)  # 19 answers: too few to judge
+    time.now = 2.0
+    gov.on_throttle(started_at=time.now, retry_after=0.25)
+    return gov
+
+
+def test_429s_with_retry_after_cut_once_they_are_a_tenth_of_twenty_answers() -> None:
+    """At least min_answers answers over the span, at least `frequent` of them 429s: a cut too."""
+    time = FakeTime()
+    gov = frequent_429s_with_retry_after(time)
+    assert gov.stats.rate_cuts == 1
+    assert gov.stats.throttled == 2
+    assert gov.rate == pytest.approx(18 * ThrottlePolicy().first_beta)
+
+
+async def test_more_answers_with_the_same_retry_after_keep_the_interval_the_cut_booked() -> None:
+    """The wave's other 429, telling the same Retry-After: the first start is still an interval past the pause."""
+    time = FakeTime()
+    gov = frequent_429s_with_retry_after(time)
+    rate = gov.rate
+    assert rate is not None
+    gov.on_throttle(started_at=time.now, retry_after=0.25)  # sent before the cut
+    assert gov.stats.rate_cuts == 1
+    assert await gov.acquire() == pytest.approx(2.25 + 1.0 / rate)
+
+
+async def test_a_retry_after_in_the_past_pauses_nobody() -> None:
+    """A Retry-After below zero (a date behind our clock) is a wait of zero, not of a second."""
+    time = FakeTime()
+    gov = governor(time, rate=10.0)
+    await gov.acquire()
+    time.now = 0.5
+    gov.on_throttle(started_at=0.0, retry_after=-5.0)
+    assert await gov.acquire() == pytest.approx(0.5)
+
+
+async def test_a_pause_voids_a_start_booked_before_it() -> None:
+    """A worker asleep until its slot when a Retry-After comes starts when the pause ends."""
+    time = FakeTime()
+    throttled: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        if not throttled:  # the first request's answer, while the second waits for its slot
+            throttled.append(time.now)
+            gov.on_throttle(started_at=0.0, retry_after=3.0)
+        await time.sleep(seconds)
+
+    gov = RateGovernor(rate=10.0, clock=time.clock, sleep=sleep, jitter=lambda: 1.0)
+    assert await gov.acquire() == 0.0
+    assert await gov.acquire() == pytest.approx(3.0)
+    assert throttled == [0.0]
+
+
+def test_the_answers_that_judge_a_retry_after_are_those_of_the_last_span() -> None:
+    """A success exactly a span old still counts, an older one not: 18 successes, two 429s, a cut."""
+    time = FakeTime()
+    gov = governor(time, rate=100.0)
+    gov.try_acquire()
+    for at, successes in ((0.0, 1), (0.5, 1), (1.5, 17)):
+        time.now = at
+        for _ in range(successes):
+            gov.on_success()
+    gov.on_throttle(started_at=time.now, retry_after=0.25)  # 19 answers: too few to judge
+    gov.on_throttle(started_at=time.now, retry_after=0.25)  # 20, a tenth of them 429s
+    assert gov.stats.rate_cuts == 1
