@@ -45,6 +45,7 @@ from batchthumb.model import (
     Attempt,
     PlanPage,
     PlanSummary,
+    StatedLimit,
     Verdict,
 )
 
@@ -396,7 +397,10 @@ class PlanApi:
             )
             verdict = Verdict.PERMANENT
         elif status == 429 or code in THROTTLE_CODES:
-            verdict = Verdict.THROTTLED
+            attempt = self._attempt(
+                Verdict.THROTTLED, status, code, message, request_id, retry_after
+            )
+            return replace(attempt, limit=stated_limit(message)), None
         elif status == 401:
             verdict = Verdict.REJECTED
         elif status == 403 or code in PERMISSION_CODES:
@@ -612,6 +616,26 @@ def _error_fields(body: Any) -> tuple[str | None, str | None]:
             if code or msg:
                 return code, msg
     return None, None
+
+
+# APIG names the policy's limit in its 429 (facts §5.3): "...over ratelimit,limit:XX,time:1 second"
+# (or "1 minute"). Only a hint: a message without it, or in another form, states nothing.
+_STATED_LIMIT = re.compile(
+    r"limit:\s*(\d{1,9}(?:\.\d{1,6})?)\s*,\s*time:\s*(\d{1,6})\s*(second|minute|hour|day)s?\b",
+    re.IGNORECASE,
+)
+_UNIT_SECONDS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
+
+
+def stated_limit(message: str | None) -> StatedLimit | None:
+    """The limit a throttling message names, or None when it names none (or 0)."""
+    found = _STATED_LIMIT.search(message[:MAX_ERROR_CHARS]) if message else None
+    if found is None:
+        return None
+    requests, count, unit = float(found[1]), int(found[2]), found[3].lower()
+    if requests <= 0 or count <= 0:
+        return None
+    return StatedLimit(requests, count * _UNIT_SECONDS[unit])
 
 
 def _retry_after(value: str | None, wall_clock: Callable[[], float]) -> float | None:

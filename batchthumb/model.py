@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from batchthumb.errors import Problem, UsageError
 
@@ -340,6 +340,13 @@ class Verdict(enum.Enum):
     FORBIDDEN = "forbidden"  # the identity lacks a role or permission: the run cannot go on
 
 
+class StatedLimit(NamedTuple):
+    """The limit a throttling answer names (``limit:XX,time:1 second``): XX per that time."""
+
+    requests: float
+    seconds: float
+
+
 @dataclass(frozen=True, slots=True)
 class Attempt:
     """The answer to one request, classified by the API layer."""
@@ -350,6 +357,7 @@ class Attempt:
     error: str | None = None
     request_id: str | None = None
     retry_after: float | None = None  # seconds the server asked us to wait
+    limit: StatedLimit | None = None  # the limit a throttling answer named
     ambiguous: bool = False  # sent, but no answer: the server may have applied it
 
 

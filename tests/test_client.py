@@ -30,6 +30,7 @@ from batchthumb.client import (
     check_url,
     make_transport,
     open_api,
+    stated_limit,
 )
 from batchthumb.errors import CredentialsError, RunAborted, UsageError
 from batchthumb.model import (
@@ -38,6 +39,7 @@ from batchthumb.model import (
     MIB,
     Attempt,
     PlanPage,
+    StatedLimit,
     Verdict,
 )
 from batchthumb.sandbox import Fault, RateLimit, Sandbox, SandboxConfig
@@ -164,6 +166,63 @@ async def test_a_sandbox_spelling_apig_is_throttling_end_to_end() -> None:
         second = await put(url)
     assert first.verdict is Verdict.OK
     assert (second.verdict, second.error_code) == (Verdict.THROTTLED, "APIG.0308")
+
+
+async def test_a_sandbox_429_names_its_limit_to_the_client() -> None:
+    """The limit a real limiter's 429 names (limit:XX,time:1 second) reaches the Attempt."""
+    config = SandboxConfig(
+        tokens=frozenset({TOKEN}), rate_limit=RateLimit.per_second(3, burst=1), autocreate=True
+    )
+    box = Sandbox(config, clock=lambda: 0.0)
+    async with box.serve() as url:
+        first = await put(url)
+        second = await put(url)
+    assert (first.verdict, first.limit) == (Verdict.OK, None)
+    assert (second.verdict, second.limit) == (Verdict.THROTTLED, StatedLimit(3.0, 1.0))
+
+
+@pytest.mark.parametrize(
+    ("message", "stated"),
+    [
+        (
+            "The throttling threshold has been reached: policy user over ratelimit,limit:200,"
+            "time:1 second",
+            StatedLimit(200.0, 1.0),
+        ),
+        ("...ratelimit,limit:600,time:1 minute", StatedLimit(600.0, 60.0)),
+        ("limit: 12 , time: 2 Seconds", StatedLimit(12.0, 2.0)),
+        ("limit:7.5,time:1 hour", StatedLimit(7.5, 3600.0)),
+        ("limit:100,time:1 day", StatedLimit(100.0, 86400.0)),
+        ("limit:0,time:1 second", None),
+        ("limit:5,time:0 second", None),
+        ("limit:5,time:1 fortnight", None),
+        ("limit:5,time:1 secondary", None),
+        ("limit:1234567890,time:1 second", None),
+        ("The throttling threshold has been reached", None),
+        (None, None),
+    ],
+)
+def test_the_limit_a_throttling_message_names_is_read_or_nothing(
+    message: str | None, stated: StatedLimit | None
+) -> None:
+    """The documented message, a minute, spaces and case, other units: read. Zero, an unknown
+    unit, more than nine digits or no limit at all: nothing stated."""
+    assert stated_limit(message) == stated
+
+
+def test_a_limit_past_the_first_500_characters_is_not_looked_for() -> None:
+    """The search is bounded: a message padded past the error cap states nothing."""
+    assert stated_limit(" " * 500 + "limit:5,time:1 second") is None
+    assert stated_limit(" " * 479 + "limit:5,time:1 second") == StatedLimit(5.0, 1.0)
+
+
+async def test_a_limit_is_read_only_from_a_throttling_answer() -> None:
+    """A 400 whose message happens to say limit:XX is a failure that states no limit."""
+    body = b'{"error_code": "PM.1", "error_msg": "limit:5,time:1 second"}'
+    attempt = await put_to(answering(400, body))
+    assert (attempt.verdict, attempt.limit) == (Verdict.PERMANENT, None)
+    throttled = await put_to(answering(429, body.replace(b"PM.1", b"APIGW.0308")))
+    assert (throttled.verdict, throttled.limit) == (Verdict.THROTTLED, StatedLimit(5.0, 1.0))
 
 
 async def test_429_with_retry_after_http_date_is_read_as_seconds(
