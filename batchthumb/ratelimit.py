@@ -19,6 +19,12 @@ do:
   requests sent before the cut say nothing about the new rate: they cut nothing. After a cut
   one request is in flight until one is accepted, then one more per success: a window that is
   closed until it resets refuses that one probe, not every worker's request.
+- **Named limit.** A 429 naming its limit per second (APIG's ``limit:XX,time:1 second``) needs
+  no guess: the maximum is XX (or the rate refused, if lower) and the cut leaves
+  ``stated_beta`` of it; if XX of the run's successes fall within that second, the next start
+  waits until the oldest leaves it. A limit per minute is no rate (its allowance may go at
+  once), and a name that leaves the run throttled for a whole span is not the run's share
+  (the limit is shared): both are cut as above.
 - **Recovery.** The rate then climbs along a cubic back to that maximum in ``recovery``
   seconds (longer for slow limits, the time ``probe_every`` requests take, so that probing
   costs few throttled requests; after the first cut, whose maximum is a guess, the time
@@ -43,6 +49,8 @@ from dataclasses import dataclass
 
 import anyio
 
+from batchthumb.model import StatedLimit
+
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -62,6 +70,7 @@ class ThrottlePolicy:
     recovery: float = 1.0  # seconds to regain the rate before a cut, at least
     probe_every: float = 150.0  # ... and at least this many requests: each probe costs a 429
     first_probe_every: float = 60.0  # ... after the first cut, whose maximum is a guess
+    stated_beta: float = 0.97  # a cut to a limit the server named leaves this share of it
     max_recovery: float = 10.0  # ... and at most this many seconds
     min_rate: float = 0.2  # requests per second; never slower than this
     pause: float = 0.25  # first pause while throttling persists; doubles while it lasts
@@ -109,6 +118,7 @@ class RateGovernor:
         self._answered_to = -math.inf  # requests started before this were already answered
         self._high = math.inf
         self._low = math.inf
+        self._step = math.inf  # how far past ``_high`` the probing climbs in one recovery
         self._recovery = self._policy.recovery
         self._rate = self._ceiling  # never read before ``_current_rate`` works it out
         self._rate_at = -math.inf  # when ``_rate`` was last worked out
@@ -164,9 +174,9 @@ class RateGovernor:
                 # however long the approach took, then find it as in the slow start.
                 progress = (now - self._cut_at - self._recovery) / policy.recovery
                 if progress < 1:
-                    rate = self._high + (self._high - self._low) * progress**3
+                    rate = self._high + self._step * progress**3
                 else:
-                    rate = (2 * self._high - self._low) * 2.0 ** min(progress - 1, 64)
+                    rate = (self._high + self._step) * 2.0 ** min(progress - 1, 64)
             since_pause = (now - self._resumed) / policy.doubling
             if since_pause < 16:  # after a pause, one probe first, then quickly back up
                 rate = min(rate, max(policy.start_rate, self._low / 8) * 2.0**since_pause)
@@ -260,8 +270,13 @@ class RateGovernor:
         while accepted[0] < horizon:  # ``now`` itself stays: the deque is never emptied
             accepted.popleft()
 
-    def on_throttle(self, *, started_at: float, retry_after: float | None) -> None:
-        """Slow the whole run down: the server throttled a request started at ``started_at``."""
+    def on_throttle(
+        self, *, started_at: float, retry_after: float | None, stated: StatedLimit | None = None
+    ) -> None:
+        """Slow the whole run down: the server throttled a request started at ``started_at``.
+
+        ``stated`` is the limit the answer named, if it named one.
+        """
         now = self._clock()
         policy = self._policy
         self._in_flight = max(0, self._in_flight - 1)
@@ -283,7 +298,7 @@ class RateGovernor:
         self._answered_to = now
         self._streak += 1
         if self._streak == 1:
-            self._cut(now)
+            self._cut(now, stated)
         elif retry_after is None:
             # Still throttled after a cut with nothing accepted: the server is closed (a full
             # window), so wait, longer each time, rather than cut towards nothing.
@@ -302,7 +317,7 @@ class RateGovernor:
             self._epoch += 1
             self._booked_rate = 0.0
 
-    def _cut(self, now: float) -> None:
+    def _cut(self, now: float, stated: StatedLimit | None = None) -> None:
         """Set the maximum to the accepted rate and cut below it; start the cubic's climb."""
         policy = self._policy
         accepted = self._accepted
@@ -313,7 +328,17 @@ class RateGovernor:
         if now - self._episode > policy.span:
             self._congested = now  # the first throttle after a span without any
         self._episode = now
-        if self._slow_start:
+        # A limit per second the server named is no guess: ride just below it. Not one per
+        # minute (its allowance may go at once), and not once throttled for a whole span
+        # (the name is then not what this run may have: the limit is shared).
+        named = None
+        if stated is not None and stated.seconds <= policy.span:
+            named = stated.requests / stated.seconds
+            if now - self._congested >= policy.span:
+                named = None
+        if named is not None:
+            measured = named
+        elif self._slow_start:
             # Over the time there was: the slow start paced the first requests, so this is a
             # rate over real time, not the count of a first burst taken for a rate per second.
             # At least a tenth of a second: a refusal sooner means a small limit, and one
@@ -333,8 +358,11 @@ class RateGovernor:
         measured = min(measured, current)
         if math.isinf(measured):  # unpaced, and nothing accepted to count: start low
             measured = policy.start_rate
-        first = self._slow_start
-        beta = policy.first_beta if first else policy.beta
+        first = self._slow_start and named is None
+        if named is not None:
+            beta = policy.stated_beta
+        else:
+            beta = policy.first_beta if first else policy.beta
         self._slow_start = False
         # One request in flight until one is accepted, then one more per success: a window
         # that is closed (or a pause's end that comes too soon) refuses one probe, not every
@@ -342,6 +370,7 @@ class RateGovernor:
         self._window = 1.0
         self._high = max(measured, policy.min_rate)
         self._low = max(self._high * beta, policy.min_rate)
+        self._step = max(self._high - self._low, self._high * (1 - policy.beta))
         # The first cut's maximum is a guess from under a second, too high or too low: it is
         # regained over fewer requests, so that a limit above it (or one that rose) is found
         # in seconds. A later one was measured, and probing above it costs a 429 each time.
@@ -351,7 +380,22 @@ class RateGovernor:
         self._rate_at = -math.inf
         # Slots booked at the old rate are void, and the server has just refused one: its
         # bucket is empty, so the next start waits an interval at the new rate, not none.
-        self._tat = max(now, self._paused_until) + 1.0 / self._low
+        frees = self._window_frees(stated)
+        self._tat = max(now, self._paused_until, frees) + 1.0 / self._low
         self._epoch += 1
         self._booked_rate = self._low
         self._cuts += 1
+
+    def _window_frees(self, stated: StatedLimit | None) -> float:
+        """When a named window has room again, if it is full of this run's successes.
+
+        XX accepted within the named time means no more until the oldest of them leaves it:
+        the next start waits for that, not for a pause that guesses (and probes) too soon.
+        """
+        if stated is None or stated.seconds > self._policy.span:
+            return -math.inf
+        allowed = max(1, int(stated.requests))
+        accepted = self._accepted
+        if len(accepted) < allowed:
+            return -math.inf
+        return accepted[-allowed] + stated.seconds  # in the past when the window is not full

@@ -193,7 +193,9 @@ class Sender:
                 return attempt, attempts
             if verdict is Verdict.THROTTLED:
                 throttles += 1
-                self.governor.on_throttle(started_at=started, retry_after=attempt.retry_after)
+                self.governor.on_throttle(
+                    started_at=started, retry_after=attempt.retry_after, stated=attempt.limit
+                )
                 self.events.emit("throttled", subject=subject, **_attempt_fields(attempt))
             # A 429 is the whole run's wait (the governor's), not this item's failure: a window
             # closed for a minute must not fail the items that probe it. Bounded all the same.

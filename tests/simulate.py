@@ -18,7 +18,8 @@ from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-from batchthumb.model import RunSettings
+from batchthumb.client import stated_limit
+from batchthumb.model import RunSettings, StatedLimit
 from batchthumb.ratelimit import RateGovernor, ThrottlePolicy
 from batchthumb.sandbox.limits import Limiter, RateLimit, RetryAfter
 
@@ -91,6 +92,7 @@ def simulate(
     burst: int = 1,
     policy: ThrottlePolicy | None = None,
     retry_after: Callable[[float], float | None] | None = None,
+    states_limit: bool = True,
 ) -> tuple[Outcome, RateGovernor]:
     """Send ``items`` requests through ``workers`` against ``limit`` (None: unlimited)."""
     vt = VirtualTime()
@@ -101,6 +103,10 @@ def simulate(
     )
     limiter = None if limit is None else Limiter(limit)
     told = retry_after or retry_after_header(limit)
+
+    def read(limiter: Limiter, now: float) -> StatedLimit | None:
+        return stated_limit(limiter.message(now)) if states_limit else None
+
     outcome = Outcome()
     queue = iter(range(items))
     noise = random.Random(seed)
@@ -117,6 +123,8 @@ def simulate(
                 if latency:
                     await vt.sleep(latency)
                 wait = None if limiter is None else limiter.admit(vt.now)
+                # What the client reads from the 429's message, by the client's own parser.
+                stated = None if wait is None or limiter is None else read(limiter, vt.now)
                 if wait is None:
                     outcome.accepted.append(vt.now - latency)
                 await vt.sleep(leg + jitter * noise.random())
@@ -124,7 +132,7 @@ def simulate(
                     governor.on_success()
                     break
                 outcome.throttled += 1
-                governor.on_throttle(started_at=started, retry_after=told(wait))
+                governor.on_throttle(started_at=started, retry_after=told(wait), stated=stated)
 
     run([worker() for _ in range(workers)], vt)
     return outcome, governor

@@ -11,6 +11,7 @@ import math
 
 import pytest
 
+from batchthumb.model import StatedLimit
 from batchthumb.ratelimit import RateGovernor, ThrottlePolicy
 from batchthumb.sandbox.limits import RateLimit, RetryAfter, Shape, parse_schedule
 from tests.simulate import simulate
@@ -377,7 +378,7 @@ async def test_a_first_wave_over_milliseconds_is_not_taken_for_a_rate_per_second
 def test_a_first_wave_in_a_run_settles_at_the_limit_not_at_its_count() -> None:
     """50/s with a bucket of 18 and 32 workers: the run settles near 50/s, not near 16."""
     limit = RateLimit.per_second(50, burst=18)
-    outcome, _ = simulate(limit, items=1000, workers=32)
+    outcome, _ = simulate(limit, items=1000, workers=32, states_limit=False)
     assert rate_between(outcome.accepted, 5.0, 15.0) >= 0.9 * 50
     assert outcome.throttled <= 0.03 * len(outcome.arrivals)
 
@@ -455,16 +456,110 @@ def test_past_the_maximum_the_rate_climbs_a_cubic_then_doubles_each_recovery() -
     assert gov.rate == pytest.approx(4 * (2 * maximum - low))
 
 
+# -- a limit the server names (limit:XX,time:1 second) ---------------------------------------
+
+PER_SECOND = StatedLimit(50.0, 1.0)
+
+
+async def named_cut_in_slow_start(time: FakeTime, stated: StatedLimit | None) -> RateGovernor:
+    """Five successes in 20 ms of slow start, then a 429 naming ``stated``."""
+    gov = governor(time)
+    for _ in range(5):
+        await gov.acquire()
+        gov.on_success()
+        time.now += 0.004
+    gov.on_throttle(started_at=time.now, retry_after=None, stated=stated)
+    return gov
+
+
+async def test_a_named_limit_per_second_is_the_maximum_and_the_cut_is_just_below_it() -> None:
+    """50/s named in the first wave: the maximum is 50/s and the rate 97% of it at once."""
+    time = FakeTime()
+    gov = await named_cut_in_slow_start(time, PER_SECOND)
+    assert gov._high == 50.0
+    assert gov.rate == pytest.approx(0.97 * 50)
+
+
+async def test_a_limit_named_per_minute_is_not_taken_for_a_rate() -> None:
+    """600 a minute may go at once: the cut is the one an unnamed 429 would make."""
+    named, unnamed = FakeTime(), FakeTime()
+    per_minute = await named_cut_in_slow_start(named, StatedLimit(600.0, 60.0))
+    plain = await named_cut_in_slow_start(unnamed, None)
+    assert per_minute.rate == plain.rate
+    assert per_minute.rate is not None and per_minute.rate != pytest.approx(0.97 * 10)
+
+
+async def test_refused_below_a_named_limit_the_rate_refused_is_the_maximum() -> None:
+    """Refused at 30/s under a named 50/s (a bucket of 1 and jitter): the maximum is 30/s."""
+    time = FakeTime()
+    gov = governor(time, rate=30.0)
+    for _ in range(10):
+        await gov.acquire()
+        gov.on_success()
+    gov.on_throttle(started_at=time.now, retry_after=None, stated=PER_SECOND)
+    assert gov._high == pytest.approx(30.0)
+
+
+def test_throttled_for_a_whole_span_under_a_named_limit_the_span_decides() -> None:
+    """200/s named, 100/s accepted through 1.1 s of 429s: the limit is shared, 100 it is."""
+    time = FakeTime()
+    gov = governor(time, rate=250.0)
+    gov.try_acquire()
+    stated = StatedLimit(200.0, 1.0)
+    for step in range(1, 111):  # a success every 10 ms, a 429 every 100 ms
+        time.now += 0.01
+        gov.on_success()
+        if step % 10 == 0:
+            gov.on_throttle(started_at=time.now, retry_after=None, stated=stated)
+        if step == 10:
+            assert gov._high == 200.0  # the first cut goes by the name
+    assert gov._high == pytest.approx(100.0, rel=0.02)
+
+
+async def test_a_full_named_window_holds_the_next_start_until_its_oldest_leaves_it() -> None:
+    """5 a second named after 5 successes in 20 ms: nothing starts until a second after the first."""
+    time = FakeTime()
+    gov = await named_cut_in_slow_start(time, StatedLimit(5.0, 1.0))
+    first_success = 0.0
+    assert await gov.acquire() >= first_success + 1.0
+
+
+async def test_a_named_window_with_room_waits_only_an_interval() -> None:
+    """6 a second named after 5 successes: the window is not full, so no hold."""
+    time = FakeTime()
+    gov = await named_cut_in_slow_start(time, StatedLimit(6.0, 1.0))
+    cut_at = time.now
+    assert await gov.acquire() == pytest.approx(cut_at + 1 / (0.97 * 6))
+
+
+def test_a_shallow_cut_still_probes_past_its_maximum_by_a_full_step() -> None:
+    """After a 3% cut to a named limit, half a recovery past it the rate is 15%/8 above it."""
+    time = FakeTime()
+    gov = governor(time, rate=0.0)
+    gov.try_acquire()
+    time.now = 2.0
+    for _ in range(200):
+        time.now += 1.0 / 200
+        gov.on_success()
+    gov.on_throttle(started_at=time.now, retry_after=None, stated=StatedLimit(200.0, 1.0))
+    policy, cut_at = ThrottlePolicy(), time.now
+    recovery = max(policy.recovery, policy.probe_every / 200)
+    time.now = cut_at + recovery + policy.recovery / 2
+    assert gov.rate == pytest.approx(200 * (1 + (1 - policy.beta) / 8))
+
+
 # -- simulated runs against the sandbox's limiters ----------------------------------------
 
 
 @pytest.mark.parametrize("rate", [50, 200, 1000])
 @pytest.mark.parametrize("workers", [8, 32])
-def test_a_token_bucket_is_ridden_within_ten_percent(rate: int, workers: int) -> None:
-    """Against a bucket of the sandbox's default size: 10% of the ideal, at most 3% throttled."""
+@pytest.mark.parametrize("named", [True, False], ids=["named", "unnamed"])
+def test_a_token_bucket_is_ridden_within_ten_percent(rate: int, workers: int, named: bool) -> None:
+    """Against a bucket of the sandbox's default size: 10% of the ideal, at most 3% throttled,
+    whether its 429s name the limit or not."""
     limit = RateLimit.per_second(rate)
     items = 20 * rate + limit.capacity
-    outcome, _ = simulate(limit, items=items, workers=workers)
+    outcome, _ = simulate(limit, items=items, workers=workers, states_limit=named)
     assert outcome.span <= 1.10 * 20.0
     assert outcome.throttled <= 0.03 * len(outcome.arrivals)
 
@@ -477,34 +572,71 @@ def test_a_bucket_holding_one_is_not_overrun_as_the_rate_climbs() -> None:
 
 
 def test_a_slow_bucket_holding_one_costs_few_429s() -> None:
-    """5/s, a bucket of 1, 100 PUTs: within 1.2x the ideal 19.8 s and at most 7% throttled."""
+    """5/s, a bucket of 1, 100 PUTs, 429s naming no limit: within 1.2x the ideal 19.8 s and at
+    most 7% throttled."""
     # 7%, not 6%: the first cut's guess (10/s here) is regained over 60 requests, not 150, so
     # that a limit above it is found in seconds; at 5/s that costs one more 429.
-    outcome, _ = simulate(RateLimit.per_second(5), items=100, workers=8)
+    outcome, _ = simulate(RateLimit.per_second(5), items=100, workers=8, states_limit=False)
     assert outcome.span <= 1.2 * 99 / 5
     assert outcome.throttled <= 0.07 * len(outcome.arrivals)
 
 
-def test_it_follows_a_limit_that_falls() -> None:
+@pytest.mark.parametrize("named", [True, False], ids=["named", "unnamed"])
+def test_it_follows_a_limit_that_falls(named: bool) -> None:
     """100/s falling to 25/s at 10 s: 5 s later it sends at 25/s give or take 10%."""
     limit = RateLimit(parse_schedule("100@0,25@10"))
-    outcome, _ = simulate(limit, items=1800, workers=16)
+    outcome, _ = simulate(limit, items=1800, workers=16, states_limit=named)
     assert 0.9 * 25 <= rate_between(outcome.accepted, 15.0, 35.0) <= 25.5
     assert rate_between(outcome.accepted, 2.0, 10.0) >= 0.9 * 100
 
 
-def test_it_follows_a_limit_that_rises() -> None:
-    """25/s rising to 100/s at 10 s: 15 s later it sends at 100/s give or take 10%."""
+@pytest.mark.parametrize("named", [True, False], ids=["named", "unnamed"])
+def test_it_follows_a_limit_that_rises(named: bool) -> None:
+    """25/s rising to 100/s at 10 s: 15 s later it sends at 100/s give or take 10% (a named
+    limit is probed past too: it may have risen)."""
     limit = RateLimit(parse_schedule("25@0,100@10"))
-    outcome, _ = simulate(limit, items=3500, workers=16)
+    outcome, _ = simulate(limit, items=3500, workers=16, states_limit=named)
     assert rate_between(outcome.accepted, 25.0, 35.0) >= 0.9 * 100
 
 
-def test_a_sixty_second_window_is_waited_out_with_few_probes() -> None:
+@pytest.mark.parametrize("named", [True, False], ids=["named", "unnamed"])
+def test_a_sixty_second_window_is_waited_out_with_few_probes(named: bool) -> None:
     """A window of 1,200 a minute: the second window is used within 5 s of opening."""
     limit = RateLimit.per_second(20, shape=Shape.FIXED, window=60.0)
-    outcome, _ = simulate(limit, items=2400, workers=32)
+    outcome, _ = simulate(limit, items=2400, workers=32, states_limit=named)
     assert outcome.span <= 65.0
+    assert outcome.throttled <= 0.03 * len(outcome.arrivals)
+
+
+@pytest.mark.parametrize(
+    "limit",
+    [
+        RateLimit.per_second(5, burst=1),
+        RateLimit.per_second(20, burst=1),
+        RateLimit.per_second(5, shape=Shape.FIXED),
+        RateLimit.per_second(5, shape=Shape.SLIDING),
+        RateLimit.per_second(1000, shape=Shape.FIXED),
+        RateLimit(parse_schedule("10@0,5@5")),
+    ],
+    ids=[
+        "bucket-of-1-5/s",
+        "bucket-of-1-20/s",
+        "fixed-5/s",
+        "sliding-5/s",
+        "fixed-1000/s",
+        "falling",
+    ],
+)
+def test_a_limit_its_429s_name_is_ridden_just_below_it(limit: RateLimit) -> None:
+    """Named per second: 20 s of PUTs within 1.1x the ideal and at most 3% throttled, where an
+    unnamed limit of the same shape costs up to 7% (a bucket of 1) or 1.2x (fixed windows)."""
+    rate = limit.schedule[-1][1]
+    items = round(20 * rate)
+    outcome, _ = simulate(limit, items=items, workers=8, jitter=0.001)
+    ideal = (items - limit.capacity) / rate if limit.shape is Shape.BUCKET else 20.0 - 1.0
+    if len(limit.schedule) > 1:
+        ideal = 5.0 + (items - 10 * 5) / rate
+    assert outcome.sent_span <= 1.1 * ideal
     assert outcome.throttled <= 0.03 * len(outcome.arrivals)
 
 

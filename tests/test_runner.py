@@ -26,6 +26,7 @@ from batchthumb.model import (
     LocalImage,
     Outcome,
     SourceImage,
+    StatedLimit,
     Tally,
     Verdict,
 )
@@ -243,6 +244,16 @@ async def test_throttling_is_retried_and_slows_the_governor() -> None:
     journal, _ = await run(api, items(5), governor=governor)
     assert journal.by_plan()[plan(0)].outcome is Outcome.SUCCEEDED
     assert governor.stats.throttled == 1
+
+
+async def test_the_limit_a_429_names_reaches_the_governor() -> None:
+    """A 429 naming 7 a second: the run goes on just below 7/s, not at a guess of its own."""
+    named = Attempt(Verdict.THROTTLED, 429, "APIGW.0308", limit=StatedLimit(7.0, 1.0))
+    api = ScriptedApi({plan(0): [named]})
+    governor = RateGovernor(policy=ThrottlePolicy(pause=0.0))
+    await run(api, items(3), governor=governor, concurrency=1)
+    rate = governor.stats.rate
+    assert rate is not None and 0.97 * 7 <= rate <= 7.0
 
 
 async def test_throttles_do_not_use_up_an_items_retries() -> None:
