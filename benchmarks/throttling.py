@@ -174,6 +174,7 @@ def simulate_cell(cell: Cell, work: Path, index: int) -> dict[str, Any]:
         latency=cell.latency,
         seed=index,
         rate=client_rate(cell),
+        states_limit=True,  # the sandbox's 429s name their limit, as APIG's do
     )
     puts = len(outcome.arrivals)
     return cell_row(cell, items, ideal, outcome.sent_span, puts, outcome.throttled, 0)

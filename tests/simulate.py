@@ -92,9 +92,13 @@ def simulate(
     burst: int = 1,
     policy: ThrottlePolicy | None = None,
     retry_after: Callable[[float], float | None] | None = None,
-    states_limit: bool = True,
+    states_limit: bool = False,
 ) -> tuple[Outcome, RateGovernor]:
-    """Send ``items`` requests through ``workers`` against ``limit`` (None: unlimited)."""
+    """Send ``items`` requests through ``workers`` against ``limit`` (None: unlimited).
+
+    ``states_limit``: the client reads the limit each 429 names, as from APIG's; by default
+    it names none, so the governor has only what the server accepted to go by.
+    """
     vt = VirtualTime()
     # By default the policy the CLI runs with (its pause follows --backoff), not the bare one.
     policy = policy or ThrottlePolicy(pause=RunSettings().backoff / 2)

@@ -193,6 +193,7 @@ async def test_a_sandbox_429_names_its_limit_to_the_client() -> None:
         ("limit: 12 , time: 2 Seconds", StatedLimit(12.0, 2.0)),
         ("limit:7.5,time:1 hour", StatedLimit(7.5, 3600.0)),
         ("limit:100,time:1 day", StatedLimit(100.0, 86400.0)),
+        ("limit:1,time:1 second", StatedLimit(1.0, 1.0)),
         ("limit:0,time:1 second", None),
         ("limit:5,time:0 second", None),
         ("limit:5,time:1 fortnight", None),
@@ -1570,6 +1571,19 @@ async def test_a_retry_after_is_read_trimmed_and_never_negative(
     ignored; a date in the past means 'now'."""
     attempt = await put_to(answering(429, b"", **{"Retry-After": header}))
     assert (attempt.verdict, attempt.retry_after) == (Verdict.THROTTLED, seconds)
+
+
+async def test_a_throttled_or_failed_answer_keeps_its_request_id_and_retry_after() -> None:
+    """A 429 and a 503 each keep the X-Request-Id and Retry-After they came with."""
+    headers = {"X-Request-Id": "req-7", "Retry-After": "4"}
+    throttled = await put_to(answering(429, b"", **headers))
+    failed = await put_to(answering(503, b"", **headers))
+    assert (throttled.verdict, throttled.request_id, throttled.retry_after) == (
+        Verdict.THROTTLED,
+        "req-7",
+        4.0,
+    )
+    assert (failed.verdict, failed.request_id, failed.retry_after) == (Verdict.RETRY, "req-7", 4.0)
 
 
 async def test_a_stale_token_message_is_recognised_whatever_its_case() -> None:

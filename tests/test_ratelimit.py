@@ -378,7 +378,7 @@ async def test_a_first_wave_over_milliseconds_is_not_taken_for_a_rate_per_second
 def test_a_first_wave_in_a_run_settles_at_the_limit_not_at_its_count() -> None:
     """50/s with a bucket of 18 and 32 workers: the run settles near 50/s, not near 16."""
     limit = RateLimit.per_second(50, burst=18)
-    outcome, _ = simulate(limit, items=1000, workers=32, states_limit=False)
+    outcome, _ = simulate(limit, items=1000, workers=32)
     assert rate_between(outcome.accepted, 5.0, 15.0) >= 0.9 * 50
     assert outcome.throttled <= 0.03 * len(outcome.arrivals)
 
@@ -516,6 +516,42 @@ def test_throttled_for_a_whole_span_under_a_named_limit_the_span_decides() -> No
     assert gov._high == pytest.approx(100.0, rel=0.02)
 
 
+def test_a_whole_span_is_counted_from_the_first_cut_to_exactly_one_span_later() -> None:
+    """The span decides at exactly one span after the first cut of a spell, not after it."""
+    time = FakeTime()
+    gov = governor(time, rate=250.0)
+    gov.try_acquire()
+    stated = StatedLimit(200.0, 1.0)
+    time.now = 1.0
+    gov.on_throttle(started_at=time.now, retry_after=None, stated=stated)  # the spell begins
+    for step in range(1, 101):  # 100 successes over the span
+        time.now = 1.0 + step / 101
+        gov.on_success()
+        if step == 50:
+            gov.on_throttle(started_at=time.now, retry_after=None, stated=stated)
+    time.now = 2.0
+    gov.on_throttle(started_at=time.now, retry_after=None, stated=stated)
+    assert gov._high == pytest.approx(100.0)
+
+
+async def test_a_limit_named_over_part_of_a_second_is_a_rate_per_second() -> None:
+    """25 per half second is 50 a second."""
+    time = FakeTime()
+    gov = await named_cut_in_slow_start(time, StatedLimit(25.0, 0.5))
+    assert gov._high == 50.0
+
+
+async def test_a_named_window_of_one_holds_after_one_success() -> None:
+    """1 a second named, one success 0.5 s before the 429: the next start waits for the second."""
+    time = FakeTime()
+    gov = governor(time)
+    await gov.acquire()
+    gov.on_success()
+    time.now = 0.5
+    gov.on_throttle(started_at=time.now, retry_after=None, stated=StatedLimit(1.0, 1.0))
+    assert await gov.acquire() >= 1.0 + 1 / 0.97 - 1e-9
+
+
 async def test_a_full_named_window_holds_the_next_start_until_its_oldest_leaves_it() -> None:
     """5 a second named after 5 successes in 20 ms: nothing starts until a second after the first."""
     time = FakeTime()
@@ -576,7 +612,7 @@ def test_a_slow_bucket_holding_one_costs_few_429s() -> None:
     most 7% throttled."""
     # 7%, not 6%: the first cut's guess (10/s here) is regained over 60 requests, not 150, so
     # that a limit above it is found in seconds; at 5/s that costs one more 429.
-    outcome, _ = simulate(RateLimit.per_second(5), items=100, workers=8, states_limit=False)
+    outcome, _ = simulate(RateLimit.per_second(5), items=100, workers=8)
     assert outcome.span <= 1.2 * 99 / 5
     assert outcome.throttled <= 0.07 * len(outcome.arrivals)
 
@@ -632,7 +668,7 @@ def test_a_limit_its_429s_name_is_ridden_just_below_it(limit: RateLimit) -> None
     unnamed limit of the same shape costs up to 7% (a bucket of 1) or 1.2x (fixed windows)."""
     rate = limit.schedule[-1][1]
     items = round(20 * rate)
-    outcome, _ = simulate(limit, items=items, workers=8, jitter=0.001)
+    outcome, _ = simulate(limit, items=items, workers=8, jitter=0.001, states_limit=True)
     ideal = (items - limit.capacity) / rate if limit.shape is Shape.BUCKET else 20.0 - 1.0
     if len(limit.schedule) > 1:
         ideal = 5.0 + (items - 10 * 5) / rate
