@@ -93,13 +93,15 @@ def simulate(
     policy: ThrottlePolicy | None = None,
     retry_after: Callable[[float], float | None] | None = None,
     states_limit: bool = False,
+    start: float = 0.0,
 ) -> tuple[Outcome, RateGovernor]:
     """Send ``items`` requests through ``workers`` against ``limit`` (None: unlimited).
 
     ``states_limit``: the client reads the limit each 429 names, as from APIG's; by default
-    it names none, so the governor has only what the server accepted to go by.
+    it names none, so the governor has only what the server accepted to go by. ``start``: the
+    virtual time of the first request (the phase of windows aligned to the clock).
     """
-    vt = VirtualTime()
+    vt = VirtualTime(now=start)
     # By default the policy the CLI runs with (its pause follows --backoff), not the bare one.
     policy = policy or ThrottlePolicy(pause=RunSettings().backoff / 2)
     governor = RateGovernor(

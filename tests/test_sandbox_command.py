@@ -38,6 +38,7 @@ def test_options_build_the_described_sandbox() -> None:
             "--retry-after", "4", "--p-drop", "0.05", "--rate-limit", "7.5@0,2@3",
             "--limit-shape", "fixed", "--limit-window", "60", "--limit-burst", "3",
             "--limit-scope", "shared", "--limit-retry-after", "date", "--jitter", "0.25",
+            "--limit-align", "clock",
             "--throttle-code", "APIG.0308",
             "--fail-first", "3", "--seed-random", "9", "--aksk", "AK1:SK1",
             "--iam-user", "acme/bot:pw:with:colons",
@@ -57,6 +58,7 @@ def test_options_build_the_described_sandbox() -> None:
         shape=Shape.FIXED,
         burst=3,
         window=60.0,
+        aligned=True,
         per_api=False,
         retry_after=RetryAfter.DATE,
     )

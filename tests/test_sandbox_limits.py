@@ -60,6 +60,17 @@ def test_fixed_one_minute_window_counts_a_minute_of_requests() -> None:
     assert admitted(limiter, [125.0]) == [True]  # two ticks later, a fresh window
 
 
+def test_fixed_windows_aligned_to_the_clock_start_on_its_whole_seconds() -> None:
+    """Aligned: a first request at 10.7 s is in the window of 10 s, which resets at 11 s."""
+    limiter = Limiter(RateLimit.per_second(3, shape=Shape.FIXED, aligned=True))
+    assert admitted(limiter, [10.7, 10.8, 10.9, 10.95]) == [True] * 3 + [False]
+    assert limiter.admit(10.95) == pytest.approx(0.05)
+    assert admitted(limiter, [11.0] * 4) == [True] * 3 + [False]
+    minute = Limiter(RateLimit.per_second(1, shape=Shape.FIXED, window=60.0, aligned=True))
+    assert admitted(minute, [150.0] * 61) == [True] * 60 + [False]
+    assert minute.admit(170.0) == pytest.approx(10.0)  # the minute of 120 s ends at 180 s
+
+
 def test_sliding_window_counts_the_last_second() -> None:
     """2 in any second: requests at 0 and 0.6 pass, 0.9 not, 1.0 again (0 has left the window)."""
     limiter = Limiter(RateLimit.per_second(2, shape=Shape.SLIDING))

@@ -218,6 +218,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="window length for fixed and sliding windows: 1 (default) or 60 as the gateway",
     )
     limits.add_argument(
+        "--limit-align",
+        choices=("first", "clock"),
+        default="first",
+        help="fixed windows start at the first request (default) or on the clock's whole "
+        "seconds or minutes",
+    )
+    limits.add_argument(
         "--limit-scope",
         choices=("per-api", "shared"),
         default="per-api",
@@ -257,6 +264,7 @@ def build_sandbox(args: argparse.Namespace) -> Sandbox:
             shape=Shape(args.limit_shape),
             burst=args.limit_burst,
             window=args.limit_window,
+            aligned=args.limit_align == "clock",
             per_api=args.limit_scope == "per-api",
             retry_after=RetryAfter(args.limit_retry_after),
         )

@@ -79,6 +79,7 @@ class RateLimit:
     shape: Shape = Shape.BUCKET
     burst: int | None = None  # bucket size; None = a tenth of a second of the first rate
     window: float = 1.0  # seconds, for fixed and sliding windows
+    aligned: bool = False  # fixed windows start on the clock's whole windows, not the first request
     per_api: bool = True
     retry_after: RetryAfter = RetryAfter.NONE
 
@@ -144,6 +145,8 @@ class Limiter:
         limit = self.limit
         if self._origin is None:
             self._origin = self._at = now
+            if limit.aligned:  # counted per calendar second or minute, whenever the client came
+                self._at = math.floor(now / limit.window) * limit.window
             self._tokens = float(limit.capacity)
         elapsed = now - self._origin
         if limit.shape is Shape.BUCKET:

@@ -30,6 +30,13 @@ IMG_EXT_MAX = 8
 # List elements: documented as {result, status} (facts §0), never seen live; bare elements
 # stay available with SandboxConfig(list_wrapped=False) (`--list-bare`).
 
+# -- rate limits ----------------------------------------------------------------------------
+
+# APIG counts "limit:XX,time:1 second" (or "1 minute") but says neither how big a burst is nor
+# where a fixed window starts (facts §0, §5.3). The sandbox's bucket holds a tenth of a second
+# (`--limit-burst`), and its fixed windows start at the first request, or on its clock's whole
+# windows with RateLimit(aligned=True) (`--limit-align clock`).
+
 # -- permissions ----------------------------------------------------------------------------
 
 # A non-member's request: 400 PM.02150010 (the error-code page's status for that code, §0);
