@@ -332,10 +332,9 @@ class RateGovernor:
         # minute (its allowance may go at once), and not once throttled for a whole span
         # (the name is then not what this run may have: the limit is shared).
         named = None
-        if stated is not None and stated.seconds <= policy.span:
+        spell_is_new = now - self._congested < policy.span
+        if stated is not None and stated.seconds <= policy.span and spell_is_new:
             named = stated.requests / stated.seconds
-            if now - self._congested >= policy.span:
-                named = None
         if named is not None:
             measured = named
         elif self._slow_start:
@@ -347,7 +346,7 @@ class RateGovernor:
             measured = counted if accepted else current
         elif not accepted:
             measured = current  # nothing accepted to count: go by the rate refused
-        elif now - self._congested >= policy.span:
+        elif not spell_is_new:
             # Throttled for a whole span: what the server took over it is what it allows.
             measured = len(accepted) / policy.span
         else:

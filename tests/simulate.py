@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batchthumb.client import stated_limit
-from batchthumb.model import RunSettings, StatedLimit
+from batchthumb.model import RunSettings
 from batchthumb.ratelimit import RateGovernor, ThrottlePolicy
 from batchthumb.sandbox.limits import Limiter, RateLimit, RetryAfter
 
@@ -110,9 +110,6 @@ def simulate(
     limiter = None if limit is None else Limiter(limit)
     told = retry_after or retry_after_header(limit)
 
-    def read(limiter: Limiter, now: float) -> StatedLimit | None:
-        return stated_limit(limiter.message(now)) if states_limit else None
-
     outcome = Outcome()
     queue = iter(range(items))
     noise = random.Random(seed)
@@ -129,8 +126,10 @@ def simulate(
                 if latency:
                     await vt.sleep(latency)
                 wait = None if limiter is None else limiter.admit(vt.now)
-                # What the client reads from the 429's message, by the client's own parser.
-                stated = None if wait is None or limiter is None else read(limiter, vt.now)
+                stated = None
+                if wait is not None and limiter is not None and states_limit:
+                    # What the client reads from the 429's message, by its own parser.
+                    stated = stated_limit(limiter.message(vt.now))
                 if wait is None:
                     outcome.accepted.append(vt.now - latency)
                 await vt.sleep(leg + jitter * noise.random())

@@ -384,16 +384,20 @@ def test_a_first_wave_in_a_run_settles_at_the_limit_not_at_its_count() -> None:
 
 
 def cut_after_a_steady_second(
-    time: FakeTime, rate: int, policy: ThrottlePolicy | None = None
+    time: FakeTime,
+    rate: int,
+    policy: ThrottlePolicy | None = None,
+    stated: StatedLimit | None = None,
 ) -> RateGovernor:
-    """A governor past its slow start that saw ``rate`` successes in a second, then a 429."""
+    """A governor past its slow start that saw ``rate`` successes in a second, then a 429
+    (naming ``stated``)."""
     gov = governor(time, rate=0.0, policy=policy)
     gov.try_acquire()
     time.now = 2.0
     for _ in range(rate):
         time.now += 1.0 / rate
         gov.on_success()
-    gov.on_throttle(started_at=time.now, retry_after=None)  # a maximum of ``rate``/s
+    gov.on_throttle(started_at=time.now, retry_after=None, stated=stated)  # a maximum of rate/s
     return gov
 
 
@@ -493,9 +497,7 @@ async def test_refused_below_a_named_limit_the_rate_refused_is_the_maximum() -> 
     """Refused at 30/s under a named 50/s (a bucket of 1 and jitter): the maximum is 30/s."""
     time = FakeTime()
     gov = governor(time, rate=30.0)
-    for _ in range(10):
-        await gov.acquire()
-        gov.on_success()
+    await answered_starts(gov, 10)
     gov.on_throttle(started_at=time.now, retry_after=None, stated=PER_SECOND)
     assert gov._high == pytest.approx(30.0)
 
@@ -545,8 +547,7 @@ async def test_a_named_window_of_one_holds_after_one_success() -> None:
     """1 a second named, one success 0.5 s before the 429: the next start waits for the second."""
     time = FakeTime()
     gov = governor(time)
-    await gov.acquire()
-    gov.on_success()
+    await answered_starts(gov, 1)
     time.now = 0.5
     gov.on_throttle(started_at=time.now, retry_after=None, stated=StatedLimit(1.0, 1.0))
     assert await gov.acquire() >= 1.0 + 1 / 0.97 - 1e-9
@@ -571,13 +572,7 @@ async def test_a_named_window_with_room_waits_only_an_interval() -> None:
 def test_a_shallow_cut_still_probes_past_its_maximum_by_a_full_step() -> None:
     """After a 3% cut to a named limit, half a recovery past it the rate is 15%/8 above it."""
     time = FakeTime()
-    gov = governor(time, rate=0.0)
-    gov.try_acquire()
-    time.now = 2.0
-    for _ in range(200):
-        time.now += 1.0 / 200
-        gov.on_success()
-    gov.on_throttle(started_at=time.now, retry_after=None, stated=StatedLimit(200.0, 1.0))
+    gov = cut_after_a_steady_second(time, 200, stated=StatedLimit(200.0, 1.0))
     policy, cut_at = ThrottlePolicy(), time.now
     recovery = max(policy.recovery, policy.probe_every / 200)
     time.now = cut_at + recovery + policy.recovery / 2
