@@ -20,9 +20,10 @@ there the ideal is the larger of that and N x round trip / workers. Every cell i
 of ideal. Results go to ``benchmarks/results/throttling.json`` and ``.md``.
 
 ``--simulate`` runs the very same cells through ``tests/simulate.py``: the real governor
-against the sandbox's real limiter on a virtual clock, with a loopback round trip of 1 to 3 ms
-(jittered, so answers come back out of order) and the sandbox's latency held before the limit,
-as the sandbox holds it. It does not depend on the machine's load, so it is what the governor
+against the sandbox's real limiter on a virtual clock, with a loopback round trip of 1 to 9 ms
+(jittered as much as the real run's arrivals are, so answers come back out of order and
+requests paced apart may arrive bunched) and the sandbox's latency held before the limit, as
+the sandbox holds it. It does not depend on the machine's load, so it is what the governor
 is tuned against; its results go to ``throttling-simulated.json`` and ``.md``.
 """
 
@@ -54,7 +55,7 @@ WORKERS = (DEFAULT_CONCURRENCY, 32)
 MIN_IDEAL = 20.0
 LATENCY = 0.05
 TARGET_RATIO, TARGET_MEDIAN, TARGET_THROTTLED = 1.15, 1.10, 3.0
-SIM_ROUND_TRIP, SIM_JITTER = 0.001, 0.001  # loopback: 1 ms, plus up to 1 ms more each way
+SIM_ROUND_TRIP, SIM_JITTER = 0.001, 0.004  # loopback: 1 ms, plus up to 4 ms more each way
 
 
 @dataclass(frozen=True, slots=True)
