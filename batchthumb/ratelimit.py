@@ -20,17 +20,18 @@ do:
   one request is in flight until one is accepted, then one more per success: a window that is
   closed until it resets refuses that one probe, not every worker's request.
 - **Named limit.** A 429 naming its limit per second (APIG's ``limit:XX,time:1 second``) needs
-  no guess: the maximum is XX (or the rate refused, if lower) and the cut leaves
-  ``stated_beta`` of it; if XX of the run's successes fall within that second, the next start
-  waits until the oldest leaves it. A limit per minute is no rate (its allowance may go at
-  once), and a name that leaves the run throttled for a whole span is not the run's share
+  no guess: the maximum is XX (or the rate refused, if lower), and the run rides at
+  ``stated_beta`` of it, not back up to it (at the limit itself, requests that bunch by a few
+  milliseconds are refused); if XX of the run's successes fall within that second, the next
+  start waits until the oldest leaves it. A limit per minute is no rate (its allowance may go
+  at once), and a name that leaves the run throttled for a whole span is not the run's share
   (the limit is shared): both are cut as above.
 - **Recovery.** The rate then climbs along a cubic back to that maximum in ``recovery``
-  seconds (longer for slow limits, the time ``probe_every`` requests take, so that probing
-  costs few throttled requests; after the first cut, whose maximum is a guess, the time
-  ``first_probe_every`` take), whatever the depth of the cut, and flattens near it. Past
+  seconds (longer for slow limits, the time ``probe_every`` requests take, times the requests
+  in flight, since a refused probe costs a 429 for each; after the first cut, whose maximum
+  is a guess, ``first_probe_every``), whatever the depth of the cut, and flattens near it. Past
   it, it grows again within ``recovery`` seconds however long the approach took (a maximum
-  measured low, or a limit that rose, is not held for ten more seconds), then doubles each
+  measured low, or a limit that rose, is not held for eight more seconds), then doubles each
   ``recovery``. The first start after a cut waits one interval at the new rate: the server
   has just refused one, so its bucket is empty.
 - **Pause.** Throttling that persists with no success in between (a window that is full until
@@ -71,7 +72,7 @@ class ThrottlePolicy:
     probe_every: float = 150.0  # ... and at least this many requests: each probe costs a 429
     first_probe_every: float = 60.0  # ... after the first cut, whose maximum is a guess
     stated_beta: float = 0.97  # a cut to a limit the server named leaves this share of it
-    max_recovery: float = 10.0  # ... and at most this many seconds
+    max_recovery: float = 8.0  # ... and at most this many seconds
     min_rate: float = 0.2  # requests per second; never slower than this
     pause: float = 0.25  # first pause while throttling persists; doubles while it lasts
     max_pause: float = 5.0
@@ -370,11 +371,19 @@ class RateGovernor:
         self._high = max(measured, policy.min_rate)
         self._low = max(self._high * beta, policy.min_rate)
         self._step = max(self._high - self._low, self._high * (1 - policy.beta))
+        if named is not None:
+            # A named limit is exact: ride just under it, not back up to it, where requests
+            # that bunch by a few milliseconds are refused (a bucket of 1 refuses any two
+            # closer than its interval). Probing past it later finds a limit that rose.
+            self._high = self._low
         # The first cut's maximum is a guess from under a second, too high or too low: it is
         # regained over fewer requests, so that a limit above it (or one that rose) is found
         # in seconds. A later one was measured, and probing above it costs a 429 each time.
         probes = policy.first_probe_every if first else policy.probe_every
-        self._recovery = min(policy.max_recovery, max(policy.recovery, probes / self._high))
+        # A probe that is refused costs a 429 for each request still in flight (several at a
+        # long round trip): the probes are spaced by what they cost.
+        cost = 1 + self._in_flight
+        self._recovery = min(policy.max_recovery, max(policy.recovery, probes * cost / self._high))
         self._cut_at = now
         self._rate_at = -math.inf
         # Slots booked at the old rate are void, and the server has just refused one: its

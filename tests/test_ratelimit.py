@@ -432,6 +432,28 @@ def test_the_first_cuts_guess_is_regained_over_fewer_requests_than_a_measured_ma
     assert gov.rate == pytest.approx(high, rel=0.01)
 
 
+def test_probes_past_a_named_limit_wait_longer_by_the_requests_in_flight_at_the_cut() -> None:
+    """A refused probe costs a 429 per request in flight: with 3 more in flight at the cut, the
+    probing past 97% of a named limit begins 4 x 150 requests' time later (at most 8 s)."""
+    policy = ThrottlePolicy()
+    for rate, in_flight, probes_after in ((20, 0, 150 / 19.4), (20, 3, 8.0), (200, 3, 600 / 194)):
+        time = FakeTime()
+        gov = governor(time)
+        gov.try_acquire()
+        time.now = 2.0
+        for _ in range(rate):
+            time.now += 1.0 / rate
+            gov.on_success()
+        for _ in range(in_flight + 1):
+            assert gov.try_acquire() is not None
+        gov.on_throttle(started_at=time.now, retry_after=None, stated=StatedLimit(rate, 1.0))
+        cut_at = time.now
+        time.now = cut_at + probes_after - 0.01
+        assert gov.rate == pytest.approx(0.97 * rate), (rate, in_flight)
+        time.now = cut_at + probes_after + policy.recovery / 2
+        assert gov.rate == pytest.approx(0.97 * rate + rate * 0.15 / 8), (rate, in_flight)
+
+
 def test_past_a_slow_maximum_it_probes_higher_within_a_second_not_a_recovery() -> None:
     """A 5/s maximum takes 10 s to approach; a second past it the rate is at 2x max - low."""
     time = FakeTime()
@@ -476,11 +498,13 @@ async def named_cut_in_slow_start(time: FakeTime, stated: StatedLimit | None) ->
     return gov
 
 
-async def test_a_named_limit_per_second_is_the_maximum_and_the_cut_is_just_below_it() -> None:
-    """50/s named in the first wave: the maximum is 50/s and the rate 97% of it at once."""
+async def test_a_named_limit_per_second_is_ridden_just_below_it_not_back_up_to_it() -> None:
+    """50/s named in the first wave: the rate is 97% of it at once, and still is when the
+    recovery ends (requests that bunch at the limit itself are refused)."""
     time = FakeTime()
     gov = await named_cut_in_slow_start(time, PER_SECOND)
-    assert gov._high == 50.0
+    assert gov.rate == pytest.approx(0.97 * 50)
+    time.now += ThrottlePolicy().probe_every / (0.97 * 50) - 0.01  # the recovery, nearly
     assert gov.rate == pytest.approx(0.97 * 50)
 
 
@@ -499,7 +523,7 @@ async def test_refused_below_a_named_limit_the_rate_refused_is_the_maximum() -> 
     gov = governor(time, rate=30.0)
     await answered_starts(gov, 10)
     gov.on_throttle(started_at=time.now, retry_after=None, stated=PER_SECOND)
-    assert gov._high == pytest.approx(30.0)
+    assert gov.rate == pytest.approx(0.97 * 30.0)
 
 
 def test_throttled_for_a_whole_span_under_a_named_limit_the_span_decides() -> None:
@@ -514,7 +538,7 @@ def test_throttled_for_a_whole_span_under_a_named_limit_the_span_decides() -> No
         if step % 10 == 0:
             gov.on_throttle(started_at=time.now, retry_after=None, stated=stated)
         if step == 10:
-            assert gov._high == 200.0  # the first cut goes by the name
+            assert gov.rate == pytest.approx(0.97 * 200)  # the first cut goes by the name
     assert gov._high == pytest.approx(100.0, rel=0.02)
 
 
@@ -540,7 +564,7 @@ async def test_a_limit_named_over_part_of_a_second_is_a_rate_per_second() -> Non
     """25 per half second is 50 a second."""
     time = FakeTime()
     gov = await named_cut_in_slow_start(time, StatedLimit(25.0, 0.5))
-    assert gov._high == 50.0
+    assert gov.rate == pytest.approx(0.97 * 50)
 
 
 async def test_a_named_window_of_one_holds_after_one_success() -> None:
@@ -570,13 +594,14 @@ async def test_a_named_window_with_room_waits_only_an_interval() -> None:
 
 
 def test_a_shallow_cut_still_probes_past_its_maximum_by_a_full_step() -> None:
-    """After a 3% cut to a named limit, half a recovery past it the rate is 15%/8 above it."""
+    """After a 3% cut to a named 200/s, half a recovery past the recovery the rate is above
+    97% of it by an eighth of 15% of 200/s."""
     time = FakeTime()
     gov = cut_after_a_steady_second(time, 200, stated=StatedLimit(200.0, 1.0))
     policy, cut_at = ThrottlePolicy(), time.now
-    recovery = max(policy.recovery, policy.probe_every / 200)
+    recovery = max(policy.recovery, policy.probe_every / (0.97 * 200))
     time.now = cut_at + recovery + policy.recovery / 2
-    assert gov.rate == pytest.approx(200 * (1 + (1 - policy.beta) / 8))
+    assert gov.rate == pytest.approx(0.97 * 200 + 200 * (1 - policy.beta) / 8)
 
 
 # -- simulated runs against the sandbox's limiters ----------------------------------------
@@ -659,15 +684,18 @@ def test_a_sixty_second_window_is_waited_out_with_few_probes(named: bool) -> Non
     ],
 )
 def test_a_limit_its_429s_name_is_ridden_just_below_it(limit: RateLimit) -> None:
-    """Named per second: 20 s of PUTs within 1.1x the ideal and at most 3% throttled, where an
-    unnamed limit of the same shape costs up to 7% (a bucket of 1) or 1.2x (fixed windows)."""
+    """Named per second: 20 s of PUTs within 1.1x the ideal (1.12x against windows, whose
+    ideal sends each window's allowance at once, where 3% under the limit costs 1.08x) and at
+    most 3% throttled, where an unnamed limit of the same shape costs up to 7% (a bucket of 1)
+    or 1.2x (fixed windows)."""
     rate = limit.schedule[-1][1]
     items = round(20 * rate)
     outcome, _ = simulate(limit, items=items, workers=8, jitter=0.001, states_limit=True)
-    ideal = (items - limit.capacity) / rate if limit.shape is Shape.BUCKET else 20.0 - 1.0
+    bucket = limit.shape is Shape.BUCKET
+    ideal = (items - limit.capacity) / rate if bucket else 20.0 - 1.0
     if len(limit.schedule) > 1:
         ideal = 5.0 + (items - 10 * 5) / rate
-    assert outcome.sent_span <= 1.1 * ideal
+    assert outcome.sent_span <= (1.1 if bucket else 1.12) * ideal
     assert outcome.throttled <= 0.03 * len(outcome.arrivals)
 
 
