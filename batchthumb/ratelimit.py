@@ -372,10 +372,10 @@ class RateGovernor:
         self._low = max(self._high * beta, policy.min_rate)
         self._step = max(self._high - self._low, self._high * (1 - policy.beta))
         if named is not None:
-            # A named limit is exact: ride just under it, not back up to it, where requests
+            # A named limit is exact: climb back to just under it, not up to it, where requests
             # that bunch by a few milliseconds are refused (a bucket of 1 refuses any two
             # closer than its interval). Probing past it later finds a limit that rose.
-            self._high = self._low
+            self._high = min(self._high, max(named * beta, policy.min_rate))
         # The first cut's maximum is a guess from under a second, too high or too low: it is
         # regained over fewer requests, so that a limit above it (or one that rose) is found
         # in seconds. A later one was measured, and probing above it costs a 429 each time.

@@ -508,6 +508,21 @@ async def test_a_named_limit_per_second_is_ridden_just_below_it_not_back_up_to_i
     assert gov.rate == pytest.approx(0.97 * 50)
 
 
+def test_refused_at_97_percent_of_a_named_limit_the_rate_dips_and_climbs_back_to_it() -> None:
+    """Refused at 97% of a named 20/s (a bucket of 1 and jitter): the rate dips 3% and is back
+    at 97% within the recovery, each time, not ratcheted down by each refusal."""
+    time = FakeTime()
+    named = StatedLimit(20.0, 1.0)
+    gov = cut_after_a_steady_second(time, 20, stated=named)
+    for _ in range(3):
+        time.now += 0.1
+        gov.on_success()
+        gov.on_throttle(started_at=time.now, retry_after=None, stated=named)
+        assert gov.rate == pytest.approx(0.97 * 0.97 * 20, rel=1e-3)
+        time.now += ThrottlePolicy().probe_every / (0.97 * 20)  # the recovery
+        assert gov.rate == pytest.approx(0.97 * 20)
+
+
 async def test_a_limit_named_per_minute_is_not_taken_for_a_rate() -> None:
     """600 a minute may go at once: the cut is the one an unnamed 429 would make."""
     named, unnamed = FakeTime(), FakeTime()
