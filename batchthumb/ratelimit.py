@@ -10,9 +10,10 @@ do:
   speed within half a second (past ``unlimited`` the pacing stops). Over a long round trip
   the rate is not what holds a first wave back (at 50 ms, 32 workers are all in flight before
   the first answer), so the slow start also has a congestion window, as TCP's does: at most
-  ``start_window`` requests in flight, one more per success (twice as many each round trip).
-  What the first wave costs is what is in flight when the limit is met. A configured ``rate``
-  needs no probing, so it starts with no window.
+  ``start_window`` requests in flight, one more per success (twice as many each round trip),
+  and never more than ``start_share`` of the requests accepted so far. What the first wave
+  costs is what is in flight when the limit is met: at most that share of what went through.
+  A configured ``rate`` needs no probing, so it starts with no window.
 - **Cut.** A throttled answer to a request started after the last cut sets the maximum to the
   rate the server *accepted*, counted over the last ``span`` (a second: a count over a few
   milliseconds is not a rate per second), and cuts to ``beta`` times that. Answers to
@@ -62,6 +63,7 @@ class ThrottlePolicy:
 
     start_rate: float = 50.0  # requests per second the slow start begins at
     start_window: int = 2  # requests in flight the slow start begins with; +1 per success
+    start_share: float = 0.2  # ... up to this share of the requests accepted so far
     window_nap: float = 0.002  # seconds between looks at a full window
     doubling: float = 0.03  # seconds in which the slow start doubles the rate
     unlimited: float = 10_000.0  # past this rate in slow start, nothing is paced at all
@@ -136,6 +138,7 @@ class RateGovernor:
         # The congestion window (requests in flight at most): what a first wave can cost is
         # what is in flight when the limit is met. A configured rate needs no probing.
         self._window = float(self._policy.start_window) if rate <= 0 else math.inf
+        self._successes = 0
         self._throttled = 0
         self._cuts = 0
 
@@ -263,7 +266,14 @@ class RateGovernor:
         """Note a request the server accepted."""
         now = self._clock()
         self._in_flight = max(0, self._in_flight - 1)
+        self._successes += 1
         self._window += 1  # twice as many in flight each round trip, as in TCP's slow start
+        if self._slow_start and math.isfinite(self._window):  # infinite: a configured rate
+            # A first wave refuses what is in flight when it meets the limit: keep that a small
+            # share of what went through, so 32 workers at 50 ms do not all meet it at once.
+            policy = self._policy
+            share = max(policy.start_window, int(policy.start_share * self._successes))
+            self._window = min(self._window, share)
         self._streak = 0
         accepted = self._accepted
         accepted.append(now)

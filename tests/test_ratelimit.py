@@ -164,7 +164,7 @@ async def test_an_unlimited_run_stops_pacing_within_a_fraction_of_a_second() -> 
     """Past the slow start no acquire waits and the rate reads as unlimited."""
     time = FakeTime()
     gov = governor(time)
-    await answered_starts(gov, 100)  # the slow start's window grows with every success
+    await answered_starts(gov, 1000)  # the slow start's window grows to a fifth of that
     time.now = UNLIMITED_AFTER
     assert await starts(gov, 100) == [UNLIMITED_AFTER] * 100
     assert gov.try_acquire() == UNLIMITED_AFTER
@@ -199,7 +199,7 @@ async def test_try_acquire_honours_a_pause_when_the_rate_is_unlimited() -> None:
 async def test_the_slow_start_keeps_at_most_its_window_in_flight() -> None:
     """No answers yet: two requests start, the third waits for an answer, then two more may."""
     time = FakeTime()
-    gov = governor(time)
+    gov = governor(time, policy=ThrottlePolicy(start_share=1000.0))
     first, second = await gov.acquire(), await gov.acquire()
     time.now = 1.0  # long past any pacing: only the window holds the third back
     assert gov.try_acquire() is None
@@ -208,6 +208,26 @@ async def test_the_slow_start_keeps_at_most_its_window_in_flight() -> None:
     assert gov.try_acquire() == 1.0
     assert gov.try_acquire() is None
     assert first < second < 1.0
+
+
+def in_flight_allowed(gov: RateGovernor) -> int:
+    """How many may start now with none in flight: the window (at most 1,000)."""
+    started = 0
+    while started < 1000 and gov.try_acquire() is not None:
+        started += 1
+    return started
+
+
+@pytest.mark.parametrize(("successes", "window"), [(1, 2), (10, 2), (11, 2), (15, 3), (50, 10)])
+async def test_the_slow_start_window_grows_to_a_fifth_of_the_requests_accepted(
+    successes: int, window: int
+) -> None:
+    """One more per success, but never more in flight than 20% of the successes (at least 2)."""
+    time = FakeTime()
+    gov = governor(time)
+    await answered_starts(gov, successes)
+    time.now = 10.0  # long past any pacing: only the window holds starts back
+    assert in_flight_allowed(gov) == window
 
 
 def test_an_error_frees_its_place_in_the_window_and_widens_nothing() -> None:
@@ -244,8 +264,11 @@ async def test_a_waiting_acquire_starts_when_an_answer_frees_the_window() -> Non
 async def test_a_configured_rate_has_no_window() -> None:
     """With a rate set there is nothing to probe: starts follow the rate, answered or not."""
     time = FakeTime()
-    times = await starts(governor(time, rate=100.0), 10)
-    assert times == pytest.approx([i * 0.01 for i in range(10)])
+    gov = governor(time, rate=100.0)
+    gov.try_acquire()
+    gov.on_success()  # a success does not open a window either
+    times = await starts(gov, 10)
+    assert times == pytest.approx([0.01 * i for i in range(1, 11)])
 
 
 async def test_after_a_cut_one_request_is_in_flight_until_one_is_accepted() -> None:
@@ -272,19 +295,24 @@ def test_a_window_that_closes_refuses_one_probe_per_pause_not_every_worker() -> 
     assert refused_later <= 0.03 * len(later)
 
 
-def first_wave_refusals(start_window: int) -> int:
-    """429s in the first 0.3 s: 32 workers, a 50 ms round trip, a fixed window of 20 a second."""
+def first_wave_refusals(start_window: int, start_share: float) -> int:
+    """429s in the first second: 32 workers, a 50 ms round trip, a fixed window of 20 a second."""
     limit = RateLimit.per_second(20, shape=Shape.FIXED)
-    policy = ThrottlePolicy(pause=0.25, start_window=start_window)
-    outcome, _ = simulate(limit, items=100, workers=32, latency=0.05, policy=policy)
-    first = [t for t in outcome.arrivals if t < outcome.arrivals[0] + 0.3]
-    return len(first) - outcome.accepted_between(0.0, outcome.arrivals[0] + 0.3)
+    policy = ThrottlePolicy(pause=0.25, start_window=start_window, start_share=start_share)
+    outcome, _ = simulate(limit, items=400, workers=32, latency=0.05, policy=policy)
+    end = outcome.arrivals[0] + 1.0
+    first = [t for t in outcome.arrivals if t < end]
+    return len(first) - outcome.accepted_between(0.0, end)
 
 
 def test_the_window_makes_a_first_wave_at_a_long_round_trip_cheaper() -> None:
-    """At 50 ms the slow start's window costs at most three quarters of the 429s none costs."""
-    windowed, unwindowed = first_wave_refusals(2), first_wave_refusals(10**6)
+    """At 50 ms the slow start's window costs at most three quarters of the 429s none costs,
+    and holding it to a fifth of the successes at most a third of what the window alone costs."""
+    unwindowed = first_wave_refusals(10**6, 1000.0)
+    windowed = first_wave_refusals(2, 1000.0)
+    shared = first_wave_refusals(2, 0.2)
     assert 0 < windowed <= 0.75 * unwindowed
+    assert 0 < shared <= windowed / 3
 
 
 # -- Retry-After and pauses ---------------------------------------------------------------
