@@ -14,7 +14,7 @@ import pytest
 from batchthumb.model import StatedLimit
 from batchthumb.ratelimit import RateGovernor, ThrottlePolicy
 from batchthumb.sandbox.limits import RateLimit, RetryAfter, Shape, parse_schedule
-from tests.simulate import simulate
+from tests.simulate import VirtualTime, run, simulate
 
 pytestmark = pytest.mark.anyio
 
@@ -218,7 +218,7 @@ def in_flight_allowed(gov: RateGovernor) -> int:
     return started
 
 
-@pytest.mark.parametrize(("successes", "window"), [(1, 2), (10, 2), (11, 2), (15, 3), (50, 10)])
+@pytest.mark.parametrize(("successes", "window"), [(1, 2), (10, 2), (14, 2), (15, 3), (50, 10)])
 async def test_the_slow_start_window_grows_to_a_fifth_of_the_requests_accepted(
     successes: int, window: int
 ) -> None:
@@ -283,6 +283,53 @@ async def test_after_a_cut_one_request_is_in_flight_until_one_is_accepted() -> N
     assert gov.try_acquire() == 1.0
     assert gov.try_acquire() == 1.0
     assert gov.try_acquire() is None
+
+
+def test_after_a_cut_an_error_frees_the_one_place_too() -> None:
+    """The one request in flight after a cut ends in an error: the next may start at once."""
+    time = FakeTime()
+    gov = governor(time, rate=100.0, burst=10)
+    gov.on_throttle(started_at=0.0, retry_after=None)  # the cut
+    time.now = 1.0
+    assert gov.try_acquire() == 1.0
+    assert gov.try_acquire() is None
+    gov.on_answer()
+    assert gov.try_acquire() == 1.0
+
+
+def test_a_slot_the_window_filled_while_it_waited_is_not_taken() -> None:
+    """After a cut the window is one: of two workers waiting for their slots, the first starts
+    and the second waits for its answer, not for its slot alone."""
+    vt = VirtualTime()
+    gov = RateGovernor(rate=10.0, clock=vt.clock, sleep=vt.sleep, jitter=lambda: 1.0)
+    gov.on_throttle(started_at=0.0, retry_after=None)  # the cut: 5/s, one in flight
+    started: list[float] = []
+
+    async def worker() -> None:
+        started.append(await gov.acquire())
+
+    async def answer() -> None:
+        await vt.sleep(1.0)
+        gov.on_success()
+
+    run([worker(), worker(), answer()], vt)
+    first, second = started
+    assert first < 1.0 <= second
+
+
+def test_the_cubic_stands_still_while_paused() -> None:
+    """Paused for 0.25 s after a cut: 0.3 s after the pause the rate is where it is 0.3 s after
+    the same moment with no pause."""
+    paused_time, steady_time = FakeTime(), FakeTime()
+    paused = cut_after_a_steady_second(paused_time, 1000)
+    steady = cut_after_a_steady_second(steady_time, 1000)
+    moment = paused_time.now + 0.2
+    paused_time.now = steady_time.now = moment
+    paused.on_throttle(started_at=moment, retry_after=None)  # no success since: a pause
+    paused_time.now = moment + ThrottlePolicy().pause + 0.3  # jitter 1.0: the full pause
+    steady_time.now = moment + 0.3
+    assert paused.rate == pytest.approx(steady.rate)
+    assert steady.rate is not None and steady.rate < 1000  # still climbing back
 
 
 def test_a_window_that_closes_refuses_one_probe_per_pause_not_every_worker() -> None:
