@@ -272,8 +272,8 @@ class RateGovernor:
             # A first wave refuses what is in flight when it meets the limit: keep that a small
             # share of what went through, so 32 workers at 50 ms do not all meet it at once.
             policy = self._policy
-            share = max(policy.start_window, int(policy.start_share * self._successes))
-            self._window = min(self._window, share)
+            most = max(policy.start_window, int(policy.start_share * self._successes))
+            self._window = min(self._window, most)
         self._streak = 0
         accepted = self._accepted
         accepted.append(now)
