@@ -1,6 +1,7 @@
 """The throttling matrix: batchthumb against rate limits in the shapes real gateways use.
 
-    python benchmarks/throttling.py               # the README's table (~15 min on 2 quiet cores)
+    python benchmarks/throttling.py               # the README's tables (~28 min on 2 quiet cores)
+    python benchmarks/throttling.py --only-latency  # only the 50 ms cells (~12 min)
     python benchmarks/throttling.py --quick       # a few short cells, for development
     python benchmarks/throttling.py --jobs 4      # cells run four at a time (default 4)
     python benchmarks/throttling.py --simulate    # the same cells on a virtual clock, in seconds
@@ -10,8 +11,8 @@ against the sandbox in another (``benchmarks/sandbox_server.py``), which notes w
 arrives. The shapes: a token bucket of the sandbox's default size (a tenth of a second),
 fixed windows of 1 s and 60 s, a sliding window of 1 s, and limits that fall or rise during
 the run; at 5, 20, 50, 200 and 1,000 requests per second; at the default concurrency and at 32
-workers. Then a few rows on ``rate`` and ``Retry-After``, and a subset at a 50 ms round trip
-(the sandbox's ``--latency``).
+workers. Then a few rows on ``rate`` and ``Retry-After``, and every shape again at a 50 ms
+round trip (the sandbox's ``--latency``).
 
 "Ideal" is the least time the limit allows for the cell's N PUTs, first to last: a greedy
 client replayed against the sandbox's own limiter (so a bucket's burst and a window's whole
@@ -259,7 +260,7 @@ def cells(quick: bool) -> tuple[list[Cell], list[Cell], list[Cell]]:
     ]
     if quick:
         extras = extras[:2]
-    latency_names = ("token bucket",) if quick else ("token bucket", "fixed 1 s window")
+    latency_names = ("token bucket",) if quick else names
     slow = [
         Cell(name, limit, count, shapes(limit)[name], latency=LATENCY, min_ideal=min_ideal)
         for name in latency_names
@@ -326,13 +327,16 @@ def markdown(result: dict[str, Any]) -> str:
     out = [
         f"{what} Each cell: time/ideal, first to last PUT, and the share of PUTs answered 429.",
         "",
-        "Loopback:",
-        "",
-        *matrix_table(result["matrix"]),
-        "",
-        *summary_lines(result["matrix"], "Loopback"),
-        "",
     ]
+    if result["matrix"]:
+        out += [
+            "Loopback:",
+            "",
+            *matrix_table(result["matrix"]),
+            "",
+            *summary_lines(result["matrix"], "Loopback"),
+            "",
+        ]
     if result["latency"]:
         out += [
             f"At a {LATENCY * 1000:.0f} ms round trip (sandbox `--latency {LATENCY:g}`; where "
@@ -343,21 +347,22 @@ def markdown(result: dict[str, Any]) -> str:
             *summary_lines(result["latency"], f"{LATENCY * 1000:.0f} ms"),
             "",
         ]
-    out += _table(
-        ["limit", "workers", "client", "what it shows", "time/ideal", "throttled", "exit"],
-        [
+    if result["extras"]:
+        out += _table(
+            ["limit", "workers", "client", "what it shows", "time/ideal", "throttled", "exit"],
             [
-                f"{r['shape']} {r['limit']:g}/s",
-                r["workers"],
-                r["client"] or "(no rate)",
-                r["note"],
-                f"{r['ratio']:.2f}x",
-                f"{r['throttled']} ({r['throttled_pct']:.1f}%)",
-                r["exit"],
-            ]
-            for r in result["extras"]
-        ],
-    )
+                [
+                    f"{r['shape']} {r['limit']:g}/s",
+                    r["workers"],
+                    r["client"] or "(no rate)",
+                    r["note"],
+                    f"{r['ratio']:.2f}x",
+                    f"{r['throttled']} ({r['throttled_pct']:.1f}%)",
+                    r["exit"],
+                ]
+                for r in result["extras"]
+            ],
+        )
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -373,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="a few short cells")
     parser.add_argument("--jobs", type=int, default=4, help="cells run at once (default 4)")
-    parser.add_argument("--no-latency", action="store_true", help="skip the 50 ms subset")
+    parser.add_argument("--no-latency", action="store_true", help="skip the 50 ms cells")
+    parser.add_argument("--only-latency", action="store_true", help="only the 50 ms cells")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="where results go")
     parser.add_argument(
         "--simulate", action="store_true", help="the same cells on a virtual clock (seconds)"
@@ -382,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     matrix, extras, slow = cells(args.quick)
     if args.no_latency:
         slow = []
+    if args.only_latency:
+        matrix, extras = [], []
     everything = [*matrix, *extras, *slow]
     # Longest first, so the slow cells do not all end up at the tail.
     order = sorted(range(len(everything)), key=lambda i: -items_for(everything[i])[1])
@@ -412,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     name = "throttling-quick" if args.quick else "throttling"
+    name += "-latency" if args.only_latency else ""
     name += "-simulated" if args.simulate else ""
     (args.out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / f"{name}.md").write_text(table)
