@@ -704,7 +704,7 @@ def test_a_token_bucket_is_ridden_within_ten_percent(rate: int, workers: int, na
     """Against a bucket of the sandbox's default size: 10% of the ideal, at most 3% throttled,
     whether its 429s name the limit or not."""
     limit = RateLimit.per_second(rate)
-    items = 20 * rate + limit.capacity
+    items = 20 * rate + limit.capacity()
     outcome, _ = simulate(limit, items=items, workers=workers, states_limit=named)
     assert outcome.span <= 1.10 * 20.0
     assert outcome.throttled <= 0.03 * len(outcome.arrivals)
@@ -782,7 +782,7 @@ def test_a_limit_its_429s_name_is_ridden_just_below_it(limit: RateLimit) -> None
     items = round(20 * rate)
     outcome, _ = simulate(limit, items=items, workers=8, jitter=0.001, states_limit=True)
     bucket = limit.shape is Shape.BUCKET
-    ideal = (items - limit.capacity) / rate if bucket else 20.0 - 1.0
+    ideal = (items - limit.capacity()) / rate if bucket else 20.0 - 1.0
     if len(limit.schedule) > 1:
         ideal = 5.0 + (items - 10 * 5) / rate
     assert outcome.sent_span <= (1.1 if bucket else 1.12) * ideal

@@ -39,7 +39,7 @@ def test_bucket_of_any_size_lets_that_many_through_at_once(burst: int) -> None:
 
 def test_a_small_rate_still_holds_one() -> None:
     """The default bucket of a 5/s limit holds 1, never 0."""
-    assert RateLimit.per_second(5).capacity == 1
+    assert RateLimit.per_second(5).capacity() == 1
 
 
 def test_fixed_one_second_window_resets_on_its_tick() -> None:
@@ -98,6 +98,13 @@ def test_a_schedule_changes_a_buckets_refill() -> None:
         False,
         True,
     ]
+
+
+def test_a_default_bucket_holds_a_tenth_of_the_rate_in_force() -> None:
+    """10/s then 40/s from 5 s: the default bucket holds 1, then 4 once the limit is raised."""
+    limiter = Limiter(RateLimit(parse_schedule("10@0,40@5")))
+    assert admitted(limiter, [0.0, 0.0]) == [True, False]
+    assert admitted(limiter, [10.0] * 5) == [True] * 4 + [False]
 
 
 def test_schedule_text_is_checked() -> None:

@@ -208,7 +208,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--limit-burst",
         type=_burst,
         metavar="N",
-        help="requests the bucket holds (default: a tenth of a second of the rate, at least 1)",
+        help=(
+            "requests the bucket holds (default: a tenth of a second of the rate in force, "
+            "at least 1)"
+        ),
     )
     limits.add_argument(
         "--limit-window",

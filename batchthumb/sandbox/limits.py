@@ -6,7 +6,8 @@ message such as ``limit:50,time:1 second``. How big its bursts are, and whether 
 ``Retry-After``, is not documented, so each of those is a choice here:
 
 - ``bucket``: a token bucket refilled at the rate, holding ``burst`` tokens (default: a tenth of
-  a second of requests, at least 1; not a full second, which would hide a client's first wave);
+  a second of the rate in force, at least 1; not a full second, which would hide a client's
+  first wave);
 - ``fixed``: a counter per window of ``window`` seconds (1 or 60), reset on the window's tick;
   the first request sets the phase;
 - ``sliding``: at most ``rate * window`` requests in any ``window`` seconds (a log of them).
@@ -77,7 +78,7 @@ class RateLimit:
 
     schedule: tuple[tuple[float, float], ...]
     shape: Shape = Shape.BUCKET
-    burst: int | None = None  # bucket size; None = a tenth of a second of the first rate
+    burst: int | None = None  # bucket size; None = a tenth of a second of the rate in force
     window: float = 1.0  # seconds, for fixed and sliding windows
     aligned: bool = False  # fixed windows start on the clock's whole windows, not the first request
     per_api: bool = True
@@ -105,12 +106,15 @@ class RateLimit:
             rate = step_rate
         return rate
 
-    @property
-    def capacity(self) -> int:
-        """Requests a bucket holds."""
+    def capacity(self, elapsed: float = 0.0) -> int:
+        """Requests a bucket holds ``elapsed`` seconds after the first request.
+
+        By default a tenth of a second of the rate in force: a gateway whose limit is raised
+        (or lowered) sizes its bursts by the new one.
+        """
         if self.burst is not None:
             return self.burst
-        return max(1, round(self.schedule[0][1] / 10))
+        return max(1, round(self.rate_at(elapsed) / 10))
 
     def allowed(self, elapsed: float) -> int:
         """Requests a window admits ``elapsed`` seconds after the first request."""
@@ -147,11 +151,13 @@ class Limiter:
             self._origin = self._at = now
             if limit.aligned:  # counted per calendar second or minute, whenever the client came
                 self._at = math.floor(now / limit.window) * limit.window
-            self._tokens = float(limit.capacity)
+            self._tokens = float(limit.capacity())
         elapsed = now - self._origin
         if limit.shape is Shape.BUCKET:
             rate = limit.rate_at(elapsed)
-            self._tokens = min(limit.capacity, self._tokens + max(0.0, now - self._at) * rate)
+            self._tokens = min(
+                limit.capacity(elapsed), self._tokens + max(0.0, now - self._at) * rate
+            )
             self._at = max(self._at, now)
             if self._tokens >= 1.0 - 1e-9:  # float refill must not lose a whole token
                 self._tokens -= 1.0

@@ -34,8 +34,8 @@ IMG_EXT_MAX = 8
 
 # APIG counts "limit:XX,time:1 second" (or "1 minute") but says neither how big a burst is nor
 # where a fixed window starts (facts §0, §5.3). The sandbox's bucket holds a tenth of a second
-# (`--limit-burst`), and its fixed windows start at the first request, or on its clock's whole
-# windows with RateLimit(aligned=True) (`--limit-align clock`).
+# of the rate in force (`--limit-burst`), and its fixed windows start at the first request, or
+# on its clock's whole windows with RateLimit(aligned=True) (`--limit-align clock`).
 
 # -- permissions ----------------------------------------------------------------------------
 
