@@ -16,9 +16,13 @@ round trip (the sandbox's ``--latency``).
 
 "Ideal" is the least time the limit allows for the cell's N PUTs, first to last: a greedy
 client replayed against the sandbox's own limiter (so a bucket's burst and a window's whole
-allowance count as sent at once). At 50 ms a few workers cannot reach some limits at all, so
-there the ideal is the larger of that and N x round trip / workers. Every cell is at least 20 s
-of ideal. Results go to ``benchmarks/results/throttling.json`` and ``.md``.
+allowance count as sent at once), with the cell's workers, each request taking the round trip
+this client takes with nothing limiting it. That round trip is measured first, one run per
+worker count and latency against an unlimited sandbox (``--rate`` at its maximum, so no slow
+start), alone, so it is the client's fastest: a few workers cannot reach a high limit, nor send
+a minute's allowance at once, and the cells measure the governor, not the machine. Every cell
+is at least 20 s of ideal by the limit alone. Results go to
+``benchmarks/results/throttling.json`` and ``.md``.
 
 ``--simulate`` runs the very same cells through ``tests/simulate.py``: the real governor
 against the sandbox's real limiter on a virtual clock, with a loopback round trip of 1 to 9 ms
@@ -31,6 +35,7 @@ is tuned against; its results go to ``throttling-simulated.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import statistics
 import sys
@@ -45,7 +50,7 @@ from run import HERE, ROOT, Server, _table, batchthumb, machine, write_yaml_job
 
 sys.path.insert(0, str(ROOT))  # tests/simulate.py, for --simulate
 
-from batchthumb.model import RunSettings
+from batchthumb.model import MAXIMA, RunSettings
 from batchthumb.sandbox.command import add_arguments, build_sandbox
 from batchthumb.sandbox.limits import Limiter, RateLimit
 from tests.simulate import simulate
@@ -57,6 +62,8 @@ MIN_IDEAL = 20.0
 LATENCY = 0.05
 TARGET_RATIO, TARGET_MEDIAN, TARGET_THROTTLED = 1.15, 1.10, 3.0
 SIM_ROUND_TRIP, SIM_JITTER = 0.001, 0.004  # loopback: 1 ms, plus up to 4 ms more each way
+MAX_RATE = MAXIMA["rate"]
+CALIBRATION_ITEMS, CALIBRATION_SECONDS = 20_000, 5.0  # the unlimited runs: loopback, 50 ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,17 +104,26 @@ def sandbox_limit(options: tuple[str, ...]) -> RateLimit:
     return limit
 
 
-def ideal_span(options: tuple[str, ...], items: int) -> float:
-    """First to last of ``items`` PUTs sent as early as the limit allows (a greedy client)."""
+def ideal_span(
+    options: tuple[str, ...], items: int, workers: int = 1, round_trip: float = 0.0
+) -> float:
+    """First to last of ``items`` PUTs sent as early as the limit allows (a greedy client).
+
+    The client has ``workers``, each taking ``round_trip`` a request: a worker sends again
+    only once its answer is back, so a few workers cannot reach a high limit at all.
+    """
     limiter = Limiter(sandbox_limit(options))
-    now, sent, first = 0.0, 0, 0.0
+    free = [0.0] * workers  # when each worker is next free, a heap
+    now, sent = 0.0, 0
     while sent < items:
+        now = max(now, free[0])
         wait = limiter.admit(now)
         if wait is None:
+            heapq.heapreplace(free, now + round_trip)
             sent += 1
         else:
             now += max(wait, 1e-6)
-    return now - first
+    return now
 
 
 def items_for(cell: Cell) -> tuple[int, float]:
@@ -132,19 +148,49 @@ def client_rate(cell: Cell) -> float:
     return float(cell.client[cell.client.index("--rate") + 1])
 
 
-def cell_ideal(cell: Cell) -> tuple[int, float]:
-    """The cell's items, and the least time its limit, round trip and ``--rate`` allow."""
-    items, ideal = items_for(cell)
-    if cell.latency:
-        ideal = max(ideal, items * cell.latency / cell.workers)
+def cell_ideal(cell: Cell, round_trip: float) -> tuple[int, float]:
+    """The cell's items, and the least time its limit, workers and ``--rate`` allow.
+
+    ``round_trip``: what one request takes this client with nothing limiting it, measured.
+    """
+    items, _ = items_for(cell)
+    ideal = ideal_span(cell.server, items, cell.workers, round_trip)
     if client_rate(cell):  # a configured rate allows no more than itself
         ideal = max(ideal, (items - 1) / client_rate(cell))
     return items, ideal
 
 
-def run_cell(cell: Cell, work: Path, index: int) -> dict[str, Any]:
+def measure_round_trip(workers: int, latency: float, work: Path, simulated: bool) -> float:
+    """What one request takes this client, ``workers`` at a time, with nothing limiting it.
+
+    The cells' ideals use it: the limit is what they measure, not how fast the client and the
+    sandbox are on this machine. ``--rate`` at its maximum spares the slow start (part of what
+    the cells measure), and there is no limit to meet.
+    """
+    items = round(workers * CALIBRATION_SECONDS / latency) if latency else CALIBRATION_ITEMS
+    if simulated:
+        outcome, _ = simulate(
+            None, items=items, workers=workers, round_trip=SIM_ROUND_TRIP, jitter=SIM_JITTER,
+            latency=latency, rate=MAX_RATE,
+        )  # fmt: skip
+        span = outcome.sent_span
+    else:
+        job = write_yaml_job(work / f"round-trip-{workers}-{latency:g}.yaml", items)
+        server_options = ("--autocreate",) + (("--latency", f"{latency:g}") if latency else ())
+        with Server(*server_options) as server:
+            child = batchthumb(
+                job, server, "--concurrency", str(workers), "--rate", f"{MAX_RATE:g}",
+                timeout=900.0,
+            )  # fmt: skip
+            span = server.seen().span
+        if child.returncode:
+            raise SystemExit(f"the unlimited run exited {child.returncode}: {child.stderr}")
+    return span * workers / (items - 1)
+
+
+def run_cell(cell: Cell, work: Path, index: int, round_trip: float) -> dict[str, Any]:
     """Run one cell; what the sandbox saw, against the ideal."""
-    items, ideal = cell_ideal(cell)
+    items, ideal = cell_ideal(cell, round_trip)
     job = write_yaml_job(work / f"cell-{index}.yaml", items)
     # --autocreate: the job's plans are made up, and the sandbox knows none of them.
     server_options = ("--autocreate", *cell.server)
@@ -164,9 +210,9 @@ def run_cell(cell: Cell, work: Path, index: int) -> dict[str, Any]:
     return row
 
 
-def simulate_cell(cell: Cell, work: Path, index: int) -> dict[str, Any]:
+def simulate_cell(cell: Cell, work: Path, index: int, round_trip: float) -> dict[str, Any]:
     """Run one cell on the virtual clock of tests/simulate.py; the same row as a real run."""
-    items, ideal = cell_ideal(cell)
+    items, ideal = cell_ideal(cell, round_trip)
     outcome, _ = simulate(
         sandbox_limit(cell.server),
         items=items,
@@ -324,8 +370,10 @@ def markdown(result: dict[str, Any]) -> str:
             f"{result['load_before']} before and {result['load_after']} after "
             f"({result['minutes']:.0f} minutes)."
         )
+    trips = "; ".join(f"{key}: {ms:g} ms" for key, ms in result["round_trips_ms"].items())
     out = [
-        f"{what} Each cell: time/ideal, first to last PUT, and the share of PUTs answered 429.",
+        f"{what} Each cell: time/ideal, first to last PUT, and the share of PUTs answered 429. "
+        f"Round trips with nothing limiting them, which the ideals use: {trips}.",
         "",
     ]
     if result["matrix"]:
@@ -339,8 +387,7 @@ def markdown(result: dict[str, Any]) -> str:
         ]
     if result["latency"]:
         out += [
-            f"At a {LATENCY * 1000:.0f} ms round trip (sandbox `--latency {LATENCY:g}`; where "
-            "the workers cannot reach the limit, ideal = items x round trip / workers):",
+            f"At a {LATENCY * 1000:.0f} ms round trip (sandbox `--latency {LATENCY:g}`):",
             "",
             *matrix_table(result["latency"]),
             "",
@@ -404,12 +451,32 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"{len(everything)} cells, {jobs} at a time", flush=True)
     run = simulate_cell if args.simulate else run_cell
-    with (
-        tempfile.TemporaryDirectory(prefix="batchthumb-throttling-") as tmp,
-        ThreadPoolExecutor(max_workers=jobs) as pool,
-    ):
-        futures = {i: pool.submit(run, everything[i], Path(tmp), i) for i in order}
-        rows = [futures[i].result() for i in range(len(everything))]
+    with tempfile.TemporaryDirectory(prefix="batchthumb-throttling-") as tmp:
+        # One at a time, before the cells: measured alone, the client is at its fastest, so
+        # the ideals are if anything too short.
+        round_trips = {
+            key: measure_round_trip(*key, Path(tmp), args.simulate)
+            for key in sorted({(c.workers, c.latency) for c in everything})
+        }
+        result["round_trips_ms"] = {
+            f"{workers} workers at {f'{latency * 1000:g} ms' if latency else 'loopback'}": round(
+                seconds * 1000, 2
+            )
+            for (workers, latency), seconds in round_trips.items()
+        }
+        print("round trips, unlimited:", result["round_trips_ms"], flush=True)
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = {
+                i: pool.submit(
+                    run,
+                    everything[i],
+                    Path(tmp),
+                    i,
+                    round_trips[everything[i].workers, everything[i].latency],
+                )
+                for i in order
+            }
+            rows = [futures[i].result() for i in range(len(everything))]
     result["load_after"] = load()
     result["minutes"] = (time.monotonic() - started) / 60
     result["matrix"] = rows[: len(matrix)]
