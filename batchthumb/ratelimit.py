@@ -13,6 +13,8 @@ do:
   ``start_window`` requests in flight, one more per success (twice as many each round trip),
   and never more than ``start_share`` of the requests accepted so far. What the first wave
   costs is what is in flight when the limit is met: at most that share of what went through.
+  The first request goes alone: against a bucket of 1, a second sent beside it is refused,
+  and so is any sent behind that before its answer.
   A configured ``rate`` needs no probing, so it starts with no window.
 - **Cut.** A throttled answer to a request started after the last cut sets the maximum to the
   rate the server *accepted*, counted over the last ``span`` (a second: a count over a few
@@ -30,7 +32,9 @@ do:
 - **Recovery.** The rate then climbs along a cubic back to that maximum in ``recovery``
   seconds (longer for slow limits, the time ``probe_every`` requests take, times the requests
   in flight, since a refused probe costs a 429 for each; after the first cut, whose maximum
-  is a guess, ``first_probe_every``), whatever the depth of the cut, and flattens near it. Past
+  is a guess, ``first_probe_every``; below a named limit, which is exact but may rise, and
+  which only a probe finds risen, ``named_probe_every``), whatever the depth of the cut, and
+  flattens near it. Past
   it, it grows again within ``recovery`` seconds however long the approach took (a maximum
   measured low, or a limit that rose, is not held for eight more seconds), then doubles each
   ``recovery``. The first start after a cut waits one interval at the new rate: the server
@@ -62,7 +66,7 @@ class ThrottlePolicy:
     """How the governor probes, brakes and recovers."""
 
     start_rate: float = 50.0  # requests per second the slow start begins at
-    start_window: int = 2  # requests in flight the slow start begins with; +1 per success
+    start_window: int = 1  # requests in flight the slow start begins with; +1 per success
     start_share: float = 0.2  # ... up to this share of the requests accepted so far
     window_nap: float = 0.002  # seconds between looks at a full window
     doubling: float = 0.03  # seconds in which the slow start doubles the rate
@@ -73,6 +77,7 @@ class ThrottlePolicy:
     recovery: float = 1.0  # seconds to regain the rate before a cut, at least
     probe_every: float = 150.0  # ... and at least this many requests: each probe costs a 429
     first_probe_every: float = 60.0  # ... after the first cut, whose maximum is a guess
+    named_probe_every: float = 50.0  # ... below a named limit, which only a probe finds risen
     stated_beta: float = 0.97  # a cut to a limit the server named leaves this share of it
     max_recovery: float = 8.0  # ... and at most this many seconds
     min_rate: float = 0.2  # requests per second; never slower than this
@@ -389,7 +394,10 @@ class RateGovernor:
         # The first cut's maximum is a guess from under a second, too high or too low: it is
         # regained over fewer requests, so that a limit above it (or one that rose) is found
         # in seconds. A later one was measured, and probing above it costs a 429 each time.
-        probes = policy.first_probe_every if first else policy.probe_every
+        if named is not None:
+            probes = policy.named_probe_every
+        else:
+            probes = policy.first_probe_every if first else policy.probe_every
         # A probe that is refused costs a 429 for each request still in flight (several at a
         # long round trip): the probes are spaced by what they cost.
         cost = 1 + self._in_flight

@@ -312,6 +312,10 @@ async def test_resume_after_a_kill_during_a_migration_uploads_nothing_twice(tmp_
             "--no-progress",
             "--concurrency",
             "2",
+            # A rate: with none, the slow start keeps one PUT in flight until it is answered,
+            # and the closed gate answers none.
+            "--rate",
+            "1000",
         ]
         sandbox.gate.close()
         async with await anyio.open_process(args, cwd=tmp_path, env=env()) as process:

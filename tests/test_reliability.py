@@ -181,7 +181,7 @@ async def test_first_signal_finishes_in_flight_requests_and_exits_130(
 ) -> None:
     """Graceful stop: in-flight requests complete and are journaled; nothing new starts."""
     box, url = sandbox
-    # A rate: with none, the slow start's window keeps only two in flight until one is answered,
+    # A rate: with none, the slow start's window keeps only one in flight until it is answered,
     # and the closed gate answers none.
     job = write_job(
         tmp_path / "job.yaml", endpoint=url, plans=range(50), settings="concurrency: 4\nrate: 1000"
@@ -209,7 +209,7 @@ async def test_a_second_signal_stops_at_once_and_leaves_a_valid_report(
 ) -> None:
     """Two SIGINTs: the run ends without waiting for the server; the report stays valid JSON lines."""
     box, url = sandbox
-    job = write_job(  # a rate: with none, the slow start's window holds the third back
+    job = write_job(  # a rate: with none, the slow start's window holds the second back
         tmp_path / "job.yaml", endpoint=url, plans=range(20), settings="concurrency: 3\nrate: 1000"
     )
     report = tmp_path / "job.results.jsonl"
