@@ -1,7 +1,7 @@
 """The throttling matrix: batchthumb against rate limits in the shapes real gateways use.
 
-    python benchmarks/throttling.py               # the README's tables (~34 min on 2 quiet cores)
-    python benchmarks/throttling.py --only-latency  # only the 50 ms cells (~18 min)
+    python benchmarks/throttling.py               # the README's tables (29 min at --jobs 3)
+    python benchmarks/throttling.py --only-latency  # only the 50 ms cells (about half of it)
     python benchmarks/throttling.py --quick       # a few short cells, for development
     python benchmarks/throttling.py --jobs 4      # cells run four at a time (default 4)
     python benchmarks/throttling.py --simulate    # the same cells on a virtual clock, in seconds
