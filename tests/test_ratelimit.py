@@ -231,11 +231,13 @@ async def test_the_slow_start_window_grows_to_a_fifth_of_the_requests_accepted(
 
 
 def test_an_error_frees_its_place_in_the_window_and_widens_nothing() -> None:
-    """One in flight ends in an error: another may start, and the window is still one."""
+    """A window of two, both in flight, one ends in an error: one more may start, not two, and
+    the window is still two."""
     time = FakeTime()
-    gov = governor(time)
+    gov = governor(time, policy=ThrottlePolicy(start_window=2))
     assert gov.try_acquire() == 0.0
     time.now = 1.0
+    assert gov.try_acquire() == 1.0
     assert gov.try_acquire() is None
     gov.on_answer()
     assert gov.try_acquire() == 1.0
