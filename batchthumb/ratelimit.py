@@ -34,11 +34,10 @@ do:
   in flight, since a refused probe costs a 429 for each; after the first cut, whose maximum
   is a guess, ``first_probe_every``; below a named limit, which is exact but may rise, and
   which only a probe finds risen, ``named_probe_every``), whatever the depth of the cut, and
-  flattens near it. Past
-  it, it grows again within ``recovery`` seconds however long the approach took (a maximum
-  measured low, or a limit that rose, is not held for eight more seconds), then doubles each
-  ``recovery``. The first start after a cut waits one interval at the new rate: the server
-  has just refused one, so its bucket is empty.
+  flattens near it. Past it, it grows again within ``recovery`` seconds however long the
+  approach took (a maximum measured low, or a limit that rose, is not held for eight more
+  seconds), then doubles each ``recovery``. The first start after a cut waits one interval
+  at the new rate: the server has just refused one, so its bucket is empty.
 - **Pause.** Throttling that persists with no success in between (a window that is full until
   it resets) pauses every worker, for a time that doubles while it lasts; ``Retry-After``, when
   the server sends it, sets the pause instead (capped).
