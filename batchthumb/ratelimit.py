@@ -40,7 +40,10 @@ do:
   at the new rate: the server has just refused one, so its bucket is empty.
 - **Pause.** Throttling that persists with no success in between (a window that is full until
   it resets) pauses every worker, for a time that doubles while it lasts; ``Retry-After``, when
-  the server sends it, sets the pause instead (capped).
+  the server sends it, sets the pause instead (capped). A window the server named began no
+  later than the first success since the last pause, so a pause ends when it has reset, if
+  sooner; for a window of a minute, pauses grow to ``named_pause_share`` of it, not to
+  ``max_pause`` (each probe before the reset costs a 429).
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ class ThrottlePolicy:
     min_rate: float = 0.2  # requests per second; never slower than this
     pause: float = 0.25  # first pause while throttling persists; doubles while it lasts
     max_pause: float = 5.0
+    named_pause_share: float = 1 / 6  # ... or this share of a window named per minute
     max_retry_after: float = 300.0  # a server asking for more is capped, not obeyed blindly
     frequent: float = 0.1  # a share of 429s over the span that cuts even with Retry-After
     min_answers: int = 20  # ... out of at least this many answers
@@ -136,6 +140,9 @@ class RateGovernor:
         self._booked_rate = 0.0  # the rate slots were booked at since the last epoch
         self._last_start = -math.inf  # the latest start handed out
         self._streak = 0  # throttles since the last success, each after a cut or pause
+        # The first success since the last pause (or ever): a window it fell in began no later.
+        self._window_opened = math.inf
+        self._reopening = True  # the next success is the first since a pause
         self._accepted: deque[float] = deque()  # success times within the last span
         self._throttles: deque[float] = deque()  # throttle times within the last span
         self._in_flight = 0  # started and not yet answered
@@ -279,6 +286,8 @@ class RateGovernor:
             most = max(policy.start_window, int(policy.start_share * self._successes))
             self._window = min(self._window, most)
         self._streak = 0
+        if self._reopening:
+            self._window_opened, self._reopening = now, False
         accepted = self._accepted
         accepted.append(now)
         horizon = now - self._policy.span
@@ -317,8 +326,17 @@ class RateGovernor:
         elif retry_after is None:
             # Still throttled after a cut with nothing accepted: the server is closed (a full
             # window), so wait, longer each time, rather than cut towards nothing.
-            full = min(policy.max_pause, policy.pause * 2.0 ** (self._streak - 2))
+            longest, resets = policy.max_pause, math.inf
+            if stated is not None:
+                # A named window began no later than its first success, so it has reset that
+                # long after it: probe then, and meanwhile (a minute) less often.
+                longest = max(longest, stated.seconds * policy.named_pause_share)
+                resets = self._window_opened + stated.seconds
+            full = min(longest, policy.pause * 2.0 ** (self._streak - 2))
             until = now + full / 2 + self._jitter() * full / 2
+            if now < resets < until:
+                until = resets
+            self._reopening = True
             # The cubic stands still while paused, and resumes with a probe.
             self._cut_at += until - max(now, self._resumed)
             self._resumed = self._episode = until  # still congested until the pause ends

@@ -608,6 +608,44 @@ def test_refused_at_97_percent_of_a_named_limit_the_rate_dips_and_climbs_back_to
         assert gov.rate == pytest.approx(0.97 * 20)
 
 
+async def throttled_starts(
+    stated: StatedLimit | None, until: float, accepted: float = math.inf
+) -> list[float]:
+    """Starts of a run whose first request is accepted at 0 s, and the first at or after
+    ``accepted``; every other one is refused."""
+    time = FakeTime()
+    gov = governor(time)
+    await gov.acquire()
+    gov.on_success()
+    begun: list[float] = []
+    while time.now < until:
+        begun.append(await gov.acquire())
+        if begun[-1] >= accepted:
+            gov.on_success()
+            accepted = math.inf
+        else:
+            gov.on_throttle(started_at=begun[-1], retry_after=None, stated=stated)
+    return begun
+
+
+async def test_a_window_named_per_minute_is_probed_less_often_and_again_as_it_resets() -> None:
+    """Refused on and on by a window named per minute: pauses grow to 10 s, not 5, and one
+    ends a minute after the window's first success, when it has reset."""
+    begun = await throttled_starts(StatedLimit(1200.0, 60.0), until=70.0)
+    gaps = [b - a for a, b in itertools.pairwise(begun)]
+    assert 5.0 < max(gaps) <= 10.0
+    assert any(start == pytest.approx(60.0) for start in begun)
+    unnamed = await throttled_starts(None, until=70.0)
+    assert max(b - a for a, b in itertools.pairwise(unnamed)) <= 5.0
+
+
+async def test_the_next_minute_is_counted_from_the_first_success_after_the_pause() -> None:
+    """The probe at 60 s is accepted, the next minute's allowance runs out at once: the pauses
+    end again 60 s after that probe, at 120 s."""
+    begun = await throttled_starts(StatedLimit(1200.0, 60.0), until=130.0, accepted=60.0)
+    assert any(start == pytest.approx(120.0) for start in begun)
+
+
 async def test_a_limit_named_per_minute_is_not_taken_for_a_rate() -> None:
     """600 a minute may go at once: the cut is the one an unnamed 429 would make."""
     named, unnamed = FakeTime(), FakeTime()
