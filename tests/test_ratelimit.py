@@ -639,6 +639,19 @@ async def test_a_window_named_per_minute_is_probed_less_often_and_again_as_it_re
     assert max(b - a for a, b in itertools.pairwise(unnamed)) <= 5.0
 
 
+async def test_with_nothing_ever_accepted_no_reset_is_assumed() -> None:
+    """Every request refused from the first, by a window named per minute: no success tells
+    when it began, so each pause is at least as long as the one before, none cut short."""
+    time = FakeTime()
+    gov = governor(time)
+    begun: list[float] = []
+    while time.now < 80.0:
+        begun.append(await gov.acquire())
+        gov.on_throttle(started_at=begun[-1], retry_after=None, stated=StatedLimit(1200.0, 60.0))
+    gaps = [b - a for a, b in itertools.pairwise(begun)][2:]  # past the cut's own spacing
+    assert all(b >= a - 1e-9 for a, b in itertools.pairwise(gaps))
+
+
 async def test_the_next_minute_is_counted_from_the_first_success_after_the_pause() -> None:
     """The probe at 60 s is accepted, the next minute's allowance runs out at once: the pauses
     end again 60 s after that probe, at 120 s."""
