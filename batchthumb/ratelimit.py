@@ -40,10 +40,10 @@ do:
   at the new rate: the server has just refused one, so its bucket is empty.
 - **Pause.** Throttling that persists with no success in between (a window that is full until
   it resets) pauses every worker, for a time that doubles while it lasts; ``Retry-After``, when
-  the server sends it, sets the pause instead (capped). A window the server named began no
-  later than the first success since the last pause, so a pause ends when it has reset, if
-  sooner; for a window of a minute, pauses grow to ``named_pause_share`` of it, not to
-  ``max_pause`` (each probe before the reset costs a 429).
+  the server sends it, sets the pause instead (capped). A window the server named per minute
+  began no later than the first success since the last pause, so a pause ends when it has
+  reset, if sooner, and pauses grow to ``named_pause_share`` of it, not to ``max_pause``
+  (each probe before the reset costs a 429).
 """
 
 from __future__ import annotations
@@ -327,9 +327,9 @@ class RateGovernor:
             # Still throttled after a cut with nothing accepted: the server is closed (a full
             # window), so wait, longer each time, rather than cut towards nothing.
             longest, resets = policy.max_pause, math.inf
-            if stated is not None:
-                # A named window began no later than its first success, so it has reset that
-                # long after it: probe then, and meanwhile (a minute) less often.
+            if stated is not None and stated.seconds > policy.span:
+                # A window named per minute began no later than its first success, so it has
+                # reset a minute after that: probe less often meanwhile, and then at once.
                 longest = max(longest, stated.seconds * policy.named_pause_share)
                 resets = self._window_opened + stated.seconds
             full = min(longest, policy.pause * 2.0 ** (self._streak - 2))
