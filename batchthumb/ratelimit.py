@@ -44,6 +44,13 @@ do:
   began no later than the first success since the last pause, so a pause ends when it has
   reset, if sooner, and pauses grow to ``named_pause_share`` of it, not to ``max_pause``
   (each probe before the reset costs a 429).
+- **A minute's allowance.** A window named per minute that this run's own successes filled is
+  closed until it resets: nothing to cut, so the run pauses at once and probes halfway between
+  the earliest the reset can come (after the last refusal) and the latest (a minute after the
+  window's first success), down to ``named_pause_share`` of it. Once a reset is found, each
+  minute sends what the server named and one probe past it: refused, the run waits for the
+  next reset, a minute after the last refusal before this one at the earliest; accepted, the
+  limit rose, and the run stops counting.
 """
 
 from __future__ import annotations
@@ -143,6 +150,9 @@ class RateGovernor:
         # The first success since the last pause (or ever): a window it fell in began no later.
         self._window_opened = math.inf
         self._reopening = True  # the next success is the first since a pause
+        self._in_window = 0  # successes since ``_window_opened``
+        self._minute: StatedLimit | None = None  # the last limit the server named per minute
+        self._reset_floor = -math.inf  # a full minute window had not reset by then
         self._accepted: deque[float] = deque()  # success times within the last span
         self._throttles: deque[float] = deque()  # throttle times within the last span
         self._in_flight = 0  # started and not yet answered
@@ -215,7 +225,7 @@ class RateGovernor:
             return None
         if self._started == math.inf:
             self._started = now
-        if self._in_flight >= self._window:
+        if self._in_flight >= self._window or self._minute_is_full():
             return None
         rate = self._current_rate(now)
         if math.isinf(rate):
@@ -239,8 +249,9 @@ class RateGovernor:
                 continue
             if self._started == math.inf:
                 self._started = now
-            if self._in_flight >= self._window:
-                # The window is full: an answer frees it within a round trip.
+            if self._in_flight >= self._window or self._minute_is_full():
+                # The window is full: an answer frees it within a round trip (or, for a
+                # minute's allowance, the answer to the one probe past it pauses the run).
                 await self._sleep(self._policy.window_nap)
                 continue
             rate = self._current_rate(now)
@@ -259,9 +270,20 @@ class RateGovernor:
             while epoch == self._epoch and (now := self._clock()) < slot:
                 await self._sleep(min(slot - now, nap))
             if epoch == self._epoch and self._in_flight < self._window:
+                if self._minute_is_full():
+                    continue
                 self._last_start = max(self._last_start, slot)
                 self._in_flight += 1
                 return slot
+
+    def _minute_is_full(self) -> bool:
+        """Whether this run has sent a minute window the server named all it allows, and one more.
+
+        The one more is a probe: accepted, the limit rose (or was not this window's), and the
+        run no longer counts; refused, it pauses the run until the window resets.
+        """
+        minute = self._minute
+        return minute is not None and self._in_window + self._in_flight > minute.requests
 
     def _reserve(self, now: float, rate: float) -> float:
         interval = 1.0 / rate
@@ -287,7 +309,13 @@ class RateGovernor:
             self._window = min(self._window, most)
         self._streak = 0
         if self._reopening:
-            self._window_opened, self._reopening = now, False
+            self._window_opened, self._reopening, self._in_window = now, False, 1
+            if self._minute is not None:  # it reset after the floor: the next one a window on
+                self._reset_floor += self._minute.seconds
+        else:
+            self._in_window += 1
+            if self._minute is not None and self._in_window > self._minute.requests:
+                self._minute = None  # more than it named went through: it no longer holds
         accepted = self._accepted
         accepted.append(now)
         horizon = now - self._policy.span
@@ -321,21 +349,33 @@ class RateGovernor:
             return  # a rare 429 that says when to come back asks for a pause, not a cut
         self._answered_to = now
         self._streak += 1
-        if self._streak == 1:
+        minute = stated if stated is not None and stated.seconds > policy.span else None
+        if minute is not None:
+            self._minute = minute
+        # A minute window full of this run's successes is closed until it resets, which is a
+        # minute after its first success at the latest: no rate would be accepted before, so
+        # there is nothing to cut, only a reset to find.
+        resets = self._window_opened + minute.seconds if minute is not None else math.inf
+        full_of_ours = minute is not None and self._in_window >= minute.requests and now < resets
+        if full_of_ours:
+            self._reset_floor = max(self._reset_floor, started_at)  # it had not reset by then
+        if self._streak == 1 and not full_of_ours:
             self._cut(now, stated)
         elif retry_after is None:
             # Still throttled after a cut with nothing accepted: the server is closed (a full
             # window), so wait, longer each time, rather than cut towards nothing.
-            longest, resets = policy.max_pause, math.inf
-            if stated is not None and stated.seconds > policy.span:
-                # A window named per minute began no later than its first success, so it has
-                # reset a minute after that: probe less often meanwhile, and then at once.
-                longest = max(longest, stated.seconds * policy.named_pause_share)
-                resets = self._window_opened + stated.seconds
-            full = min(longest, policy.pause * 2.0 ** (self._streak - 2))
-            until = now + full / 2 + self._jitter() * full / 2
-            if now < resets < until:
-                until = resets
+            longest = policy.max_pause
+            if minute is not None:  # probe a window named per minute less often, then at its reset
+                longest = max(longest, minute.seconds * policy.named_pause_share)
+            if full_of_ours:
+                # It resets after the floor and by ``resets``: probe halfway, down to ``longest``.
+                earliest = max(now, self._reset_floor)
+                until = resets if resets - earliest <= longest else (earliest + resets) / 2
+            else:
+                full = min(longest, policy.pause * 2.0 ** (self._streak - 2))
+                until = now + full / 2 + self._jitter() * full / 2
+                if now < resets < until:
+                    until = resets
             self._reopening = True
             # The cubic stands still while paused, and resumes with a probe.
             self._cut_at += until - max(now, self._resumed)

@@ -11,9 +11,10 @@ import math
 
 import pytest
 
+from batchthumb.client import stated_limit
 from batchthumb.model import StatedLimit
 from batchthumb.ratelimit import RateGovernor, ThrottlePolicy
-from batchthumb.sandbox.limits import RateLimit, RetryAfter, Shape, parse_schedule
+from batchthumb.sandbox.limits import Limiter, RateLimit, RetryAfter, Shape, parse_schedule
 from tests.simulate import VirtualTime, run, simulate
 
 pytestmark = pytest.mark.anyio
@@ -657,6 +658,119 @@ async def test_the_next_minute_is_counted_from_the_first_success_after_the_pause
     end again 60 s after that probe, at 120 s."""
     begun = await throttled_starts(StatedLimit(1200.0, 60.0), until=130.0, accepted=60.0)
     assert any(start == pytest.approx(120.0) for start in begun)
+
+
+async def against_a_minute_window(
+    limit: RateLimit, items: int, time: FakeTime | None = None
+) -> tuple[list[float], list[float], RateGovernor]:
+    """One worker sends ``items`` against the sandbox's limiter, each answered as it starts,
+    reading the limit each 429 names: the starts accepted, the starts refused, the governor."""
+    time = time or FakeTime()
+    gov = governor(time)
+    limiter = Limiter(limit)
+    accepted: list[float] = []
+    refused: list[float] = []
+    while len(accepted) < items:
+        start = gov.try_acquire()  # the runner's fast path first, as the runner does
+        if start is None:
+            start = await gov.acquire()
+        if limiter.admit(time.now) is None:
+            gov.on_success()
+            accepted.append(start)
+        else:
+            stated = stated_limit(limiter.message(time.now))
+            gov.on_throttle(started_at=start, retry_after=None, stated=stated)
+            refused.append(start)
+    return accepted, refused, gov
+
+
+THIRTY_A_MINUTE = RateLimit.per_second(0.5, shape=Shape.FIXED, window=60.0)
+
+
+async def test_a_minute_window_the_run_filled_is_probed_halfway_to_its_reset() -> None:
+    """30 accepted in the first second of a window of 30 a minute: it cannot reopen before a
+    reset, due by 60 s, so the run pauses at once (no cut) and probes halfway there, down to
+    10 s apart: at 30, 45 and 52.5 s, then at 60 s, not every few seconds."""
+    accepted, refused, gov = await against_a_minute_window(THIRTY_A_MINUTE, 31)
+    first_refusal, *probes = refused
+    assert first_refusal < 1.0 and accepted[29] < first_refusal
+    middle = (first_refusal + 60.0) / 2
+    assert probes == pytest.approx([middle, (middle + 60) / 2, (middle + 3 * 60) / 4], abs=0.01)
+    assert accepted[30] == pytest.approx(60.0, abs=0.01)
+    assert gov.stats.rate_cuts == 0
+
+
+async def test_each_later_minute_sends_its_allowance_and_one_probe_then_waits() -> None:
+    """Once a reset is found, the run counts: each minute it sends the 30 named and one probe
+    past them, refused, and waits for the next reset, which the last refused probe before
+    this one bounds (52.5 s + 60): no probe in between."""
+    accepted, refused, _ = await against_a_minute_window(THIRTY_A_MINUTE, 120)
+    later = [start for start in refused if start > 59.0]
+    assert len(later) == 2  # one in each of the minutes from 60 and 120 s; the last needs none
+    for minute, probe in zip((60, 120), later, strict=True):
+        assert minute <= probe < minute + 1.0
+    for minute in (60, 120, 180):
+        assert sum(1 for start in accepted if minute - 0.01 < start < minute + 1.0) == 30
+
+
+async def test_a_probe_past_a_minutes_allowance_accepted_ends_the_count() -> None:
+    """The limit rose from 30 to 60 a minute: the probe past 30 is accepted, so the run no
+    longer holds at 30 and sends the second minute's 60."""
+    rising = RateLimit(((0.0, 0.5), (30.0, 1.0)), shape=Shape.FIXED, window=60.0)
+    accepted, _, _ = await against_a_minute_window(rising, 90)
+    assert sum(1 for start in accepted if 59.99 < start < 61.0) == 60
+
+
+async def test_a_later_minute_is_probed_no_sooner_than_its_reset_can_come() -> None:
+    """A clock-aligned window that resets at 60 s, met at 40 s: its reset is found at 70 s;
+    the next is due after 100.3 s (a minute after the last refusal before that reset) and by
+    130 s, so the second minute is probed from 100.3 s on, not halfway from 70 s."""
+    aligned = RateLimit.per_second(0.5, shape=Shape.FIXED, window=60.0, aligned=True)
+    time = FakeTime()
+    time.now = 40.0
+    accepted, refused, _ = await against_a_minute_window(aligned, 61, time)
+    first_minute_refusal = refused[0]
+    assert 40.0 < first_minute_refusal < 41.0
+    assert 60.0 < accepted[30] < 71.0
+    second = [start for start in refused if start > accepted[30] + 1.0]
+    assert second and min(second) > first_minute_refusal + 60.0
+
+
+@pytest.mark.parametrize("rate", [0.0, 1000.0])
+def test_eight_workers_send_each_later_minute_its_allowance_and_one_probe(rate: float) -> None:
+    """Eight workers, paced or not, against 300 a minute: the first minute costs what was in
+    flight and the probes before its reset; each later one only its probe past 300."""
+    limit = RateLimit.per_second(5.0, shape=Shape.FIXED, window=60.0)
+    throttled = []
+    for minutes in (2, 3, 4):  # the last minute's 300 finish the job: no probe past them
+        outcome, _ = simulate(limit, items=300 * minutes, workers=8, rate=rate, states_limit=True)
+        assert outcome.accepted[-1] == pytest.approx(60.0 * (minutes - 1), abs=1.0)
+        throttled.append(outcome.throttled)
+    assert throttled[0] <= 8 + 3
+    assert [b - a for a, b in itertools.pairwise(throttled)] == [1, 1]
+
+
+async def test_a_pause_for_a_full_minute_ends_with_one_probe() -> None:
+    """Eight workers' worth in flight when a full minute window refuses: once it has reset,
+    one request goes first, not eight that a window still closed would all refuse."""
+    time = FakeTime()
+    gov = governor(time)
+    await answered_starts(gov, 40)
+    gov.on_throttle(started_at=time.now, retry_after=None, stated=StatedLimit(40.0, 60.0))
+    time.now = 60.0
+    assert gov.try_acquire() is not None
+    assert gov.try_acquire() is None
+
+
+async def test_a_minute_window_still_closed_after_its_bound_is_cut_as_any_other() -> None:
+    """Refused a minute after the first success, when a window full of this run's own has
+    surely reset: the window is not this run's alone, so the refusal cuts the rate."""
+    time = FakeTime()
+    gov = governor(time)
+    await answered_starts(gov, 40)
+    time.now = 61.0
+    gov.on_throttle(started_at=time.now, retry_after=None, stated=StatedLimit(40.0, 60.0))
+    assert gov.stats.rate_cuts == 1
 
 
 async def test_a_limit_named_per_minute_is_not_taken_for_a_rate() -> None:
